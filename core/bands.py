@@ -1,0 +1,139 @@
+"""Band specs and name-based band mapping (after TorchGeo's band metadata).
+
+A model record lists the bands it was trained on, in order. A raster's bands are matched
+to them by band description (``B04``, ``B4``, ``VV``...) or by an explicit list / preset
+naming what each raster band holds. Model bands a raster lacks but that may be zero-filled
+(B10 for Sentinel-2 L2A, which drops the cirrus band) map to ``None``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from .errors import SoftConError
+
+S2_L1C: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+S2_L2A: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
+S1_GRD: tuple[str, ...] = ("VV", "VH")
+
+#: Native ground sampling distance (m) of each Sentinel-2 band.
+S2_GSD: dict[str, int] = {
+    "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
+    "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+
+#: Bands that may be filled with zeros when a raster lacks them (SoftCon README: L2A gets a zero B10).
+ZERO_FILLABLE: frozenset[str] = frozenset({"B10"})
+
+#: File band orders of common products, by preset name.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "s2_l1c": S2_L1C,
+    "s2_l2a": S2_L2A,
+    # EuroSAT-MS stores B8A last: B01..B12 then B8A.
+    "eurosat": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B8A"),
+    "s1": S1_GRD,
+}
+
+RGB: tuple[str, str, str] = ("B4", "B3", "B2")
+
+
+def canonical(name: str) -> str | None:
+    """Canonical band name for a description such as ``B04``, ``b8a``, ``s2_B12.jp2``, ``VV``, or None."""
+    text = name.strip().upper()
+    m = re.search(r"(?<![A-Z0-9])B0?(\d{1,2})(A?)(?![0-9])", text)
+    if m:
+        num, a = int(m.group(1)), m.group(2)
+        cand = f"B{num}{a}"
+        return cand if cand in S2_L1C else None
+    for pol in S1_GRD:
+        if re.search(rf"(?<![A-Z]){pol}(?![A-Z])", text):
+            return pol
+    return None
+
+
+def parse_band_list(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """A preset name (``eurosat``) or comma list (``B2,B3,B4``) as canonical band names."""
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key in PRESETS:
+            return PRESETS[key]
+        spec = [s for s in spec.split(",") if s.strip()]
+    out = []
+    for s in spec:
+        c = canonical(s)
+        if c is None:
+            raise SoftConError(
+                f"Unknown band name {s!r}. Use Sentinel-2 names (B1..B12, B8A), VV/VH, "
+                f"or a preset: {', '.join(PRESETS)}."
+            )
+        out.append(c)
+    return tuple(out)
+
+
+def map_bands(source: Sequence[str | None], model_bands: Sequence[str]) -> list[int | None]:
+    """Index into ``source`` for each model band (``None`` = fill with zeros).
+
+    Args:
+        source: what each raster band holds, in file order (None where unknown).
+        model_bands: the bands the model expects, in its order.
+
+    Raises:
+        SoftConError: naming the model bands the raster lacks.
+    """
+    where = {}
+    for i, name in enumerate(source):
+        if name is not None and name not in where:
+            where[name] = i
+    index: list[int | None] = []
+    missing = []
+    for band in model_bands:
+        if band in where:
+            index.append(where[band])
+        elif band in ZERO_FILLABLE:
+            index.append(None)
+        else:
+            missing.append(band)
+    if missing:
+        raise SoftConError(
+            f"The raster lacks band(s) {', '.join(missing)} needed by the model "
+            f"(raster bands: {', '.join(str(s) for s in source)}). Give the band order explicitly "
+            f"(e.g. --bands eurosat or --bands B1,B2,...) or use a raster with those bands."
+        )
+    return index
+
+
+def resolve_bands(
+    descriptions: Sequence[str | None],
+    model_bands: Sequence[str],
+    bands: str | Sequence[str] | None = None,
+) -> list[int | None]:
+    """Map a raster's bands onto a model's bands.
+
+    Args:
+        descriptions: the raster's band descriptions (may be empty strings / None).
+        model_bands: bands the model expects.
+        bands: explicit file order (preset name or list); None = read the descriptions, and
+            if they say nothing, assume the model's own order when the count matches.
+    """
+    n = len(descriptions)
+    if bands is not None:
+        names = parse_band_list(bands)
+        if len(names) != n:
+            raise SoftConError(
+                f"The band list names {len(names)} bands but the raster has {n}. "
+                f"Give one name per raster band, in file order."
+            )
+        return map_bands(names, model_bands)
+    named = [canonical(d) if d else None for d in descriptions]
+    if sum(x is not None for x in named) >= min(len(model_bands), n) and any(named):
+        return map_bands(named, model_bands)
+    if n == len(model_bands):
+        return list(range(n))
+    l2a = [b for b in model_bands if b not in ZERO_FILLABLE]
+    if n == len(l2a):
+        return map_bands(l2a, model_bands)
+    raise SoftConError(
+        f"Cannot tell which of the raster's {n} bands are which: the model needs "
+        f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. "
+        f"Give the band order (a preset such as s2_l1c, s2_l2a, eurosat, s1, or a list B1,B2,...)."
+    )

@@ -1,0 +1,124 @@
+"""Encoder modules built with timm, with the three feature outputs applications need.
+
+- ``forward(x)``: pooled embedding (B, D): normed CLS token for ViT, global average pool for ResNet.
+- ``forward_dense(x)``: patch features (B, D, h, w) on the patch grid (stride ``patch_size`` px).
+- ``forward_linear_probe(x)``: DINOv2 linear-probe features: CLS of the last 4 blocks
+  (+ mean patch token), (B, 4D or 5D); for ResNet the pooled embedding.
+
+Architectures follow the published SoftCon checkpoints: DINOv2 ViT-S/14 and ViT-B/14 at 224 px
+(16x16 grid, LayerScale, no registers) and torchvision's ResNet-50 (no ``fc``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .timm_compat import timm
+
+
+class Encoder(nn.Module):
+    """Common interface over a timm backbone."""
+
+    embed_dim: int
+    patch_size: int
+    kind: str
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_linear_probe(self, x: torch.Tensor, n_last: int = 4, avgpool: bool = True) -> torch.Tensor:
+        return self.forward(x)
+
+
+class ViTEncoder(Encoder):
+    """timm VisionTransformer; state-dict keys are the model's own (``cls_token``, ``blocks.0...``)."""
+
+    kind = "vit"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.embed_dim = model.embed_dim
+        self.patch_size = model.patch_embed.patch_size[0]
+
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Normed tokens (B, 1 + N', D); ``keep`` (B, N') indexes the patch tokens to keep (masking)."""
+        m = self.model
+        x = m.patch_embed(x)
+        x = m._pos_embed(x)
+        if keep is not None:
+            prefix = m.num_prefix_tokens
+            patches = torch.gather(x[:, prefix:], 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = torch.cat([x[:, :prefix], patches], dim=1)
+        x = m.patch_drop(x)
+        x = m.norm_pre(x)
+        x = m.blocks(x)
+        return m.norm(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tokens(x)[:, 0]
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.tokens(x)[:, self.model.num_prefix_tokens:]
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        return t.transpose(1, 2).reshape(x.shape[0], self.embed_dim, h, w)
+
+    def forward_linear_probe(self, x: torch.Tensor, n_last: int = 4, avgpool: bool = True) -> torch.Tensor:
+        outs = self.model.get_intermediate_layers(x, n=n_last, return_prefix_tokens=True, norm=True)
+        feats = [cls[:, 0] for _, cls in outs]
+        if avgpool:
+            feats.append(outs[-1][0].mean(dim=1))
+        return torch.cat(feats, dim=-1)
+
+
+class ResNetEncoder(Encoder):
+    """timm ResNet (torchvision key names) without its classifier."""
+
+    kind = "resnet"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.embed_dim = model.num_features
+        self.patch_size = 32
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_dense(x).mean(dim=(2, 3))
+
+
+def _vit(name: str, **kw) -> Callable[[int, int], Encoder]:
+    def build(in_chans: int, img_size: int) -> Encoder:
+        model = timm.create_model(name, pretrained=False, in_chans=in_chans, img_size=img_size, num_classes=0, **kw)
+        return ViTEncoder(model)
+    return build
+
+
+def _resnet(name: str) -> Callable[[int, int], Encoder]:
+    def build(in_chans: int, img_size: int) -> Encoder:
+        return ResNetEncoder(timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0))
+    return build
+
+
+#: Architecture name -> builder(in_chans, img_size). Adding an architecture is adding an entry.
+ARCHS: dict[str, Callable[[int, int], Encoder]] = {
+    "resnet50": _resnet("resnet50"),
+    "vit_small_patch14_dinov2": _vit("vit_small_patch14_dinov2"),
+    "vit_base_patch14_dinov2": _vit("vit_base_patch14_dinov2"),
+    # The project's small default: ViT-Ti-like, 8 px patches on 64 px windows (8x8 grid), LayerScale.
+    "vit_tiny_patch8_64": _vit("vit_tiny_patch16_224", patch_size=8, depth=6, init_values=1e-5),
+}
+
+
+def build_encoder(arch: str, in_chans: int, img_size: int) -> Encoder:
+    """A randomly initialised encoder of a registered architecture."""
+    if arch not in ARCHS:
+        raise KeyError(f"Unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    return ARCHS[arch](in_chans, img_size)

@@ -1,0 +1,59 @@
+"""One progress/cancel object shared by the CLI (tqdm) and the plugin (QgsProcessingFeedback).
+
+``core`` only knows a callback and a cancel check, as dzetsaka does; the front ends adapt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import Cancelled
+
+
+@dataclass
+class Progress:
+    """Reports fractions in [0, 100] and answers whether the user asked to stop.
+
+    Args:
+        on_progress: called with a percentage (float) and an optional message.
+        is_cancelled: returns True once the user asked to stop.
+        on_log: called with informational text (model, bands, device...).
+    """
+
+    on_progress: Callable[[float, str], None] = lambda pct, msg="": None
+    is_cancelled: Callable[[], bool] = lambda: False
+    on_log: Callable[[str], None] = lambda msg: None
+    _last: float = field(default=-1.0, repr=False)
+
+    def update(self, done: float, total: float, message: str = "") -> None:
+        pct = 100.0 * done / max(total, 1e-12)
+        if pct - self._last >= 0.5 or done >= total:
+            self._last = pct
+            self.on_progress(min(pct, 100.0), message)
+
+    def log(self, message: str) -> None:
+        self.on_log(message)
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the user asked to stop (call once per batch)."""
+        if self.is_cancelled():
+            raise Cancelled("Cancelled by the user; no output was written.")
+
+
+def tqdm_progress(desc: str = "") -> Progress:
+    """A Progress that drives a tqdm bar on stderr (command-line use)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100.0, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}]")
+
+    def on_progress(pct: float, msg: str = "") -> None:
+        bar.n = pct
+        if msg:
+            bar.set_postfix_str(msg, refresh=False)
+        bar.refresh()
+        if pct >= 100.0:
+            bar.close()
+
+    return Progress(on_progress=on_progress, on_log=lambda m: tqdm.write(m))
+
+
