@@ -3,14 +3,21 @@
 A model record lists the bands it was trained on, in order. A raster's bands are matched
 to them by band description (``B04``, ``B4``, ``VV``...) or by an explicit list / preset
 naming what each raster band holds. Model bands a raster lacks but that may be zero-filled
-(B10 for Sentinel-2 L2A, which drops the cirrus band) map to ``None``.
+(B10 for Sentinel-2 L2A, which drops the cirrus band) map to ``None`` and are filled with raw
+zeros by :func:`select_bands`.
+
+Specs: Sentinel-2 L1C (13 bands, SoftCon order B1..B8, B8A, B9, B10, B11, B12), Sentinel-2 L2A
+(12 bands, no B10), Sentinel-1 GRD (VV, VH, in dB). Presets name file band orders, e.g.
+``eurosat`` (B8A stored last: indices [0,1,2,3,4,5,6,7,12,8,9,10,11] into the file).
 """
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from .errors import SoftConError
+
+ArrayT = TypeVar("ArrayT")
 
 S2_L1C: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S2_L2A: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
@@ -137,3 +144,27 @@ def resolve_bands(
         f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. "
         f"Give the band order (a preset such as s2_l1c, s2_l2a, eurosat, s1, or a list B1,B2,...)."
     )
+
+
+def select_bands(x: ArrayT, index: Sequence[int | None], axis: int = -3) -> ArrayT:
+    """Reorder raster bands into model order, zero-filling ``None`` bands (B10 for L2A).
+
+    Works on numpy arrays and torch tensors alike, keeping dtype and device. The zero is a raw
+    value (no cirrus signal), filled *before* normalisation, as SoftCon's README does for L2A.
+
+    Args:
+        x: raster values with bands on ``axis``, e.g. (B, C_file, H, W) or (C_file, H, W).
+        index: from :func:`resolve_bands`, one entry per model band.
+
+    Returns:
+        Same type, (..., C_model, H, W).
+    """
+    axis = axis % x.ndim
+    take = lambda i: x[(slice(None),) * axis + (slice(i, i + 1),)]  # noqa: E731 - keeps the band axis
+    if hasattr(x, "new_zeros"):  # torch tensor
+        import torch
+
+        return torch.cat([torch.zeros_like(take(0)) if i is None else take(i) for i in index], dim=axis)
+    import numpy as np
+
+    return np.concatenate([np.zeros_like(take(0)) if i is None else take(i) for i in index], axis=axis)

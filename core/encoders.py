@@ -96,7 +96,10 @@ class ResNetEncoder(Encoder):
 
 def _vit(name: str, **kw) -> Callable[[int, int], Encoder]:
     def build(in_chans: int, img_size: int) -> Encoder:
-        model = timm.create_model(name, pretrained=False, in_chans=in_chans, img_size=img_size, num_classes=0, **kw)
+        # dynamic_img_size: windows other than img_size resample pos_embed on the fly (dense
+        # features on larger tiles); at img_size the stored pos_embed is used unchanged.
+        model = timm.create_model(name, pretrained=False, in_chans=in_chans, img_size=img_size, num_classes=0,
+                                  dynamic_img_size=True, **kw)
         return ViTEncoder(model)
     return build
 
@@ -117,8 +120,22 @@ ARCHS: dict[str, Callable[[int, int], Encoder]] = {
 }
 
 
-def build_encoder(arch: str, in_chans: int, img_size: int) -> Encoder:
-    """A randomly initialised encoder of a registered architecture."""
+def build_encoder(arch: str, in_chans: int, img_size: int, empty: bool = False) -> Encoder:
+    """An encoder of a registered architecture.
+
+    Args:
+        empty: build on the ``meta`` device, without the random init (about 10x faster for
+            ViT-B); only for when a state dict is loaded next with ``assign=True``
+            (:func:`core.checkpoint.load_weights` does that).
+    """
     if arch not in ARCHS:
         raise KeyError(f"Unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    if empty:
+        with torch.device("meta"):
+            return ARCHS[arch](in_chans, img_size)
     return ARCHS[arch](in_chans, img_size)
+
+
+def is_empty(module: nn.Module) -> bool:
+    """True when ``module`` was built with ``empty=True`` and holds no data yet."""
+    return any(t.is_meta for t in module.state_dict().values())

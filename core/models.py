@@ -2,7 +2,20 @@
 
 A record holds everything needed to build the encoder, fetch and verify its weights and
 preprocess its input. Adding a checkpoint is adding a record. ``create_encoder`` is the one
-way to get a ready model. CLI: ``python -m core.models list`` / ``info NAME``.
+way to get a ready model.
+
+Published SoftCon weights (Hugging Face ``wangyi111/softcon``, README of ``zhu-xlab/softcon``):
+``B13_{rn50,vits14,vitb14}_softcon.pth`` (Sentinel-2 L1C, 13 bands) and ``B2_...`` (Sentinel-1,
+VV/VH). The ViT files are DINOv2 ``DinoVisionTransformer`` state dicts (``block_chunks=0``,
+``num_register_tokens=0``, 224 px), the RN50 files torchvision ``resnet50`` ones without ``fc``.
+The hub also holds ``*_softcon_enc.pth`` ViT files; public code loads them into the very same
+DINOv2 model (same key names), so they need no record of their own: pass one as
+``create_encoder(name, checkpoint=path)`` with the matching ``B13_``/``B2_`` record.
+
+User checkpoints written by ``train.pretrain`` (safetensors with :func:`record_metadata`) are
+models too: ``create_encoder("path/to/file.safetensors")`` builds the record from the metadata.
+
+CLI: ``python -m core.models list`` / ``info NAME`` / ``convert NAME IN.pth OUT.safetensors``.
 """
 from __future__ import annotations
 
@@ -15,9 +28,10 @@ from pathlib import Path
 import torch
 
 from . import bands as B
-from .encoders import Encoder, build_encoder
+from .encoders import ARCHS, Encoder, build_encoder
 from .errors import SoftConError
 from .normalize import S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
+from .progress import Progress
 
 SOFTCON_CITATION = (
     "Wang, Y., Albrecht, C. M., Zhu, X. X. (2024). Multi-Label Guided Soft Contrastive Learning "
@@ -35,6 +49,9 @@ class ModelRecord:
             ``torchvision`` (ResNet keys, no fc), ``timm`` (timm keys), ``safetensors`` (this
             project's own files, timm keys).
         sar_quantiles: per-image quantile clamp before scaling (Sentinel-1), else None.
+        stats: name of the statistics set ``mean``/``std`` come from (``core.normalize.STATS``).
+        revision: hub revision (branch or commit) to download; None = ``main``.
+        local_path: a file shipped with the project, used before the cache and the download.
     """
 
     name: str
@@ -48,6 +65,7 @@ class ModelRecord:
     filename: str | None = None
     url: str | None = None
     hf_repo: str | None = None
+    revision: str | None = None
     sha256: str | None = None
     checkpoint_format: str = "timm"
     sar_quantiles: tuple[float, float] | None = None
@@ -55,6 +73,7 @@ class ModelRecord:
     citation: str = SOFTCON_CITATION
     description: str = ""
     local_path: str | None = field(default=None, compare=False)
+    stats: str = "ssl4eo_s12_l1c"
 
     @property
     def in_chans(self) -> int:
@@ -78,8 +97,10 @@ def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str) -> ModelRe
         hf_repo=HF_REPO,
         checkpoint_format=fmt,
         sar_quantiles=None if s2 else (0.01, 0.99),
+        stats="ssl4eo_s12_l1c" if s2 else "ssl4eo_s12_s1",
         license="CC-BY-4.0",
-        description=f"SoftCon {arch} pretrained on SSL4EO-S12 {'Sentinel-2 L1C (13 bands)' if s2 else 'Sentinel-1 GRD (VV, VH dB)'}.",
+        description=f"SoftCon {arch} pretrained on SSL4EO-S12 "
+                    f"{'Sentinel-2 L1C (13 bands)' if s2 else 'Sentinel-1 GRD (VV, VH dB)'}.",
     )
 
 
@@ -87,6 +108,11 @@ REGISTRY: dict[str, ModelRecord] = {}
 
 
 def register(record: ModelRecord) -> ModelRecord:
+    """Add a record (replacing one of the same name) and return it."""
+    if record.arch not in ARCHS:
+        raise ValueError(f"Record {record.name}: unknown arch {record.arch!r}; known: {', '.join(ARCHS)}")
+    if len(record.mean) != len(record.bands) or len(record.std) != len(record.bands):
+        raise ValueError(f"Record {record.name}: {len(record.bands)} bands but {len(record.mean)} means / {len(record.std)} stds")
     REGISTRY[record.name] = record
     return record
 
@@ -117,66 +143,173 @@ register(ModelRecord(
 ))
 
 
-def get_record(name: str) -> ModelRecord:
-    """The record for ``name``, or a clear error listing the known names."""
+#: Record fields stored as safetensors metadata (JSON text for non-strings).
+_META_FIELDS = ("name", "arch", "bands", "input_size", "embed_dim", "mean", "std", "modality",
+                "sar_quantiles", "stats", "license", "citation", "description")
+
+
+def record_metadata(record: ModelRecord, **extra: object) -> dict[str, str]:
+    """String metadata describing ``record`` for a safetensors file (``model`` = record name).
+
+    ``train.pretrain`` and ``convert`` write this, so the file alone says how to use it.
+    """
+    d = asdict(record)
+    meta = {"model": record.name, "format": "softcon-safetensors-v1"}
+    for k in _META_FIELDS:
+        v = d[k]
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    for k, v in extra.items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    return meta
+
+
+def record_from_checkpoint(path: str | Path) -> ModelRecord:
+    """The record of a user checkpoint (safetensors with :func:`record_metadata` metadata).
+
+    Fields the metadata lacks come from the registered record it names (``model``), if any.
+    """
+    from .checkpoint import read_safetensors_metadata
+
+    path = Path(path)
+    meta = read_safetensors_metadata(path)
+    base = REGISTRY.get(meta.get("model", ""))
+    if base is None and "arch" not in meta:
+        raise SoftConError(
+            f"{path} carries no model metadata (arch, bands, mean, std), so it cannot be used on its own. "
+            f"Give the model it was trained as (--model NAME --checkpoint {path.name})."
+        )
+    values: dict[str, object] = asdict(base) if base is not None else {}
+    text_fields = ("name", "arch", "modality", "stats", "license", "citation", "description")
+    for k in _META_FIELDS:
+        if k not in meta:
+            continue
+        raw = meta[k]
+        if k in text_fields:
+            values[k] = raw
+        elif k == "bands" and not raw.lstrip().startswith("["):
+            values[k] = B.parse_band_list(raw)  # "B1,B2,..." also accepted
+        else:
+            try:
+                values[k] = json.loads(raw)
+            except json.JSONDecodeError:
+                raise SoftConError(f"{path}: metadata field {k!r} is not valid JSON ({raw[:80]!r}).") from None
+    for k in ("bands", "mean", "std", "sar_quantiles"):
+        if values.get(k) is not None:
+            values[k] = tuple(values[k])
+    if "embed_dim" not in values and values.get("arch") in ARCHS and values.get("bands") and values.get("input_size"):
+        values["embed_dim"] = build_encoder(values["arch"], len(values["bands"]), int(values["input_size"]), empty=True).embed_dim
+    name = values.get("name") or meta.get("model") or path.stem
+    values.update(name=str(name), filename=path.name, url=None, hf_repo=None,
+                  revision=None, sha256=None, checkpoint_format="safetensors", local_path=str(path))
     try:
+        return ModelRecord(**values)
+    except TypeError as exc:
+        raise SoftConError(f"{path}: incomplete model metadata ({exc}).") from None
+
+
+def get_record(name: str) -> ModelRecord:
+    """The record for ``name`` (a registry name, or a ``.safetensors`` user checkpoint path)."""
+    if name in REGISTRY:
         return REGISTRY[name]
-    except KeyError:
-        raise SoftConError(f"Unknown model {name!r}. Known models: {', '.join(REGISTRY)}.") from None
+    if str(name).endswith(".safetensors") and Path(name).is_file():
+        return record_from_checkpoint(name)
+    raise SoftConError(f"Unknown model {name!r}. Known models: {', '.join(REGISTRY)} "
+                       f"(or the path of a .safetensors file written by train.pretrain).")
 
 
 def create_encoder(
     name: str = DEFAULT_MODEL,
     pretrained: bool = True,
     checkpoint: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Encoder, ModelRecord]:
     """Build the encoder of a registered model and load its weights strictly.
 
     Args:
-        name: registry name.
+        name: registry name, or the path of a user ``.safetensors`` checkpoint.
         pretrained: load the record's weights (download if needed); False = random init.
-        checkpoint: a local file to load instead of the record's (same architecture/bands).
+        checkpoint: a local file to load instead of the record's (same architecture/bands);
+            ``.safetensors`` files are read as this project's format (timm keys), others with
+            the record's ``checkpoint_format``.
+        progress: reports download progress.
 
     Returns:
         (encoder in eval mode, its record).
     """
     record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size)
-    if checkpoint is not None or pretrained:
+    load = checkpoint is not None or pretrained
+    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=load)
+    if load:
         from .checkpoint import load_weights
         from .weights import weights_path
 
-        path = Path(checkpoint) if checkpoint is not None else weights_path(record)
-        load_weights(encoder, path, record)
+        if checkpoint is not None:
+            path = Path(checkpoint)
+            fmt = "safetensors" if path.suffix == ".safetensors" else record.checkpoint_format
+            load_weights(encoder, path, replace(record, checkpoint_format=fmt))
+        else:
+            load_weights(encoder, weights_path(record, progress), record)
     return encoder.eval(), record
 
 
+def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Strictly load a published ``.pth`` for model ``name`` and save it in this project's safetensors format."""
+    record = get_record(name)
+    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
+    from .checkpoint import load_weights, save_safetensors
+    from .weights import sha256sum
+
+    notes = load_weights(encoder, src, record)
+    meta = record_metadata(record, source_file=Path(src).name, source_sha256=sha256sum(src), conversion=notes)
+    return save_safetensors(encoder, dst, meta, dtype=dtype)
+
+
+def _info(record: ModelRecord) -> dict:
+    from .weights import cached_path, download_url
+
+    d = asdict(record)
+    cached = cached_path(record)
+    d["in_chans"] = record.in_chans
+    d["download_url"] = download_url(record)
+    d["cached"] = cached is not None
+    d["cached_path"] = str(cached) if cached else None
+    d["size_bytes"] = cached.stat().st_size if cached else None
+    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
+    d["parameters"] = sum(p.numel() for p in encoder.parameters())
+    return d
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.models", description="List and inspect SoftCon models.")
+    p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list")
-    info = sub.add_parser("info")
+    sub.add_parser("list", help="one line per registered model")
+    info = sub.add_parser("info", help="bands, statistics, size, cached or not (JSON)")
     info.add_argument("name")
+    conv = sub.add_parser("convert", help="strict-load a published .pth and write this project's safetensors")
+    conv.add_argument("name")
+    conv.add_argument("src", help="published .pth file")
+    conv.add_argument("dst", help="output .safetensors file")
+    conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
     args = p.parse_args(argv)
     from .weights import cached_path
 
-    if args.cmd == "list":
-        for r in REGISTRY.values():
-            cached = cached_path(r)
-            print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  "
-                  f"{'cached' if cached else 'not cached'}")
-        return 0
     try:
-        r = get_record(args.name)
+        if args.cmd == "list":
+            for r in REGISTRY.values():
+                cached = cached_path(r)
+                print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
+                      f"{'cached' if cached else 'not cached'}")
+            return 0
+        if args.cmd == "info":
+            print(json.dumps(_info(get_record(args.name)), indent=2))
+            return 0
+        dtype = getattr(torch, args.dtype) if args.dtype else None
+        out = convert(args.name, args.src, args.dst, dtype)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        return 0
     except SoftConError as e:
-        print(e, file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    d = asdict(r)
-    cached = cached_path(r)
-    d["cached_path"] = str(cached) if cached else None
-    d["size_bytes"] = cached.stat().st_size if cached else None
-    print(json.dumps(d, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

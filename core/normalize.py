@@ -1,8 +1,19 @@
 """SoftCon preprocessing, applied by one function on the device (SoftCon README).
 
 Each band: ``clip((x - (mean - 2 std)) / (4 std), 0, 1)`` with the SSL4EO-S12 statistics
-the model record names. Sentinel-1 (dB) is first clamped per image to its 1-99 % quantiles.
-Nodata pixels are excluded from quantiles and set to 0 after scaling.
+the model record names. The README's ``normalize`` writes this as ``(x - min) / (max - min) * 255``
+cast to uint8, and training divides by 255 again; ``quantize=True`` reproduces that uint8 step
+bit for bit, the default keeps full float precision.
+
+- Sentinel-1 (dB) is first clamped per image and band to its 1-99 % quantiles.
+- Nodata pixels (``valid`` False) are excluded from the quantiles and set to 0 after scaling.
+- Bands a raster lacks but the model takes (B10 for L2A) are filled with raw 0 *before* scaling
+  (:func:`core.bands.select_bands`), i.e. no cirrus signal; after scaling that is
+  ``(0 - (22.10 - 2 * 51.15)) / (4 * 51.15) = 0.392``, not 0.
+- Sentinel-2 products of processing baseline 04.00 or later (from 25 January 2022) carry
+  ``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` = -1000: their digital numbers are reflectance x 10000
+  + 1000. SSL4EO-S12 (2021 data) has no offset, so pass ``offset=BOA_ADD_OFFSET``
+  (:func:`reflectance_offset` picks it from the baseline) for newer data.
 """
 from __future__ import annotations
 
@@ -19,9 +30,39 @@ S2C_STD = [786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.1777565
            1136.53823676]
 S1_MEAN = [-12.54847273, -20.19237134]
 S1_STD = [5.25697717, 5.91150917]
+# SSL4EO-S12 Sentinel-2 L2A statistics (12 bands, no B10), for models trained on L2A.
+S2A_MEAN = [752.40087073, 884.29673756, 1144.16202635, 1297.47289228, 1624.90992062, 2194.6423161,
+            2422.21248945, 2517.76053101, 2581.64687018, 2645.51888987, 2368.51236873, 1805.06846033]
+S2A_STD = [1108.02887453, 1155.15170768, 1183.6292542, 1368.11351514, 1370.265037, 1355.55390699,
+           1416.51487101, 1474.78900051, 1439.3086061, 1582.28010962, 1455.52084939, 1343.48379601]
+
+#: Named statistics sets: name -> (bands, mean, std). A model record names one.
+STATS: dict[str, tuple[tuple[str, ...], list[float], list[float]]] = {
+    "ssl4eo_s12_l1c": (("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+                       S2C_MEAN, S2C_STD),
+    "ssl4eo_s12_l2a": (("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
+                       S2A_MEAN, S2A_STD),
+    "ssl4eo_s12_s1": (("VV", "VH"), S1_MEAN, S1_STD),
+}
 
 #: Sentinel-2 processing baseline 04.00 (from 2022-01-25) adds 1000 to L1C/L2A digital numbers.
 BOA_ADD_OFFSET = 1000.0
+
+
+def reflectance_offset(processing_baseline: str | float | None) -> float:
+    """The value to subtract from Sentinel-2 digital numbers: 1000 for baseline >= 04.00, else 0.
+
+    Args:
+        processing_baseline: e.g. ``"04.00"``, ``"N0400"``, ``"02.09"``, 5.09 or None (unknown: 0).
+    """
+    if processing_baseline is None:
+        return 0.0
+    text = str(processing_baseline).strip().upper().lstrip("N")
+    try:
+        value = float(text) if "." in text else float(text) / 100.0
+    except ValueError:
+        raise ValueError(f"Cannot read processing baseline {processing_baseline!r} (expected e.g. 04.00 or N0400)") from None
+    return BOA_ADD_OFFSET if value >= 4.0 else 0.0
 
 
 def scale_bands(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -31,19 +72,45 @@ def scale_bands(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     return ((x.float() - (m - 2 * s)) / (4 * s)).clamp_(0.0, 1.0)
 
 
+def masked_quantiles(x: torch.Tensor, q: Sequence[float], valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image and band quantiles of (B, C, H, W) over valid, finite pixels -> (len(q), B, C).
+
+    Same 'linear' interpolation as ``torch.nanquantile``, computed with one sort so it has no
+    input-size limit (``torch.quantile`` refuses tensors over 2**24 elements). Images without any
+    valid pixel get 0.
+    """
+    b, c = x.shape[:2]
+    flat = x.float().reshape(b, c, -1)
+    ok = torch.isfinite(flat)
+    if valid is not None:
+        ok = ok & valid.reshape(b, 1, -1)
+    flat = flat.masked_fill(~ok, float("inf"))
+    srt = flat.sort(dim=-1).values  # invalid (inf) pixels sort last
+    n = ok.sum(dim=-1)  # (B, C)
+    out = []
+    for qi in q:
+        pos = qi * (n - 1).clamp(min=0).to(torch.float64)
+        lo_i = pos.floor().long()
+        hi_i = pos.ceil().long()
+        frac = (pos - lo_i).to(srt.dtype)
+        lo_v = srt.gather(-1, lo_i.unsqueeze(-1)).squeeze(-1)
+        hi_v = srt.gather(-1, hi_i.unsqueeze(-1)).squeeze(-1)
+        val = lo_v + (hi_v - lo_v) * frac
+        out.append(torch.where(n > 0, val, torch.zeros_like(val)))
+    return torch.stack(out)
+
+
 def quantile_clamp(x: torch.Tensor, valid: torch.Tensor | None = None, q: tuple[float, float] = (0.01, 0.99)) -> torch.Tensor:
     """Clamp each image and band of (B, C, H, W) to its own quantiles, ignoring invalid pixels.
 
     Args:
-        valid: (B, H, W) bool, True where the pixel holds data; None = all valid.
+        valid: (B, H, W) bool, True where the pixel holds data; None = all valid (non-finite
+            values are always ignored).
     """
     b, c = x.shape[:2]
-    flat = x.float().reshape(b, c, -1)
-    if valid is not None:
-        flat = flat.masked_fill(~valid.reshape(b, 1, -1), float("nan"))
-    qs = torch.nanquantile(flat, torch.tensor(q, device=x.device, dtype=flat.dtype), dim=-1)  # (2, B, C)
-    lo = torch.nan_to_num(qs[0], nan=0.0).view(b, c, 1, 1)
-    hi = torch.nan_to_num(qs[1], nan=0.0).view(b, c, 1, 1)
+    qs = masked_quantiles(x, q, valid)
+    lo = qs[0].view(b, c, 1, 1)
+    hi = qs[1].view(b, c, 1, 1)
     return torch.maximum(torch.minimum(x.float(), hi), lo)
 
 
@@ -54,22 +121,33 @@ def preprocess(
     valid: torch.Tensor | None = None,
     sar_quantiles: tuple[float, float] | None = None,
     offset: float = 0.0,
+    quantize: bool = False,
 ) -> torch.Tensor:
     """Raw values (B, C, H, W) (any dtype, on any device) -> model input in [0, 1], float32.
 
     Args:
         mean, std: per-band statistics from the model record.
-        valid: (B, H, W) bool mask of pixels holding data; others become 0.
+        valid: (B, H, W) bool mask of pixels holding data; others (and non-finite pixels)
+            become 0 and are left out of the SAR quantiles.
         sar_quantiles: (low, high) per-image quantile clamp for Sentinel-1 dB; None for optical.
         offset: subtracted from optical values first (``BOA_ADD_OFFSET`` for processing
             baseline >= 04.00 data, so it matches the pre-2022 data SSL4EO-S12 was drawn from).
+        quantize: round down to multiples of 1/255 like the README's uint8 ``normalize``.
+
+    Returns:
+        (B, C, H, W) float32 in [0, 1].
     """
     x = x.float()
+    finite = torch.isfinite(x).all(dim=1)  # NaN nodata (float SAR rasters) counts as invalid
+    if not bool(finite.all()):
+        valid = finite if valid is None else (valid & finite)
     if offset:
         x = x - offset
     if sar_quantiles is not None:
         x = quantile_clamp(x, valid, sar_quantiles)
     x = scale_bands(x, mean, std)
+    if quantize:
+        x = torch.floor(x * 255.0) / 255.0
     if valid is not None:
-        x = x * valid.unsqueeze(1).to(x.dtype)
+        x = torch.where(valid.unsqueeze(1), x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x

@@ -1,0 +1,469 @@
+"""Reading, filtering, strictly loading and writing encoder weights.
+
+Modelled on timm's ``checkpoint_filter_fn`` / ``adapt_input_conv`` / ``resample_abs_pos_embed``:
+every published file format has one explicit key filter (``FILTERS``), each rename or drop is
+named, and loading is strict: a missing or unexpected key or a shape mismatch is a
+:class:`~core.errors.SoftConError` that names the keys and says what the file looks like.
+
+Formats (``ModelRecord.checkpoint_format``):
+
+- ``dinov2``: the published SoftCon ViT files (``B13_vits14_softcon.pth`` ...), saved from the
+  DINOv2 ``DinoVisionTransformer`` with ``block_chunks=0``: ``cls_token (1,1,D)``,
+  ``pos_embed (1,257,D)``, ``mask_token (1,D)``, ``patch_embed.proj.weight (D,C,14,14)``,
+  ``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``.
+  These are timm's own names, except ``mask_token`` (DINOv2's iBOT mask token, unused at
+  inference: dropped) and chunked blocks ``blocks.{chunk}.{i}`` (FSDP training layout: renamed).
+- ``torchvision``: the published ResNet-50 files (torchvision ``resnet50`` keys with
+  ``conv1.weight (64,C,7,7)``, no ``fc``); timm's ``resnet50`` uses the same names.
+- ``timm``: timm model keys as they are.
+- ``safetensors``: this project's own files (timm model keys, string metadata).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+# pickle only for its exception type; loading goes through torch.load(weights_only=True)
+import pickle  # nosec B403
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import SoftConError
+
+StateDict = dict[str, torch.Tensor]
+
+#: Containers that training scripts wrap a state dict in, unwrapped in this order.
+#: ``teacher`` comes before ``student``-only files: DINO/DINOv2 release the teacher.
+WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model", "teacher", "model_ema")
+#: Key prefixes stripped from every key (keys without the prefix are dropped, by name):
+#: ``module.`` (DataParallel/DDP), ``_orig_mod.`` (torch.compile), ``backbone.`` (DINO heads),
+#: ``encoder.`` (MoCo-style wrappers), ``model.`` (this project's ``Encoder.state_dict()``).
+STRIP_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.", "backbone.", "encoder.", "model.")
+
+_CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
+_MODALITY_BY_CHANNELS = {
+    2: "Sentinel-1 (VV, VH)",
+    3: "RGB",
+    12: "Sentinel-2 L2A",
+    13: "Sentinel-2 L1C",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _load_raw(path: Path) -> object:
+    if not path.is_file():
+        raise SoftConError(f"Checkpoint file not found: {path}. Check the path, or download the weights again.")
+    if path.stat().st_size == 0:
+        raise SoftConError(f"Checkpoint file {path} is empty (an interrupted download?). Delete it and download it again.")
+    if _is_safetensors(path):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise SoftConError(
+                f"Cannot read {path} as safetensors ({exc}); the file is truncated or corrupt. "
+                f"Delete it and download or convert it again."
+            ) from None
+    try:
+        # argparse.Namespace is what DINO/MoCo training checkpoints keep their args in.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise SoftConError(
+                f"{path} holds Python objects other than tensors, so it is not loaded (weights_only=True "
+                f"protects against code in pickles). Save only the state dict "
+                f"(torch.save(model.state_dict(), ...)) and try again."
+            ) from None
+        raise SoftConError(f"{path} is truncated or not a PyTorch checkpoint (it does not unpickle). "
+                           f"Delete it and download it again.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise SoftConError(
+            f"{path} is truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0][:200]}). "
+            f"Delete it and download it again."
+        ) from None
+
+
+def unwrap_state_dict(obj: object, notes: list[str] | None = None) -> StateDict:
+    """The flat ``{name: tensor}`` inside a loaded checkpoint object.
+
+    Unwraps, each step noted in ``notes``: the containers in ``WRAPPER_KEYS``, then the key
+    prefixes in ``STRIP_PREFIXES`` (keys without the prefix, e.g. a DINO ``head.*``, are dropped
+    and named), then drops non-tensor entries (``epoch``, ``args``).
+    """
+    notes = notes if notes is not None else []
+    while isinstance(obj, Mapping):
+        if any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                notes.append(f"unwrapped {{'{key}': ...}}")
+                obj = obj[key]
+                break
+        else:
+            raise SoftConError(
+                f"The checkpoint holds no tensors at its top level nor under any of {', '.join(WRAPPER_KEYS)} "
+                f"(top-level keys: {', '.join(map(str, list(obj)[:10]))}). It is not an encoder state dict."
+            )
+    if not isinstance(obj, Mapping):
+        raise SoftConError(f"The checkpoint is a {type(obj).__name__}, not a state dict.")
+    state: StateDict = {}
+    skipped = []
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            state[str(k)] = v
+        else:
+            skipped.append(str(k))
+    if skipped:
+        notes.append(f"dropped non-tensor entries: {', '.join(skipped)}")
+    for prefix in STRIP_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            dropped = [k for k in state if not k.startswith(prefix)]
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            notes.append(f"stripped prefix '{prefix}'" + (f", dropped {_names(dropped)}" if dropped else ""))
+    return state
+
+
+def read_state_dict(path: str | Path, notes: list[str] | None = None) -> StateDict:
+    """Tensors of a ``.pth``/``.pt`` (``torch.load(weights_only=True)``) or ``.safetensors`` file.
+
+    Common wrappers and prefixes are unwrapped (see :func:`unwrap_state_dict`); what was done is
+    appended to ``notes``.
+
+    Raises:
+        SoftConError: file missing, empty, truncated/corrupt, or not a state dict.
+    """
+    return unwrap_state_dict(_load_raw(Path(path)), notes)
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (empty dict if none)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise SoftConError(f"Cannot read {path} as safetensors ({exc}). Is it truncated?") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Filters per published format
+# --------------------------------------------------------------------------------------------
+def _names(keys: Sequence[str], limit: int = 8) -> str:
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _filter_dinov2(state: StateDict, notes: list[str]) -> StateDict:
+    out: StateDict = {}
+    renamed = 0
+    for k, v in state.items():
+        if k == "mask_token":
+            notes.append("dropped mask_token (DINOv2/iBOT masking token, unused at inference)")
+            continue
+        m = _CHUNKED_BLOCK.match(k)
+        if m:  # blocks.{chunk}.{i}.* -> blocks.{i}.*  (DINOv2 block_chunks > 0)
+            k = f"blocks.{m.group(1)}." + k[m.end():]
+            renamed += 1
+        out[k] = v
+    if renamed:
+        notes.append(f"renamed {renamed} chunked keys blocks.{{chunk}}.{{i}}.* -> blocks.{{i}}.*")
+    return out
+
+
+def _filter_torchvision(state: StateDict, notes: list[str]) -> StateDict:
+    fc = [k for k in state if k.startswith("fc.")]
+    if fc:
+        notes.append(f"dropped classifier {', '.join(fc)} (the encoder has no fc)")
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _filter_identity(state: StateDict, notes: list[str]) -> StateDict:
+    return dict(state)
+
+
+#: checkpoint_format -> filter(state, notes) mapping file keys onto timm model keys.
+FILTERS: dict[str, Callable[[StateDict, list[str]], StateDict]] = {
+    "dinov2": _filter_dinov2,
+    "torchvision": _filter_torchvision,
+    "timm": _filter_identity,
+    "safetensors": _filter_identity,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Strict loading with a diagnosis
+# --------------------------------------------------------------------------------------------
+def describe_state_dict(state: Mapping[str, torch.Tensor], what: str = "checkpoint") -> str:
+    """A short human description of what a state dict looks like (arch, width, bands)."""
+    if "patch_embed.proj.weight" in state:
+        w = state["patch_embed.proj.weight"]
+        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        grid = ""
+        if "pos_embed" in state:
+            n = state["pos_embed"].shape[1] - 1
+            side = int(math.isqrt(max(n, 0)))
+            grid = f", {side}x{side} patch grid" if side * side == n else f", {n} position tokens"
+        arch = f"ViT ({w.shape[0]}-d, {depth} blocks, {w.shape[-1]} px patches{grid})"
+        chans = w.shape[1]
+    elif "conv1.weight" in state:
+        w = state["conv1.weight"]
+        blocks = [len({k.split('.')[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+        arch = f"ResNet ({'-'.join(map(str, blocks))} blocks per stage)"
+        chans = w.shape[1]
+    else:
+        return f"an unrecognised state dict ({len(state)} tensors, first keys: {_names(list(state), 4)})"
+    modality = _MODALITY_BY_CHANNELS.get(chans, "")
+    return f"a {chans}-band {modality + ' ' if modality else ''}{arch} {what}"
+
+
+def _model_label(model_state: Mapping[str, torch.Tensor], record: object | None) -> str:
+    if record is not None:
+        name, arch = getattr(record, "name", "?"), getattr(record, "arch", "?")
+        return f"model {name} ({arch}) expects {len(getattr(record, 'bands', ()))} bands"
+    return f"the encoder is {describe_state_dict(model_state, 'model')}"
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module, record: object | None = None,
+                     source: str = "the checkpoint") -> None:
+    """Raise a SoftConError naming every missing/unexpected key and shape mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if shapes:
+        parts.append(f"shape mismatch (file vs model): {_names(shapes, 4)}")
+    if missing:
+        parts.append(f"missing keys: {_names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_names(unexpected)}")
+    raise SoftConError(
+        f"Cannot load {source}: {'; '.join(parts)}. This looks like {describe_state_dict(state)}, "
+        f"but {_model_label(expected, record)} ({describe_state_dict(expected, 'model')}). "
+        f"Pick the model that matches the file (python -m core.models list), or the file that matches the model."
+    )
+
+
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], record: object | None = None,
+                           source: str = "the checkpoint") -> None:
+    """``model.load_state_dict(state, strict=True)`` after a check with a readable error.
+
+    A model built empty (on the ``meta`` device) takes the tensors themselves (``assign=True``),
+    cast to the model's dtypes, so no memory or time goes into a random init first.
+    """
+    check_state_dict(state, model, record, source)
+    current = model.state_dict()
+    if any(t.is_meta for t in current.values()):
+        state = {k: v.to(current[k].dtype) if v.dtype != current[k].dtype else v for k, v in state.items()}
+        model.load_state_dict(state, strict=True, assign=True)
+    else:
+        model.load_state_dict(state, strict=True)
+
+
+def load_weights(encoder: nn.Module, path: str | Path, record: object) -> list[str]:
+    """Load a weights file into ``encoder`` (a :class:`core.encoders.Encoder`) strictly.
+
+    Args:
+        encoder: built for ``record`` (its timm model is ``encoder.model``).
+        path: ``.pth`` or ``.safetensors`` file.
+        record: the :class:`core.models.ModelRecord`; ``record.checkpoint_format`` picks the filter.
+
+    Returns:
+        What was unwrapped, renamed and dropped, one line each.
+
+    Raises:
+        SoftConError: unreadable file, or any missing/unexpected key or shape mismatch.
+    """
+    fmt = getattr(record, "checkpoint_format", "timm")
+    if fmt not in FILTERS:
+        raise SoftConError(f"Unknown checkpoint_format {fmt!r} in record {getattr(record, 'name', '?')}; "
+                           f"known: {', '.join(FILTERS)}.")
+    notes: list[str] = []
+    state = read_state_dict(path, notes)
+    state = FILTERS[fmt](state, notes)
+    model = getattr(encoder, "model", encoder)
+    load_state_dict_strict(model, state, record, source=str(path))
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# First-layer adaptation and position-embedding resampling
+# --------------------------------------------------------------------------------------------
+def adapt_input_conv(weight: torch.Tensor, in_chans: int, mode: str = "random",
+                     band_map: Sequence[int | None] | None = None) -> torch.Tensor:
+    """First-layer filters (O, I, kh, kw) for ``in_chans`` input bands.
+
+    Args:
+        mode: ``random``: a fresh ``nn.Conv2d`` default init (kaiming-uniform, a=sqrt(5)), as
+            SoftCon does when it swaps the RGB stem for a 13- or 2-band one. ``inflate``: reuse the
+            RGB filters: band ``c`` gets filter ``band_map[c]`` (or the mean RGB filter where None);
+            without ``band_map`` the RGB filters are cycled (timm's convention). Then everything is
+            scaled by I / in_chans so a flat input gives the same response as before.
+        band_map: per new band, the index of the matching old channel (e.g. B4->0, B3->1, B2->2).
+
+    Returns:
+        (O, in_chans, kh, kw) float tensor.
+    """
+    out_ch, old, kh, kw = weight.shape
+    if mode == "random":
+        new = torch.empty(out_ch, in_chans, kh, kw, dtype=torch.float32)
+        nn.init.kaiming_uniform_(new, a=math.sqrt(5))
+        return new.to(weight.dtype)
+    if mode != "inflate":
+        raise ValueError(f"mode must be 'random' or 'inflate', not {mode!r}")
+    w = weight.float()
+    if band_map is not None:
+        if len(band_map) != in_chans:
+            raise ValueError(f"band_map has {len(band_map)} entries for {in_chans} bands")
+        mean = w.mean(dim=1)
+        new = torch.stack([w[:, i] if i is not None else mean for i in band_map], dim=1)
+    else:
+        reps = math.ceil(in_chans / old)
+        new = w.repeat(1, reps, 1, 1)[:, :in_chans]
+    return (new * (old / in_chans)).to(weight.dtype)
+
+
+def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int] | int, num_prefix_tokens: int = 1,
+                       old_grid: tuple[int, int] | None = None, antialias: bool = False) -> torch.Tensor:
+    """Bicubic resampling of absolute position embeddings (1, P + H*W, D) -> (1, P + h*w, D).
+
+    DINOv2 publishes 518 px / 14 px = 37x37 grids; SoftCon runs at 224 px = 16x16. Like DINOv2's
+    ``interpolate_pos_encoding`` the default uses no antialiasing; prefix tokens (CLS) are kept.
+    """
+    if isinstance(new_grid, int):
+        new_grid = (new_grid, new_grid)
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    n, dim = grid.shape[1], grid.shape[2]
+    if old_grid is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"pos_embed has {n} grid tokens, not a square; pass old_grid")
+        old_grid = (side, side)
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed.clone()
+    g = grid.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2).float()
+    g = F.interpolate(g, size=new_grid, mode="bicubic", align_corners=False, antialias=antialias)
+    g = g.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim).to(pos_embed.dtype)
+    return torch.cat([prefix, g], dim=1)
+
+
+_RGB_INDEX = {"B4": 0, "B3": 1, "B2": 2}  # DINOv2 / torchvision models take R, G, B
+
+
+def init_from_rgb(encoder: nn.Module, rgb: str | Path | Mapping[str, torch.Tensor], mode: str = "random",
+                  bands: Sequence[str] | None = None) -> list[str]:
+    """Initialise a 13- or 2-band encoder from an RGB DINOv2 ViT or (DINO/ImageNet) ResNet-50.
+
+    The first layer is adapted with :func:`adapt_input_conv` (``random``: the paper's choice;
+    ``inflate``: RGB filters reused, matched by band name B4/B3/B2 when ``bands`` is given),
+    ``pos_embed`` is resampled bicubically to the encoder's grid (DINOv2 37x37 -> 16x16 at 224 px),
+    DINOv2's ``mask_token`` and any ``fc.*``/``head.*`` classifier are dropped (named in the
+    returned notes). Everything else must match exactly (strict).
+
+    Args:
+        encoder: a :class:`core.encoders.Encoder` (or a bare timm model).
+        rgb: path or state dict of the RGB checkpoint (wrappers/prefixes are unwrapped).
+        bands: the encoder's band names, for ``inflate``.
+
+    Returns:
+        Notes on what was adapted, one line each.
+    """
+    notes: list[str] = []
+    state = read_state_dict(rgb, notes) if isinstance(rgb, (str, Path)) else unwrap_state_dict(dict(rgb), notes)
+    state = _filter_dinov2(state, notes)
+    heads = [k for k in state if k.startswith(("fc.", "head."))]
+    if heads:
+        notes.append(f"dropped classifier {_names(heads)}")
+        state = {k: v for k, v in state.items() if k not in heads}
+    model = getattr(encoder, "model", encoder)
+    target = model.state_dict()
+    conv_key = "patch_embed.proj.weight" if "patch_embed.proj.weight" in target else "conv1.weight"
+    if conv_key not in state:
+        raise SoftConError(f"The RGB checkpoint has no {conv_key}; it looks like {describe_state_dict(state)}.")
+    w = state[conv_key]
+    want = target[conv_key].shape
+    if w.shape[0] != want[0] or w.shape[2:] != want[2:]:
+        raise SoftConError(
+            f"The RGB checkpoint's {conv_key} {tuple(w.shape)} does not fit the encoder's {tuple(want)} "
+            f"(width or patch size differ): it looks like {describe_state_dict(state)}."
+        )
+    band_map = [_RGB_INDEX.get(b) for b in bands] if (bands is not None and mode == "inflate") else None
+    state[conv_key] = adapt_input_conv(w, want[1], mode, band_map)
+    notes.append(f"{conv_key}: {w.shape[1]} -> {want[1]} bands ({mode})")
+    if "pos_embed" in target and "pos_embed" in state and state["pos_embed"].shape != target["pos_embed"].shape:
+        prefix = getattr(model, "num_prefix_tokens", 1)
+        n_new = target["pos_embed"].shape[1] - prefix
+        side = math.isqrt(n_new)
+        grid = getattr(getattr(model, "patch_embed", None), "grid_size", (side, side))
+        old = state["pos_embed"].shape
+        state["pos_embed"] = resample_pos_embed(state["pos_embed"], tuple(grid), prefix)
+        notes.append(f"pos_embed {tuple(old)} -> {tuple(state['pos_embed'].shape)} (bicubic)")
+    load_state_dict_strict(model, state, None, source="the RGB checkpoint")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# Writing this project's format
+# --------------------------------------------------------------------------------------------
+def save_safetensors(encoder: nn.Module, path: str | Path, metadata: Mapping[str, object] | None = None,
+                     dtype: torch.dtype | None = None) -> Path:
+    """Write ``encoder.model.state_dict()`` (timm keys) as safetensors, atomically.
+
+    Args:
+        metadata: string metadata (``model``, ``arch``, ``bands``, ...); non-strings are stored
+            as JSON text.
+        dtype: cast floating tensors (e.g. ``torch.float16`` halves the file); None keeps them.
+
+    Returns:
+        The written path.
+    """
+    from safetensors.torch import save_file
+
+    model = getattr(encoder, "model", encoder)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous().clone()
+    meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,82 @@
+"""Band names, presets and mapping a raster's bands onto a model's bands."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from core.bands import (
+    PRESETS,
+    S1_GRD,
+    S2_L1C,
+    S2_L2A,
+    canonical,
+    parse_band_list,
+    resolve_bands,
+    select_bands,
+)
+from core.errors import SoftConError
+
+
+@pytest.mark.parametrize("text, want", [
+    ("B04", "B4"), ("b8a", "B8A"), ("B8A", "B8A"), ("s2_B12.jp2", "B12"), ("B10", "B10"),
+    ("S2A_MSIL2A_20170613T101031_87_48_B01.tif", "B1"), ("S2B_MSIL2A_20170924T93020_69_24_B8A.tif", "B8A"),
+    ("S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48_VH.tif", "VH"), ("VV", "VV"),
+    ("B13", None), ("red", None), ("", None),
+])
+def test_canonical(text, want):
+    assert canonical(text) == want
+
+
+def test_specs_and_presets():
+    assert len(S2_L1C) == 13 and len(S2_L2A) == 12 and "B10" not in S2_L2A and S1_GRD == ("VV", "VH")
+    assert S2_L1C.index("B8A") == 8  # SoftCon / SSL4EO-S12 order
+    assert PRESETS["eurosat"][-1] == "B8A"
+    assert parse_band_list("eurosat") == PRESETS["eurosat"]
+    assert parse_band_list("B02, B3,b04") == ("B2", "B3", "B4")
+    with pytest.raises(SoftConError, match="Unknown band name 'NIR'"):
+        parse_band_list("B2,NIR")
+
+
+def test_eurosat_preset_reorder():
+    assert resolve_bands([None] * 13, S2_L1C, "eurosat") == [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
+
+
+def test_l2a_by_description_and_by_count():
+    descriptions = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]
+    idx = resolve_bands(descriptions, S2_L1C)
+    assert idx == [0, 1, 2, 3, 4, 5, 6, 7, 11, 8, None, 9, 10]
+    # no descriptions but 12 bands: taken as L2A in SoftCon order, B10 zero
+    assert resolve_bands([""] * 12, S2_L1C) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, None, 10, 11]
+
+
+def test_missing_bands_are_named():
+    with pytest.raises(SoftConError) as err:
+        resolve_bands(["B02", "B03", "B04", "B08"], S2_L1C)
+    msg = str(err.value)
+    assert "B1, B5, B6, B7, B8A, B9, B11, B12" in msg and "--bands" in msg
+    with pytest.raises(SoftConError, match="names 13 bands but the raster has 12"):
+        resolve_bands([None] * 12, S2_L1C, "eurosat")
+    with pytest.raises(SoftConError, match="Cannot tell which"):
+        resolve_bands([None] * 5, S2_L1C)
+    with pytest.raises(SoftConError, match="lacks band\\(s\\) VH"):
+        resolve_bands(["VV"], S1_GRD)
+
+
+def test_s1_from_file_names_and_explicit_list():
+    assert resolve_bands(["x_VH.tif", "x_VV.tif"], S1_GRD) == [1, 0]
+    assert resolve_bands([None, None], S1_GRD, ["VH", "VV"]) == [1, 0]
+
+
+def test_select_bands_numpy_and_torch(eurosat_dir):
+    path = sorted((eurosat_dir / "Pasture").glob("*.tif"))[0]
+    with rasterio.open(path) as ds:
+        raw = ds.read()
+    idx = resolve_bands([None] * 13, S2_L1C, "eurosat")
+    out = select_bands(raw, idx, axis=0)
+    assert out.dtype == np.uint16 and np.array_equal(out[8], raw[12]) and np.array_equal(out[9], raw[8])
+    t = select_bands(torch.from_numpy(raw.astype(np.int32))[None], idx)
+    assert torch.equal(t[0, 12], torch.from_numpy(raw[11].astype(np.int32)))
+    l2a = select_bands(torch.ones(2, 12, 3, 3), resolve_bands([None] * 12, S2_L1C, "s2_l2a"))
+    assert l2a.shape == (2, 13, 3, 3) and torch.all(l2a[:, 10] == 0) and torch.all(l2a[:, 11] == 1)

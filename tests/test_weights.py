@@ -1,0 +1,90 @@
+"""Weights cache, offline errors and sha256 checks, without touching the network."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from core import weights as W
+from core.errors import SoftConError
+from core.models import DEFAULT_MODEL, create_encoder, get_record, main as models_main
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTCON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "cache"
+
+
+def test_cache_dir_follows_env(cache):
+    assert W.weights_dir() == cache / "weights" and W.weights_dir().is_dir()
+
+
+def test_offline_error_says_where_to_put_the_file(cache):
+    record = get_record("B13_vits14_softcon")
+    assert W.cached_path(record) is None
+    with pytest.raises(SoftConError) as err:
+        W.weights_path(record)
+    msg = str(err.value)
+    print(msg)
+    assert "https://huggingface.co/wangyi111/softcon/resolve/main/B13_vits14_softcon.pth" in msg
+    assert str(cache / "weights" / "B13_vits14_softcon.pth") in msg
+    assert "HF_HUB_OFFLINE" in msg
+    assert not list((cache / "weights").iterdir())  # nothing half-written
+
+
+def test_hub_client_offline_is_a_clear_error(cache):
+    """The hub client itself (offline mode from the test environment) -> same hint, no traceback."""
+    record = get_record("B2_rn50_softcon")
+    with pytest.raises(SoftConError) as err:
+        W._download_hf(record, None)
+    assert "B2_rn50_softcon.pth" in str(err.value) and "save it as" in str(err.value)
+
+
+def test_unreachable_https_is_a_clear_error(cache, monkeypatch):
+    """Plain HTTPS records: a refused connection (loopback, port 9) says how to get the file by hand."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("SOFTCON_OFFLINE", raising=False)
+    record = dataclasses.replace(get_record("B2_rn50_softcon"), hf_repo=None, url="http://127.0.0.1:9/B2_rn50_softcon.pth")
+    with pytest.raises(SoftConError) as err:
+        W.weights_path(record)
+    assert "http://127.0.0.1:9/B2_rn50_softcon.pth" in str(err.value) and "resume" in str(err.value)
+    assert not (cache / "weights" / "B2_rn50_softcon.pth").exists()
+
+
+def test_file_put_by_hand_is_used_and_sha256_checked(cache, tmp_path, capsys):
+    record = get_record("B2_rn50_softcon")
+    target = cache / "weights" / "B2_rn50_softcon.pth"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not really weights")
+    assert W.cached_path(record) == target
+    assert W.weights_path(record) == target  # no sha256 in the record: accepted
+    good = hashlib.sha256(b"not really weights").hexdigest()
+    assert W.weights_path(dataclasses.replace(record, sha256=good)) == target
+    bad = "0" * 64
+    with pytest.raises(SoftConError) as err:
+        W.weights_path(dataclasses.replace(record, sha256=bad))
+    msg = str(err.value)
+    assert good in msg and bad in msg and "Delete the file" in msg
+    # the CLI reports it as cached, with its size
+    assert models_main(["info", "B2_rn50_softcon"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cached"] is True and info["size_bytes"] == 18 and info["cached_path"] == str(target)
+    assert models_main(["list"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("B2_rn50_softcon")][0]
+    assert line.rstrip().endswith(" cached")
+    # and a broken file there fails to load with a clear message
+    with pytest.raises(SoftConError, match="truncated or not a PyTorch checkpoint"):
+        create_encoder("B2_rn50_softcon")
+
+
+def test_default_model_without_weights_says_where(cache):
+    record = get_record(DEFAULT_MODEL)
+    assert record.arch == "vit_tiny_patch8_64" and record.input_size == 64
+    with pytest.raises(SoftConError) as err:
+        W.weights_path(record)
+    assert "softcon_tiny_s2.safetensors" in str(err.value)
+    assert W.is_offline()
