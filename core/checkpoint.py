@@ -24,8 +24,6 @@ import argparse
 import json
 import math
 import os
-# pickle only for its exception type; loading goes through torch.load(weights_only=True)
-import pickle  # nosec B403
 import re
 import tempfile
 import zipfile
@@ -91,7 +89,7 @@ def _load_raw(path: Path) -> object:
         # argparse.Namespace is what DINO/MoCo training checkpoints keep their args in.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except torch.serialization.pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
             raise SoftConError(
                 f"{path} holds Python objects other than tensors, so it is not loaded (weights_only=True "

@@ -1,0 +1,118 @@
+"""Build the installable QGIS plugin zip: ``dist/softcon_qgis-<version>.zip`` (``make plugin-zip``).
+
+Layout inside the zip (what QGIS's "Install from ZIP" and the plugin repository expect)::
+
+    softcon_qgis/__init__.py, plugin.py, provider.py, deps.py, styles.py, algorithms/*.py
+    softcon_qgis/metadata.txt          copied from the repository's top-level metadata.txt
+    softcon_qgis/LICENSE               when the repository has one
+    softcon_qgis/core/...              the repository's core package (the symlink is dereferenced);
+                                       core imports itself relatively, so it works as a subpackage and
+                                       never collides with another plugin's top-level ``core``
+
+Left out: tests, caches, bytecode, and every weights file except the default model's small shipped
+weights (``core/weights/*.safetensors``, at most 10 MB each): its record points there, and without it
+the plugin could not work offline. Published SoftCon weights (100+ MB) are downloaded on request by
+"Model info and download" instead. The zip is reproducible: sorted entries, fixed timestamps.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import py_compile
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = "softcon_qgis"
+REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+                     "repository", "tracker", "license", "hasProcessingProvider")
+MAX_WEIGHTS_BYTES = 10 * 2**20
+SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache", ".ipynb_checkpoints"}
+SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".tmp", ".incomplete"}
+FIXED_TIME = (2024, 1, 1, 0, 0, 0)
+
+
+def read_metadata(path: Path = ROOT / "metadata.txt") -> configparser.SectionProxy:
+    """The ``[general]`` section of metadata.txt, checked for the keys the plugin repository requires."""
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str  # keys are case-sensitive (qgisMinimumVersion)
+    cp.read(path, encoding="utf-8")
+    if "general" not in cp:
+        raise SystemExit(f"{path}: no [general] section")
+    general = cp["general"]
+    missing = [k for k in REQUIRED_METADATA if not general.get(k, "").strip()]
+    if missing:
+        raise SystemExit(f"{path}: missing {', '.join(missing)}")
+    return general
+
+
+def plugin_files() -> list[tuple[Path, str]]:
+    """(file on disk, name in the zip) for everything the plugin needs, symlinks followed."""
+    out: list[tuple[Path, str]] = []
+    src = ROOT / PLUGIN
+
+    def walk(folder: Path, arc: str) -> None:
+        for path in sorted(folder.iterdir()):
+            name = f"{arc}/{path.name}"
+            if path.name in SKIP_DIRS or path.name.startswith(".") or path.suffix in SKIP_SUFFIXES:
+                continue
+            if path.is_dir():
+                walk(path, name)
+            elif path.name == "metadata.txt" and arc == PLUGIN:
+                continue  # added from the top level below
+            elif path.suffix in (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".npz"):
+                if path.suffix == ".safetensors" and "/core/weights/" in name and \
+                        path.stat().st_size <= MAX_WEIGHTS_BYTES:
+                    out.append((path, name))
+                else:
+                    print(f"  leaving out weights file {name} ({path.stat().st_size / 2**20:.1f} MB)")
+            elif path.is_file():
+                out.append((path, name))
+
+    walk(src, PLUGIN)
+    if not any(n == f"{PLUGIN}/core/__init__.py" for _, n in out):
+        raise SystemExit(f"{src}/core is missing: it must be a symlink to ../core (or a copy of it)")
+    out.append((ROOT / "metadata.txt", f"{PLUGIN}/metadata.txt"))
+    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
+        if (ROOT / name).is_file():
+            out.append((ROOT / name, f"{PLUGIN}/LICENSE"))
+            break
+    return sorted(out, key=lambda t: t[1])
+
+
+def build(out_dir: Path = ROOT / "dist") -> Path:
+    """Write the zip; returns its path."""
+    meta = read_metadata()
+    files = plugin_files()
+    with tempfile.TemporaryDirectory() as tmp:  # every module must at least compile
+        for path, name in files:
+            if name.endswith(".py"):
+                py_compile.compile(str(path), cfile=str(Path(tmp) / "x.pyc"), doraise=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{PLUGIN}-{meta['version']}.zip"
+    part = target.with_name(target.name + ".part")
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path, name in files:
+            info = zipfile.ZipInfo(name, FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    part.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out-dir", type=Path, default=ROOT / "dist", help="folder for the zip (default dist/)")
+    args = p.parse_args(argv)
+    target = build(args.out_dir)
+    with zipfile.ZipFile(target) as zf:
+        n, size = len(zf.infolist()), sum(i.file_size for i in zf.infolist())
+    print(f"{target} ({n} files, {size / 2**20:.1f} MB unpacked, {target.stat().st_size / 2**20:.1f} MB zipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

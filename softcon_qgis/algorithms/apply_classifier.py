@@ -1,0 +1,86 @@
+"""Apply saved classifier: map another raster with a classifier trained by 'Classify land cover'."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .base import (
+    SoftConAlgorithm,
+    StagingDir,
+    extent_bbox,
+    make_progress,
+    raster_source,
+    require_core,
+    run_core,
+    tr,
+)
+from .outputs import ClassificationOutputs
+
+
+class ApplyClassifierAlgorithm(SoftConAlgorithm):
+    INPUT = "INPUT"
+    CLASSIFIER = "CLASSIFIER"
+    EXTENT = "EXTENT"
+    OUTPUT_CLASSES = ClassificationOutputs.CLASSES
+    OUTPUT_PROBABILITY = ClassificationOutputs.PROBABILITY
+    OUTPUT_CONFIDENCE = ClassificationOutputs.CONFIDENCE
+    OUTPUT_REPORT = ClassificationOutputs.REPORT
+
+    _group = "Classification"
+    _help = (
+        "Maps a raster with a classifier saved by 'Classify land cover' (its 'Trained classifier' output, "
+        "a .npz file). The raster is embedded with the model, mode and stride the classifier was trained "
+        "on, so use imagery of the same sensor and band set (set the band order if the band descriptions "
+        "do not name the bands). Give the same checkpoint file if the classifier was trained with one.\n"
+        "Outputs are styled like those of 'Classify land cover'; the report lists the classes and area "
+        "shares (no accuracy: there are no training samples here)."
+    )
+
+    def name(self) -> str:
+        return "applyclassifier"
+
+    def displayName(self) -> str:
+        return tr("Apply saved classifier")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster (imagery or embeddings)")))
+        self.param(QgsProcessingParameterFile(
+            self.CLASSIFIER, tr("Saved classifier"), behavior=QgsProcessingParameterFile.File,
+            fileFilter="SoftCon classifier (*.npz)"))
+        self.add_band_parameters()
+        self.param(QgsProcessingParameterFile(
+            self.CHECKPOINT, tr("Checkpoint file (only if the classifier was trained with one)"),
+            behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
+            optional=True))
+        self.add_device_parameter()
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        ClassificationOutputs.add_parameters(self)
+
+    def processAlgorithm(self, parameters, context, feedback):
+        require_core()
+        from ..core.classify import apply_classifier
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = raster_source(layer)
+        classifier = self.parameterAsFile(parameters, self.CLASSIFIER, context)
+        if not classifier or not Path(classifier).is_file():
+            raise QgsProcessingException(tr(f"Saved classifier not found: {classifier!r}. Save one with the "
+                                            "'Trained classifier' output of 'Classify land cover'."))
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
+        bands = self.bands_choice(parameters, context)
+        device = self.device_choice(parameters, context)
+        outputs = ClassificationOutputs.from_parameters(self, parameters, context)
+        feedback.pushInfo(tr(f"Classifier: {classifier}"))
+        self.log_setup(feedback, "as trained (from the classifier)", checkpoint, bands, device)
+        with StagingDir(outputs.classes) as stage:
+            result = run_core(
+                feedback, apply_classifier, source, classifier, stage, bands=bands, checkpoint=checkpoint,
+                device=device, progress=make_progress(feedback),
+                bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
+            return outputs.publish(result, context, feedback)

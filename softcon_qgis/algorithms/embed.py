@@ -1,0 +1,90 @@
+"""Compute embeddings: a raster layer -> a GeoTIFF of SoftCon embeddings (one band per dimension)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .base import (
+    SoftConAlgorithm,
+    StagingDir,
+    extent_bbox,
+    make_progress,
+    move_raster,
+    raster_source,
+    require_core,
+    require_tif,
+    run_core,
+    tr,
+)
+
+MODES = ("pooled", "dense")
+
+
+class EmbedAlgorithm(SoftConAlgorithm):
+    INPUT = "INPUT"
+    MODE = "MODE"
+    STRIDE = "STRIDE"
+    EXTENT = "EXTENT"
+    OUTPUT = "OUTPUT"
+
+    _group = "Embeddings"
+    _help = (
+        "Runs a SoftCon encoder over the raster window by window and writes its embeddings: a GeoTIFF "
+        "with one band per embedding dimension, in the raster's CRS, which the other SoftCon algorithms "
+        "(classification, similarity, PCA preview, k-means) accept instead of the imagery.\n\n"
+        "Band order: 'auto' reads the band descriptions (B2, B04, ...); otherwise choose the product's "
+        "order (Sentinel-2 L1C: 13 bands B1..B12 with B8A after B8; L2A: 12 bands without B10, which is "
+        "then filled with zeros; EuroSAT: B8A last; Sentinel-1: VV, VH) or type one band name per raster "
+        "band, e.g. B2,B3,B4,B8.\n"
+        "Mode: 'pooled' gives one embedding per window, every 'stride' pixels (default: half a window); "
+        "'dense' gives the patch features, one every patch (finer, slower).\n"
+        "Extent: optional; only that part of the raster is embedded.\n"
+        "Checkpoint: a weights file for the chosen model (e.g. your own training) instead of its published "
+        "weights. The model, bands and device used are written to the log."
+    )
+
+    def name(self) -> str:
+        return "embed"
+
+    def displayName(self) -> str:
+        return tr("Compute embeddings")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")))
+        self.add_band_parameters()
+        self.add_model_parameters()
+        self.param(QgsProcessingParameterEnum(
+            self.MODE, tr("Mode"), options=list(MODES), defaultValue="pooled", usesStaticStrings=True))
+        self.param(QgsProcessingParameterNumber(
+            self.STRIDE, tr("Stride in pixels (0 = default)"), QgsProcessingParameterNumber.Integer,
+            defaultValue=0, minValue=0))
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        self.add_device_parameter()
+        self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        require_core()
+        from ..core.embed import embed_raster
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = raster_source(layer)
+        model, checkpoint = self.model_choice(parameters, context)
+        bands = self.bands_choice(parameters, context)
+        device = self.device_choice(parameters, context)
+        mode = self.parameterAsEnumString(parameters, self.MODE, context) or "pooled"
+        stride = self.parameterAsInt(parameters, self.STRIDE, context) or None
+        bbox = extent_bbox(self, parameters, self.EXTENT, context, layer)
+        out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
+        self.log_setup(feedback, model, checkpoint, bands, device)
+        feedback.pushInfo(tr(f"Mode: {mode}, stride: {stride or 'default'}"))
+        with StagingDir(out) as stage:
+            tmp = stage / "embedding.tif"
+            run_core(feedback, embed_raster, source, tmp, model=model, checkpoint=checkpoint, mode=mode,
+                     stride=stride, bands=bands, bbox=bbox, device=device, progress=make_progress(feedback))
+            move_raster(tmp, out)
+        return {self.OUTPUT: out}

@@ -1,0 +1,71 @@
+"""Cluster embeddings (k-means): an unsupervised class map from an embedding raster."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..styles import StyleOnLoad, class_renderer, write_style
+from .base import (
+    SoftConAlgorithm,
+    StagingDir,
+    embedding_source,
+    make_progress,
+    move_raster,
+    require_core,
+    require_tif,
+    run_core,
+    tr,
+)
+
+
+class KMeansAlgorithm(SoftConAlgorithm):
+    INPUT = "INPUT"
+    CLUSTERS = "CLUSTERS"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+
+    _group = "Embeddings"
+    _help = (
+        "Groups the pixels of an embedding raster into k clusters (k-means on L2-normalised embeddings, "
+        "fitted on a random sample of pixels and applied to all). The result is a class raster with "
+        "values 1..k, styled with one colour per cluster: a first map without any training data, and a "
+        "guide to where training samples are needed. Same seed, same clusters."
+    )
+
+    def name(self) -> str:
+        return "kmeans"
+
+    def displayName(self) -> str:
+        return tr("Cluster embeddings (k-means)")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Embedding raster")))
+        self.param(QgsProcessingParameterNumber(
+            self.CLUSTERS, tr("Number of clusters"), QgsProcessingParameterNumber.Integer, defaultValue=8,
+            minValue=2, maxValue=254))
+        self.param(QgsProcessingParameterNumber(
+            self.SEED, tr("Random seed"), QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
+        self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Clusters")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        require_core()
+        from ..core.classify import kmeans_map
+        from ..core.styles import PALETTE
+
+        source = embedding_source(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        k = self.parameterAsInt(parameters, self.CLUSTERS, context)
+        seed = self.parameterAsInt(parameters, self.SEED, context)
+        out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
+        feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
+        with StagingDir(out) as stage:
+            tmp = stage / "clusters.tif"
+            run_core(feedback, kmeans_map, source, k, tmp, seed=seed, progress=make_progress(feedback))
+            move_raster(tmp, out)
+        names = [f"cluster {i + 1}" for i in range(k)]
+        colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
+        qml = write_style(out, class_renderer, names=names, colors=colors)
+        StyleOnLoad.attach(context, out, qml, tr("clusters"))
+        return {self.OUTPUT: out}

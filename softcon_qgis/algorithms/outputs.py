@@ -1,0 +1,83 @@
+"""The outputs classification algorithms share: class, probability and confidence rasters and the report,
+moved from core's staging folder to the destinations the user chose, and styled."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
+
+from ..styles import StyleOnLoad, class_renderer, grey_renderer, ramp_renderer, write_style
+from .base import move_raster, require_tif, tr
+
+
+@dataclass
+class ClassificationOutputs:
+    classes: str
+    probability: str
+    confidence: str
+    report: str
+
+    CLASSES = "OUTPUT_CLASSES"
+    PROBABILITY = "OUTPUT_PROBABILITY"
+    CONFIDENCE = "OUTPUT_CONFIDENCE"
+    REPORT = "OUTPUT_REPORT"
+
+    @classmethod
+    def add_parameters(cls, alg) -> None:
+        alg.param(QgsProcessingParameterRasterDestination(cls.CLASSES, tr("Class raster")))
+        alg.param(QgsProcessingParameterRasterDestination(
+            cls.PROBABILITY, tr("Class probabilities (one band per class)"), optional=True, createByDefault=True))
+        alg.param(QgsProcessingParameterRasterDestination(
+            cls.CONFIDENCE, tr("Confidence (highest class probability)"), optional=True, createByDefault=True))
+        alg.param(QgsProcessingParameterFileDestination(
+            cls.REPORT, tr("Accuracy report"), fileFilter="HTML files (*.html)", optional=True,
+            createByDefault=True))
+
+    @classmethod
+    def from_parameters(cls, alg, parameters, context) -> "ClassificationOutputs":
+        out = cls(
+            classes=alg.parameterAsOutputLayer(parameters, cls.CLASSES, context),
+            probability=alg.parameterAsOutputLayer(parameters, cls.PROBABILITY, context) or "",
+            confidence=alg.parameterAsOutputLayer(parameters, cls.CONFIDENCE, context) or "",
+            report=alg.parameterAsFileOutput(parameters, cls.REPORT, context) or "",
+        )
+        require_tif(out.classes, tr("Class raster"))
+        for path, what in ((out.probability, "Class probabilities"), (out.confidence, "Confidence")):
+            if path:
+                require_tif(path, tr(what))
+        return out
+
+    def publish(self, result, context, feedback) -> dict:
+        """Move ``result``'s files (a core ``ClassifyResult`` in a staging folder) into place and style them."""
+        results = {}
+        move_raster(result.class_raster, self.classes)
+        qml = write_style(self.classes, class_renderer, names=result.class_names, colors=result.colors)
+        StyleOnLoad.attach(context, self.classes, qml, tr("classes"))
+        results[self.CLASSES] = self.classes
+        if self.probability:
+            move_raster(result.probability_raster, self.probability)
+            qml = write_style(self.probability, ramp_renderer, vmin=0.0, vmax=1.0)
+            StyleOnLoad.attach(context, self.probability, qml, tr("class probabilities"))
+            results[self.PROBABILITY] = self.probability
+        if self.confidence:
+            move_raster(result.confidence_raster, self.confidence)
+            qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
+            StyleOnLoad.attach(context, self.confidence, qml, tr("confidence"))
+            results[self.CONFIDENCE] = self.confidence
+        if self.report and result.report_html is not None:
+            report = Path(self.report)
+            report.parent.mkdir(parents=True, exist_ok=True)
+            html = Path(result.report_html).read_text(encoding="utf-8")
+            if result.quicklook_png is not None and Path(result.quicklook_png).exists():
+                png = report.with_name(report.stem + "_quicklook.png")
+                shutil.copyfile(result.quicklook_png, png)
+                html = html.replace(f"src='{Path(result.quicklook_png).name}'", f"src='{png.name}'")
+            tmp = report.with_name(f".{report.name}.tmp")
+            tmp.write_text(html, encoding="utf-8")
+            os.replace(tmp, report)
+            results[self.REPORT] = str(report)
+        feedback.pushInfo(tr(f"Classes: {', '.join(result.class_names)}"))
+        return results

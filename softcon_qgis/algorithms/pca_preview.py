@@ -1,0 +1,54 @@
+"""Embedding preview: the first three principal components of an embedding raster as RGB."""
+from __future__ import annotations
+
+from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
+
+from ..styles import StyleOnLoad, rgb_renderer, write_style
+from .base import (
+    SoftConAlgorithm,
+    StagingDir,
+    embedding_source,
+    make_progress,
+    move_raster,
+    require_core,
+    require_tif,
+    run_core,
+    tr,
+)
+
+
+class PcaPreviewAlgorithm(SoftConAlgorithm):
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+
+    _group = "Embeddings"
+    _help = (
+        "A false-colour picture of an embedding raster: its first three principal components as red, "
+        "green and blue (2-98 % stretch). Areas the model sees as alike get alike colours, so it is a "
+        "quick check that the embeddings separate the landscape before you classify. The input is an "
+        "embedding raster from 'Compute embeddings'."
+    )
+
+    def name(self) -> str:
+        return "pcapreview"
+
+    def displayName(self) -> str:
+        return tr("Embedding preview (PCA false colour)")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Embedding raster")))
+        self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("PCA preview")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        require_core()
+        from ..core.classify import pca_preview
+
+        source = embedding_source(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
+        with StagingDir(out) as stage:
+            tmp = stage / "pca.tif"
+            run_core(feedback, pca_preview, source, tmp, progress=make_progress(feedback))
+            move_raster(tmp, out)
+        qml = write_style(out, rgb_renderer)
+        StyleOnLoad.attach(context, out, qml, tr("embedding preview"))
+        return {self.OUTPUT: out}

@@ -1,0 +1,91 @@
+"""Similarity map: where else does the landscape look like these reference features?"""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..styles import StyleOnLoad, ramp_renderer, write_style
+from .base import (
+    SoftConAlgorithm,
+    StagingDir,
+    extent_bbox,
+    make_progress,
+    move_raster,
+    raster_source,
+    require_core,
+    require_tif,
+    run_core,
+    tr,
+)
+
+MODES = ("pooled", "dense")
+
+
+class SimilarityAlgorithm(SoftConAlgorithm):
+    INPUT = "INPUT"
+    REFERENCE = "REFERENCE"
+    MODE = "MODE"
+    EXTENT = "EXTENT"
+    OUTPUT = "OUTPUT"
+
+    _group = "Embeddings"
+    _help = (
+        "Cosine similarity of every pixel's SoftCon embedding to the mean embedding of the reference "
+        "points or polygons (values -1..1; 1 = looks the same to the model). Use it to find more of "
+        "something you have marked once: a crop, a roof type, a wetland.\n"
+        "Tick 'Selected features only' to use just the selected references. The raster may be imagery "
+        "(embedded with the chosen model first) or an embedding raster from 'Compute embeddings'. "
+        "The output is styled with a colour ramp over its range."
+    )
+
+    def name(self) -> str:
+        return "similarity"
+
+    def displayName(self) -> str:
+        return tr("Similarity map")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster (imagery or embeddings)")))
+        self.param(QgsProcessingParameterFeatureSource(
+            self.REFERENCE, tr("Reference points or polygons"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon]))
+        self.add_band_parameters()
+        self.add_model_parameters()
+        self.param(QgsProcessingParameterEnum(
+            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="pooled", usesStaticStrings=True))
+        self.add_device_parameter()
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        require_core()
+        from ..core.classify import similarity_map
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = raster_source(layer)
+        reference, ref_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.REFERENCE, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        if not reference:
+            raise QgsProcessingException(tr("Reference layer: no valid vector layer was given."))
+        model, checkpoint = self.model_choice(parameters, context)
+        bands = self.bands_choice(parameters, context)
+        device = self.device_choice(parameters, context)
+        out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
+        self.log_setup(feedback, model, checkpoint, bands, device)
+        with StagingDir(out) as stage:
+            tmp = stage / "similarity.tif"
+            run_core(feedback, similarity_map, source, reference, tmp, model=model, bands=bands,
+                     mode=self.parameterAsEnumString(parameters, self.MODE, context) or "pooled",
+                     checkpoint=checkpoint, device=device, progress=make_progress(feedback),
+                     layer=ref_layer or None, bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
+            move_raster(tmp, out)
+        qml = write_style(out, ramp_renderer)
+        StyleOnLoad.attach(context, out, qml, tr("similarity"))
+        return {self.OUTPUT: out}
