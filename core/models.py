@@ -135,10 +135,13 @@ register(ModelRecord(
     mean=tuple(S2C_MEAN),
     std=tuple(S2C_STD),
     filename="softcon_tiny_s2.safetensors",
+    sha256="a5f8bffb3853ddad9318fa0c233126f5f1283450b6dd337b4d3127ce2aece9c8",
     checkpoint_format="safetensors",
     license="CC0-1.0 (trained on CC0 Copernicus data)",
     citation=SOFTCON_CITATION + " Small model trained by this project.",
-    description="Small SoftCon ViT (8 px patches, 64 px windows) trained by this project on open data.",
+    description="Small SoftCon ViT (8 px patches, 64 px windows) trained by this project on one CC0 Sentinel-2 L1C "
+                "scene with weak spectral-index labels; short training, see core/weights/MODEL_CARD.md for its "
+                "EuroSAT evaluation and limitations.",
     local_path=str(WEIGHTS_DIR / "softcon_tiny_s2.safetensors"),
 ))
 

@@ -1,0 +1,167 @@
+"""train.linear_probe on real data: EuroSAT-MS class folders (5-fold) and BigEarthNet v1 patch folders (mAP)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.bands import S2_L1C
+from core.errors import SoftConError
+from train import linear_probe as lp
+from train.features import BEN_19, read_bigearthnet, read_class_folders
+
+FIELDS = {"model", "features", "dim", "protocol", "n_train", "classes", "precision", "knn", "linear", "seconds"}
+
+
+def test_knn_votes_follow_the_nearest_neighbours():
+    # Two tight clusters around orthogonal directions: every test point votes its cluster's class.
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(4)[:2] * 5
+    train = torch.cat([c + 0.1 * torch.randn(10, 4, generator=g) for c in centres])
+    y = torch.nn.functional.one_hot(torch.tensor([0] * 10 + [1] * 10), 2).float()
+    test = torch.stack([centres[1], centres[0]]) + 0.05
+    for center in (True, False):
+        s = lp.knn_scores(train, y, test, k=5, center=center)
+        assert s.shape == (2, 2)
+        torch.testing.assert_close(s.sum(1), torch.ones(2))
+        assert s.argmax(1).tolist() == [1, 0]
+
+
+def test_eurosat_reader_reorders_bands(eurosat_dir):
+    data = read_class_folders(eurosat_dir, S2_L1C, "eurosat")
+    assert data.x.shape == (158, 13, 64, 64) and len(data.classes) == 10
+    assert data.y.bincount().tolist() == [16, 14, 17, 17, 17, 16, 14, 13, 17, 17]
+    # EuroSAT stores B8A last; the model order puts it 9th. The file's band 13 must land at index 8.
+    import rasterio
+
+    with rasterio.open(data.paths[0]) as ds:
+        raw = ds.read()
+    assert torch.equal(data.x[0, 8], torch.from_numpy(raw[12].astype("float32")))
+    assert torch.equal(data.x[0, 9], torch.from_numpy(raw[8].astype("float32")))
+
+
+def test_spectral_baseline_5fold(eurosat_dir, tmp_path, capsys):
+    out = tmp_path / "res" / "spectral.json"
+    r = lp.main(["--spectral", "--train", str(eurosat_dir), "--out", str(out), "--threads", "1"])
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == printed == json.loads(json.dumps(r))
+    assert FIELDS <= set(r)
+    assert r["features"] == "spectral" and r["dim"] == 26 and r["protocol"] == "5-fold" and r["n_train"] == 158
+    assert len(r["linear"]["fold_accuracy"]) == 5 and len(r["knn"]["fold_accuracy"]) == 5
+    # Per-band mean/std is a strong baseline on EuroSAT: clearly above chance (10 %).
+    assert r["linear"]["accuracy"] > 0.5, r["linear"]
+    assert r["knn"]["accuracy"] > 0.3, r["knn"]
+    assert not [p for p in out.parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_random_init_tiny_model_5fold(eurosat_dir):
+    r = lp.main(["--model", "softcon_tiny_s2", "--random-init", "--train", str(eurosat_dir), "--threads", "1",
+                 "--precision", "fp32"])
+    assert r["pretrained"] is False and r["arch"] == "vit_tiny_patch8_64" and r["dim"] == 192
+    assert r["input_size"] == 64 and r["precision"] == "fp32"
+    for m in ("knn", "linear"):
+        assert 0.15 < r[m]["accuracy"] <= 1.0, r[m]  # above chance even untrained (random features + spectra)
+    assert r["knn"]["center"] is True and r["knn"]["k"] == 20
+
+
+def test_train_test_split_with_linear_probe_features(eurosat_dir, tmp_path):
+    # Train on the first 10 patches of each class, test on the rest (symlinks to the real files).
+    for split in ("train", "test"):
+        for cls in sorted(p for p in eurosat_dir.iterdir() if p.is_dir()):
+            (tmp_path / split / cls.name).mkdir(parents=True)
+            files = sorted(cls.glob("*.tif"))
+            for f in (files[:10] if split == "train" else files[10:]):
+                os.symlink(f, tmp_path / split / cls.name / f.name)
+    r = lp.main(["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe", "--method", "knn",
+                 "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threads", "1"])
+    assert r["protocol"] == "train/test" and r["n_train"] == 100 and r["n_test"] == 58
+    assert r["dim"] == 5 * 192 and r["features"] == "linear_probe" and "linear" not in r
+    assert r["knn"]["fold_accuracy"] == [round(r["knn"]["accuracy"], 4)]
+
+
+def test_bigearthnet_reader_maps_19_classes():
+    from core.sample_data import bigearthnet_dir
+
+    data = read_bigearthnet(bigearthnet_dir("S2"), S2_L1C)
+    assert data.x.shape == (6, 13, 120, 120) and data.multilabel and data.y.shape == (6, 19)
+    assert data.x[:, S2_L1C.index("B10")].abs().max() == 0  # L2A has no B10: zero-filled
+    assert data.x[:, S2_L1C.index("B1")].std() > 0  # 60 m band resampled, not empty
+    folder = next(i for i, p in enumerate(data.paths) if p.endswith("S2A_MSIL2A_20170613T101031_87_48"))
+    meta = json.loads(next(Path(data.paths[folder]).glob("*_labels_metadata.json")).read_text())
+    assert meta["labels"] == ["Non-irrigated arable land",
+                              "Land principally occupied by agriculture, with significant areas of natural vegetation"]
+    hot = [BEN_19[i] for i in data.y[folder].nonzero().flatten().tolist()]
+    assert hot == ["Arable land",
+                   "Land principally occupied by agriculture, with significant areas of natural vegetation"]
+
+
+def test_bigearthnet_map(tmp_path):
+    from core.sample_data import bigearthnet_dir
+
+    root = bigearthnet_dir("S2")
+    for args in (["--spectral"], ["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe"]):
+        r = lp.main(args + ["--train", str(root), "--folds", "3", "--threads", "1"])
+        assert r["task"] == "multilabel" and r["classes"] == list(BEN_19) and r["n_train"] == 6
+        assert r["protocol"] == "3-fold"
+        for m in ("knn", "linear"):
+            assert 0.0 < r[m]["map_macro"] <= 1.0
+            assert 0.0 < r[m]["pooled"]["map_micro"] <= 1.0 and r[m]["pooled"]["classes_scored"] >= 5
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path, eurosat_dir):
+    with pytest.raises(SoftConError, match="class sub-folders"):
+        lp.main(["--spectral", "--train", str(tmp_path)])
+    with pytest.raises(SoftConError, match="does not exist"):
+        lp.main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--train", str(eurosat_dir)])
+    with pytest.raises(SoftConError, match="band list names 2 bands"):
+        lp.main(["--spectral", "--bands", "B2,B3", "--train", str(eurosat_dir)])
+
+
+def test_checkpoint_is_evaluated_through_core(eurosat_dir, tmp_path):
+    # A weights file in the project's format (timm keys, metadata naming the model) is found by name.
+    from core.checkpoint import save_safetensors
+    from core.models import create_encoder
+
+    torch.manual_seed(1)
+    enc, _ = create_encoder("softcon_tiny_s2", pretrained=False)
+    path = save_safetensors(enc, tmp_path / "enc.safetensors", {"model": "softcon_tiny_s2"})
+    r = lp.main(["--checkpoint", str(path), "--train", str(eurosat_dir), "--method", "knn", "--threads", "1",
+                 "--precision", "fp32"])
+    assert r["pretrained"] is True and r["model"] == "softcon_tiny_s2" and r["checkpoint"] == str(path)
+    # Same weights in memory give the same result: the file was loaded, not a fresh random init.
+    data = read_class_folders(eurosat_dir, S2_L1C, "eurosat")
+    args = lp.get_args_parser().parse_args(["--train", str(eurosat_dir), "--precision", "fp32"])
+    feats = lp.features_for(args, enc, lp.get_record("softcon_tiny_s2"), data, torch.device("cpu"), None)[0]
+    acc = lp.evaluate(feats, data, methods=("knn",))["knn"]["accuracy"]
+    assert acc == pytest.approx(r["knn"]["accuracy"])
+
+
+def test_shipped_default_model(eurosat_dir):
+    # The embedded default model: <= 10 MB float16 safetensors with timm keys, sha256 as recorded, loads
+    # strictly through core, and its bf16 embeddings match float32 on real patches.
+    from safetensors import safe_open
+
+    from core.device import autocast
+    from core.models import DEFAULT_MODEL, create_encoder, get_record
+    from core.weights import sha256sum
+    from train.features import model_input
+
+    record = get_record(DEFAULT_MODEL)
+    path = Path(record.local_path)
+    assert path.is_file() and path.stat().st_size <= 10 * 2**20
+    assert sha256sum(path) == record.sha256
+    with safe_open(str(path), framework="pt") as f:
+        assert "blocks.0.attn.qkv.weight" in f.keys() and "cls_token" in f.keys()
+        assert f.get_tensor("blocks.0.attn.qkv.weight").dtype == torch.float16
+    enc, rec = create_encoder()
+    x = model_input(read_class_folders(eurosat_dir, rec.bands, "eurosat").x[::16], rec, torch.device("cpu"))
+    with torch.no_grad():
+        ref = enc(x)
+        with autocast(torch.device("cpu"), torch.bfloat16):
+            low = enc(x).float()
+    assert ref.shape == (10, 192) and torch.isfinite(ref).all()
+    mu = ref.mean(0)
+    assert torch.nn.functional.cosine_similarity(low - mu, ref - mu).min() > 0.99
