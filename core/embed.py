@@ -1,0 +1,615 @@
+"""Sliding-window embedding of rasters of any size: ``python -m core.embed`` (after timm's ``inference.py``).
+
+The raster is read in block-aligned strips by a background thread that slices windows (see
+:mod:`core.windows`), batches them as raw integers and, on CPU, normalises them (SoftCon
+preprocessing, :func:`core.normalize.preprocess`); on a GPU the raw batch goes over in pinned memory,
+without blocking, and is normalised there. The model runs under ``torch.inference_mode`` and autocast;
+finished output rows go to a tiled GeoTIFF one row of blocks at a time, so memory is bounded by the
+raster's width, never its area.
+
+Nodata: an output pixel (a window's centre cell in ``pooled`` mode, a patch in ``dense`` mode) is
+nodata (NaN) when less than ``min_valid`` (default half) of the input pixels it covers hold data, or
+when it lies outside ``polygon``. Windows whose output pixels are all nodata are not run. Inside a
+window that runs, invalid pixels (nodata, outside the raster) enter the model as 0 after
+normalisation, the value SoftCon preprocessing gives to missing data.
+
+Many rasters shard across processes with ``torchrun``: rank r of WORLD_SIZE takes every WORLD_SIZE-th
+file (``torchrun --nproc_per_node=4 -m core.embed *.tif --out DIR``); each rank uses GPU LOCAL_RANK.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from . import raster_io as rio
+from .bands import resolve_bands
+from .device import autocast, pick_device, resolve_precision
+from .errors import Cancelled, SoftConError
+from .models import DEFAULT_MODEL, ModelRecord, create_encoder
+from .normalize import preprocess
+from .progress import Progress, tqdm_progress
+from .windows import MODES, WindowGrid, make_grid
+
+#: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
+MODEL_GSD_M = 10.0
+#: Relative pixel-size deviation that earns a warning, and the one that is an error without ``resample``.
+GSD_WARN, GSD_ERROR = 0.25, 1.0
+TAG_NAMESPACE = "SOFTCON"
+#: Batches the reader thread may prepare ahead of the model.
+QUEUE_DEPTH = 3
+FORMAT_VERSION = "1"
+_PRECISION_NAME = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def normalise_on_device(device: torch.device) -> bool:
+    """GPUs get raw integers (half the bytes of float32 over the bus) and normalise them; CPUs
+    normalise in the reader thread, overlapped with the model."""
+    return device.type != "cpu"
+
+
+def default_batch_size(device: torch.device, window: int) -> int:
+    """Windows per batch: about 64 (CPU) or 1024 (GPU) windows of 64 px, fewer for larger windows."""
+    base = 1024 if device.type == "cuda" else 64
+    return max(4, int(base * (64 / window) ** 2))
+
+
+def rank_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the ``torchrun`` environment; (0, 1, 0) outside it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+@dataclass
+class _Batch:
+    """Windows ready for the model, plus the window rows that are complete once it is placed."""
+
+    x: torch.Tensor | None  # (B, C, W, W): raw (GPU path) or normalised (CPU path)
+    valid: torch.Tensor | None  # (B, W, W) bool, only on the GPU path
+    where: list[tuple[int, int]]  # (window row, window col) per window
+    rows_done: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (window row, cell validity)
+    uint16_as_int16: bool = False  # raw uint16 shipped as its int16 bit pattern (GPU path)
+
+
+def _pixel_extent(ds: Any, bbox: Sequence[float] | None, bbox_crs: Any, geometry: Any) -> tuple[int, int, int, int] | None:
+    """Raster pixel extent (row0, col0, row1, col1) of a bbox and/or geometry (already in the raster CRS)."""
+    if bbox is None and geometry is None:
+        return None
+    from rasterio.warp import transform_bounds
+
+    boxes = []
+    if bbox is not None:
+        if len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+            raise SoftConError(f"The bounding box must be minx,miny,maxx,maxy with min < max; got {list(bbox)}.")
+        boxes.append(transform_bounds(bbox_crs or ds.crs, ds.crs, *bbox, densify_pts=21) if bbox_crs else tuple(bbox))
+    if geometry is not None:
+        boxes.append(geometry.bounds)
+    minx, miny = max(b[0] for b in boxes), max(b[1] for b in boxes)
+    maxx, maxy = min(b[2] for b in boxes), min(b[3] for b in boxes)
+    inv = ~ds.transform
+    xs, ys = zip(*(inv @ (x, y) for x in (minx, maxx) for y in (miny, maxy)))
+    extent = (math.floor(min(ys)), math.floor(min(xs)), math.ceil(max(ys)), math.ceil(max(xs)))
+    return extent
+
+
+def _polygon(polygon: Any, polygon_crs: Any, raster_crs: Any) -> Any:
+    """A shapely geometry (from a geometry, WKT, GeoJSON dict or file) in the raster's CRS."""
+    import shapely
+    from shapely.geometry import shape
+
+    if isinstance(polygon, (str, os.PathLike)) and Path(str(polygon)).suffix.lower() in (".geojson", ".json"):
+        gj = json.loads(Path(polygon).read_text())
+        feats = gj.get("features", [gj]) if isinstance(gj, dict) else gj
+        geom = shapely.union_all([shape(f.get("geometry", f)) for f in feats])
+    elif isinstance(polygon, str):
+        geom = shapely.from_wkt(polygon)
+    elif isinstance(polygon, dict):
+        geom = shape(polygon.get("geometry", polygon))
+    else:
+        geom = polygon
+    if polygon_crs is not None:
+        from pyproj import CRS, Transformer
+
+        tr = Transformer.from_crs(CRS.from_user_input(polygon_crs), CRS.from_user_input(raster_crs.to_wkt()), always_xy=True)
+        geom = shapely.ops.transform(tr.transform, geom)
+    if geom.is_empty:
+        raise SoftConError("The polygon is empty; give a polygon (WKT, GeoJSON) that covers part of the raster.")
+    return geom
+
+
+def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
+    """The dataset to read: ``ds`` itself, or a 10 m virtual copy when ``resample`` is set."""
+    res = rio.pixel_size_m(ds)
+    rel = res / MODEL_GSD_M
+    if resample and abs(rel - 1) > 0.01:
+        progress.log(f"Resampling the {res:.1f} m raster to {MODEL_GSD_M:.0f} m on the fly.")
+        return rio.resample_to(ds, MODEL_GSD_M)
+    if rel > 1 + GSD_ERROR or rel < 1 / (1 + GSD_ERROR):
+        raise SoftConError(
+            f"The raster has {res:.1f} m pixels but the model was trained on {MODEL_GSD_M:.0f} m data; "
+            f"embeddings would be meaningless. Resample to {MODEL_GSD_M:.0f} m (--resample, or resample=True) "
+            f"or use a {MODEL_GSD_M:.0f} m raster."
+        )
+    if abs(rel - 1) > GSD_WARN:
+        msg = (f"The raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
+               f"Embeddings may be degraded; consider --resample.")
+        warnings.warn(msg, stacklevel=3)
+        progress.log(msg)
+    return ds
+
+
+def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
+    """A pointwise ``f(data (C, n, w), valid (n, w)) -> float32`` for optical data, or None (SAR).
+
+    For 8/16-bit unsigned data it is :func:`core.normalize.preprocess` evaluated once on every possible
+    value (a per-band lookup table, 3.4 MB for 13 uint16 bands) and then looked up, which gives the
+    same numbers as calling ``preprocess`` on the pixels at a fraction of the CPU time the model
+    would otherwise lose to it. Other types call ``preprocess`` on the strip.
+    """
+    if norm.get("sar_quantiles") is not None:
+        return None  # per-window quantiles: applied to each batch
+    if dtype in (np.uint8, np.uint16):
+        levels = torch.arange(np.iinfo(dtype).max + 1, dtype=torch.float32)
+        lut = preprocess(levels.view(1, 1, -1, 1).expand(1, n_channels, -1, 1), **norm)[0, :, :, 0].numpy()
+
+        def lookup(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            out = np.empty(data.shape, np.float32)
+            for c in range(n_channels):
+                np.take(lut[c], data[c], out=out[c])
+            out *= valid  # invalid pixels -> 0, as preprocess(valid=...) does
+            return out
+
+        return lookup
+
+    def call(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        x = preprocess(torch.from_numpy(data)[None], valid=torch.from_numpy(valid)[None], **norm)
+        return x[0].numpy()
+
+    return call
+
+
+def _produce(
+    stop: threading.Event,
+    ds: Any,
+    indexes: list[int | None],
+    grid: WindowGrid,
+    batch_size: int,
+    min_valid: float,
+    polygon_mask: Any,
+    norm: dict[str, Any] | None,
+    pin: bool,
+) -> Iterator[_Batch]:
+    """Background producer: strips -> windows -> batches (runs in the :class:`~core.raster_io.Prefetcher` thread).
+
+    Args:
+        norm: preprocessing arguments when normalising here (CPU): pointwise (optical) preprocessing
+            is applied to each window row's strip, per-window statistics (SAR) to each batch.
+            None (GPU): raw values go out with their validity, in pinned memory if ``pin``.
+    """
+    reader = rio.StripReader(ds, indexes, grid.col_span())
+    normaliser = strip_normaliser(reader.file_dtype, len(indexes), norm) if norm is not None else None
+    if normaliser is not None:
+        reader = rio.StripReader(ds, indexes, grid.col_span(), transform=normaliser)
+    need_valid = normaliser is None
+    w, s, m, k = grid.window, grid.stride, grid.margin, grid.cells_per_window
+    shape = (batch_size, len(indexes), w, w)
+    # A ring of batch buffers, reused: the queue holds at most ``QUEUE_DEPTH`` batches and the model
+    # thread at most two more (one running, one waiting for its GPU copy), so a buffer is free again
+    # by the time the ring comes back to it. Fresh arrays per batch would let malloc's arenas grow.
+    ring = [(np.empty(shape, reader.dtype), np.empty((batch_size, w, w), bool) if need_valid else None)
+            for _ in range(QUEUE_DEPTH + 3)]
+    slot = 0
+    xb, vb = ring[slot]
+    where: list[tuple[int, int]] = []
+    rows_done: list[tuple[int, np.ndarray]] = []
+
+    def emit() -> _Batch:
+        n = len(where)
+        x = torch.from_numpy(xb[:n]) if n else None
+        v = torch.from_numpy(vb[:n]) if n and need_valid else None
+        if x is not None and norm is not None and normaliser is None:  # CPU, SAR: per-window quantiles
+            x, v = preprocess(x, valid=v, **norm), None
+        as_int16 = x is not None and norm is None and xb.dtype == np.uint16
+        if as_int16:  # torch's uint16 has few kernels: ship the bits as int16, widen on the device
+            x = torch.from_numpy(xb[:n].view(np.int16))
+        if x is not None and pin:
+            x, v = x.pin_memory(), v.pin_memory()
+        return _Batch(x, v, list(where), list(rows_done), as_int16)
+
+    for i in range(grid.n_rows):
+        if stop.is_set():
+            return
+        data, valid = reader.rows(*grid.row_span(i))  # (C, W, cols), (W, cols)
+        owned = valid[m:m + s, m:m + grid.n_cols * s]
+        if polygon_mask is not None:
+            owned = owned & polygon_mask(grid.row0 + i * s, s, grid.col0, grid.n_cols * s)
+        cells = grid.cell_valid(owned, min_valid)  # (k, n_cols * k)
+        for j in np.flatnonzero(cells.reshape(k, grid.n_cols, k).any(axis=(0, 2))):
+            c = j * s
+            n = len(where)
+            xb[n] = data[:, :, c:c + w]
+            if need_valid:
+                vb[n] = valid[:, c:c + w]
+            where.append((i, int(j)))
+            if len(where) == batch_size:
+                yield emit()
+                slot = (slot + 1) % len(ring)
+                xb, vb = ring[slot]
+                where.clear()
+                rows_done.clear()
+        rows_done.append((i, cells))
+    yield emit()
+
+
+def embed_raster(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    model: str = DEFAULT_MODEL,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    mode: str = "pooled",
+    stride: int | None = None,
+    bands: str | Sequence[str] | None = None,
+    bbox: Sequence[float] | None = None,
+    bbox_crs: Any = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int | None = None,
+    dtype: str = "float16",
+    progress: Progress | None = None,
+    *,
+    polygon: Any = None,
+    polygon_crs: Any = None,
+    resample: bool = False,
+    min_valid: float = 0.5,
+    offset: float = 0.0,
+    nodata: float | None = None,
+    encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
+) -> Path:
+    """Embed a raster window by window into a GeoTIFF of ``embed_dim`` bands in the raster's CRS.
+
+    Args:
+        sources: one raster (any GDAL format), or single-band files stacked onto the finest one's grid
+            (a Sentinel-2 product at 10/20/60 m; coarser bands are resampled bilinearly).
+        out_path: output GeoTIFF (tiled, ZSTD-compressed, NaN nodata, tags in namespace ``SOFTCON``).
+        model, checkpoint, pretrained: as :func:`core.models.create_encoder`.
+        mode: ``pooled`` (one embedding per window; output pixel = ``stride`` px) or ``dense`` (patch
+            tokens of each window's centre; output pixel = patch size).
+        stride: window spacing in px; default half a window (see :func:`core.windows.default_stride`).
+        bands: the raster's band order (preset such as ``s2_l1c`` or a list); default: band
+            descriptions / file names, else the model's order when the count matches.
+        bbox: (minx, miny, maxx, maxy) limiting the extent, in ``bbox_crs`` (default the raster's).
+        device, precision: ``auto``/``cpu``/``cuda``/``mps`` and ``auto``/``bf16``/``fp16``/``fp32``.
+        batch_size: windows per model call (default :func:`default_batch_size`).
+        dtype: ``float16`` (default) or ``float32`` output values.
+        progress: callback and cancel check; cancelling stops within one batch and leaves no file.
+        polygon: shapely geometry, WKT, GeoJSON dict or ``.geojson`` file; pixels outside are nodata
+            and the extent is limited to its bounds. In ``polygon_crs`` (default the raster's).
+        resample: warp a raster far from 10 m onto a 10 m grid instead of refusing it.
+        min_valid: fraction of an output pixel's input pixels that must hold data.
+        offset: subtracted from optical values first (1000 for Sentinel-2 baseline >= 04.00).
+        nodata: no-data value for stacked files that declare none (default 0 for Sentinel-2 bands).
+        encoder: an already built ``(encoder, record)`` to use instead of ``model``/``checkpoint``.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        SoftConError: bad input (missing CRS, unknown band order, resolution, unwritable output, full disk).
+        Cancelled: when ``progress`` asked to stop; no output file is left.
+    """
+    progress = progress or Progress()
+    out_path = Path(out_path)
+    if dtype not in ("float16", "float32"):
+        raise SoftConError(f"dtype must be float16 or float32, not {dtype!r}.")
+    if mode not in MODES:
+        raise SoftConError(f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
+    if not 0 < min_valid <= 1:
+        raise SoftConError(f"min_valid must be in (0, 1], not {min_valid}.")
+    rio.check_writable(out_path)
+    t_start = time.perf_counter()
+    with rio.gdal_env():
+        src = rio.open_raster(sources, nodata=nodata)
+        try:
+            if src.crs is None:
+                raise SoftConError(
+                    "The raster has no coordinate reference system, so the embeddings could not be placed on a map. "
+                    "Assign one (e.g. gdal_edit.py -a_srs EPSG:32632 FILE) and try again."
+                )
+            ds = _check_resolution(src, resample, progress)
+            if encoder is None:
+                enc, record = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
+            else:
+                enc, record = encoder
+            names = rio.band_names(src, sources)
+            mapping = resolve_bands(names, record.bands, bands)
+            indexes = [None if b is None else b + 1 for b in mapping]
+            geometry = _polygon(polygon, polygon_crs, ds.crs) if polygon is not None else None
+            extent = _pixel_extent(ds, bbox, bbox_crs, geometry)
+            grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)
+            polygon_mask = rio.geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
+            return _run(ds, src, sources, out_path, enc, record, grid, indexes, names, device, precision,
+                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start)
+        finally:
+            src.close()
+
+
+def _run(
+    ds: Any, src: Any, sources: Any, out_path: Path, enc: torch.nn.Module, record: ModelRecord, grid: WindowGrid,
+    indexes: list[int | None], names: list[str | None], device: str, precision: str, batch_size: int | None,
+    dtype: str, progress: Progress, polygon_mask: Any, min_valid: float, offset: float, checkpoint: Any,
+    t_start: float,
+) -> Path:
+    rank, _, local_rank = rank_info()
+    dev = pick_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    amp = resolve_precision(dev, precision)
+    bs = batch_size or default_batch_size(dev, grid.window)
+    enc = enc.to(dev).eval()
+    stats = dict(mean=list(record.mean), std=list(record.std), sar_quantiles=record.sar_quantiles, offset=offset)
+    on_gpu = normalise_on_device(dev)
+    dim = record.embed_dim
+    mp = grid.margin // grid.cell if grid.mode == "dense" else 0
+    k = grid.cells_per_window
+    tags = {
+        "format_version": FORMAT_VERSION, "model": record.name, "arch": record.arch,
+        "bands": json.dumps(list(record.bands)),
+        "source_bands": json.dumps([None if i is None else names[i - 1] or f"band {i}" for i in indexes]),
+        "mean": json.dumps(list(record.mean)), "std": json.dumps(list(record.std)),
+        "sar_quantiles": json.dumps(record.sar_quantiles), "offset": repr(float(offset)),
+        "mode": grid.mode, "stride": str(grid.stride), "window": str(grid.window),
+        "patch_size": str(enc.patch_size), "cell": str(grid.cell), "dim": str(dim),
+        "precision": _PRECISION_NAME[amp], "dtype": dtype, "min_valid": repr(float(min_valid)),
+        "checkpoint": str(checkpoint) if checkpoint else "", "input_res_m": f"{rio.pixel_size_m(ds):.3f}",
+        "sources": json.dumps([str(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]),
+    }
+    progress.log(
+        f"{record.name}: {grid.mode} embeddings, {grid.n_windows} windows of {grid.window} px every {grid.stride} px "
+        f"-> {grid.out_width} x {grid.out_height} x {dim} on {dev} ({_PRECISION_NAME[amp]}, batch {bs})"
+    )
+    writer = rio.BlockWriter(
+        out_path, width=grid.out_width, height=grid.out_height, count=dim, crs=ds.crs,
+        transform=grid.transform(ds.transform), dtype=dtype,
+        descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE,
+    )
+    prefetch = rio.Prefetcher(
+        lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
+                              None if on_gpu else stats, dev.type == "cuda"),
+        depth=QUEUE_DEPTH,
+    )
+    rows: dict[int, np.ndarray] = {}
+    done = run = 0
+
+    def place(batch: _Batch, out: np.ndarray | None) -> None:
+        """Put a batch's embeddings (B, D, k, k) into their rows; write rows that are complete."""
+        nonlocal done
+        for b, (i, j) in enumerate(batch.where):
+            row = rows.get(i)
+            if row is None:
+                row = rows[i] = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
+            row[:, :, j * k:(j + 1) * k] = out[b]
+        for i, cells in batch.rows_done:
+            row = rows.pop(i, None)
+            if row is None:
+                row = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
+            else:
+                row[:, ~cells] = np.nan
+            r0, r1 = grid.out_rows(i)
+            writer.write_rows(r0, row[:, :r1 - r0, :grid.out_width])
+            done += 1
+
+    try:
+        pending: tuple[_Batch, torch.Tensor, Any] | None = None
+        with torch.inference_mode():
+            for batch in prefetch:
+                progress.check()
+                out = event = None
+                if batch.x is not None:
+                    x = batch.x.to(dev, non_blocking=True)
+                    if on_gpu:
+                        if batch.uint16_as_int16:
+                            x = x.to(torch.int32).bitwise_and_(0xFFFF)
+                        x = preprocess(x, valid=batch.valid.to(dev, non_blocking=True), **stats)
+                    with autocast(dev, amp):
+                        y = enc.forward_dense(x)[:, :, mp:mp + k, mp:mp + k] if grid.mode == "dense" else enc(x)[:, :, None, None]
+                    run += len(batch.where)
+                    if dev.type == "cuda":  # copy back without waiting; collect after the next batch is queued
+                        out = y.float().to("cpu", non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record()
+                    else:
+                        out = y.float().cpu()
+                if dev.type == "cuda":
+                    if pending is not None:
+                        if pending[2] is not None:
+                            pending[2].synchronize()
+                        place(pending[0], None if pending[1] is None else pending[1].numpy())
+                    pending = (batch, out, event)
+                else:
+                    place(batch, None if out is None else out.numpy())
+                progress.update(done, grid.n_rows, f"{run} windows")
+            if pending is not None:
+                if pending[2] is not None:
+                    pending[2].synchronize()
+                place(pending[0], None if pending[1] is None else pending[1].numpy())
+        progress.check()
+        elapsed = time.perf_counter() - t_start
+        writer.set_tags(windows_total=grid.n_windows, windows_run=run, windows_skipped=grid.n_windows - run,
+                        seconds=f"{elapsed:.2f}", device=str(dev))
+        result = writer.commit()
+    except BaseException:
+        prefetch.close()
+        writer.abort()
+        raise
+    prefetch.close()
+    progress.update(grid.n_rows, grid.n_rows, f"{run} windows")
+    progress.log(f"Wrote {result} ({run} windows run, {grid.n_windows - run} skipped as nodata, {elapsed:.1f} s).")
+    return result
+
+
+_JSON_TAGS = ("bands", "source_bands", "mean", "std", "sar_quantiles", "sources")
+_INT_TAGS = ("stride", "window", "patch_size", "cell", "dim", "windows_total", "windows_run", "windows_skipped")
+_FLOAT_TAGS = ("offset", "min_valid", "input_res_m", "seconds")
+
+
+def read_embedding_info(path: str | os.PathLike) -> dict[str, Any]:
+    """What an embedding raster holds: its ``SOFTCON`` tags, decoded, plus its grid.
+
+    Returns:
+        dict with ``model``, ``arch``, ``bands`` (list), ``mean``/``std`` (lists), ``mode``, ``stride``,
+        ``window``, ``patch_size``, ``cell`` (output pixel, input px), ``dim``, ``precision``, ``dtype``,
+        ``min_valid``, ``offset``, ``sources``, window counts, and ``crs`` (WKT), ``transform`` (6 affine
+        coefficients a, b, c, d, e, f), ``width``, ``height``, ``res``, ``bounds``, ``count``, ``nodata``.
+
+    Raises:
+        SoftConError: if the file is not an embedding raster written by :func:`embed_raster`.
+    """
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags(ns=TAG_NAMESPACE)
+            grid = dict(crs=ds.crs.to_wkt() if ds.crs else None, transform=tuple(ds.transform)[:6], width=ds.width,
+                        height=ds.height, res=ds.res, bounds=tuple(ds.bounds), count=ds.count, nodata=ds.nodata)
+    except rasterio.errors.RasterioIOError as e:
+        raise SoftConError(f"Cannot open {path}: {e}.") from None
+    if "model" not in tags or "mode" not in tags:
+        raise SoftConError(
+            f"{path} is not an embedding raster made by core.embed (no {TAG_NAMESPACE} tags); run python -m core.embed first."
+        )
+    info: dict[str, Any] = {}
+    for key, value in tags.items():
+        if key in _JSON_TAGS:
+            info[key] = json.loads(value)
+        elif key in _INT_TAGS:
+            info[key] = int(value)
+        elif key in _FLOAT_TAGS:
+            info[key] = float(value)
+        else:
+            info[key] = value
+    info.update(grid)
+    return info
+
+
+def output_name(raster: str | os.PathLike, out_dir: Path, mode: str) -> Path:
+    """``out_dir/<stem>_<mode>_emb.tif`` for one of several rasters."""
+    return out_dir / f"{Path(raster).stem}_{mode}_emb.tif"
+
+
+def embed_many(
+    rasters: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: str = DEFAULT_MODEL,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
+    **kwargs: Any,
+) -> list[Path]:
+    """Embed several rasters into ``out_dir``; under ``torchrun`` each rank takes its own share of files.
+
+    Rank r of WORLD_SIZE embeds ``rasters[r::WORLD_SIZE]`` on GPU LOCAL_RANK; no process talks to
+    another, so a failed rank can simply be rerun. The model is built once per process. Other keyword
+    arguments go to :func:`embed_raster`.
+    """
+    rank, world, _ = rank_info()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mine = list(rasters)[rank::world]
+    if encoder is None and mine:
+        encoder = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
+    mode = kwargs.get("mode", "pooled")
+    return [embed_raster(r, output_name(r, out_dir, mode), checkpoint=checkpoint, encoder=encoder, **kwargs) for r in mine]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m core.embed",
+        description="Embed rasters with a SoftCon encoder, window by window, into GeoTIFFs.",
+    )
+    p.add_argument("rasters", nargs="+", metavar="RASTER",
+                   help="a raster, several single-band files of one scene (stacked onto the finest grid), "
+                        "or several rasters to embed one by one into the --out folder")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", required=True, help="output GeoTIFF (one input) or folder (several rasters)")
+    p.add_argument("--mode", choices=MODES, default="pooled")
+    p.add_argument("--stride", type=int, default=None, help="window spacing in px (default: half a window)")
+    p.add_argument("--bands", default=None, help="band order of the raster: a preset (s2_l1c, s2_l2a, eurosat, s1) or B1,B2,...")
+    p.add_argument("--bbox", default=None, help="minx,miny,maxx,maxy")
+    p.add_argument("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 (default: the raster's)")
+    p.add_argument("--polygon", default=None, help="WKT or a .geojson file limiting the extent")
+    p.add_argument("--polygon-crs", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    p.add_argument("--checkpoint", default=None, help="weights file to load instead of the model's own")
+    p.add_argument("--random-weights", action="store_true", help="random initialisation (testing only)")
+    p.add_argument("--resample", action="store_true", help="warp rasters far from 10 m onto a 10 m grid")
+    p.add_argument("--min-valid", type=float, default=0.5)
+    p.add_argument("--offset", type=float, default=0.0, help="subtract from optical values (1000 for S2 baseline >= 04.00)")
+    p.add_argument("--separate", action="store_true", help="embed single-band inputs one by one instead of stacking them")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    kw: dict[str, Any] = dict(
+        mode=args.mode, stride=args.stride, bands=args.bands, bbox_crs=args.bbox_crs, polygon=args.polygon,
+        polygon_crs=args.polygon_crs, device=args.device, precision=args.precision, batch_size=args.batch_size,
+        dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, offset=args.offset,
+    )
+    try:
+        if args.bbox:
+            try:
+                kw["bbox"] = [float(v) for v in args.bbox.split(",")]
+            except ValueError:
+                raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
+        rasters = args.rasters
+        stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
+        encoder = create_encoder(args.model, pretrained=not args.random_weights, checkpoint=args.checkpoint)
+        if len(rasters) == 1 or stack:
+            if rank_info()[0] != 0:
+                return 0  # one scene: rank 0 does it
+            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, checkpoint=args.checkpoint,
+                         progress=tqdm_progress("embed"), **kw)
+        else:
+            rank, world, _ = rank_info()
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            for r in list(rasters)[rank::world]:  # torchrun: each rank its own files
+                embed_raster(r, output_name(r, Path(args.out), args.mode), checkpoint=args.checkpoint,
+                             encoder=encoder, progress=tqdm_progress(Path(r).name), **kw)
+    except Cancelled as e:
+        print(e, file=sys.stderr)
+        return 130
+    except SoftConError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _all_single_band(rasters: Sequence[str]) -> bool:
+    import rasterio
+
+    for r in rasters:
+        try:
+            with rasterio.open(r) as ds:
+                if ds.count != 1:
+                    return False
+        except rasterio.errors.RasterioIOError as e:
+            raise SoftConError(f"Cannot open raster {r}: {e}.") from None
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

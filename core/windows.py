@@ -1,0 +1,156 @@
+"""The window grid of sliding-window inference (after TorchGeo's ``GridGeoSampler``, minus its per-window reads).
+
+Windows of ``window`` px sit on a regular ``stride`` anchored at the raster's pixel (0, 0), so a window's
+position depends only on where it is in the raster, never on the extent, tile or batch that asked for
+it. Each window *owns* the ``stride x stride`` px cell at its centre:
+
+- ``pooled``: one embedding per window, written as one output pixel of ``stride`` px (the window's
+  centre cell).
+- ``dense``: the window's patch tokens, of which only the central ``stride / patch`` x ``stride / patch``
+  are kept, so every output pixel (one patch, ``patch`` px) comes from the one window that has it at
+  its centre, with ``(window - stride) / 2`` px of context on each side. The result is therefore the same
+  whatever extent, strip height or batch size produced it.
+
+Pixels outside the raster are read as nodata (zero input, marked invalid).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+
+from .errors import SoftConError
+
+MODES = ("pooled", "dense")
+
+
+def default_stride(mode: str, window: int, patch: int) -> int:
+    """Half a window in both modes: pooled output pixels of window/2 (e.g. 320 m for 64 px at 10 m),
+    dense windows keeping their central half, so each kept patch has a quarter window of context."""
+    if mode == "dense":
+        return max(patch, (window // 2) // patch * patch)
+    return max(1, window // 2)
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """Windows covering an extent of a raster, in raster pixel coordinates.
+
+    Attributes:
+        mode: ``pooled`` or ``dense``.
+        window: model input size (px).
+        stride: distance between windows (px) = size of the cell each window owns.
+        cell: output pixel size (px): ``stride`` (pooled) or the patch size (dense).
+        row0, col0: raster pixel of the extent's top-left corner (a multiple of ``stride``).
+        n_rows, n_cols: windows down and across.
+        out_height, out_width: output raster size (pixels of ``cell`` px).
+    """
+
+    mode: str
+    window: int
+    stride: int
+    cell: int
+    row0: int
+    col0: int
+    n_rows: int
+    n_cols: int
+    out_height: int
+    out_width: int
+
+    @property
+    def margin(self) -> int:
+        """Context (px) on each side of a window's owned cell."""
+        return (self.window - self.stride) // 2
+
+    @property
+    def cells_per_window(self) -> int:
+        """Output pixels per window along each axis (1 pooled, stride / patch dense)."""
+        return self.stride // self.cell
+
+    @property
+    def n_windows(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def window_origin(self, i: int, j: int) -> tuple[int, int]:
+        """Raster pixel (row, col) of the top-left corner of window (i, j); may be negative."""
+        return self.row0 + i * self.stride - self.margin, self.col0 + j * self.stride - self.margin
+
+    def row_span(self, i: int) -> tuple[int, int]:
+        """Raster rows [start, end) read for window row i (its windows' full height)."""
+        top = self.row0 + i * self.stride - self.margin
+        return top, top + self.window
+
+    def col_span(self) -> tuple[int, int]:
+        """Raster columns [start, end) read for any window row."""
+        left = self.col0 - self.margin
+        return left, left + (self.n_cols - 1) * self.stride + self.window
+
+    def out_rows(self, i: int) -> tuple[int, int]:
+        """Output rows [start, end) owned by window row i (clipped to the output)."""
+        k = self.cells_per_window
+        return i * k, min((i + 1) * k, self.out_height)
+
+    def transform(self, raster_transform: Affine) -> Affine:
+        """Geotransform of the output raster."""
+        return raster_transform @ Affine.translation(self.col0, self.row0) @ Affine.scale(self.cell)
+
+    def cell_valid(self, valid: np.ndarray, min_valid: float) -> np.ndarray:
+        """Which output pixels of one window row hold enough data.
+
+        Args:
+            valid: (stride, n_cols * stride) bool, the raster pixels owned by the window row.
+            min_valid: fraction of a cell's pixels that must hold data.
+
+        Returns:
+            (cells_per_window, n_cols * cells_per_window) bool.
+        """
+        k, c = self.cells_per_window, self.cell
+        frac = valid.reshape(k, c, -1, c).mean(axis=(1, 3))
+        return frac >= min_valid - 1e-9
+
+
+def make_grid(
+    mode: str,
+    window: int,
+    stride: int | None,
+    patch: int,
+    height: int,
+    width: int,
+    extent: tuple[int, int, int, int] | None = None,
+) -> WindowGrid:
+    """The windows covering ``extent`` of a ``height x width`` raster.
+
+    Args:
+        mode: ``pooled`` or ``dense``.
+        window: model input size (px); patch: its patch size (px; dense output pixel).
+        stride: window spacing (px); None = :func:`default_stride`.
+        extent: (row_start, col_start, row_stop, col_stop) in raster pixels, clipped to the raster;
+            None = the whole raster. It is widened to the stride grid.
+
+    Raises:
+        SoftConError: for a stride the mode cannot use, or an empty extent.
+    """
+    if mode not in MODES:
+        raise SoftConError(f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
+    stride = default_stride(mode, window, patch) if stride is None else int(stride)
+    if not 1 <= stride <= window:
+        raise SoftConError(f"Stride {stride} px is outside 1..{window} (the window size); choose a stride in that range.")
+    if mode == "dense":
+        ok = stride % patch == 0 and (window - stride) % (2 * patch) == 0
+        if not ok:
+            valid = [s for s in range(patch, window + 1, patch) if (window - s) % (2 * patch) == 0]
+            raise SoftConError(
+                f"Dense stride {stride} px does not keep whole patches at the window centre "
+                f"(window {window} px, patch {patch} px). Use one of: {', '.join(map(str, valid))}."
+            )
+    cell = stride if mode == "pooled" else patch
+    r0, c0, r1, c1 = extent if extent is not None else (0, 0, height, width)
+    r0, c0, r1, c1 = max(0, r0), max(0, c0), min(height, r1), min(width, c1)
+    if r1 <= r0 or c1 <= c0:
+        raise SoftConError("The requested extent does not overlap the raster; check the bounding box and its CRS.")
+    row0, col0 = r0 // stride * stride, c0 // stride * stride
+    n_rows, n_cols = math.ceil((r1 - row0) / stride), math.ceil((c1 - col0) / stride)
+    out_h, out_w = math.ceil((r1 - row0) / cell), math.ceil((c1 - col0) / cell)
+    return WindowGrid(mode, window, stride, cell, row0, col0, n_rows, n_cols, out_h, out_w)
