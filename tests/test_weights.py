@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,10 +82,12 @@ def test_file_put_by_hand_is_used_and_sha256_checked(cache, tmp_path, capsys):
         create_encoder("B2_rn50_softcon")
 
 
-def test_default_model_without_weights_says_where(cache):
+def test_default_model_ships_and_a_missing_local_file_says_where(cache, tmp_path):
     record = get_record(DEFAULT_MODEL)
     assert record.arch == "vit_tiny_patch8_64" and record.input_size == 64
+    assert W.weights_path(record) == Path(record.local_path)  # shipped: no download needed
+    gone = dataclasses.replace(record, local_path=str(tmp_path / "softcon_tiny_s2.safetensors"))
     with pytest.raises(SoftConError) as err:
-        W.weights_path(record)
+        W.weights_path(gone)
     assert "softcon_tiny_s2.safetensors" in str(err.value)
     assert W.is_offline()
