@@ -33,6 +33,7 @@ REQUIREMENTS: tuple[tuple[str, str], ...] = (
     ("safetensors", "safetensors==0.8.0"),
     ("huggingface_hub", "huggingface-hub==2.4.0"),
     ("tqdm", "tqdm==4.70.1"),
+    ("pyogrio", "pyogrio==0.13.0"),
     ("PIL", "pillow>=10"),
 )
 

@@ -126,15 +126,13 @@ class _SeededDataset(torch.utils.data.Dataset):
 def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> tuple[np.ndarray, dict]:
     """Stack single-band files onto the grid of the finest one, through their geotransforms.
 
-    Bands are matched to ``bands`` by file name (``s2_B8A.jp2`` -> B8A). Coarser bands are resampled
-    bilinearly with ``rasterio.warp.reproject`` (the 20/60 m grids of a Sentinel-2 tile start 10-20 m
-    away from the 10 m grid, so scaling arrays would shift them).
+    Bands are matched to ``bands`` by file name (``s2_B8A.jp2`` -> B8A); the stacking itself is
+    ``core.raster_io.open_raster`` (a GDAL VRT, bilinear for coarser bands), the same as inference uses.
 
     Returns:
         ((C, H, W) uint16 array in ``bands`` order, {"crs", "transform", "height", "width"}).
     """
-    import rasterio
-    from rasterio.warp import Resampling, reproject
+    from core.raster_io import open_raster
 
     by_band: dict[str, Path] = {}
     for f in files:
@@ -145,21 +143,9 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     if missing:
         raise SoftConError(f"No file for band(s) {', '.join(missing)} among {len(files)} files; name each "
                            f"single-band file after its band (e.g. s2_B04.tif).")
-    metas = {}
-    for b in bands:
-        with rasterio.open(by_band[b]) as src:
-            metas[b] = (abs(src.transform.a), src.crs, src.transform, src.height, src.width)
-    ref = min(bands, key=lambda b: metas[b][0])
-    _, crs, transform, height, width = metas[ref]
-    out = np.zeros((len(bands), height, width), np.uint16)
-    for i, b in enumerate(bands):
-        with rasterio.open(by_band[b]) as src:
-            if (src.transform, src.height, src.width) == (transform, height, width):
-                out[i] = src.read(1)
-            else:
-                reproject(rasterio.band(src, 1), out[i], src_transform=src.transform, src_crs=src.crs,
-                          dst_transform=transform, dst_crs=crs, resampling=Resampling.bilinear)
-    return out, {"crs": crs, "transform": transform, "height": height, "width": width}
+    with open_raster([by_band[b] for b in bands]) as ds:
+        out = ds.read().astype(np.uint16, copy=False)
+        return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
 
 
 def read_raster(path: str | Path, bands: str | Sequence[str] | None = None) -> tuple[np.ndarray, dict]:
