@@ -11,7 +11,7 @@ at once at the end (staged in a hidden folder and renamed), so a failed run leav
 API (stable, used by the QGIS plugin)::
 
     classify(raster, samples, label_field, out_dir, model=DEFAULT_MODEL, method="knn", k=20,
-             temperature=0.07, bands=None, mode="pooled", stride=None, checkpoint=None,
+             temperature=0.07, bands=None, mode="dense", stride=None, checkpoint=None,
              device="auto", precision="auto", cv_folds=5, block_size_m=None,
              max_pixels_per_polygon=200, save_classifier=None, cache=True, progress=None,
              pretrained=True, layer=None, bbox=None, bbox_crs=None) -> ClassifyResult
@@ -123,7 +123,7 @@ def get_embedding(
     model: str = DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = True,
-    mode: str = "pooled",
+    mode: str = "dense",
     stride: int | None = None,
     bands: Any = None,
     bbox: Sequence[float] | None = None,
@@ -386,7 +386,7 @@ def classify(
     k: int = 20,
     temperature: float = 0.07,
     bands: str | Sequence[str] | None = None,
-    mode: str = "pooled",
+    mode: str = "dense",
     stride: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
@@ -573,7 +573,7 @@ def similarity_map(
     fids: Sequence[int] | None = None,
     model: str = DEFAULT_MODEL,
     bands: str | Sequence[str] | None = None,
-    mode: str = "pooled",
+    mode: str = "dense",
     stride: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
@@ -708,7 +708,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="local weights file to use instead of the model's")
     p.add_argument("--random-init", action="store_true", help="untrained encoder (testing only)")
     p.add_argument("--bands", help="raster band order: preset (s2_l1c, s2_l2a, eurosat) or list B1,B2,...")
-    p.add_argument("--mode", default="pooled", choices=["pooled", "dense"])
+    p.add_argument("--mode", default="dense", choices=["pooled", "dense"],
+                   help="dense: patch features (80 m for the default model; the default); pooled: one per window")
     p.add_argument("--stride", type=int, help="window stride in pixels (default: half a window)")
     p.add_argument("--bbox", help="minx,miny,maxx,maxy limiting the extent (raster CRS unless --bbox-crs)")
     p.add_argument("--bbox-crs")

@@ -31,6 +31,10 @@ BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
+#: Embedding modes of core.embed, in the order the MODE enums show them.
+MODES = ("pooled", "dense")
+
+
 def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 

@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from .base import (
+    MODES,
     SoftConAlgorithm,
     StagingDir,
     extent_bbox,
@@ -27,8 +28,6 @@ from .base import (
     tr,
 )
 from .outputs import ClassificationOutputs
-
-MODES = ("pooled", "dense")
 
 
 class ClassifyAlgorithm(SoftConAlgorithm):
@@ -89,7 +88,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.add_band_parameters()
         self.add_model_parameters()
         self.param(QgsProcessingParameterEnum(
-            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="pooled", usesStaticStrings=True))
+            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="dense", usesStaticStrings=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
         advanced = [

@@ -10,6 +10,7 @@ from qgis.core import (
 )
 
 from .base import (
+    MODES,
     SoftConAlgorithm,
     StagingDir,
     extent_bbox,
@@ -21,8 +22,6 @@ from .base import (
     run_core,
     tr,
 )
-
-MODES = ("pooled", "dense")
 
 
 class EmbedAlgorithm(SoftConAlgorithm):

@@ -13,6 +13,7 @@ from qgis.core import (
 
 from ..styles import StyleOnLoad, ramp_renderer, write_style
 from .base import (
+    MODES,
     SoftConAlgorithm,
     StagingDir,
     extent_bbox,
@@ -24,8 +25,6 @@ from .base import (
     run_core,
     tr,
 )
-
-MODES = ("pooled", "dense")
 
 
 class SimilarityAlgorithm(SoftConAlgorithm):
@@ -59,7 +58,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         self.add_band_parameters()
         self.add_model_parameters()
         self.param(QgsProcessingParameterEnum(
-            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="pooled", usesStaticStrings=True))
+            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="dense", usesStaticStrings=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
