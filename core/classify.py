@@ -22,7 +22,7 @@ API (stable, used by the QGIS plugin)::
                    ..., progress=None) -> Path
     pca_preview(embedding_raster, out_path, progress=None) -> Path
     kmeans_map(embedding_raster, n_clusters, out_path, seed=0, progress=None) -> Path
-    run_demo(out_dir="outputs/demo", method="knn", mode="dense", ...) -> ClassifyResult
+    run_demo(out_dir="outputs/demo", method="linear", mode="dense", ...) -> ClassifyResult
 
 ``raster`` is a raster file, a list of single-band files (stacked on the finest grid), or an
 embedding raster written by ``core.embed`` (then its model tag must match ``model``).
@@ -639,7 +639,7 @@ def demo_raster(progress: Progress | None = None) -> Path:
 
 def run_demo(
     out_dir: str | os.PathLike = "outputs/demo",
-    method: str = "knn",
+    method: str = "linear",
     mode: str = "dense",
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
@@ -744,7 +744,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m core.classify {cmd}")
     if cmd == "demo":
         p.add_argument("--out-dir", default="outputs/demo")
-        p.add_argument("--method", default="knn", choices=list(METHODS))
+        p.add_argument("--method", default="linear", choices=list(METHODS))
         p.add_argument("--mode", default="dense", choices=["pooled", "dense"])
         p.add_argument("--bbox")
         p.add_argument("--bbox-crs")

@@ -135,7 +135,7 @@ register(ModelRecord(
     mean=tuple(S2C_MEAN),
     std=tuple(S2C_STD),
     filename="softcon_tiny_s2.safetensors",
-    sha256="a5f8bffb3853ddad9318fa0c233126f5f1283450b6dd337b4d3127ce2aece9c8",
+    sha256="e50e349d39b173b4de322ad70d1527c12f82bc8cd3236a39f51d4449670089e5",
     checkpoint_format="safetensors",
     license="CC0-1.0 (trained on CC0 Copernicus data)",
     citation=SOFTCON_CITATION + " Small model trained by this project.",
