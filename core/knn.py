@@ -15,8 +15,6 @@ names and colours, and the model and bands the embeddings came from (``save_clas
 from __future__ import annotations
 
 import json
-import os
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import SoftConError
 
 FORMAT_VERSION = 1
@@ -211,14 +210,8 @@ def save_classifier(saved: SavedClassifier, path: str | Path) -> Path:
         "embedding": saved.embedding,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp.npz"
-    try:
+    with atomic_path(path) as tmp:
         np.savez_compressed(tmp, meta_json=np.array(json.dumps(meta)), **clf.arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

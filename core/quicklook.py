@@ -6,14 +6,13 @@ raster's size; it covers exactly the class raster's extent.
 """
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from . import bands as B
+from .atomic import atomic_path
 
 PANEL = 640  # longest side of each panel (px)
 
@@ -120,12 +119,6 @@ def write_quicklook(
         label = name if not area_fraction else f"{name} ({100 * area_fraction.get(name, 0):.1f}%)"
         d.text((x + 22, y + 2), label, fill=(0, 0, 0), font=small)
     out_path = Path(out_path)
-    tmp = out_path.parent / f".{out_path.stem}.{uuid.uuid4().hex[:8]}.tmp.png"
-    try:
+    with atomic_path(out_path) as tmp:
         img.save(tmp, format="PNG")
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return out_path

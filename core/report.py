@@ -265,16 +265,8 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    import os
-    import uuid
+    from .atomic import atomic_path
 
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"  # plain open(): the user's umask applies
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")  # plain open(): the user's umask applies
     return path
