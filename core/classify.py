@@ -284,6 +284,32 @@ def _predict_rasters(ds, saved: SavedClassifier, stage: _Stage, progress: Progre
 
 
 def _finish(
+    ds, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any], raster: Any,
+    bands: Any, progress: Progress, save_to: Path | bool | None,
+) -> ClassifyResult:
+    """Write every output into a stage folder in ``out_dir`` and move them in together; on error, nothing stays."""
+    stage = _Stage(Path(out_dir))
+    try:
+        return _write_outputs(ds, emb, saved, stage, report, raster, bands, progress, save_to)
+    except BaseException:
+        stage.abort()
+        raise
+
+
+def _drop_uncached(emb: Embedding, cache: bool) -> None:
+    """Remove an embedding computed only for this run (``cache=False``)."""
+    if not cache and emb.from_cache is False and emb.path.exists():
+        emb.path.unlink()
+
+
+def _method_params(method: str, k: int, temperature: float) -> dict[str, Any]:
+    """The options each classifier takes: kNN (k, T), prototype (T), linear (none)."""
+    if method == "knn":
+        return {"k": k, "temperature": temperature}
+    return {"temperature": temperature} if method == "prototype" else {}
+
+
+def _write_outputs(
     ds, emb: Embedding, saved: SavedClassifier, stage: _Stage, report: dict[str, Any], raster: Any,
     bands: Any, progress: Progress, save_to: Path | bool | None,
 ) -> ClassifyResult:
@@ -458,16 +484,14 @@ def classify(
             summary = _embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
             block = float(block_size_m) if block_size_m else max(2 * window_m, 5 * summary["pixel_size_m"])
-            params = {"k": k, "temperature": temperature} if method == "knn" else (
-                {"temperature": temperature} if method == "prototype" else {})
+            params = _method_params(method, k, temperature)
             t = time.perf_counter()
             cv, comparison = None, {}
             if cv_folds and cv_folds >= 2:
                 progress.log(f"Spatially blocked {cv_folds}-fold cross-validation (blocks of {block:.0f} m)...")
                 for m in (METHODS if compare_methods else (method,)):  # cheap; tells which method suits the data
-                    mp = params if m == method else ({"k": k, "temperature": temperature} if m == "knn" else
-                                                     {"temperature": temperature} if m == "prototype" else {})
-                    res = cross_validate(feats, px.labels, px.groups, xy, px.class_names, m, mp, cv_folds, block, seed)
+                    res = cross_validate(feats, px.labels, px.groups, xy, px.class_names, m,
+                                         _method_params(m, k, temperature), cv_folds, block, seed)
                     comparison[m] = res["overall_accuracy"]
                     if m == method:
                         cv = res
@@ -488,15 +512,9 @@ def classify(
             report["samples"]["label_field"] = label_field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
-            stage = _Stage(out_dir)
-            try:
-                result = _finish(ds, emb, saved, stage, report, raster, bands, progress, save_to)
-            except BaseException:
-                stage.abort()
-                raise
+            result = _finish(ds, emb, saved, out_dir, report, raster, bands, progress, save_to)
     finally:
-        if not cache and emb.from_cache is False and emb.path.exists():
-            emb.path.unlink()
+        _drop_uncached(emb, cache)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     return result
 
@@ -553,15 +571,9 @@ def apply_classifier(
                 weights=emb.weights, timings={"embedding": round(time.perf_counter() - t0, 3)},
             )
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            stage = _Stage(Path(out_dir))
-            try:
-                result = _finish(ds, emb, saved, stage, report, raster, bands, progress, None)
-            except BaseException:
-                stage.abort()
-                raise
+            result = _finish(ds, emb, saved, out_dir, report, raster, bands, progress, None)
     finally:
-        if not cache and emb.from_cache is False and emb.path.exists():
-            emb.path.unlink()
+        _drop_uncached(emb, cache)
     return result
 
 

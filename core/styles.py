@@ -53,16 +53,12 @@ def _hex(c: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
 
-def paletted_qml(entries: Sequence[tuple[int, str, Sequence[int]]], band: int = 1) -> str:
-    """QML text of a paletted renderer: ``entries`` are (pixel value, label, (r, g, b))."""
-    palette = "\n".join(
-        f"        <paletteEntry value=\"{int(v)}\" color=\"{_hex(c)}\" alpha=\"255\" label=\"{html.escape(str(label), quote=True)}\"/>"
-        for v, label, c in entries
-    )
+def _raster_qml(kind: str, band: int, body: str, attrs: str = "", trailer: str = "") -> str:
+    """A raster style document with one renderer of type ``kind``; ``body`` is the renderer's content."""
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
-    <rasterrenderer type="paletted" band="{band}" opacity="1" alphaBand="-1" nodataColor="">
+    <rasterrenderer type="{kind}" band="{band}" opacity="1" alphaBand="-1"{attrs} nodataColor="">
       <rasterTransparency/>
       <minMaxOrigin>
         <limits>None</limits>
@@ -72,19 +68,28 @@ def paletted_qml(entries: Sequence[tuple[int, str, Sequence[int]]], band: int = 
         <cumulativeCutUpper>0.98</cumulativeCutUpper>
         <stdDevFactor>2</stdDevFactor>
       </minMaxOrigin>
-      <colorPalette>
-{palette}
-      </colorPalette>
-      <colorramp type="randomcolors" name="[source]"/>
+{body}
     </rasterrenderer>
     <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
     <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"/>
     <rasterresampler maxOversampling="2"/>
-    <resamplingStage>resamplingFilter</resamplingStage>
-  </pipe>
+{trailer}  </pipe>
   <blendMode>0</blendMode>
 </qgis>
 """
+
+
+def paletted_qml(entries: Sequence[tuple[int, str, Sequence[int]]], band: int = 1) -> str:
+    """QML text of a paletted renderer: ``entries`` are (pixel value, label, (r, g, b))."""
+    palette = "\n".join(
+        f"        <paletteEntry value=\"{int(v)}\" color=\"{_hex(c)}\" alpha=\"255\" label=\"{html.escape(str(label), quote=True)}\"/>"
+        for v, label, c in entries
+    )
+    body = f"""      <colorPalette>
+{palette}
+      </colorPalette>
+      <colorramp type="randomcolors" name="[source]"/>"""
+    return _raster_qml("paletted", band, body, trailer="    <resamplingStage>resamplingFilter</resamplingStage>\n")
 
 
 def pseudocolor_qml(vmin: float, vmax: float, stops: Sequence[tuple[float, Sequence[int]]], band: int = 1) -> str:
@@ -94,32 +99,13 @@ def pseudocolor_qml(vmin: float, vmax: float, stops: Sequence[tuple[float, Seque
         f"label=\"{vmin + f * (vmax - vmin):.3g}\"/>"
         for f, c in stops
     )
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.0" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" classificationMin="{vmin}" classificationMax="{vmax}" nodataColor="">
-      <rasterTransparency/>
-      <minMaxOrigin>
-        <limits>None</limits>
-        <extent>WholeRaster</extent>
-        <statAccuracy>Estimated</statAccuracy>
-        <cumulativeCutLower>0.02</cumulativeCutLower>
-        <cumulativeCutUpper>0.98</cumulativeCutUpper>
-        <stdDevFactor>2</stdDevFactor>
-      </minMaxOrigin>
-      <rastershader>
+    body = f"""      <rastershader>
         <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{vmin}" maximumValue="{vmax}">
 {items}
         </colorrampshader>
-      </rastershader>
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100" colorizeRed="255" colorizeGreen="128" colorizeBlue="128"/>
-    <rasterresampler maxOversampling="2"/>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+      </rastershader>"""
+    return _raster_qml("singlebandpseudocolor", band, body,
+                       attrs=f' classificationMin="{vmin}" classificationMax="{vmax}"')
 
 
 #: Ramps for continuous outputs: confidence / probability (0..1) and similarity (-1..1).
