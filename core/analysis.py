@@ -8,14 +8,13 @@
 
 All read the embedding raster strip by strip along its blocks; PCA and k-means are fitted on a random
 sample of valid pixels (at most ``FIT_PIXELS``) and then applied strip by strip, so memory does not
-grow with the raster. Also home of the small helpers the classifier shares: strip iteration, reading
-pixels at sample positions, and a uint8 GeoTIFF writer with a colour table.
+grow with the raster. Also home of the small helpers the classifier shares: strip iteration and reading
+pixels at sample positions. Every output goes through ``core.raster_io.BlockWriter``.
 """
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -130,65 +129,6 @@ def random_pixels(ds, n: int = FIT_PIXELS, seed: int = 0) -> np.ndarray:
     return np.concatenate(picks)[:n]
 
 
-# ------------------------------------------------------------------------------------------ writers
-class RasterWriter:
-    """A GeoTIFF written strip by strip to a temporary file in its folder, renamed by :meth:`commit`.
-
-    Use as a context manager: an exception removes the temporary file, so no partial output is left.
-    """
-
-    def __init__(self, out_path: str | Path, ref, count: int, dtype: str, nodata: float | None,
-                 colormap: dict[int, tuple[int, int, int]] | None = None, descriptions: Sequence[str] = (),
-                 tags: dict[str, str] | None = None, photometric: str | None = None):
-        import rasterio
-
-        self.out_path = Path(out_path)
-        self.tmp = self.out_path.parent / f".{self.out_path.name}.{uuid.uuid4().hex[:8]}.tmp.tif"
-        profile = dict(driver="GTiff", width=ref.width, height=ref.height, count=count, dtype=dtype,
-                       crs=ref.crs, transform=ref.transform, nodata=nodata, tiled=True, blockxsize=256,
-                       blockysize=256, compress="deflate", predictor=3 if dtype.startswith("float") else 2,
-                       interleave="pixel" if count > 1 else "band")
-        if photometric:
-            profile["photometric"] = photometric
-        self._ds = rasterio.open(self.tmp, "w", **profile)
-        if colormap:
-            self._ds.write_colormap(1, colormap)
-        for i, d in enumerate(descriptions, start=1):
-            self._ds.set_band_description(i, d)
-        if tags:
-            self._ds.update_tags(**tags)
-        self._done = False
-
-    def write(self, row: int, data: np.ndarray) -> None:
-        """Write ``data`` (count, n, W) at rows ``[row, row + n)``."""
-        from rasterio.windows import Window
-
-        self._ds.write(data, window=Window(0, row, data.shape[2], data.shape[1]))
-
-    def commit(self) -> Path:
-        self._ds.close()
-        os.replace(self.tmp, self.out_path)
-        self._done = True
-        return self.out_path
-
-    def abort(self) -> None:
-        if not self._done:
-            try:
-                self._ds.close()
-            finally:
-                for p in (self.tmp, Path(str(self.tmp) + ".aux.xml")):
-                    if p.exists():
-                        p.unlink()
-                self._done = True
-
-    def __enter__(self) -> "RasterWriter":
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is not None:
-            self.abort()
-
-
 # --------------------------------------------------------------------------------------- analyses
 def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -252,16 +192,17 @@ def similarity_raster(embedding: str | Path, reference: np.ndarray, out_path: st
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to ``reference`` (D,)."""
     import rasterio
 
+    from .raster_io import BlockWriter
     from .styles import write_ramp_qml
 
     out_path = Path(out_path)
     ref = _normalize(np.asarray(reference, np.float32))
     with rasterio.open(embedding) as ds, \
-         RasterWriter(out_path, ds, 1, "float32", float("nan"), descriptions=["cosine similarity"]) as w:
+         BlockWriter.like(out_path, ds, 1, "float32", namespace=None, descriptions=["cosine similarity"]) as w:
         for r, x, valid in iter_strips(ds, progress, "similarity"):
             sim = _normalize(x) @ ref
             sim[~valid] = np.nan
-            w.write(r, sim[None].astype(np.float32))
+            w.write_rows(r, sim[None].astype(np.float32))
         w.commit()
     write_ramp_qml(out_path.with_suffix(".qml"), 0.0, 1.0)
     return out_path
@@ -272,6 +213,8 @@ def pca_raster(embedding: str | Path, out_path: str | Path, progress: Progress |
     """First three principal components as a 3-band uint8 RGB GeoTIFF (0 = nodata), 2-98 % stretch."""
     import rasterio
 
+    from .raster_io import BlockWriter
+
     out_path = Path(out_path)
     with rasterio.open(embedding) as ds:
         sample = _normalize(random_pixels(ds, seed=seed))
@@ -281,13 +224,13 @@ def pca_raster(embedding: str | Path, out_path: str | Path, progress: Progress |
         comps = evecs[:, ::-1][:, :3].T.astype(np.float32)  # (3, D), largest variance first
         proj = (sample - mean) @ comps.T
         lo, hi = np.percentile(proj, 2, axis=0), np.percentile(proj, 98, axis=0)
-        with RasterWriter(out_path, ds, 3, "uint8", 0, photometric="RGB",
-                          descriptions=["PC1", "PC2", "PC3"]) as w:
+        with BlockWriter.like(out_path, ds, 3, "uint8", nodata=0, namespace=None, photometric="RGB",
+                              descriptions=["PC1", "PC2", "PC3"]) as w:
             for r, x, valid in iter_strips(ds, progress, "PCA"):
                 p = (_normalize(x) - mean) @ comps.T  # (n, W, 3)
                 v = np.clip(np.nan_to_num((p - lo) / np.maximum(hi - lo, 1e-9)) * 254 + 1, 1, 255).astype(np.uint8)
                 v[~valid] = 0
-                w.write(r, np.moveaxis(v, -1, 0))
+                w.write_rows(r, np.moveaxis(v, -1, 0))
             w.commit()
     return out_path
 
@@ -296,8 +239,10 @@ def kmeans_raster(embedding: str | Path, n_clusters: int, out_path: str | Path, 
                   progress: Progress | None = None) -> Path:
     """k-means clusters (1..k, 0 = nodata) of L2-normalised embeddings as a uint8 GeoTIFF + ``.qml``."""
     import rasterio
+
     from sklearn.cluster import KMeans
 
+    from .raster_io import BlockWriter
     from .styles import PALETTE, write_class_qml
 
     if not 2 <= int(n_clusters) <= 254:
@@ -312,12 +257,12 @@ def kmeans_raster(embedding: str | Path, n_clusters: int, out_path: str | Path, 
         names = [f"cluster {i + 1}" for i in range(n_clusters)]
         colors = [PALETTE[i % len(PALETTE)] for i in range(n_clusters)]
         cmap = {0: (0, 0, 0, 0), **{i + 1: (*c, 255) for i, c in enumerate(colors)}}
-        with RasterWriter(out_path, ds, 1, "uint8", 0, colormap=cmap, descriptions=["cluster"],
-                          tags={"CLASS_NAMES": json.dumps(names)}) as w:
+        with BlockWriter.like(out_path, ds, 1, "uint8", nodata=0, namespace=None, colormap=cmap,
+                              descriptions=["cluster"], tags={"CLASS_NAMES": json.dumps(names)}) as w:
             for r, x, valid in iter_strips(ds, progress, "k-means"):
                 lab = (_normalize(x) @ centers.T).argmax(-1).astype(np.uint8) + 1
                 lab[~valid] = 0
-                w.write(r, lab[None])
+                w.write_rows(r, lab[None])
             w.commit()
     write_class_qml(out_path.with_suffix(".qml"), names, colors)
     return out_path

@@ -250,6 +250,8 @@ def _predict_rasters(ds, saved: SavedClassifier, stage: _Stage, progress: Progre
     Returns:
         (area fraction per class, decimated class map for the quicklook).
     """
+    from .raster_io import BlockWriter
+
     names, colors = saved.class_names, saved.colors
     n = len(names)
     cmap = {0: (0, 0, 0, 0), **{i + 1: (*map(int, c[:3]), 255) for i, c in enumerate(colors)}}
@@ -258,12 +260,13 @@ def _predict_rasters(ds, saved: SavedClassifier, stage: _Stage, progress: Progre
     counts = np.zeros(n + 1, np.int64)
     step = max(1, math.ceil(max(ds.height, ds.width) / 640))
     small = np.zeros((math.ceil(ds.height / step), math.ceil(ds.width / step)), np.uint8)
-    with A.RasterWriter(stage.path("class_raster"), ds, 1, "uint8", 0, colormap=cmap, descriptions=["class"],
-                        tags=tags) as wc, \
-         A.RasterWriter(stage.path("probability_raster"), ds, n, "float32", float("nan"),
-                        descriptions=[f"p({c})" for c in names], tags=tags) as wp, \
-         A.RasterWriter(stage.path("confidence_raster"), ds, 1, "float32", float("nan"),
-                        descriptions=["max class probability"], tags=tags) as wf:
+    kw = dict(namespace=None, tags=tags)
+    with BlockWriter.like(stage.path("class_raster"), ds, 1, "uint8", nodata=0, colormap=cmap,
+                          descriptions=["class"], **kw) as wc, \
+         BlockWriter.like(stage.path("probability_raster"), ds, n, "float32",
+                          descriptions=[f"p({c})" for c in names], **kw) as wp, \
+         BlockWriter.like(stage.path("confidence_raster"), ds, 1, "float32",
+                          descriptions=["max class probability"], **kw) as wf:
         for r, x, valid in A.iter_strips(ds, progress, "classifying"):
             h, w = valid.shape
             prob = np.full((h, w, n), np.nan, np.float32)
@@ -271,9 +274,9 @@ def _predict_rasters(ds, saved: SavedClassifier, stage: _Stage, progress: Progre
                 prob[valid] = saved.classifier.predict_proba(x[valid])
             cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)
             conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
-            wc.write(r, cls[None])
-            wp.write(r, np.moveaxis(prob, -1, 0))
-            wf.write(r, conf[None])
+            wc.write_rows(r, cls[None])
+            wp.write_rows(r, np.moveaxis(prob, -1, 0))
+            wf.write_rows(r, conf[None])
             counts += np.bincount(cls.ravel(), minlength=n + 1)
             first = (-r) % step
             small[(r + first) // step:(r + first) // step + len(range(first, h, step))] = cls[first::step, ::step]

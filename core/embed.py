@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,6 +63,16 @@ def default_batch_size(device: torch.device, window: int) -> int:
     """Windows per batch: about 64 (CPU) or 1024 (GPU) windows of 64 px, fewer for larger windows."""
     base = 1024 if device.type == "cuda" else 64
     return max(4, int(base * (64 / window) ** 2))
+
+
+def read_in_background(device: torch.device) -> bool:
+    """Read and prepare windows in a background thread only when a core is free for it.
+
+    On a GPU the CPU is idle while the model runs, so reading overlaps for free. On a CPU whose cores
+    all run torch's threads, a reader thread only slows the model down (see ``raster_io.Prefetcher``),
+    so reading happens between batches instead.
+    """
+    return device.type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
 
 
 def rank_info() -> tuple[int, int, int]:
@@ -275,6 +285,7 @@ def embed_raster(
     offset: float = 0.0,
     nodata: float | None = None,
     encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
+    cog: bool = False,
 ) -> Path:
     """Embed a raster window by window into a GeoTIFF of ``embed_dim`` bands in the raster's CRS.
 
@@ -300,6 +311,8 @@ def embed_raster(
         offset: subtracted from optical values first (1000 for Sentinel-2 baseline >= 04.00).
         nodata: no-data value for stacked files that declare none (default 0 for Sentinel-2 bands).
         encoder: an already built ``(encoder, record)`` to use instead of ``model``/``checkpoint``.
+        cog: write a Cloud Optimized GeoTIFF with averaged overviews (for display and web serving;
+            costs one extra pass over the output).
 
     Returns:
         ``out_path``.
@@ -339,7 +352,7 @@ def embed_raster(
             grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)
             polygon_mask = rio.geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
             return _run(ds, src, sources, out_path, enc, record, grid, indexes, names, device, precision,
-                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start)
+                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start, cog)
         finally:
             src.close()
 
@@ -348,7 +361,7 @@ def _run(
     ds: Any, src: Any, sources: Any, out_path: Path, enc: torch.nn.Module, record: ModelRecord, grid: WindowGrid,
     indexes: list[int | None], names: list[str | None], device: str, precision: str, batch_size: int | None,
     dtype: str, progress: Progress, polygon_mask: Any, min_valid: float, offset: float, checkpoint: Any,
-    t_start: float,
+    t_start: float, cog: bool,
 ) -> Path:
     rank, _, local_rank = rank_info()
     dev = pick_device(device)
@@ -381,12 +394,12 @@ def _run(
     writer = rio.BlockWriter(
         out_path, width=grid.out_width, height=grid.out_height, count=dim, crs=ds.crs,
         transform=grid.transform(ds.transform), dtype=dtype,
-        descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE,
+        descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=cog,
     )
     prefetch = rio.Prefetcher(
         lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
                               None if on_gpu else stats, dev.type == "cuda"),
-        depth=QUEUE_DEPTH,
+        depth=QUEUE_DEPTH, background=read_in_background(dev),
     )
     rows: dict[int, np.ndarray] = {}
     done = run = 0
@@ -514,13 +527,15 @@ def embed_many(
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = True,
     encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
+    progress_for: Callable[[str], Progress] | None = None,
     **kwargs: Any,
 ) -> list[Path]:
     """Embed several rasters into ``out_dir``; under ``torchrun`` each rank takes its own share of files.
 
     Rank r of WORLD_SIZE embeds ``rasters[r::WORLD_SIZE]`` on GPU LOCAL_RANK; no process talks to
-    another, so a failed rank can simply be rerun. The model is built once per process. Other keyword
-    arguments go to :func:`embed_raster`.
+    another, so a failed rank can simply be rerun. The model is built once per process.
+    ``progress_for(raster)`` gives each raster its own progress (the command line's tqdm bars); other
+    keyword arguments go to :func:`embed_raster`.
     """
     rank, world, _ = rank_info()
     out_dir = Path(out_dir)
@@ -529,7 +544,12 @@ def embed_many(
     if encoder is None and mine:
         encoder = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
     mode = kwargs.get("mode", "pooled")
-    return [embed_raster(r, output_name(r, out_dir, mode), checkpoint=checkpoint, encoder=encoder, **kwargs) for r in mine]
+    out = []
+    for r in mine:
+        if progress_for is not None:
+            kwargs["progress"] = progress_for(str(r))
+        out.append(embed_raster(r, output_name(r, out_dir, mode), checkpoint=checkpoint, encoder=encoder, **kwargs))
+    return out
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -553,6 +573,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    p.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs with overviews")
     p.add_argument("--checkpoint", default=None, help="weights file to load instead of the model's own")
     p.add_argument("--random-weights", action="store_true", help="random initialisation (testing only)")
     p.add_argument("--resample", action="store_true", help="warp rasters far from 10 m onto a 10 m grid")
@@ -567,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     kw: dict[str, Any] = dict(
         mode=args.mode, stride=args.stride, bands=args.bands, bbox_crs=args.bbox_crs, polygon=args.polygon,
         polygon_crs=args.polygon_crs, device=args.device, precision=args.precision, batch_size=args.batch_size,
-        dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, offset=args.offset,
+        dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, offset=args.offset, cog=args.cog,
     )
     try:
         if args.bbox:
@@ -583,12 +604,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0  # one scene: rank 0 does it
             embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, checkpoint=args.checkpoint,
                          progress=tqdm_progress("embed"), **kw)
-        else:
-            rank, world, _ = rank_info()
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            for r in list(rasters)[rank::world]:  # torchrun: each rank its own files
-                embed_raster(r, output_name(r, Path(args.out), args.mode), checkpoint=args.checkpoint,
-                             encoder=encoder, progress=tqdm_progress(Path(r).name), **kw)
+        else:  # torchrun: each rank its own files
+            embed_many(rasters, args.out, checkpoint=args.checkpoint, encoder=encoder,
+                       progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
     except Cancelled as e:
         print(e, file=sys.stderr)
         return 130

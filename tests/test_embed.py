@@ -191,7 +191,24 @@ def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):
     assert np.isfinite(emb[0, 0]) and np.isnan(emb[4, 4]) and np.isnan(emb[0, 4]) and np.isfinite(emb[0, 3])
 
 
-def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path):
+def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatch):
+    """Reading in a background thread (GPU, spare cores) or between batches (busy CPU) gives the same file."""
+    import core.embed as E
+
+    outs = []
+    for background in (True, False):
+        monkeypatch.setattr(E, "read_in_background", lambda dev, b=background: b)
+        outs.append(embed_raster(crop, tmp_path / f"{background}.tif", encoder=encoder, mode="dense", batch_size=5,
+                                 **FP32))
+    with rasterio.open(outs[0]) as da, rasterio.open(outs[1]) as db:
+        assert np.array_equal(da.read(), db.read(), equal_nan=True)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path, monkeypatch, background):
+    import core.embed as E
+
+    monkeypatch.setattr(E, "read_in_background", lambda dev: background)
     calls = {"n": 0}
 
     def cancelled():
@@ -260,3 +277,51 @@ def test_cli_stacks_scene_files(s2_scene_files, tmp_path, capsys):
     assert info["mode"] == "dense" and (info["width"], info["height"]) == (8, 8) and info["transform"][2] == 445010
     assert main([str(s2_scene_files[1]), "--out", str(tmp_path / "x.tif"), "--random-weights"]) == 2
     assert "lacks band" in capsys.readouterr().err
+
+
+def test_cog_output_has_overviews_and_tags(s2_scene_files, encoder, tmp_path):
+    box = dict(bbox=(440000.0, 4165000.0, 452800.0, 4177800.0), mode="dense", encoder=encoder, **FP32)  # 160 x 160 out
+    plain = embed_raster(s2_scene_files, tmp_path / "plain.tif", **box)
+    cog = embed_raster(s2_scene_files, tmp_path / "cog.tif", cog=True, **box)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]  # no temporary files left
+    with rasterio.open(plain) as dp, rasterio.open(cog) as dc:
+        assert dc.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and dp.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+        assert dc.overviews(1) == [2] and dp.overviews(1) == []
+        assert np.array_equal(dc.read(), dp.read(), equal_nan=True)
+        assert dc.descriptions == dp.descriptions and dc.transform == dp.transform
+    assert read_embedding_info(cog)["model"] == read_embedding_info(plain)["model"] == "softcon_tiny_s2"
+
+
+def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path):
+    """Two ranks, two rasters: each rank embeds one, and the files equal a single-process run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    root = Path(__file__).resolve().parents[1]
+    enc, _ = encoder
+    ckpt = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(ckpt))
+    rasters = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    _write_crop(s2_scene_files, rasters[0], 300, 400, 96, 128)
+    _write_crop(s2_scene_files, rasters[1], 900, 1200, 128, 96)
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
+           "--log-dir", str(logs), "--redirects", "3", "-m", "core.embed", *map(str, rasters), "--out", str(out),
+           "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # each rank's own log ("Wrote <file> ...") names exactly one of the two outputs
+    written = {}
+    for log in logs.rglob("stdout.log"):
+        text = log.read_text()
+        written[int(log.parent.name)] = [n for n in ("a_pooled_emb.tif", "b_pooled_emb.tif") if f"Wrote {out / n}" in text]
+    assert written == {0: ["a_pooled_emb.tif"], 1: ["b_pooled_emb.tif"]}
+    for r in rasters:
+        one = embed_raster(r, tmp_path / f"one_{r.name}", encoder=encoder, **FP32)
+        with rasterio.open(one) as d1, rasterio.open(out / f"{r.stem}_pooled_emb.tif") as d2:
+            assert d1.transform == d2.transform and np.array_equal(d1.read(), d2.read())

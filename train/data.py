@@ -43,8 +43,12 @@ class Augment:
     """Multispectral view augmentation of raw (C, H, W) values -> normalised (C, S, S) in [0, 1].
 
     Random resized crop (SimCLR/MoCo v3 scale and ratio ranges), horizontal flip, 90-degree rotation
-    (overhead imagery has no up), SoftCon normalisation, per-band brightness/contrast jitter (the
-    multispectral version of colour jitter: each band gets its own factor), Gaussian blur.
+    (overhead imagery has no up), SoftCon normalisation, brightness/contrast jitter, Gaussian blur.
+
+    ``jitter_bands``: ``per_band`` gives each band its own factors (the multispectral version of colour
+    jitter, SSL4EO-S12's choice); ``shared`` draws one brightness and one contrast factor for all bands,
+    like a change of illumination or haze, so the spectral shape that tells land covers apart is kept
+    and the encoder is not taught to ignore it.
     """
 
     size: int = 64
@@ -57,6 +61,7 @@ class Augment:
     jitter_p: float = 0.8
     brightness: float = 0.2
     contrast: float = 0.2
+    jitter_bands: str = "per_band"
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.5)
 
@@ -85,8 +90,9 @@ class Augment:
         if self.rot90:
             v = torch.rot90(v, int(torch.randint(0, 4, (), generator=g)), dims=(1, 2))
         if u() < self.jitter_p:
-            bright = (torch.rand(c, 1, 1, generator=g) * 2 - 1) * self.brightness
-            contrast = 1 + (torch.rand(c, 1, 1, generator=g) * 2 - 1) * self.contrast
+            n = c if self.jitter_bands == "per_band" else 1
+            bright = (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.brightness
+            contrast = 1 + (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.contrast
             m = v.mean(dim=(1, 2), keepdim=True)
             v = ((v - m) * contrast + m + bright).clamp_(0.0, 1.0)
         if u() < self.blur_p:

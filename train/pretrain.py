@@ -74,6 +74,7 @@ class Config:
     jitter_p: float = 0.8              # probability of per-band brightness/contrast jitter
     brightness: float = 0.2
     contrast: float = 0.2
+    jitter_bands: str = "per_band"     # per_band | shared: one factor per band, or one for all (train/data.py)
     blur_p: float = 0.2
     num_workers: int = 2
     # model
@@ -561,6 +562,8 @@ def main(cfg: Config) -> Path:
 
 
 def _main(cfg: Config, rank: int, world: int, device: torch.device) -> Path:
+    if cfg.jitter_bands not in ("per_band", "shared"):
+        raise SoftConError(f"jitter_bands must be per_band or shared, not {cfg.jitter_bands!r}.")
     if cfg.soft_form not in SOFT_FORMS:
         raise SoftConError(f"soft_form must be one of {', '.join(SOFT_FORMS)}, not {cfg.soft_form!r}.")
     out = Path(cfg.output_dir)
@@ -573,7 +576,8 @@ def _main(cfg: Config, rank: int, world: int, device: torch.device) -> Path:
 
     # data
     augment = Augment(size=cfg.img_size, crop_scale=(cfg.crop_min_scale, 1.0), jitter_p=cfg.jitter_p,
-                      brightness=cfg.brightness, contrast=cfg.contrast, blur_p=cfg.blur_p)
+                      brightness=cfg.brightness, contrast=cfg.contrast, jitter_bands=cfg.jitter_bands,
+                      blur_p=cfg.blur_p)
     dataset = build_dataset(cfg.data, cfg.img_size, cfg.labels, cfg.label_file or None, cfg.landcover_mapping,
                             cfg.label_threshold, cfg.patch_size, cfg.patch_stride or None, augment, cfg.seed,
                             cfg.bands or None)
