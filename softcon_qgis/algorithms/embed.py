@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
@@ -29,6 +30,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
     MODE = "MODE"
     STRIDE = "STRIDE"
     EXTENT = "EXTENT"
+    COG = "COG"
     OUTPUT = "OUTPUT"
 
     _group = "Embeddings"
@@ -43,6 +45,8 @@ class EmbedAlgorithm(SoftConAlgorithm):
         "Mode: 'pooled' gives one embedding per window, every 'stride' pixels (default: half a window); "
         "'dense' gives the patch features, one every patch (finer, slower).\n"
         "Extent: optional; only that part of the raster is embedded.\n"
+        "Cloud Optimized GeoTIFF: adds averaged overviews (faster display when zoomed out; one extra pass "
+        "over the output).\n"
         "Checkpoint: a weights file for the chosen model (e.g. your own training) instead of its published "
         "weights. The model, bands and device used are written to the log."
     )
@@ -64,6 +68,8 @@ class EmbedAlgorithm(SoftConAlgorithm):
             defaultValue=0, minValue=0))
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
         self.add_device_parameter()
+        self.param(QgsProcessingParameterBoolean(
+            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=False))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -78,12 +84,13 @@ class EmbedAlgorithm(SoftConAlgorithm):
         mode = self.parameterAsEnumString(parameters, self.MODE, context) or "pooled"
         stride = self.parameterAsInt(parameters, self.STRIDE, context) or None
         bbox = extent_bbox(self, parameters, self.EXTENT, context, layer)
+        cog = self.parameterAsBoolean(parameters, self.COG, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
         self.log_setup(feedback, model, checkpoint, bands, device)
         feedback.pushInfo(tr(f"Mode: {mode}, stride: {stride or 'default'}"))
         with StagingDir(out) as stage:
             tmp = stage / "embedding.tif"
             run_core(feedback, embed_raster, source, tmp, model=model, checkpoint=checkpoint, mode=mode,
-                     stride=stride, bands=bands, bbox=bbox, device=device, progress=make_progress(feedback))
+                     stride=stride, bands=bands, bbox=bbox, device=device, cog=cog, progress=make_progress(feedback))
             move_raster(tmp, out)
         return {self.OUTPUT: out}
