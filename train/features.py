@@ -249,7 +249,8 @@ def encoder_features(
     """Embed raw patches (N, C, H, W) -> (N, D) float32 features on the CPU.
 
     Args:
-        feature: ``pooled`` (``encoder.forward``) or ``linear_probe`` (DINOv2 4-layer features).
+        feature: ``pooled`` (``encoder.forward``), ``linear_probe`` (DINOv2 4-layer features) or
+            ``token_stats`` (:func:`token_stats`).
         dtype: autocast dtype (bf16 / fp16) or None for float32.
         check_all: compare reduced precision with float32 on every batch, not only the first.
 
@@ -260,9 +261,10 @@ def encoder_features(
     """
     device = device or torch.device("cpu")
     encoder = encoder.to(device).eval()
-    fn = {"pooled": encoder.forward, "linear_probe": encoder.forward_linear_probe}.get(feature)
+    fn = {"pooled": encoder.forward, "linear_probe": encoder.forward_linear_probe,
+          "token_stats": lambda x: token_stats(encoder, x)}.get(feature)
     if fn is None:
-        raise SoftConError(f"Unknown feature type {feature!r}; use pooled or linear_probe.")
+        raise SoftConError(f"Unknown feature type {feature!r}; use pooled, linear_probe or token_stats.")
     progress = progress or Progress()
     out, cos = [], []
     n = x.shape[0]
@@ -283,11 +285,26 @@ def encoder_features(
     return torch.cat(out), info
 
 
-def spectral_features(x: torch.Tensor, record: ModelRecord) -> torch.Tensor:
+def token_stats(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
+    """Pooled embedding, mean and standard deviation of the dense features, each L2-normalised: (B, 3D).
+
+    The mean and spread of the patch features over the window are a first-order texture summary that the
+    pooled embedding alone may not carry (the "multi-scale features" of the default-model study).
+    """
+    dense = encoder.forward_dense(x).flatten(2)
+    parts = (encoder.forward(x), dense.mean(dim=2), dense.std(dim=2))
+    return torch.cat([F.normalize(p.float(), dim=1) for p in parts], dim=1)
+
+
+def spectral_features(x: torch.Tensor, record: ModelRecord, texture: bool = False) -> torch.Tensor:
     """Per-band mean and standard deviation of each preprocessed patch: (N, C, H, W) -> (N, 2C).
 
     Computed at the patch's native size (no resizing) on the record's band scaling, so the
-    baseline sees exactly the values the encoder sees.
+    baseline sees exactly the values the encoder sees. ``texture`` adds each band's mean absolute
+    difference between horizontal and between vertical neighbours (N, 4C): a crude texture measure.
     """
     z = preprocess(x, record.mean, record.std, sar_quantiles=record.sar_quantiles)
-    return torch.cat([z.mean(dim=(2, 3)), z.std(dim=(2, 3))], dim=1)
+    parts = [z.mean(dim=(2, 3)), z.std(dim=(2, 3))]
+    if texture:
+        parts += [(z[..., 1:] - z[..., :-1]).abs().mean(dim=(2, 3)), (z[..., 1:, :] - z[..., :-1, :]).abs().mean(dim=(2, 3))]
+    return torch.cat(parts, dim=1)

@@ -234,14 +234,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true", help="randomly initialised encoder (baseline)")
     p.add_argument("--spectral", action="store_true", help="per-band mean and std instead of an encoder")
     p.add_argument("--with-spectral", action="store_true", help="join the encoder features with the spectral ones")
+    p.add_argument("--texture", action="store_true",
+                   help="with --spectral / --with-spectral: add each band's mean absolute neighbour difference")
     p.add_argument("--train", required=True, help="class folders (EuroSAT layout) or BigEarthNet patch folders")
     p.add_argument("--test", default=None, help="test folder; without it, k-fold cross-validation on --train")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--bands", default="eurosat",
                    help="file band order of class-folder patches: preset or list; 'auto' = band descriptions")
     p.add_argument("--method", choices=("knn", "linear", "both"), default="both")
-    p.add_argument("--feature", choices=("pooled", "linear_probe"), default="pooled",
-                   help="pooled embedding, or DINOv2 4-layer features (CLS of last 4 blocks + mean patch)")
+    p.add_argument("--feature", choices=("pooled", "linear_probe", "token_stats"), default="pooled",
+                   help="pooled embedding, DINOv2 4-layer features (CLS of last 4 blocks + mean patch), or "
+                        "token_stats (pooled + mean + std of the dense features)")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.07)
     p.add_argument("--no-center", dest="center", action="store_false",
@@ -297,12 +300,12 @@ def build(args: argparse.Namespace) -> tuple[torch.nn.Module | None, ModelRecord
 
 def features_for(args, encoder, record, data: PatchSet, device, dtype) -> tuple[torch.Tensor, dict]:
     if encoder is None:
-        return spectral_features(data.x, record), {}
+        return spectral_features(data.x, record, args.texture), {}
     f, info = encoder_features(encoder, record, data.x, feature=args.feature, batch_size=args.batch_size,
                                device=device, dtype=dtype, check_all=args.check_precision)
     if args.with_spectral:
         # Each block L2-normalised so neither dominates the kNN cosine; the linear probe standardises anyway.
-        f = torch.cat([F.normalize(f, dim=1), F.normalize(spectral_features(data.x, record), dim=1)], dim=1)
+        f = torch.cat([F.normalize(f, dim=1), F.normalize(spectral_features(data.x, record, args.texture), dim=1)], dim=1)
     return f, info
 
 
@@ -336,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate(train_f, train, test_f, test, methods, args.folds, args.k, args.temperature, args.seed,
                        args.center)
     n_folds = 1 if test is not None else len(splits(train.y.numpy(), args.folds, args.seed, train.multilabel))
-    kind = "spectral" if encoder is None else args.feature + ("+spectral" if args.with_spectral else "")
+    spectral = "spectral" + ("+texture" if args.texture else "")
+    kind = spectral if encoder is None else args.feature + ("+" + spectral if args.with_spectral else "")
     result = {
         "model": record.name,
         "arch": None if encoder is None else record.arch,
