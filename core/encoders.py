@@ -113,6 +113,7 @@ def _resnet(name: str) -> Callable[[int, int], Encoder]:
 #: Architecture name -> builder(in_chans, img_size). Adding an architecture is adding an entry.
 ARCHS: dict[str, Callable[[int, int], Encoder]] = {
     "resnet50": _resnet("resnet50"),
+    "resnet18": _resnet("resnet18"),  # small CNN baseline for the default-model study
     "vit_small_patch14_dinov2": _vit("vit_small_patch14_dinov2"),
     "vit_base_patch14_dinov2": _vit("vit_base_patch14_dinov2"),
     # The project's small default: ViT-Ti-like, 8 px patches on 64 px windows (8x8 grid), LayerScale.
