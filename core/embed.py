@@ -72,7 +72,8 @@ def read_in_background(device: torch.device) -> bool:
     all run torch's threads, a reader thread only slows the model down (see ``raster_io.Prefetcher``),
     so reading happens between batches instead.
     """
-    return device.type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return device.type != "cpu" or cores > torch.get_num_threads()
 
 
 def rank_info() -> tuple[int, int, int]:

@@ -325,3 +325,14 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
         one = embed_raster(r, tmp_path / f"one_{r.name}", encoder=encoder, **FP32)
         with rasterio.open(one) as d1, rasterio.open(out / f"{r.stem}_pooled_emb.tif") as d2:
             assert d1.transform == d2.transform and np.array_equal(d1.read(), d2.read())
+
+
+def test_reader_thread_only_where_a_core_is_free(monkeypatch):
+    import core.embed as E
+
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(E.torch, "get_num_threads", lambda: 2)
+    assert not E.read_in_background(torch.device("cpu"))  # both cores run torch: read between batches
+    assert E.read_in_background(torch.device("cuda"))  # the CPU is idle while the GPU computes
+    monkeypatch.setattr(E.torch, "get_num_threads", lambda: 1)
+    assert E.read_in_background(torch.device("cpu"))
