@@ -239,7 +239,6 @@ def kmeans_raster(embedding: str | Path, n_clusters: int, out_path: str | Path, 
                   progress: Progress | None = None) -> Path:
     """k-means clusters (1..k, 0 = nodata) of L2-normalised embeddings as a uint8 GeoTIFF + ``.qml``."""
     import rasterio
-
     from sklearn.cluster import KMeans
 
     from .raster_io import BlockWriter
