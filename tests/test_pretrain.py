@@ -306,3 +306,25 @@ def test_init_from_rgb_checkpoint_file(tmp_path):
     assert state["pos_embed"].shape == (1, 1 + 16, 192)                       # 16x16 grid resampled to 4x4
     torch.testing.assert_close(state["blocks.3.mlp.fc1.weight"], rgb["blocks.3.mlp.fc1.weight"])
     torch.testing.assert_close(state["pos_embed"][:, 0], rgb["pos_embed"][:, 0])  # CLS position kept
+
+
+@pytest.mark.parametrize("jitter_bands", ["shared", "per_band"])
+def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
+    """``shared`` shifts every band by one brightness factor (spectral shape kept); ``per_band`` by one each."""
+    from rasterio.windows import Window
+
+    from core.raster_io import open_raster
+    from train.data import Augment
+
+    with open_raster(s2_scene_files) as ds:
+        x = torch.from_numpy(ds.read(window=Window(800, 800, 64, 64)).astype(np.float32))
+    kw = dict(size=64, crop_scale=(1.0, 1.0), flip=False, rot90=False, blur_p=0, contrast=0.0, brightness=0.1)
+    base = Augment(jitter_p=0, **kw)(x, torch.Generator().manual_seed(3))
+    out = Augment(jitter_p=1, jitter_bands=jitter_bands, **kw)(x, torch.Generator().manual_seed(3))
+    inside = (base > 0) & (base < 1) & (out > 0) & (out < 1)        # pixels the [0, 1] clamp left alone
+    shift = torch.stack([(out - base)[b][inside[b]].mean() for b in range(13)])
+    assert shift.abs().max() > 1e-3 and all(inside[b].sum() > 100 for b in range(13))
+    if jitter_bands == "shared":
+        assert torch.allclose(shift, shift[0].expand(13), atol=1e-6)
+    else:
+        assert shift.max() - shift.min() > 1e-2
