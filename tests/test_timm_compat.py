@@ -30,7 +30,9 @@ def test_real_torchvision_ops_are_used_when_they_load():
         "print(real)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() in {"True", "False"}
+    # an independent probe, without the shim: does torchvision's compiled library load here?
+    probe = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True, text=True)
+    assert out.stdout.strip() == str(probe.returncode == 0), (out.stdout, probe.stderr[-500:])
 
 
 def test_declared_schemas_only_when_ops_missing():
