@@ -171,7 +171,10 @@ def get_embedding(
 
     t = time.perf_counter()
     if cache:
-        path, hit = cached_embedding(sources, params, compute)
+        from .raster_io import verify_geotiff
+
+        path, hit = cached_embedding(sources, params, compute, validate=lambda p: (verify_geotiff(p), A.embedding_info(p)),
+                                     log=progress.log if progress else None)
     else:
         import tempfile
 

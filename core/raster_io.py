@@ -18,7 +18,6 @@ import os
 import queue
 import shutil
 import threading
-import uuid
 from html import escape as _html_escape
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import bands as B
+from .atomic import clean_stale, temp_path
 from .errors import SoftConError
 
 #: GDAL block cache for reads and writes (MB). GDAL's default (5 % of RAM) would let memory grow
@@ -228,6 +228,7 @@ def stack_to_geotiff(
         profile = dict(driver="GTiff", width=src.width, height=src.height, count=src.count, dtype=src.dtypes[0],
                        crs=src.crs, transform=src.transform, nodata=src.nodata, tiled=True, blockxsize=256,
                        blockysize=256, compress=compress, predictor=2, interleave="pixel", bigtiff="if_safer")
+        clean_stale(out_path.parent)
         tmp = _temp_name(out_path)
         try:
             with rasterio.open(tmp, "w", **profile) as dst:
@@ -239,6 +240,7 @@ def stack_to_geotiff(
                     if progress is not None:
                         progress.check()
                         progress.update(r + win.height, src.height, "stacking")
+            verify_geotiff(tmp, out_path)
             os.replace(tmp, out_path)
         except BaseException as e:
             _remove(tmp)
@@ -454,7 +456,7 @@ class Prefetcher:
 
 # ------------------------------------------------------------------------------------------ writer
 def _temp_name(out_path: Path) -> Path:
-    return out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp.tif"
+    return temp_path(out_path)
 
 
 def _remove(path: Path) -> None:
@@ -466,10 +468,54 @@ def _remove(path: Path) -> None:
 
 
 def _disk_error(e: BaseException, out_path: Path) -> BaseException:
+    """A write failure as one SoftConError that names the folder and the fix; other errors unchanged."""
+    if isinstance(e, SoftConError) or not isinstance(e, Exception):
+        return e
     text = str(e)
     if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in text or "ENOSPC" in text:
-        return SoftConError(f"The disk holding {out_path.parent} is full. Free some space or choose another output folder.")
+        return SoftConError(f"The disk holding {out_path.parent} is full; nothing was written to {out_path.name}. "
+                            f"Free some space or choose another output folder.")
+    if isinstance(e, (OSError, rasterio.errors.RasterioError)):
+        return SoftConError(_write_failed(out_path, text.splitlines()[0] if text else type(e).__name__))
     return e
+
+
+def _write_failed(out_path: Path, why: str) -> str:
+    try:
+        free = f"{shutil.disk_usage(out_path.parent).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (f"Writing {out_path} failed ({why}); it was left as it was. The disk holding {out_path.parent} "
+            f"may be full ({free}): free some space or choose another output folder.")
+
+
+def verify_geotiff(path: PathLike, out_path: PathLike | None = None) -> None:
+    """Check that a GeoTIFF just written is complete: it opens and every tile of every band is on disk.
+
+    GDAL reports write errors at close (a full disk while flushing its block cache) only to its error
+    handler, and rasterio's ``close()`` does not raise them, so a truncated file would otherwise look
+    written. A tile whose size is 0 or that ends beyond the file's end was not written.
+
+    Raises:
+        SoftConError: naming ``out_path`` (default ``path``) and the likely cause.
+    """
+    path = Path(path)
+    out_path = Path(out_path or path)
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as ds:
+            bh, bw = ds.block_shapes[0]
+            n_rows, n_cols = math.ceil(ds.height / bh), math.ceil(ds.width / bw)
+            bands = [1] if ds.interleaving == rasterio.enums.Interleaving.pixel else range(1, ds.count + 1)
+            for b in bands:
+                for i in range(n_rows):
+                    for j in range(n_cols):
+                        n = ds.block_size(b, i, j)
+                        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=b) or 0)
+                        if n <= 0 or offset <= 0 or offset + n > size:
+                            raise SoftConError(_write_failed(out_path, f"block {i},{j} of band {b} is missing"))
+    except (OSError, rasterio.errors.RasterioError) as e:
+        raise SoftConError(_write_failed(out_path, f"the written file does not open: {str(e).splitlines()[0]}")) from None
 
 
 def check_writable(out_path: PathLike, nbytes: int = 0) -> None:
@@ -555,6 +601,7 @@ class BlockWriter:
         self.block_h = max(16, min(blocksize, bh, math.ceil(height / 16) * 16))
         self.block_w = max(16, min(blocksize, math.ceil(width / 16) * 16))
         check_writable(self.out_path, int(count * width * height * itemsize * (1.0 if cog else 0.5)))
+        clean_stale(self.out_path.parent)
         self.tmp = _temp_name(self.out_path)
         self.profile = dict(
             driver="GTiff", width=width, height=height, count=count, dtype="float32" if dtype == "float16" else dtype,
@@ -629,15 +676,21 @@ class BlockWriter:
         self._flush()
         try:
             self._ds.update_tags(ns=self._ns, **self._tags)
-            self._ds.close()
+            self._close()
+            verify_geotiff(self.tmp, self.out_path)
             if self.cog:
                 self._to_cog()
+                verify_geotiff(self.tmp, self.out_path)
             os.replace(self.tmp, self.out_path)
         except Exception as e:
             self.abort()
             raise _disk_error(e, self.out_path) from e
         self._done = True
         return self.out_path
+
+    def _close(self) -> None:
+        """Close the dataset: GDAL writes the cached tiles and the TIFF directory now."""
+        self._ds.close()
 
     def _to_cog(self) -> None:
         """Rewrite the temporary file as a COG with overviews (a second temporary file, then swapped)."""
