@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import raster_io as rio
-from .bands import resolve_bands
+from .bands import describe_order, resolve_bands
 from .device import autocast, pick_device, resolve_precision
 from .errors import Cancelled, SoftConError
 from .models import DEFAULT_MODEL, ModelRecord, create_encoder
@@ -346,7 +346,9 @@ def embed_raster(
             else:
                 enc, record = encoder
             names = rio.band_names(src, sources)
-            mapping = resolve_bands(names, record.bands, bands)
+            notes: list[str] = []
+            mapping = resolve_bands(names, record.bands, bands, notes)
+            progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
             geometry = _polygon(polygon, polygon_crs, ds.crs) if polygon is not None else None
             extent = _pixel_extent(ds, bbox, bbox_crs, geometry)
