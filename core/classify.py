@@ -201,9 +201,9 @@ def _pixel_xy_m(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def _embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
     info = emb.info
-    res = float(abs(ds.transform.a))
-    px_m = res * (ds.crs.linear_units_factor[1] if ds.crs is not None and not ds.crs.is_geographic and
-                  ds.crs.linear_units_factor else 1.0)
+    from .raster_io import pixel_size_m
+
+    px_m = pixel_size_m(ds)  # metres, also for rasters in degrees
     return {"model": info.get("model"), "bands": info.get("bands"), "mode": info.get("mode"),
             "stride": info.get("stride"), "window": info.get("window"), "dim": int(ds.count),
             "pixel_size_m": round(px_m, 3), "width": ds.width, "height": ds.height,

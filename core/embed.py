@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -129,10 +128,9 @@ def _polygon(polygon: Any, polygon_crs: Any, raster_crs: Any) -> Any:
     else:
         geom = polygon
     if polygon_crs is not None:
-        from pyproj import CRS, Transformer
+        from .samples import reproject
 
-        tr = Transformer.from_crs(CRS.from_user_input(polygon_crs), CRS.from_user_input(raster_crs.to_wkt()), always_xy=True)
-        geom = shapely.ops.transform(tr.transform, geom)
+        geom = reproject(np.array([geom]), polygon_crs, raster_crs)[0]
     if geom.is_empty:
         raise SoftConError("The polygon is empty; give a polygon (WKT, GeoJSON) that covers part of the raster.")
     return geom
@@ -152,10 +150,8 @@ def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
             f"or use a {MODEL_GSD_M:.0f} m raster."
         )
     if abs(rel - 1) > GSD_WARN:
-        msg = (f"The raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
-               f"Embeddings may be degraded; consider --resample.")
-        warnings.warn(msg, stacklevel=3)
-        progress.log(msg)
+        progress.log(f"Warning: the raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
+                     f"Embeddings may be degraded; consider --resample.")
     return ds
 
 

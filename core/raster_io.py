@@ -196,13 +196,11 @@ def resample_to(ds: rasterio.DatasetReader, res_m: float, upsample: str = "bilin
     from rasterio.warp import calculate_default_transform
 
     crs = ds.crs
-    if crs.is_geographic:
-        from pyproj.aoi import AreaOfInterest
-        from pyproj.database import query_utm_crs_info
-
+    if crs.is_geographic:  # the WGS 84 UTM zone of the centre (arithmetic: no PROJ database query)
         w, s, e, n = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
-        info = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(w, s, e, n))
-        crs = rasterio.crs.CRS.from_epsg(int(info[0].code))
+        lon, lat = (w + e) / 2, (s + n) / 2
+        zone = min(60, int((lon + 180) // 6) + 1)
+        crs = rasterio.crs.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
     transform, width, height = calculate_default_transform(ds.crs, crs, ds.width, ds.height, *ds.bounds, resolution=res_m)
     method = Resampling[upsample] if pixel_size_m(ds) > res_m else Resampling.average
     nodata = {} if ds.nodata is None else dict(src_nodata=ds.nodata, nodata=ds.nodata)
