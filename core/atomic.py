@@ -7,12 +7,15 @@ folder removes those of processes that no longer run (:func:`clean_stale`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import SoftConError
 
 #: ``.<name>.<pid>.<8 hex>.tmp[.<suffix>]`` plus GDAL's side-car files; ``.softcon-<pid>-<8 hex>`` stage folders.
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?(\.aux\.xml|\.msk)?$")
@@ -82,6 +85,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SoftConError(f"The disk holding {path.parent} is full; {path.name} was not written. "
+                               f"Free some space or choose another output folder.") from None
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise SoftConError(f"Cannot write {path} ({e.strerror}); choose a writable output folder.") from None
         raise

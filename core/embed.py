@@ -155,6 +155,16 @@ def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
     return ds
 
 
+def _check_values(ds: Any, record: ModelRecord, progress: Progress) -> None:
+    """Warn when optical data cannot be reflectance x 10000 (8-bit values), the scale the models expect."""
+    if record.sar_quantiles is None and ds.dtypes[0] == "uint8":
+        progress.log(
+            "Warning: the raster holds 8-bit values (0-255), but the model expects Sentinel-2 reflectance x 10000 "
+            "(typically 0-10000, uint16); embeddings of rescaled or display data are meaningless. "
+            "Use the original Level-1C/Level-2A values."
+        )
+
+
 def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
     """A pointwise ``f(data (C, n, w), valid (n, w)) -> float32`` for optical data, or None (SAR).
 
@@ -342,6 +352,7 @@ def embed_raster(
             else:
                 enc, record = encoder
             names = rio.band_names(src, sources)
+            _check_values(src, record, progress)
             notes: list[str] = []
             mapping = resolve_bands(names, record.bands, bands, notes)
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
@@ -456,6 +467,12 @@ def _run(
                     pending[2].synchronize()
                 place(pending[0], None if pending[1] is None else pending[1].numpy())
         progress.check()
+        if run == 0:
+            raise SoftConError(
+                f"No output pixel has enough valid input (at least {min_valid:.0%} of its pixels): the raster "
+                f"({ds.width} x {ds.height} px) is all nodata, or too small for {grid.window} px windows every "
+                f"{grid.stride} px. Use a larger extent, or check the raster's nodata value."
+            )
         elapsed = time.perf_counter() - t_start
         writer.set_tags(windows_total=grid.n_windows, windows_run=run, windows_skipped=grid.n_windows - run,
                         seconds=f"{elapsed:.2f}", device=str(dev))
@@ -537,8 +554,7 @@ def embed_many(
     keyword arguments go to :func:`embed_raster`.
     """
     rank, world, _ = rank_info()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = rio.make_folder(out_dir)
     mine = list(rasters)[rank::world]
     if encoder is None and mine:
         encoder = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
@@ -608,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
                        progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
     except Cancelled as e:
         print(e, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("Interrupted; no output was written.", file=sys.stderr)
         return 130
     except SoftConError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -311,14 +311,21 @@ class StripReader:
 
     def _read(self, r0: int, r1: int) -> None:
         win = Window(self.read_c0, r0, self.read_c1 - self.read_c0, r1 - r0)
-        data = self.ds.read(self.read_bands, window=win, out_dtype=self.file_dtype)
+        try:
+            data = self.ds.read(self.read_bands, window=win, out_dtype=self.file_dtype)
+            mask = self.ds.read_masks(1, window=win) if self._mask_band else None
+        except rasterio.errors.RasterioIOError as e:
+            raise SoftConError(
+                f"Cannot read rows {r0}-{r1} of {self.ds.name}: the file is truncated or corrupt "
+                f"({str(e).splitlines()[0]}). Copy or download it again."
+            ) from None
         valid = np.ones(data.shape[1:], bool)
         for k, nd in self._nodata:
             valid &= ~np.isnan(data[k]) if (self._float and math.isnan(nd)) else data[k] != nd
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
-        if self._mask_band:
-            valid &= self.ds.read_masks(1, window=win) > 0
+        if mask is not None:
+            valid &= mask > 0
         if self.indexes != self.read_bands:  # file order -> channel order, zero channels
             chans = np.zeros((len(self.indexes),) + data.shape[1:], data.dtype)
             for ch, b in enumerate(self.indexes):
@@ -538,6 +545,34 @@ def check_writable(out_path: PathLike, nbytes: int = 0) -> None:
             f"The disk holding {folder} has {free / 1e9:.2f} GB free but the output needs about {nbytes / 1e9:.2f} GB. "
             f"Free some space, choose another output folder, or limit the extent (--bbox)."
         )
+
+
+def check_folder(folder: PathLike) -> None:
+    """Fail early when ``folder`` neither exists as a writable folder nor can be created.
+
+    Raises:
+        SoftConError: naming the folder (or the read-only parent it would be created in).
+    """
+    folder = Path(folder).absolute()
+    if folder.exists() and not folder.is_dir():
+        raise SoftConError(f"The output folder {folder} is a file; choose a folder.")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not writable" if parent == folder else f"cannot be created: {parent} is not writable"
+        raise SoftConError(f"The output folder {folder} {what}; choose another output folder.")
+
+
+def make_folder(folder: PathLike) -> Path:
+    """``mkdir -p`` whose failure (a read-only parent, a full disk) is one SoftConError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SoftConError(f"Cannot create the output folder {folder} ({e.strerror or e}); "
+                           f"choose another output folder.") from None
+    return folder
 
 
 class BlockWriter:

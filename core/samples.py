@@ -97,6 +97,12 @@ def read_vector(path: str | Path, label_field: str, layer: str | int | None = No
         meta, fids, wkb, fields = read(path, layer=layer, return_fids=True)
     except Exception as e:  # pyogrio raises its own DataSourceError / DataLayerError / ...
         raise SoftConError(f"Cannot read training samples from {path}: {e}") from None
+    if wkb is None or meta.get("geometry_type") in (None, "None"):
+        raise SoftConError(
+            f"{path.name} holds no geometries (a table such as a CSV?). Training samples must be points or "
+            f"polygons: save them as a GeoPackage, Shapefile or GeoJSON (in QGIS: add the CSV as a delimited "
+            f"text layer with its X/Y fields, then Export > Save Features As)."
+        )
     names = [str(f) for f in meta["fields"]]
     if label_field not in names:
         lower = {n.lower(): n for n in names}
