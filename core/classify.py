@@ -859,11 +859,20 @@ def main(argv: list[str] | None = None) -> int:
             print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
         return 0
     except KeyboardInterrupt:
-        print("Interrupted; no output was written.", file=sys.stderr)
+        _say("Interrupted; no output was written.")
         return 130
     except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
+
+
+def _say(line: str) -> None:
+    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -626,10 +626,10 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("Interrupted; no output was written.", file=sys.stderr)
+        _say("Interrupted; no output was written.")
         return 130
     except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
     return 0
 
@@ -645,6 +645,15 @@ def _all_single_band(rasters: Sequence[str]) -> bool:
         except rasterio.errors.RasterioIOError as e:
             raise SoftConError(f"Cannot open raster {r}: {e}.") from None
     return True
+
+
+def _say(line: str) -> None:
+    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":
