@@ -113,15 +113,22 @@ def resolve_bands(
     descriptions: Sequence[str | None],
     model_bands: Sequence[str],
     bands: str | Sequence[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[int | None]:
     """Map a raster's bands onto a model's bands.
+
+    Bands are matched by name; when all but one raster band are named and the model lacks exactly one
+    of the named bands, the unnamed band is that one (elimination). A raster without any band names is
+    taken in the model's own order only when it has exactly the model's bands; anything else stops with a
+    message naming the raster's bands and the ``--bands`` fix, since guessing swaps bands silently.
 
     Args:
         descriptions: the raster's band descriptions (may be empty strings / None).
         model_bands: bands the model expects.
-        bands: explicit file order (preset name or list); None = read the descriptions, and
-            if they say nothing, assume the model's own order when the count matches.
+        bands: explicit file order (preset name or list); None = read the descriptions.
+        notes: gets one line saying how the order was decided (for the run's log).
     """
+    notes = notes if notes is not None else []
     n = len(descriptions)
     if bands is not None:
         names = parse_band_list(bands)
@@ -130,20 +137,42 @@ def resolve_bands(
                 f"The band list names {len(names)} bands but the raster has {n}. "
                 f"Give one name per raster band, in file order."
             )
+        notes.append(f"band order as given ({bands if isinstance(bands, str) else ','.join(bands)})")
         return map_bands(names, model_bands)
     named = [canonical(d) if d else None for d in descriptions]
-    if sum(x is not None for x in named) >= min(len(model_bands), n) and any(named):
+    shown = ", ".join(f"{i + 1}: {d!r}" if d else f"{i + 1}: (no name)" for i, d in enumerate(descriptions))
+    fix = (f"Give the band order explicitly, one name per raster band in file order: --bands with a preset "
+           f"({', '.join(PRESETS)}) or a list such as {','.join(model_bands[:3])},...")
+    if any(named):
+        unknown = [i for i, x in enumerate(named) if x is None]
+        absent = [b for b in model_bands if b not in named]
+        if len(unknown) == 1 and len(absent) == 1 and n == len(model_bands):
+            named[unknown[0]] = absent[0]
+            notes.append(f"band order from the band names; band {unknown[0] + 1} "
+                         f"({descriptions[unknown[0]]!r}) taken as {absent[0]}, the only one left")
+        elif unknown and [b for b in absent if b not in ZERO_FILLABLE]:
+            raise SoftConError(
+                f"Cannot tell which raster band is which: {len(unknown)} of its {n} bands have names that are not "
+                f"band names, and the model needs {', '.join(absent)} among them (raster bands: {shown}). {fix}"
+            )
+        else:
+            extra = f"; unnamed band(s) {', '.join(str(i + 1) for i in unknown)} not used" if unknown else ""
+            notes.append(f"band order from the band names{extra}")
         return map_bands(named, model_bands)
     if n == len(model_bands):
+        notes.append(f"the raster's {n} bands have no names: taken in the model's order ({', '.join(model_bands)})")
         return list(range(n))
     l2a = [b for b in model_bands if b not in ZERO_FILLABLE]
-    if n == len(l2a):
-        return map_bands(l2a, model_bands)
+    hint = f" For Sentinel-2 L2A in the order {','.join(l2a)} use --bands s2_l2a." if n == len(l2a) else ""
     raise SoftConError(
         f"Cannot tell which of the raster's {n} bands are which: the model needs "
-        f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. "
-        f"Give the band order (a preset such as s2_l1c, s2_l2a, eurosat, s1, or a list B1,B2,...)."
+        f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. {fix}.{hint}"
     )
+
+
+def describe_order(index: Sequence[int | None], model_bands: Sequence[str]) -> str:
+    """``B1<-1, B2<-2, ..., B10<-zeros``: which raster band feeds each model band."""
+    return ", ".join(f"{b}<-{'zeros' if i is None else i + 1}" for b, i in zip(model_bands, index))
 
 
 def select_bands(x: ArrayT, index: Sequence[int | None], axis: int = -3) -> ArrayT:

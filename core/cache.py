@@ -5,6 +5,10 @@ file's absolute path, size and modification time, the model, its weights file (p
 every parameter that changes the embedding (mode, stride, bands, extent, precision). Editing a source
 file or the weights therefore misses the cache; nothing else needs invalidating.
 
+An entry is committed by its JSON side-car, written (atomically) only after the embedding raster was
+written and verified; it records the raster's size. An entry without a readable side-car, of another
+size, or that fails the caller's check is dropped and computed again, with one line saying so.
+
 The cache is bounded: after each new entry the least recently used entries are removed until the total
 is under ``$SOFTCON_EMBED_CACHE_GB`` (default 5 GB). ``python -m core.cache info`` / ``clear``.
 """
@@ -19,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .atomic import atomic_path, clean_stale
+from .errors import SoftConError
 from .sample_data import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0
@@ -92,32 +98,72 @@ def _remove_entry(tif: Path) -> None:
             pass
 
 
+def _unreadable(path: Path, validate: Callable[[Path], Any] | None) -> str | None:
+    """Why the entry at ``path`` cannot be used, or None when it is complete."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except FileNotFoundError:
+        return "no side-car (an interrupted write)"
+    except (OSError, ValueError) as e:
+        return f"its side-car does not parse: {e}"
+    if not isinstance(meta, dict):
+        return "its side-car is not a JSON object"
+    if meta.get("bytes") is not None and meta["bytes"] != path.stat().st_size:
+        return f"{path.stat().st_size} bytes instead of {meta['bytes']}"
+    if validate is not None:
+        try:
+            validate(path)
+        except Exception as e:  # any failure to read it means: recompute
+            return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
 def cached_embedding(
     sources: str | os.PathLike | Sequence[str | os.PathLike],
     params: dict[str, Any],
     compute: Callable[[Path], Any],
     enabled: bool = True,
+    validate: Callable[[Path], Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Path, bool]:
     """The cached embedding of ``sources`` with ``params``, computing it with ``compute(out_path)`` on a miss.
 
     Args:
-        compute: writes the embedding raster to the path it is given (atomically).
+        compute: writes the embedding raster to the path it is given (atomically, verified).
         enabled: False = bypass the cache (the result is still written there, then evicted by size).
+        validate: raises when a cached raster cannot be read (checked on every hit).
+        log: told, in one line, when an unreadable entry is dropped.
 
     Returns:
         (path of the embedding raster, True if it came from the cache).
+
+    Raises:
+        SoftConError: the side-car could not be written (a full disk); the entry is removed.
     """
     root = cache_root()
+    clean_stale(root)
     key = cache_key(sources, **params)
     path = root / f"{key}.tif"
     if enabled and path.exists():
-        now = time.time()
-        os.utime(path, (now, now))  # least recently *used* is evicted first
-        return path, True
+        why = _unreadable(path, validate)
+        if why is None:
+            now = time.time()
+            os.utime(path, (now, now))  # least recently *used* is evicted first
+            return path, True
+        _remove_entry(path)
+        (log or (lambda m: print(m, file=sys.stderr)))(
+            f"The cached embedding {path.name} was unreadable ({why}); dropped it and computing it again.")
     compute(path)
     files = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    meta = {"sources": [str(Path(f).resolve()) for f in files], "params": params, "created": time.time()}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
+    meta = {"sources": [str(Path(f).resolve()) for f in files], "params": params, "created": time.time(),
+            "bytes": path.stat().st_size}
+    try:
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1, default=str))
+    except OSError as e:
+        _remove_entry(path)
+        raise SoftConError(f"Cannot write the embedding cache entry in {root} ({e.strerror or e}). Free some space "
+                           f"on that disk, or run without the cache (--no-cache).") from None
     evict(keep=path, root=root)
     return path, False
 

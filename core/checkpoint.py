@@ -90,7 +90,7 @@ def _load_raw(path: Path) -> object:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except torch.serialization.pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if "unsupported global" in str(exc).lower():  # torch 2.13: "unsupported GLOBAL"
             raise SoftConError(
                 f"{path} holds Python objects other than tensors, so it is not loaded (weights_only=True "
                 f"protects against code in pickles). Save only the state dict "

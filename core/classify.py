@@ -44,10 +44,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import analysis as A
+from .atomic import clean_stale, stage_dir
 from .errors import SoftConError
 from .knn import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
 from .models import DEFAULT_MODEL, get_record
 from .progress import Progress
+from .raster_io import check_folder, make_folder
 from .report import build_report, cross_validate, format_html, format_text, write_text_atomic
 from .samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
 
@@ -171,7 +173,10 @@ def get_embedding(
 
     t = time.perf_counter()
     if cache:
-        path, hit = cached_embedding(sources, params, compute)
+        from .raster_io import verify_geotiff
+
+        path, hit = cached_embedding(sources, params, compute, validate=lambda p: (verify_geotiff(p), A.embedding_info(p)),
+                                     log=progress.log if progress else None)
     else:
         import tempfile
 
@@ -198,9 +203,9 @@ def _pixel_xy_m(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def _embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
     info = emb.info
-    res = float(abs(ds.transform.a))
-    px_m = res * (ds.crs.linear_units_factor[1] if ds.crs is not None and not ds.crs.is_geographic and
-                  ds.crs.linear_units_factor else 1.0)
+    from .raster_io import pixel_size_m
+
+    px_m = pixel_size_m(ds)  # metres, also for rasters in degrees
     return {"model": info.get("model"), "bands": info.get("bands"), "mode": info.get("mode"),
             "stride": info.get("stride"), "window": info.get("window"), "dim": int(ds.count),
             "pixel_size_m": round(px_m, 3), "width": ds.width, "height": ds.height,
@@ -216,11 +221,11 @@ class _Stage:
         self.created = not out_dir.exists()
         if out_dir.exists() and not out_dir.is_dir():
             raise SoftConError(f"The output folder {out_dir} is a file; choose a folder.")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         if not os.access(out_dir, os.W_OK):
             raise SoftConError(f"The output folder {out_dir} is not writable; choose another one.")
-        self.dir = out_dir / f".softcon-{uuid.uuid4().hex[:8]}"
-        self.dir.mkdir()
+        clean_stale(out_dir)
+        self.dir = make_folder(stage_dir(out_dir))
 
     def path(self, key: str) -> Path:
         return self.dir / NAMES[key]
@@ -303,6 +308,22 @@ def _drop_uncached(emb: Embedding, cache: bool) -> None:
     """Remove an embedding computed only for this run (``cache=False``)."""
     if not cache and emb.from_cache is False and emb.path.exists():
         emb.path.unlink()
+
+
+def _load_classifier(path: str | os.PathLike) -> SavedClassifier:
+    """:func:`load_classifier`, with a damaged file (truncated, hand-edited) as one clear error."""
+    import zipfile
+
+    try:
+        return load_classifier(path)
+    except SoftConError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e:
+        raise SoftConError(
+            f"Cannot read the classifier {path}: it is truncated or was edited ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:150] if str(e) else 'no detail'}). Save it again with classify "
+            f"--save-classifier."
+        ) from None
 
 
 def _method_params(method: str, k: int, temperature: float) -> dict[str, Any]:
@@ -464,8 +485,10 @@ def classify(
     _check_method(method, k, temperature)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SoftConError(f"The output folder {out_dir} is a file; choose a folder.")
+    check_folder(out_dir)
+    if cv_folds == 1 or cv_folds < 0:
+        raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
+                           f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
     _precheck_samples(raster, vec, max_pixels_per_polygon, bbox, bbox_crs)
     emb = get_embedding(raster, model=model, checkpoint=checkpoint, pretrained=pretrained, mode=mode, stride=stride,
@@ -543,7 +566,8 @@ def apply_classifier(
     """
     progress = progress or Progress()
     t0 = time.perf_counter()
-    saved = load_classifier(classifier_path)
+    check_folder(out_dir)
+    saved = _load_classifier(classifier_path)
     meta = saved.embedding
     model = meta.get("model") or DEFAULT_MODEL
     if A.is_embedding_raster(raster):
@@ -834,9 +858,21 @@ def main(argv: list[str] | None = None) -> int:
         elif cmd == "kmeans":
             print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
         return 0
+    except KeyboardInterrupt:
+        _say("Interrupted; no output was written.")
+        return 130
     except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
+
+
+def _say(line: str) -> None:
+    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from . import raster_io as rio
-from .bands import resolve_bands
+from .bands import describe_order, resolve_bands
 from .device import autocast, pick_device, resolve_precision
 from .errors import Cancelled, SoftConError
 from .models import DEFAULT_MODEL, ModelRecord, create_encoder
@@ -129,10 +128,9 @@ def _polygon(polygon: Any, polygon_crs: Any, raster_crs: Any) -> Any:
     else:
         geom = polygon
     if polygon_crs is not None:
-        from pyproj import CRS, Transformer
+        from .samples import reproject
 
-        tr = Transformer.from_crs(CRS.from_user_input(polygon_crs), CRS.from_user_input(raster_crs.to_wkt()), always_xy=True)
-        geom = shapely.ops.transform(tr.transform, geom)
+        geom = reproject(np.array([geom]), polygon_crs, raster_crs)[0]
     if geom.is_empty:
         raise SoftConError("The polygon is empty; give a polygon (WKT, GeoJSON) that covers part of the raster.")
     return geom
@@ -152,11 +150,19 @@ def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
             f"or use a {MODEL_GSD_M:.0f} m raster."
         )
     if abs(rel - 1) > GSD_WARN:
-        msg = (f"The raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
-               f"Embeddings may be degraded; consider --resample.")
-        warnings.warn(msg, stacklevel=3)
-        progress.log(msg)
+        progress.log(f"Warning: the raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
+                     f"Embeddings may be degraded; consider --resample.")
     return ds
+
+
+def _check_values(ds: Any, record: ModelRecord, progress: Progress) -> None:
+    """Warn when optical data cannot be reflectance x 10000 (8-bit values), the scale the models expect."""
+    if record.sar_quantiles is None and ds.dtypes[0] == "uint8":
+        progress.log(
+            "Warning: the raster holds 8-bit values (0-255), but the model expects Sentinel-2 reflectance x 10000 "
+            "(typically 0-10000, uint16); embeddings of rescaled or display data are meaningless. "
+            "Use the original Level-1C/Level-2A values."
+        )
 
 
 def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
@@ -346,7 +352,10 @@ def embed_raster(
             else:
                 enc, record = encoder
             names = rio.band_names(src, sources)
-            mapping = resolve_bands(names, record.bands, bands)
+            _check_values(src, record, progress)
+            notes: list[str] = []
+            mapping = resolve_bands(names, record.bands, bands, notes)
+            progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
             geometry = _polygon(polygon, polygon_crs, ds.crs) if polygon is not None else None
             extent = _pixel_extent(ds, bbox, bbox_crs, geometry)
@@ -458,6 +467,12 @@ def _run(
                     pending[2].synchronize()
                 place(pending[0], None if pending[1] is None else pending[1].numpy())
         progress.check()
+        if run == 0:
+            raise SoftConError(
+                f"No output pixel has enough valid input (at least {min_valid:.0%} of its pixels): the raster "
+                f"({ds.width} x {ds.height} px) is all nodata, or too small for {grid.window} px windows every "
+                f"{grid.stride} px. Use a larger extent, or check the raster's nodata value."
+            )
         elapsed = time.perf_counter() - t_start
         writer.set_tags(windows_total=grid.n_windows, windows_run=run, windows_skipped=grid.n_windows - run,
                         seconds=f"{elapsed:.2f}", device=str(dev))
@@ -539,8 +554,7 @@ def embed_many(
     keyword arguments go to :func:`embed_raster`.
     """
     rank, world, _ = rank_info()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = rio.make_folder(out_dir)
     mine = list(rasters)[rank::world]
     if encoder is None and mine:
         encoder = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
@@ -611,8 +625,11 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled as e:
         print(e, file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        _say("Interrupted; no output was written.")
+        return 130
     except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
     return 0
 
@@ -628,6 +645,15 @@ def _all_single_band(rasters: Sequence[str]) -> bool:
         except rasterio.errors.RasterioIOError as e:
             raise SoftConError(f"Cannot open raster {r}: {e}.") from None
     return True
+
+
+def _say(line: str) -> None:
+    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import queue
 import shutil
 import threading
-import uuid
 from html import escape as _html_escape
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import bands as B
+from .atomic import clean_stale, temp_path
 from .errors import SoftConError
 
 #: GDAL block cache for reads and writes (MB). GDAL's default (5 % of RAM) would let memory grow
@@ -196,13 +196,11 @@ def resample_to(ds: rasterio.DatasetReader, res_m: float, upsample: str = "bilin
     from rasterio.warp import calculate_default_transform
 
     crs = ds.crs
-    if crs.is_geographic:
-        from pyproj.aoi import AreaOfInterest
-        from pyproj.database import query_utm_crs_info
-
+    if crs.is_geographic:  # the WGS 84 UTM zone of the centre (arithmetic: no PROJ database query)
         w, s, e, n = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
-        info = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(w, s, e, n))
-        crs = rasterio.crs.CRS.from_epsg(int(info[0].code))
+        lon, lat = (w + e) / 2, (s + n) / 2
+        zone = min(60, int((lon + 180) // 6) + 1)
+        crs = rasterio.crs.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
     transform, width, height = calculate_default_transform(ds.crs, crs, ds.width, ds.height, *ds.bounds, resolution=res_m)
     method = Resampling[upsample] if pixel_size_m(ds) > res_m else Resampling.average
     nodata = {} if ds.nodata is None else dict(src_nodata=ds.nodata, nodata=ds.nodata)
@@ -228,6 +226,7 @@ def stack_to_geotiff(
         profile = dict(driver="GTiff", width=src.width, height=src.height, count=src.count, dtype=src.dtypes[0],
                        crs=src.crs, transform=src.transform, nodata=src.nodata, tiled=True, blockxsize=256,
                        blockysize=256, compress=compress, predictor=2, interleave="pixel", bigtiff="if_safer")
+        clean_stale(out_path.parent)
         tmp = _temp_name(out_path)
         try:
             with rasterio.open(tmp, "w", **profile) as dst:
@@ -239,6 +238,7 @@ def stack_to_geotiff(
                     if progress is not None:
                         progress.check()
                         progress.update(r + win.height, src.height, "stacking")
+            verify_geotiff(tmp, out_path)
             os.replace(tmp, out_path)
         except BaseException as e:
             _remove(tmp)
@@ -311,14 +311,21 @@ class StripReader:
 
     def _read(self, r0: int, r1: int) -> None:
         win = Window(self.read_c0, r0, self.read_c1 - self.read_c0, r1 - r0)
-        data = self.ds.read(self.read_bands, window=win, out_dtype=self.file_dtype)
+        try:
+            data = self.ds.read(self.read_bands, window=win, out_dtype=self.file_dtype)
+            mask = self.ds.read_masks(1, window=win) if self._mask_band else None
+        except rasterio.errors.RasterioIOError as e:
+            raise SoftConError(
+                f"Cannot read rows {r0}-{r1} of {self.ds.name}: the file is truncated or corrupt "
+                f"({str(e).splitlines()[0]}). Copy or download it again."
+            ) from None
         valid = np.ones(data.shape[1:], bool)
         for k, nd in self._nodata:
             valid &= ~np.isnan(data[k]) if (self._float and math.isnan(nd)) else data[k] != nd
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
-        if self._mask_band:
-            valid &= self.ds.read_masks(1, window=win) > 0
+        if mask is not None:
+            valid &= mask > 0
         if self.indexes != self.read_bands:  # file order -> channel order, zero channels
             chans = np.zeros((len(self.indexes),) + data.shape[1:], data.dtype)
             for ch, b in enumerate(self.indexes):
@@ -454,7 +461,7 @@ class Prefetcher:
 
 # ------------------------------------------------------------------------------------------ writer
 def _temp_name(out_path: Path) -> Path:
-    return out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp.tif"
+    return temp_path(out_path)
 
 
 def _remove(path: Path) -> None:
@@ -466,10 +473,54 @@ def _remove(path: Path) -> None:
 
 
 def _disk_error(e: BaseException, out_path: Path) -> BaseException:
+    """A write failure as one SoftConError that names the folder and the fix; other errors unchanged."""
+    if isinstance(e, SoftConError) or not isinstance(e, Exception):
+        return e
     text = str(e)
     if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in text or "ENOSPC" in text:
-        return SoftConError(f"The disk holding {out_path.parent} is full. Free some space or choose another output folder.")
+        return SoftConError(f"The disk holding {out_path.parent} is full; nothing was written to {out_path.name}. "
+                            f"Free some space or choose another output folder.")
+    if isinstance(e, (OSError, rasterio.errors.RasterioError)):
+        return SoftConError(_write_failed(out_path, text.splitlines()[0] if text else type(e).__name__))
     return e
+
+
+def _write_failed(out_path: Path, why: str) -> str:
+    try:
+        free = f"{shutil.disk_usage(out_path.parent).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (f"Writing {out_path} failed ({why}); it was left as it was. The disk holding {out_path.parent} "
+            f"may be full ({free}): free some space or choose another output folder.")
+
+
+def verify_geotiff(path: PathLike, out_path: PathLike | None = None) -> None:
+    """Check that a GeoTIFF just written is complete: it opens and every tile of every band is on disk.
+
+    GDAL reports write errors at close (a full disk while flushing its block cache) only to its error
+    handler, and rasterio's ``close()`` does not raise them, so a truncated file would otherwise look
+    written. A tile whose size is 0 or that ends beyond the file's end was not written.
+
+    Raises:
+        SoftConError: naming ``out_path`` (default ``path``) and the likely cause.
+    """
+    path = Path(path)
+    out_path = Path(out_path or path)
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as ds:
+            bh, bw = ds.block_shapes[0]
+            n_rows, n_cols = math.ceil(ds.height / bh), math.ceil(ds.width / bw)
+            bands = [1] if ds.interleaving == rasterio.enums.Interleaving.pixel else range(1, ds.count + 1)
+            for b in bands:
+                for i in range(n_rows):
+                    for j in range(n_cols):
+                        n = ds.block_size(b, i, j)
+                        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=b) or 0)
+                        if n <= 0 or offset <= 0 or offset + n > size:
+                            raise SoftConError(_write_failed(out_path, f"block {i},{j} of band {b} is missing"))
+    except (OSError, rasterio.errors.RasterioError) as e:
+        raise SoftConError(_write_failed(out_path, f"the written file does not open: {str(e).splitlines()[0]}")) from None
 
 
 def check_writable(out_path: PathLike, nbytes: int = 0) -> None:
@@ -494,6 +545,34 @@ def check_writable(out_path: PathLike, nbytes: int = 0) -> None:
             f"The disk holding {folder} has {free / 1e9:.2f} GB free but the output needs about {nbytes / 1e9:.2f} GB. "
             f"Free some space, choose another output folder, or limit the extent (--bbox)."
         )
+
+
+def check_folder(folder: PathLike) -> None:
+    """Fail early when ``folder`` neither exists as a writable folder nor can be created.
+
+    Raises:
+        SoftConError: naming the folder (or the read-only parent it would be created in).
+    """
+    folder = Path(folder).absolute()
+    if folder.exists() and not folder.is_dir():
+        raise SoftConError(f"The output folder {folder} is a file; choose a folder.")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not writable" if parent == folder else f"cannot be created: {parent} is not writable"
+        raise SoftConError(f"The output folder {folder} {what}; choose another output folder.")
+
+
+def make_folder(folder: PathLike) -> Path:
+    """``mkdir -p`` whose failure (a read-only parent, a full disk) is one SoftConError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SoftConError(f"Cannot create the output folder {folder} ({e.strerror or e}); "
+                           f"choose another output folder.") from None
+    return folder
 
 
 class BlockWriter:
@@ -555,6 +634,7 @@ class BlockWriter:
         self.block_h = max(16, min(blocksize, bh, math.ceil(height / 16) * 16))
         self.block_w = max(16, min(blocksize, math.ceil(width / 16) * 16))
         check_writable(self.out_path, int(count * width * height * itemsize * (1.0 if cog else 0.5)))
+        clean_stale(self.out_path.parent)
         self.tmp = _temp_name(self.out_path)
         self.profile = dict(
             driver="GTiff", width=width, height=height, count=count, dtype="float32" if dtype == "float16" else dtype,
@@ -629,15 +709,21 @@ class BlockWriter:
         self._flush()
         try:
             self._ds.update_tags(ns=self._ns, **self._tags)
-            self._ds.close()
+            self._close()
+            verify_geotiff(self.tmp, self.out_path)
             if self.cog:
                 self._to_cog()
+                verify_geotiff(self.tmp, self.out_path)
             os.replace(self.tmp, self.out_path)
         except Exception as e:
             self.abort()
             raise _disk_error(e, self.out_path) from e
         self._done = True
         return self.out_path
+
+    def _close(self) -> None:
+        """Close the dataset: GDAL writes the cached tiles and the TIFF directory now."""
+        self._ds.close()
 
     def _to_cog(self) -> None:
         """Rewrite the temporary file as a COG with overviews (a second temporary file, then swapped)."""

@@ -1,7 +1,7 @@
 """Training samples: labelled points or polygons from a vector file, turned into raster pixels.
 
 Vectors are read with pyogrio (GeoPackage, Shapefile, GeoJSON and anything else its GDAL reads), in
-any CRS, and reprojected to the raster's CRS with pyproj + shapely. A point gives the pixel it falls
+any CRS, and reprojected to the raster's CRS with GDAL (through rasterio) + shapely. A point gives the pixel it falls
 in; a polygon gives the pixels whose centres it covers (``rasterio.features.rasterize``), at most
 ``max_pixels_per_polygon`` of them drawn at random, so that one large polygon cannot outweigh many
 small ones; a polygon too small to cover a pixel centre gives the pixel under its centroid.
@@ -97,6 +97,12 @@ def read_vector(path: str | Path, label_field: str, layer: str | int | None = No
         meta, fids, wkb, fields = read(path, layer=layer, return_fids=True)
     except Exception as e:  # pyogrio raises its own DataSourceError / DataLayerError / ...
         raise SoftConError(f"Cannot read training samples from {path}: {e}") from None
+    if wkb is None or meta.get("geometry_type") in (None, "None"):
+        raise SoftConError(
+            f"{path.name} holds no geometries (a table such as a CSV?). Training samples must be points or "
+            f"polygons: save them as a GeoPackage, Shapefile or GeoJSON (in QGIS: add the CSV as a delimited "
+            f"text layer with its X/Y fields, then Export > Save Features As)."
+        )
     names = [str(f) for f in meta["fields"]]
     if label_field not in names:
         lower = {n.lower(): n for n in names}
@@ -113,17 +119,29 @@ def read_vector(path: str | Path, label_field: str, layer: str | int | None = No
 
 
 def reproject(geoms: np.ndarray, src_crs, dst_crs) -> np.ndarray:
-    """Geometries from ``src_crs`` to ``dst_crs`` (anything pyproj understands), always x/y order."""
+    """Geometries from ``src_crs`` to ``dst_crs`` (EPSG code, WKT, rasterio CRS...), always x/y order.
+
+    GDAL's transformer (through rasterio), not pyproj: QGIS runs Processing algorithms in threads that
+    Python did not create, where pyproj 3.7's per-thread PROJ context crashes the second time round
+    (pyproj issue 1509). GDAL keeps its own per-thread contexts, and each call builds its own transform.
+    """
     import shapely
-    from pyproj import CRS, Transformer
+    from rasterio.crs import CRS
+    from rasterio.warp import transform
 
     if src_crs is None or dst_crs is None:
         return geoms
     src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
     if src == dst:
         return geoms
-    t = Transformer.from_crs(src, dst, always_xy=True)
-    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        if len(xy) == 0:
+            return xy
+        xs, ys = transform(src, dst, xy[:, 0], xy[:, 1])
+        return np.column_stack([xs, ys])
+
+    return shapely.transform(geoms, fn)
 
 
 def _class_order(labels: Sequence[str]) -> list[str]:
@@ -163,6 +181,11 @@ def rasterize_samples(
 
     rng = np.random.default_rng(seed)
     h, w = shape
+    if crs is None and vec.crs is not None:
+        raise SoftConError(
+            "The raster has no coordinate reference system, so the training samples cannot be placed on it. "
+            "Assign one (e.g. gdal_edit.py -a_srs EPSG:32632 FILE, or Layer Properties > Source in QGIS) and try again."
+        )
     geoms = reproject(vec.geometries, vec.crs, crs)
     dropped: Counter = Counter()
     rows, cols, labs, groups = [], [], [], []

@@ -9,7 +9,10 @@ Layout inside the zip (what QGIS's "Install from ZIP" and the plugin repository 
                                        core imports itself relatively, so it works as a subpackage and
                                        never collides with another plugin's top-level ``core``
 
-Left out: tests, caches, bytecode, and every weights file except the default model's small shipped
+Only files git tracks go in (plus the default model's weights, which ``scripts/build_default_model.sh``
+builds): whatever else lies in the folder (a private key, a secrets file, an editor's backup) stays out.
+A tracked symlink is followed only when it points inside the repository; one that leaves it stops the
+build. Left out as well: tests, caches, bytecode, and every weights file except the default model's small shipped
 weights (``core/weights/*.safetensors``, at most 10 MB each): its record points there, and without it
 the plugin could not work offline. Published SoftCon weights (100+ MB) are downloaded on request by
 "Model info and download" instead. The zip is reproducible: sorted entries, fixed timestamps.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import py_compile
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -48,44 +52,71 @@ def read_metadata(path: Path = ROOT / "metadata.txt") -> configparser.SectionPro
     return general
 
 
-def plugin_files() -> list[tuple[Path, str]]:
-    """(file on disk, name in the zip) for everything the plugin needs, symlinks followed."""
+def tracked(root: Path = ROOT) -> set[str]:
+    """Paths (relative, POSIX) that git tracks in ``root``."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit(f"{root} is not a git checkout ({e}); the zip is built from the files git tracks.") from None
+    return {n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n}
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` with symlinks resolved; stops the build when that leaves ``root``."""
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise SystemExit(f"{path} is a symlink to {real}, outside the repository {root}; remove it or "
+                         f"replace it with the file itself.")
+    return real
+
+
+def plugin_files(root: Path = ROOT) -> list[tuple[Path, str]]:
+    """(file on disk, name in the zip) for every tracked file the plugin needs, symlinks inside the repo followed."""
+    root = root.resolve()
+    files = tracked(root)
     out: list[tuple[Path, str]] = []
-    src = ROOT / PLUGIN
+
+    def add(path: Path, name: str) -> None:
+        """``path`` (inside ``root``, symlinks resolved) as ``name``, if tracked and not left out."""
+        if path.suffix in SKIP_SUFFIXES or name == f"{PLUGIN}/metadata.txt":  # metadata: from the top level
+            return
+        if path.suffix in (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".npz"):
+            if path.suffix == ".safetensors" and "/core/weights/" in name and path.stat().st_size <= MAX_WEIGHTS_BYTES:
+                out.append((path, name))  # built weights: shipped even when git does not track them
+            else:
+                print(f"  leaving out weights file {name} ({path.stat().st_size / 2**20:.1f} MB)")
+        elif path.relative_to(root).as_posix() in files:
+            out.append((path, name))
 
     def walk(folder: Path, arc: str) -> None:
         for path in sorted(folder.iterdir()):
             name = f"{arc}/{path.name}"
-            if path.name in SKIP_DIRS or path.name.startswith(".") or path.suffix in SKIP_SUFFIXES:
+            if path.name in SKIP_DIRS or path.name.startswith("."):
                 continue
+            if path.is_symlink():
+                if path.relative_to(root).as_posix() not in files:
+                    continue  # an untracked link is not followed
+                path = _inside(path, root)
             if path.is_dir():
                 walk(path, name)
-            elif path.name == "metadata.txt" and arc == PLUGIN:
-                continue  # added from the top level below
-            elif path.suffix in (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".npz"):
-                if path.suffix == ".safetensors" and "/core/weights/" in name and \
-                        path.stat().st_size <= MAX_WEIGHTS_BYTES:
-                    out.append((path, name))
-                else:
-                    print(f"  leaving out weights file {name} ({path.stat().st_size / 2**20:.1f} MB)")
             elif path.is_file():
-                out.append((path, name))
+                add(path, name)
 
-    walk(src, PLUGIN)
+    walk(root / PLUGIN, PLUGIN)
     if not any(n == f"{PLUGIN}/core/__init__.py" for _, n in out):
-        raise SystemExit(f"{src}/core is missing: it must be a symlink to ../core (or a copy of it)")
-    out.append((ROOT / "metadata.txt", f"{PLUGIN}/metadata.txt"))
+        raise SystemExit(f"{root / PLUGIN}/core is missing: it must be a symlink to ../core (or a copy of it)")
+    out.append((root / "metadata.txt", f"{PLUGIN}/metadata.txt"))
     for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
-        if (ROOT / name).is_file():
-            out.append((ROOT / name, f"{PLUGIN}/LICENSE"))
+        if name in files:
+            out.append((root / name, f"{PLUGIN}/LICENSE"))
             break
     return sorted(out, key=lambda t: t[1])
 
 
-def build(out_dir: Path = ROOT / "dist") -> Path:
-    """Write the zip; returns its path."""
-    meta = read_metadata()
-    files = plugin_files()
+def build(out_dir: Path = ROOT / "dist", root: Path = ROOT) -> Path:
+    """Write the zip of the plugin in ``root``; returns its path."""
+    meta = read_metadata(root / "metadata.txt")
+    files = plugin_files(root)
     with tempfile.TemporaryDirectory() as tmp:  # every module must at least compile
         for path, name in files:
             if name.endswith(".py"):
@@ -106,8 +137,9 @@ def build(out_dir: Path = ROOT / "dist") -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", type=Path, default=ROOT / "dist", help="folder for the zip (default dist/)")
+    p.add_argument("--root", type=Path, default=ROOT, help="repository to package (default: this one)")
     args = p.parse_args(argv)
-    target = build(args.out_dir)
+    target = build(args.out_dir, args.root)
     with zipfile.ZipFile(target) as zf:
         n, size = len(zf.infolist()), sum(i.file_size for i in zf.infolist())
     print(f"{target} ({n} files, {size / 2**20:.1f} MB unpacked, {target.stat().st_size / 2**20:.1f} MB zipped)")

@@ -47,8 +47,27 @@ def test_l2a_by_description_and_by_count():
     descriptions = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]
     idx = resolve_bands(descriptions, S2_L1C)
     assert idx == [0, 1, 2, 3, 4, 5, 6, 7, 11, 8, None, 9, 10]
-    # no descriptions but 12 bands: taken as L2A in SoftCon order, B10 zero
-    assert resolve_bands([""] * 12, S2_L1C) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, None, 10, 11]
+    # no descriptions but 12 bands: not guessed (L2A products differ in where B8A is), the fix is named
+    with pytest.raises(SoftConError, match="--bands s2_l2a"):
+        resolve_bands([""] * 12, S2_L1C)
+    assert resolve_bands([""] * 12, S2_L1C, "s2_l2a") == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, None, 10, 11]
+
+
+def test_partly_named_bands_resolve_by_elimination_or_stop():
+    named = [f"B{b[1:]:0>2}" if b != "B8A" else "B8A" for b in S2_L1C]
+    shuffled = [named[i] for i in (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 8)]  # EuroSAT order: B8A last
+    shuffled[9] = "cirrus"  # B10 described by a word the names do not know
+    notes = []
+    assert resolve_bands(shuffled, S2_L1C, notes=notes) == [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
+    assert "band 10 ('cirrus') taken as B10" in notes[0]
+    # two unknown names among 13: ambiguous, so stop and name the bands and the fix
+    shuffled[3] = "red"
+    with pytest.raises(SoftConError, match="Cannot tell which raster band") as e:
+        resolve_bands(shuffled, S2_L1C)
+    assert "4: 'red'" in str(e.value) and "10: 'cirrus'" in str(e.value) and "--bands" in str(e.value)
+    notes = []
+    assert resolve_bands([None] * 13, S2_L1C, notes=notes) == list(range(13))
+    assert "no names" in notes[0]
 
 
 def test_missing_bands_are_named():

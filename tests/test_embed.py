@@ -247,8 +247,10 @@ def test_bad_inputs_give_clear_errors(encoder, tmp_path, monkeypatch):
     coarse = _raster(tmp_path / "coarse.tif", res=60.0, size=16)
     with pytest.raises(SoftConError, match="--resample"):
         embed_raster(coarse, out, encoder=encoder)
-    with pytest.warns(UserWarning, match="pixels"):  # 13 m: usable, with a warning
-        embed_raster(_raster(tmp_path / "r13.tif", res=13.0), tmp_path / "r13_emb.tif", encoder=encoder, **FP32)
+    logs = []  # 13 m: usable, with a warning in the run's log (one line, not a Python warning)
+    embed_raster(_raster(tmp_path / "r13.tif", res=13.0), tmp_path / "r13_emb.tif", encoder=encoder,
+                 progress=Progress(on_log=logs.append), **FP32)
+    assert any(m.startswith("Warning: the raster has 13.0 m pixels") for m in logs), logs
     with pytest.raises(SoftConError, match="does not exist"):
         embed_raster(_raster(tmp_path / "ok.tif"), tmp_path / "nowhere" / "e.tif", encoder=encoder)
     with pytest.raises(SoftConError, match="Dense stride 24"):

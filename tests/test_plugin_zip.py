@@ -120,3 +120,49 @@ def test_installed_zip_classifies_like_the_in_process_plugin(installed, qgis_pro
         assert a.crs == b.crs and a.transform == b.transform and a.shape == b.shape
         assert np.array_equal(a.read(1), b.read(1))
         assert a.tags()["CLASS_NAMES"] == b.tags()["CLASS_NAMES"]
+
+
+def _fake_repo(root: Path) -> Path:
+    """A minimal plugin repository (git, a core symlink, metadata) to build zips from."""
+    (root / "core" / "weights").mkdir(parents=True)
+    (root / "softcon_qgis").mkdir()
+    (root / "core" / "__init__.py").write_text("")
+    (root / "softcon_qgis" / "__init__.py").write_text("")
+    (root / "softcon_qgis" / "core").symlink_to("../core", target_is_directory=True)
+    (root / "softcon_qgis" / "metadata.txt").symlink_to("../metadata.txt")
+    (root / "metadata.txt").write_text((H.ROOT / "metadata.txt").read_text())
+    (root / "LICENSE").write_text("MIT")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "init"], check=True)
+    return root
+
+
+def _build(root: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(H.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out),
+                           "--root", str(root)], capture_output=True, text=True, timeout=120)
+
+
+def test_zip_holds_only_tracked_files_and_the_built_weights(tmp_path):
+    root = _fake_repo(tmp_path / "repo")
+    (root / "softcon_qgis" / "secrets.txt").write_text("token")  # untracked files lying in the folder
+    (root / "core" / "id_rsa").write_text("-----BEGIN PRIVATE KEY-----")
+    (root / "core" / "weights" / "softcon_tiny_s2.safetensors").write_bytes(b"w" * 100)  # built, untracked
+    proc = _build(root, tmp_path / "dist")
+    assert proc.returncode == 0, proc.stderr
+    names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("*.zip"))).namelist())
+    assert names == {"softcon_qgis/__init__.py", "softcon_qgis/core/__init__.py", "softcon_qgis/metadata.txt",
+                     "softcon_qgis/LICENSE", "softcon_qgis/core/weights/softcon_tiny_s2.safetensors"}
+
+
+def test_zip_refuses_a_symlink_that_leaves_the_repository(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "private.txt").write_text("secret")
+    root = _fake_repo(tmp_path / "repo")
+    (root / "softcon_qgis" / "extra").symlink_to(outside, target_is_directory=True)
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], check=True)
+    proc = _build(root, tmp_path / "dist")
+    assert proc.returncode != 0 and "outside the repository" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not list((tmp_path / "dist").glob("*.zip"))
