@@ -61,8 +61,14 @@ def _args(crop: Path, out: Path, **kw) -> list[str]:
     return [x for k, v in base.items() for x in (f"--{k}", str(v))]
 
 
+def _records(out: Path) -> list[dict]:
+    """The per-step metrics lines (per-epoch lines carry ``label_share`` instead of a loss)."""
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if "loss" in r]
+
+
 def _losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in _records(out)]
 
 
 def _env() -> dict:
@@ -142,7 +148,7 @@ def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
     enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
                                      warmup_epochs=0.5, proj_hidden=128, pred_hidden=128, proj_dim=64, patch_size=40,
                                      crop_min_scale=0.6, momentum=0.96, blur_p=0.0, jitter_p=0.5)))
-    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rec = _records(out)
     loss = np.array([r["loss"] for r in rec])
     assert len(loss) == 30 and np.isfinite(loss).all()
     assert loss[-10:].mean() < loss[:10].mean() - 0.15, loss.round(3)   # about 0.35 here
@@ -181,7 +187,7 @@ def test_paper_configs_parse(name):
 
 def test_masks_and_schedules():
     from train.masking import keep_indices, pixel_mask, sample_noise
-    from train.pretrain import lr_at, momentum_at
+    from train.optim import lr_at, momentum_at
 
     idx = torch.tensor([3, 7])
     a, b = sample_noise(idx, 16, 0, 0, 0), sample_noise(torch.tensor([7]), 16, 0, 0, 0)
@@ -252,14 +258,15 @@ def test_pretrain_runs_on_ssl4eo_layout(ssl4eo_root, tmp_path):
                      "--batch_size", "3", "--epochs", "1", "--proj_hidden", "32", "--pred_hidden", "32",
                      "--proj_dim", "16", "--num_workers", "0", "--precision", "fp32", "--log_every", "1",
                      "--progress", "false", "--output_dir", str(out)]))
-    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rec = _records(out)
     assert len(rec) == 1 and np.isfinite(rec[0]["loss"]) and rec[0]["soft"] > 0
     assert (out / "encoder.safetensors").is_file()
 
 
 def test_resnet_student_masks_pixels_and_syncs_batchnorm():
     from train.heads import GlobalBatchNorm
-    from train.pretrain import Config, build_model, make_teacher, student_masks
+    from train.config import Config
+    from train.model import build_model, make_teacher, student_masks
 
     cfg = Config(arch="resnet50", img_size=64, proj_layers=2, proj_hidden=32, pred_hidden=32, proj_dim=16,
                  mask_ratio=0.5, mask_patch=32)
@@ -277,7 +284,9 @@ def test_resnet_student_masks_pixels_and_syncs_batchnorm():
 
 
 def test_layer_decay_groups():
-    from train.pretrain import Config, build_model, param_groups
+    from train.config import Config
+    from train.model import build_model
+    from train.optim import param_groups
 
     model = build_model(Config(proj_hidden=16, pred_hidden=16, proj_dim=8))
     groups = param_groups(model, weight_decay=0.05, layer_decay=0.5)
@@ -294,7 +303,8 @@ def test_layer_decay_groups():
 def test_init_from_rgb_checkpoint_file(tmp_path):
     """A fake RGB checkpoint with the published key names (3 bands, 16x16 grid) initialises the 13-band model."""
     from core.encoders import build_encoder
-    from train.pretrain import Config, build_model
+    from train.config import Config
+    from train.model import build_model
 
     rgb = build_encoder("vit_tiny_patch8_64", 3, 128).model.state_dict()
     rgb["mask_token"] = torch.zeros(1, 192)                                   # DINOv2 files carry it
