@@ -179,7 +179,7 @@ def resume(folder: Path, ctx: Context, cfg: Config, model: nn.Module, teacher: n
     try:
         step = load_checkpoint(folder, ctx, model, teacher, optimizer, scaler, info)
     except SoftConError as e:
-        err = f"rank {ctx.rank}: {e}"
+        err = f"rank {ctx.rank}: {e}" if ctx.world > 1 else str(e)
     raise_if_any(err)
     seen = gather_objects((info["step"], info["checkpoint"], _fingerprint(model)))
     if len(set(seen)) > 1:
