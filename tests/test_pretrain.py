@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -461,7 +462,7 @@ def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, moda
 
     mod = MODALITIES[modality]
     ds = SSL4EODataset(ben_ssl4eo, ben_ssl4eo / "labels.json", modality=modality)
-    raw = read_ssl4eo_patch(ds.seasons[0][0], mod.bands, 264, mod.files)
+    raw = read_ssl4eo_patch(ds.base / ds.locations[0] / ds.seasons[0][0], mod.bands, 264, mod.files)
     if modality == "s1":
         assert raw.shape == (2, 264, 264) and -40 < raw.mean() < 0              # dB
     else:
@@ -494,3 +495,26 @@ def test_sar_views_are_clamped_to_their_quantiles():
     clamped = Augment(sar_quantiles=mod.sar_quantiles, **kw)(x, torch.Generator().manual_seed(0))
     plain = Augment(**kw)(x, torch.Generator().manual_seed(0))
     assert plain[:, 10, 10].min() == 1.0 and clamped[:, 10, 10].max() < 0.9
+
+
+def test_packed_ssl4eo_reads_one_file_per_sample(ssl4eo_root, tmp_path, monkeypatch):
+    """``python -m train.pack``: the same views from one file per location as from 13 band files per season."""
+    import rasterio
+
+    from train.data import Augment, SSL4EODataset
+    from train.pack import pack
+
+    root = tmp_path / "ssl4eo"
+    shutil.copytree(ssl4eo_root[0] / "s2c", root / "s2c")
+    aug = Augment(size=32)
+    plain = SSL4EODataset(root, ssl4eo_root[1], aug)
+    pack(root)
+    packed = SSL4EODataset(root, ssl4eo_root[1], aug)
+    assert packed.packed and packed.locations == plain.locations and packed.seasons == plain.seasons
+    opened = []
+    real_open = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    a, b = plain[(0, 1)], packed[(0, 1)]
+    assert len(opened) == 27                                      # 2 seasons x 13 bands, then 1 packed file
+    assert torch.equal(a["labels"], b["labels"])
+    torch.testing.assert_close(b["views"], a["views"], atol=1e-3, rtol=0)   # uint16 rounding of resampled bands

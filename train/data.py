@@ -301,21 +301,30 @@ class SSL4EODataset(_SeededDataset):
     location has at least as many seasons as views, else augmentations of the same season. The label
     vector of a sample is the union of the labels of the seasons it shows (land cover rarely changes
     between seasons; snow and crops do, and then both count). Locations without a label entry get zeros.
+
+    A packed copy (``<root>/<modality>_packed/``, written by ``python -m train.pack``) is used when present:
+    one file per location, so a sample opens 1 file instead of 2 seasons x 13 bands.
     """
 
     def __init__(self, root: str | Path, labels_json: str | Path | None = None, augment: Augment | None = None,
                  views: int = 2, seed: int = 0, modality: str = "s2c", size: int = SSL4EO_SIZE):
         from .modality import MODALITIES
 
+        from .pack import read_index
+
         root = Path(root)
-        base = root / modality if (root / modality).is_dir() else root
-        self.locations = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-        self.seasons = [sorted(s for s in p.iterdir() if s.is_dir()) for p in self.locations]
-        keep = [i for i, s in enumerate(self.seasons) if s]
-        self.locations = [self.locations[i] for i in keep]
-        self.seasons = [self.seasons[i] for i in keep]
+        self.base = root / modality if (root / modality).is_dir() else root
+        packed = read_index(root / f"{modality}_packed")
+        if packed is not None:
+            self.base, table = root / f"{modality}_packed", packed
+        else:
+            folders = sorted(p for p in self.base.iterdir() if p.is_dir()) if self.base.is_dir() else []
+            table = {p.name: sorted(s.name for s in p.iterdir() if s.is_dir()) for p in folders}
+        self.packed = packed is not None
+        self.locations = [loc for loc in sorted(table) if table[loc]]     # names
+        self.seasons = [table[loc] for loc in self.locations]             # season names per location
         if not self.locations:
-            raise SoftConError(f"No SSL4EO-S12 locations under {base}; expected "
+            raise SoftConError(f"No SSL4EO-S12 locations under {self.base}; expected "
                                f"{modality}/<location>/<season>/B1.tif ...")
         self.table = load_ssl4eo_labels(labels_json) if labels_json else {}
         self.augment, self.views, self.seed, self.size = augment or Augment(), views, seed, size
@@ -339,13 +348,16 @@ class SSL4EODataset(_SeededDataset):
             pick = torch.randperm(len(seasons), generator=g)[: self.views].tolist()
         else:
             pick = [int(torch.randint(0, len(seasons), (), generator=g))] * self.views
-        cache: dict[int, torch.Tensor] = {}
-        views = []
-        for p in pick:
-            if p not in cache:
-                cache[p] = read_ssl4eo_patch(seasons[p], self.bands, self.size, self.files)
-            views.append(self.augment(cache[p], g))
-        y = self.label(self.locations[i].name, [seasons[p].name for p in set(pick)])
+        loc = self.locations[i]
+        if self.packed:
+            from .pack import read_packed
+
+            images = read_packed(self.base / f"{loc}.tif", sorted(set(pick)), self.bands, self.files)
+        else:
+            images = {p: read_ssl4eo_patch(self.base / loc / seasons[p], self.bands, self.size, self.files)
+                      for p in set(pick)}
+        views = [self.augment(images[p], g) for p in pick]
+        y = self.label(loc, [seasons[p] for p in set(pick)])
         return {"views": torch.stack(views), "labels": y, "index": i}
 
 
