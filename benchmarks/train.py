@@ -32,8 +32,11 @@ import torch  # noqa: E402
 from core.device import autocast, resolve_precision  # noqa: E402
 from core.encoders import build_encoder  # noqa: E402
 from core.loss import SoftContrastiveLoss  # noqa: E402
-from train.pretrain import (Config, Context, build_model, make_teacher, param_groups,  # noqa: E402
-                            softcon_step, zero_invariant_grads)
+from train.config import Config  # noqa: E402
+from train.distributed import Context  # noqa: E402
+from train.model import build_model, make_teacher, zero_invariant_grads  # noqa: E402
+from train.optim import param_groups  # noqa: E402
+from train.pretrain import softcon_step  # noqa: E402
 
 HEADS = {"resnet50": dict(proj_layers=2), "vit_small_patch14_dinov2": dict(proj_layers=3)}
 
@@ -81,10 +84,12 @@ def bench(arch: str, batch: int, img: int, repeats: int, precision: str, proj_hi
         optim = torch.optim.AdamW(param_groups(model, 0.05, 1.0), lr=1e-6)
         for grp in optim.param_groups:
             grp["lr"] = 1e-6 * grp["lr_scale"]
-        loss_fn = SoftContrastiveLoss(cfg.temperature, cfg.soft_weight, cfg.soft_form)
+        loss_fn = SoftContrastiveLoss(cfg.temperature, cfg.soft_weight, cfg.soft_form, cfg.soft_temperature)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         params = [p for p in model.parameters() if p.requires_grad]
         ctx = Context(0, 1, device, dtype, Path("."), 1, 1, 1e-6)
-        out[name] = _time(lambda: softcon_step(model, teacher, loss_fn, optim, data, params, 0, 0.99, cfg, ctx),
+        out[name] = _time(lambda: softcon_step(model, teacher, loss_fn, optim, scaler, data, params, 0, 0.99, cfg,
+                                                           ctx),
                           repeats)
     out["softcon_over_plain"] = out["softcon_s"] / out["plain_s"]
     out["masked_over_unmasked"] = out["softcon_masked_s"] / out["softcon_s"]
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=2, help="scenes per step (x 2 views)")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--proj-hidden", type=int, default=4096, help="MoCo v3 projector/predictor width")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     args = p.parse_args(argv)

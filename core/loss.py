@@ -9,7 +9,10 @@ vector ``l`` over the 9 Dynamic World classes, and the target similarity of scen
 the cosine similarity ``y_ij = <l_i, l_j> / (|l_i| |l_j|)`` (in [0, 1]; 1 on the diagonal, 0 for
 scenes that share no class). The loss per direction is
 
-    L = InfoNCE(q, k; T) + lambda * Soft(cos(q_i, k_j), y_ij)
+    L = 2T * InfoNCE(q, k; T) + lambda * Soft(cos(q_i, k_j), y_ij)
+
+(the ``2T`` factor is MoCo v3's, ``hard_scale``; it makes the hard gradient independent of T, so lambda
+weighs the soft term against a hard term of fixed gradient size)
 
 with ``q`` the (predictor) output of the student on its masked view and ``k`` the projector output of the
 EMA teacher on the other, unmasked view (MoCo v3 layout, Chen et al. 2021). The hard term is MoCo v3's
@@ -81,8 +84,9 @@ class SoftContrastiveLoss(nn.Module):
         soft_temperature: temperature of the ``soft_ce`` row softmax (unused by the other forms).
         symmetric: with two views, average the two directions (student view 1 -> teacher view 2 and
             student view 2 -> teacher view 1); False uses the first direction only.
-        hard_scale: multiply the hard term by ``2 T`` as MoCo v3 does (keeps gradient size
-            independent of T); off by default so the logged value is a plain cross-entropy.
+        hard_scale: multiply the hard term by ``2 T`` as MoCo v3's ``contrastive_loss`` does (keeps the
+            gradient size independent of T); on by default. The returned ``hard`` is always the plain
+            cross-entropy, so logged values compare across settings.
     """
 
     def __init__(
@@ -92,7 +96,7 @@ class SoftContrastiveLoss(nn.Module):
         soft_form: str = "bce",
         soft_temperature: float = 0.1,
         symmetric: bool = True,
-        hard_scale: bool = False,
+        hard_scale: bool = True,
     ):
         super().__init__()
         if soft_form not in SOFT_FORMS:
@@ -108,8 +112,7 @@ class SoftContrastiveLoss(nn.Module):
         """InfoNCE of local queries (B, D) against global keys (N, D); positives at ``offset + i``."""
         logits = F.normalize(q, dim=1) @ F.normalize(k_all, dim=1).t() / self.temperature
         target = torch.arange(q.shape[0], device=q.device) + offset
-        loss = F.cross_entropy(logits.float(), target)
-        return loss * (2 * self.temperature) if self.hard_scale else loss
+        return F.cross_entropy(logits.float(), target)
 
     def soft(self, q: torch.Tensor, k_all: torch.Tensor, y_local: torch.Tensor, y_all: torch.Tensor,
              world: int) -> torch.Tensor:
@@ -158,8 +161,11 @@ class SoftContrastiveLoss(nn.Module):
             labels: (B, K) multi-hot labels of the local scenes (zeros where unknown).
 
         Returns:
-            dict with ``loss`` (to back-propagate), ``hard`` and ``soft`` (detached parts). Under DDP the
-            per-rank losses average to the single-process loss of the global batch.
+            dict with ``loss`` = ``hard_term + soft_term`` (to back-propagate), ``hard`` and ``soft`` (detached
+            plain values: cross-entropy, soft term before lambda), and ``hard_term`` / ``soft_term``, the two
+            summands with their graphs (``2 T`` x hard if ``hard_scale``; lambda x soft), whose separate gradients
+            give each term's share. Under DDP the per-rank losses average to the single-process loss of the
+            global batch.
         """
         rank, world = _world()
         views = len(student)
@@ -174,5 +180,7 @@ class SoftContrastiveLoss(nn.Module):
             soft = sum(self.soft(student[s], k_all[t], labels, y_all, world) for s, t in pairs) / len(pairs)
         else:
             soft = hard.new_zeros(())
-        loss = hard + self.soft_weight * soft
-        return {"loss": loss, "hard": hard.detach(), "soft": soft.detach()}
+        hard_term = hard * (2 * self.temperature) if self.hard_scale else hard
+        soft_term = self.soft_weight * soft
+        return {"loss": hard_term + soft_term, "hard": hard.detach(), "soft": soft.detach(),
+                "hard_term": hard_term, "soft_term": soft_term}

@@ -67,8 +67,37 @@ def test_forest_pixels_mostly_trees(eurosat):
 
 
 def test_rules_need_bands():
-    with pytest.raises(SoftConError, match="B11"):
+    with pytest.raises(SoftConError, match="B11, B12"):
         spectral_classes(np.zeros((3, 4, 4)), bands=("B2", "B3", "B4"))
+    with pytest.raises(SoftConError, match="need bands B12;"):
+        spectral_classes(np.zeros((5, 4, 4)), bands=("B2", "B3", "B4", "B8", "B11"))
+
+
+# One pixel per rule of the train.labels docstring, as reflectances (B2, B3, B4, B8, B11, B12), chosen to meet
+# the documented conditions of its rule and to fail every rule listed before it.
+DOCUMENTED = [
+    ("snow_and_ice", (0.20, 0.50, 0.45, 0.40, 0.10, 0.08)),     # NDSI 0.67, B8 > 0.11, B3 > 0.2
+    (None, (0.30, 0.30, 0.30, 0.30, 0.30, 0.25)),               # cloud: B2 > 0.25, not snow
+    ("water", (0.06, 0.05, 0.03, 0.02, 0.01, 0.01)),            # MNDWI 0.67, NDVI < 0.1, B11 < 0.05
+    ("trees", (0.02, 0.04, 0.02, 0.35, 0.15, 0.07)),            # NDVI 0.89, B4 < 0.05, B11 < 0.18
+    ("built", (0.10, 0.10, 0.09, 0.20, 0.18, 0.15)),            # rule 5: bluish grey, SWIR-flat, NDVI 0.38
+    ("crops", (0.03, 0.06, 0.03, 0.45, 0.20, 0.10)),            # NDVI 0.88, B8 > 0.40 (B4 < 0.05 but B11 0.20)
+    ("grass", (0.04, 0.07, 0.06, 0.30, 0.22, 0.12)),            # NDVI 0.67, B8 < 0.40
+    ("flooded_vegetation", (0.04, 0.06, 0.06, 0.10, 0.07, 0.04)),  # NDVI 0.25, B11 < 0.08
+    ("shrub_and_scrub", (0.06, 0.08, 0.10, 0.17, 0.20, 0.15)),  # NDVI 0.26
+    ("bare", (0.08, 0.10, 0.14, 0.16, 0.25, 0.20)),             # NDVI 0.07, NDBI 0.22, B4 > B2
+    ("built", (0.12, 0.12, 0.12, 0.13, 0.14, 0.08)),            # rule 11: NDBI 0.04, grey (B12 < 0.69 B11: not rule 5)
+]
+
+
+@pytest.mark.parametrize("name,refl", DOCUMENTED)
+def test_each_documented_rule_in_its_documented_order(name, refl):
+    """The rules as the module docstring states them (docs and code once disagreed on built and B12)."""
+    x = np.zeros((13, 1, 1), np.float32)
+    for band, v in zip(("B2", "B3", "B4", "B8", "B11", "B12"), refl):
+        x[PRESETS["s2_l1c"].index(band)] = v * 10000
+    got = int(spectral_classes(x)[0, 0])
+    assert got == (NO_CLASS if name is None else DW_CLASSES.index(name)), (name, got)
 
 
 def test_labels_from_class_map_threshold():

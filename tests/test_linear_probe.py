@@ -5,13 +5,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 import torch
 
 from core.bands import S2_L1C
 from core.errors import SoftConError
 from train import linear_probe as lp
-from train.features import BEN_19, read_bigearthnet, read_class_folders
+from train.bigearthnet import BEN_19
+from train.features import read_bigearthnet, read_class_folders
 
 FIELDS = {"model", "features", "dim", "protocol", "n_train", "classes", "precision", "knn", "linear", "seconds"}
 
@@ -98,17 +101,73 @@ def test_bigearthnet_reader_maps_19_classes():
                    "Land principally occupied by agriculture, with significant areas of natural vegetation"]
 
 
-def test_bigearthnet_map(tmp_path):
+def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
     from core.sample_data import bigearthnet_dir
+    from train.features import encoder_features
 
     root = bigearthnet_dir("S2")
     for args in (["--spectral"], ["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe"]):
-        r = lp.main(args + ["--train", str(root), "--folds", "3", "--threads", "1"])
+        feat = tmp_path / args[-1]
+        r = lp.main(args + ["--train", str(root), "--folds", "3", "--threads", "1", "--batch-size", "4",
+                            "--features-dir", str(feat)])
         assert r["task"] == "multilabel" and r["classes"] == list(BEN_19) and r["n_train"] == 6
-        assert r["protocol"] == "3-fold"
+        assert r["protocol"] == "3-fold" and r["statistics"] == "ssl4eo_s12_l2a"     # L2A data, L2A statistics
         for m in ("knn", "linear"):
-            assert 0.0 < r[m]["map_macro"] <= 1.0
-            assert 0.0 < r[m]["pooled"]["map_micro"] <= 1.0 and r[m]["pooled"]["classes_scored"] >= 5
+            assert 0.0 < r[m]["map_micro"] <= 1.0 and 0.0 < r[m]["map_macro"] <= 1.0
+            assert r[m]["map_micro"] != r[m]["map_macro"]
+            assert r[m]["pooled"]["classes_scored"] >= 5
+        on_disk = np.load(feat / "train_features.npy")
+        assert on_disk.shape == (6, r["dim"]) and np.isfinite(on_disk).all()
+    # streaming in batches of 4 (64 here: one batch) gives what embedding all patches at once gives
+    from core.models import create_encoder
+    from train.bigearthnet import BigEarthNet, statistics_for
+
+    torch.manual_seed(0)
+    enc, rec = create_encoder("softcon_tiny_s2")
+    rec = statistics_for(rec)
+    data = BigEarthNet(root, rec.bands)
+    from train.features import stream_features
+
+    streamed = stream_features(data.read, len(data), lambda x: encoder_features(enc, rec, x)[0], tmp_path / "f.npy",
+                               batch_size=4)
+    whole = encoder_features(enc, rec, data.read(0, len(data)))[0]
+    np.testing.assert_allclose(np.asarray(streamed), whole.numpy(), atol=1e-5)
+
+
+def test_l2a_statistics_for_an_l1c_model():
+    from core.models import get_record
+    from core.normalize import S2A_MEAN, S2C_MEAN
+    from train.bigearthnet import statistics_for
+
+    rec = statistics_for(get_record("softcon_tiny_s2"))
+    b10 = S2_L1C.index("B10")
+    assert rec.mean[1] == S2A_MEAN[1] and rec.mean[b10] == S2C_MEAN[b10] and rec.mean[-1] == S2A_MEAN[-1]
+    assert statistics_for(get_record("softcon_tiny_s2"), "model").mean[1] == S2C_MEAN[1]
+    assert statistics_for(get_record("B2_vits14_softcon")).stats == "ssl4eo_s12_s1"    # S1 models untouched
+
+
+def test_ten_percent_split_rule():
+    from train.bigearthnet import fraction_split
+
+    names = [f"S2A_MSIL2A_{i:06d}" for i in range(1000)]
+    ten = fraction_split(names, 0.1, seed=42)
+    assert len(ten) == 100 and ten == sorted(ten) and set(ten) <= set(names)
+    assert fraction_split(names[::-1], 0.1, seed=42) == ten                  # independent of listing order
+    assert fraction_split(names, 0.1, seed=43) != ten
+
+
+def test_multilabel_linear_probe_searches_c():
+    """C is chosen on a held-out fifth. Each class is the difference of two features that share a large noise:
+    a strong regulariser (C = 0.01) keeps the weights near the class-mean direction, which sees the noise."""
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < 0.4).astype(np.float64)
+    noise = 3 * rng.normal(size=(200, 3))
+    f = np.concatenate([y + noise, noise], axis=1)
+    scores, cs = lp.linear_scores(f[:150], y[:150], f[150:], 3, multilabel=True)
+    assert cs[0] in lp.C_GRID and cs[0] >= 1.0
+    assert lp.mean_average_precision(scores, y[150:])["map_micro"] > 0.9
+    _, cs = lp.linear_scores(f[:150], y[:150], f[150:], 3, multilabel=True, c_grid=(0.01,))
+    assert cs == [0.01]
 
 
 def test_bad_inputs_raise_clear_errors(tmp_path, eurosat_dir):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,8 +62,14 @@ def _args(crop: Path, out: Path, **kw) -> list[str]:
     return [x for k, v in base.items() for x in (f"--{k}", str(v))]
 
 
+def _records(out: Path) -> list[dict]:
+    """The per-step metrics lines (per-epoch lines carry ``label_share`` instead of a loss)."""
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if "loss" in r]
+
+
 def _losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in _records(out)]
 
 
 def _env() -> dict:
@@ -142,7 +149,7 @@ def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
     enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
                                      warmup_epochs=0.5, proj_hidden=128, pred_hidden=128, proj_dim=64, patch_size=40,
                                      crop_min_scale=0.6, momentum=0.96, blur_p=0.0, jitter_p=0.5)))
-    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rec = _records(out)
     loss = np.array([r["loss"] for r in rec])
     assert len(loss) == 30 and np.isfinite(loss).all()
     assert loss[-10:].mean() < loss[:10].mean() - 0.15, loss.round(3)   # about 0.35 here
@@ -173,15 +180,28 @@ def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
         parse_args(["--config", str(cfg)])
 
 
-@pytest.mark.parametrize("name", ["softcon_rn50.toml", "softcon_vits14.toml", "softcon_vitb14.toml"])
-def test_paper_configs_parse(name):
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("softcon_*.toml")))
+def test_configs_build_the_model_their_export_claims(name):
+    """Each shipped config passes the checks, builds, and exports under a registry record that fits it."""
+    from core.encoders import build_encoder
+    from core.models import get_record
+    from train.config import check
+    from train.modality import MODALITIES
+
     c = parse_args(["--config", str(ROOT / "configs" / name)])
-    assert c.soft_weight > 0 and c.epochs > 0
+    check(c)
+    record = get_record(c.model_name)
+    mod = MODALITIES[c.modality]
+    assert (record.arch, tuple(record.bands), record.input_size) == (c.arch, mod.bands, c.img_size)
+    assert record.sar_quantiles == mod.sar_quantiles and tuple(record.mean) == mod.mean
+    encoder = build_encoder(c.arch, len(mod.bands), c.img_size, empty=True)
+    assert encoder.embed_dim == record.embed_dim
+    assert c.soft_weight > 0 and c.soft_form == "soft_ce" and c.hard_scale
 
 
 def test_masks_and_schedules():
     from train.masking import keep_indices, pixel_mask, sample_noise
-    from train.pretrain import lr_at, momentum_at
+    from train.optim import lr_at, momentum_at
 
     idx = torch.tensor([3, 7])
     a, b = sample_noise(idx, 16, 0, 0, 0), sample_noise(torch.tensor([7]), 16, 0, 0, 0)
@@ -252,14 +272,15 @@ def test_pretrain_runs_on_ssl4eo_layout(ssl4eo_root, tmp_path):
                      "--batch_size", "3", "--epochs", "1", "--proj_hidden", "32", "--pred_hidden", "32",
                      "--proj_dim", "16", "--num_workers", "0", "--precision", "fp32", "--log_every", "1",
                      "--progress", "false", "--output_dir", str(out)]))
-    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rec = _records(out)
     assert len(rec) == 1 and np.isfinite(rec[0]["loss"]) and rec[0]["soft"] > 0
     assert (out / "encoder.safetensors").is_file()
 
 
 def test_resnet_student_masks_pixels_and_syncs_batchnorm():
     from train.heads import GlobalBatchNorm
-    from train.pretrain import Config, build_model, make_teacher, student_masks
+    from train.config import Config
+    from train.model import build_model, make_teacher, student_masks
 
     cfg = Config(arch="resnet50", img_size=64, proj_layers=2, proj_hidden=32, pred_hidden=32, proj_dim=16,
                  mask_ratio=0.5, mask_patch=32)
@@ -277,7 +298,9 @@ def test_resnet_student_masks_pixels_and_syncs_batchnorm():
 
 
 def test_layer_decay_groups():
-    from train.pretrain import Config, build_model, param_groups
+    from train.config import Config
+    from train.model import build_model
+    from train.optim import param_groups
 
     model = build_model(Config(proj_hidden=16, pred_hidden=16, proj_dim=8))
     groups = param_groups(model, weight_decay=0.05, layer_decay=0.5)
@@ -294,7 +317,8 @@ def test_layer_decay_groups():
 def test_init_from_rgb_checkpoint_file(tmp_path):
     """A fake RGB checkpoint with the published key names (3 bands, 16x16 grid) initialises the 13-band model."""
     from core.encoders import build_encoder
-    from train.pretrain import Config, build_model
+    from train.config import Config
+    from train.model import build_model
 
     rgb = build_encoder("vit_tiny_patch8_64", 3, 128).model.state_dict()
     rgb["mask_token"] = torch.zeros(1, 192)                                   # DINOv2 files carry it
@@ -328,3 +352,169 @@ def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
         assert torch.allclose(shift, shift[0].expand(13), atol=1e-6)
     else:
         assert shift.max() - shift.min() > 1e-2
+
+
+def test_moco_v3_options_and_their_defaults():
+    """Predictor ends in BN for a ViT only; ResNet BN statistics per view; hard term x 2T; all reachable from the CLI."""
+    from train.config import Config
+    from train.heads import GlobalBatchNorm
+    from train.model import build_model
+
+    small = dict(img_size=64, proj_hidden=32, pred_hidden=32, proj_dim=16)
+    vit = build_model(Config(**small))
+    rn = build_model(Config(arch="resnet18", proj_layers=2, **small))
+    assert isinstance(vit.predictor[-1], GlobalBatchNorm) and isinstance(rn.predictor[-1], torch.nn.Linear)
+    assert isinstance(build_model(Config(arch="resnet18", pred_last_bn="true", **small)).predictor[-1], GlobalBatchNorm)
+    # per-view BN: the first view's output does not depend on the second view's content
+    views = torch.rand(4, 2, 13, 64, 64)
+    other = views.clone()
+    other[:, 1] = torch.rand(4, 13, 64, 64) * 3
+    for per_view, same in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        m = build_model(Config(arch="resnet18", proj_layers=2, bn_per_view=per_view, **small)).train()
+        assert torch.allclose(m(views)[0], m(other)[0], atol=1e-5) is same
+    c = parse_args(["--hard_scale", "false", "--pred_last_bn", "false", "--bn_per_view", "false"])
+    assert (c.hard_scale, c.pred_last_bn, c.bn_per_view) == (False, "false", False)
+    assert Config().hard_scale and Config().bn_per_view and Config().pred_last_bn == "auto"
+
+
+@pytest.mark.parametrize("arch", ["vit_tiny_patch8_64", "resnet18"])
+def test_gradient_checkpointing_gives_the_same_gradients(arch):
+    from train.config import Config
+    from train.model import build_model
+
+    kw = dict(arch=arch, img_size=64, proj_hidden=32, pred_hidden=32, proj_dim=16, proj_layers=2, bn_per_view=False)
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        m = build_model(Config(grad_checkpointing=ckpt, **kw)).train()
+        x = torch.rand(4, 2, 13, 64, 64, generator=torch.Generator().manual_seed(1))
+        sum(o.pow(2).sum() for o in m(x)).backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+        keys = set(m.state_dict())
+    assert grads[0].keys() == grads[1].keys() and any("blocks.0" in k or "layer1.0" in k for k in keys)
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_gradient_share_is_logged_and_lambda_zero_is_the_control(crop, tmp_path):
+    runs = {}
+    for lam in (1.0, 0.0):
+        out = tmp_path / f"l{lam}"
+        main(parse_args(_args(crop, out, max_steps=2, save_every=0, soft_weight=lam)))
+        runs[lam] = _records(out)
+    assert all(0.2 < r["soft_grad_share"] < 0.9 and r["grad_soft"] > 0 for r in runs[1.0])   # soft_ce, lambda 1
+    assert all(r["soft_grad_share"] == 0 and r["grad_soft"] == 0 and r["grad_hard"] > 0 for r in runs[0.0])
+    assert runs[1.0][0]["hard"] == pytest.approx(runs[0.0][0]["hard"], abs=1e-6)          # same first batch
+
+
+def test_label_share_is_logged_and_too_few_labels_stop_the_run(ssl4eo_root, tmp_path):
+    root, labels = ssl4eo_root
+    partial = tmp_path / "partial.json"
+    table = json.loads(labels.read_text())
+    partial.write_text(json.dumps({"0000000": table["0000000"]}))           # 1 of 3 locations labelled
+    args = ["--data", str(root), "--labels", "ssl4eo", "--img_size", "32", "--batch_size", "3", "--epochs", "1",
+            "--proj_hidden", "32", "--pred_hidden", "32", "--proj_dim", "16", "--num_workers", "0",
+            "--precision", "fp32", "--progress", "false"]
+    from core.errors import SoftConError
+
+    with pytest.raises(SoftConError, match=r"Only 33.3% of epoch 0's 3 samples had labels"):
+        main(parse_args(args + ["--label_file", str(partial), "--output_dir", str(tmp_path / "a")]))
+    epoch = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines() if "label_share" in x]
+    assert epoch[0]["label_share"] == pytest.approx(1 / 3)
+    main(parse_args(args + ["--label_file", str(partial), "--min_label_share", "0.3", "--output_dir",
+                            str(tmp_path / "b")]))
+
+
+# CORINE labels of the BigEarthNet example patches -> Dynamic World ids, for SSL4EO-S12-ML-style labels
+CORINE_TO_DW = {"forest": 1, "urban": 6, "arable": 4, "irrigated": 4, "pastures": 2, "water": 0, "sea": 0,
+                "grassland": 2, "woodland": 5, "vegetation": 2, "cultivation": 4, "marsh": 3, "peat": 3}
+
+
+@pytest.fixture(scope="module")
+def ben_ssl4eo(tmp_path_factory) -> Path:
+    """The real BigEarthNet S1 (VV, VH dB) and S2 L2A example patches, linked into the SSL4EO-S12 layout."""
+    from core.sample_data import bigearthnet_dir
+
+    root = tmp_path_factory.mktemp("ben_ssl4eo")
+    table = {}
+    for sensor, product in (("S1", "s1"), ("S2", "s2a")):
+        for i, patch in enumerate(sorted(p for p in bigearthnet_dir(sensor).iterdir() if p.is_dir())):
+            season = root / product / f"{i:07d}" / "20170613T000000"
+            season.mkdir(parents=True)
+            for f in patch.glob("*.tif"):
+                band = f.stem.rsplit("_", 1)[-1]
+                band = band if band in ("VV", "VH", "B8A") else "B" + str(int(band[1:]))
+                (season / f"{band}.tif").symlink_to(f)
+            meta = json.loads(next(patch.glob("*_labels_metadata.json")).read_text())["labels"]
+            ids = sorted({str(v) for lab in meta for k, v in CORINE_TO_DW.items() if k in lab.lower()})
+            table[f"{i:07d}"] = {season.name: ids}
+    (root / "labels.json").write_text(json.dumps(table))
+    return root
+
+
+@pytest.mark.parametrize("modality,bands", [("s1", ("VV", "VH")), ("s2a", None)])
+def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, modality, bands):
+    from core.bands import S2_L1C
+    from core.models import create_encoder, get_record
+    from train.data import SSL4EODataset, read_ssl4eo_patch
+    from train.modality import MODALITIES
+
+    mod = MODALITIES[modality]
+    ds = SSL4EODataset(ben_ssl4eo, ben_ssl4eo / "labels.json", modality=modality)
+    raw = read_ssl4eo_patch(ds.base / ds.locations[0] / ds.seasons[0][0], mod.bands, 264, mod.files)
+    if modality == "s1":
+        assert raw.shape == (2, 264, 264) and -40 < raw.mean() < 0              # dB
+    else:
+        assert raw.shape == (13, 264, 264) and raw[S2_L1C.index("B10")].abs().max() == 0 and raw[3].mean() > 50
+    out = tmp_path / modality
+    main(parse_args(["--data", str(ben_ssl4eo), "--modality", modality, "--labels", "ssl4eo", "--label_file",
+                     str(ben_ssl4eo / "labels.json"), "--img_size", "32", "--batch_size", "3", "--epochs", "2",
+                     "--proj_hidden", "32", "--pred_hidden", "32", "--proj_dim", "16", "--num_workers", "0",
+                     "--precision", "fp32", "--log_every", "1", "--progress", "false", "--layer_scale_init", "0.1",
+                     "--output_dir", str(out)]))
+    rec = _records(out)
+    assert len(rec) == 4 and all(np.isfinite(r["loss"]) for r in rec) and any(r["soft"] > 0 for r in rec)
+    encoder, record = create_encoder(str(out / "encoder.safetensors"))
+    assert tuple(record.bands) == mod.bands and record.sar_quantiles == mod.sar_quantiles
+    assert encoder.model.patch_embed.proj.weight.shape[1] == len(mod.bands)
+    if bands:
+        assert tuple(get_record("B2_vits14_softcon").bands) == bands == tuple(record.bands)
+
+
+def test_sar_views_are_clamped_to_their_quantiles():
+    """SoftCon's S1 preprocessing: a bright outlier (a ship, a corner reflector) does not stretch the scaling."""
+    from train.data import Augment
+    from train.modality import MODALITIES
+
+    mod = MODALITIES["s1"]
+    x = torch.randn(2, 64, 64) * 3 + torch.tensor([-12.0, -20.0]).view(2, 1, 1)   # VV, VH dB
+    x[:, 10, 10] = 40.0                                                   # +40 dB outlier
+    kw = dict(size=64, mean=mod.mean, std=mod.std, crop_scale=(1.0, 1.0), flip=False, rot90=False, jitter_p=0,
+              blur_p=0)
+    clamped = Augment(sar_quantiles=mod.sar_quantiles, **kw)(x, torch.Generator().manual_seed(0))
+    plain = Augment(**kw)(x, torch.Generator().manual_seed(0))
+    assert plain[:, 10, 10].min() == 1.0 and clamped[:, 10, 10].max() < 0.9
+
+
+def test_packed_ssl4eo_reads_one_file_per_sample(ssl4eo_root, tmp_path, monkeypatch):
+    """``python -m train.pack``: the same views from one file per location as from 13 band files per season."""
+    import rasterio
+
+    from train.data import Augment, SSL4EODataset
+    from train.pack import pack
+
+    root = tmp_path / "ssl4eo"
+    shutil.copytree(ssl4eo_root[0] / "s2c", root / "s2c")
+    aug = Augment(size=32)
+    plain = SSL4EODataset(root, ssl4eo_root[1], aug)
+    pack(root)
+    packed = SSL4EODataset(root, ssl4eo_root[1], aug)
+    assert packed.packed and packed.locations == plain.locations and packed.seasons == plain.seasons
+    opened = []
+    real_open = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    a, b = plain[(0, 1)], packed[(0, 1)]
+    assert len(opened) == 27                                      # 2 seasons x 13 bands, then 1 packed file
+    assert torch.equal(a["labels"], b["labels"])
+    torch.testing.assert_close(b["views"], a["views"], atol=1e-3, rtol=0)   # uint16 rounding of resampled bands

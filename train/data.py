@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from core.bands import S2_L1C, canonical, parse_band_list
 from core.errors import SoftConError
-from core.normalize import S2C_MEAN, S2C_STD, scale_bands
+from core.normalize import S2C_MEAN, S2C_STD, quantile_clamp, scale_bands
 
 from .labels import NUM_CLASSES, labels_from_class_map, load_ssl4eo_labels, map_landcover, spectral_classes
 from .masking import hash_seed
@@ -64,9 +64,12 @@ class Augment:
     jitter_bands: str = "per_band"
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.5)
+    sar_quantiles: tuple[float, float] | None = None
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, h, w = x.shape
+        if self.sar_quantiles is not None:   # SAR dB: clamp the whole image to its own quantiles first
+            x = quantile_clamp(x[None].float(), q=self.sar_quantiles)[0]
         u = lambda lo=0.0, hi=1.0: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
         # random resized crop (torchvision's RandomResizedCrop parameter sampling)
         area = h * w
@@ -114,7 +117,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 class _SeededDataset(torch.utils.data.Dataset):
-    """Base: per-sample generator from (seed, epoch, index); ``set_epoch`` as DistributedSampler."""
+    """Base: per-sample generator from (seed, epoch, index).
+
+    An item is an index (epoch from :meth:`set_epoch`) or an ``(epoch, index)`` pair as :class:`EpochSampler`
+    yields: persistent data-loader workers hold their own copy of the dataset, so the epoch travels with the key.
+    """
 
     seed: int = 0
     epoch: int = 0
@@ -122,8 +129,37 @@ class _SeededDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def generator(self, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, int(index)))
+    def generator(self, index: int, epoch: int | None = None) -> torch.Generator:
+        return torch.Generator().manual_seed(hash_seed(self.seed, self.epoch if epoch is None else epoch, int(index)))
+
+    def _key(self, item) -> tuple[int, torch.Generator]:
+        epoch, index = item if isinstance(item, (tuple, list)) else (None, item)
+        return int(index), self.generator(index, epoch)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This rank's ``(epoch, index)`` keys of one epoch, from ``skip`` full batches on (a resumed epoch).
+
+    The order is ``DistributedSampler``'s (shuffled by seed and epoch, every rank a disjoint share, the same
+    global batches for any number of ranks), so one DataLoader with persistent workers serves every epoch.
+    """
+
+    def __init__(self, size: int, world: int, rank: int, seed: int, batch_size: int):
+        self.inner = torch.utils.data.DistributedSampler(range(size), num_replicas=world, rank=rank, shuffle=True,
+                                                         seed=seed, drop_last=True)
+        self.batch_size, self.epoch, self.skip = batch_size, 0, 0
+        self.steps_per_epoch = len(self.inner) // batch_size
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        indices = list(self.inner)[self.skip * self.batch_size: self.steps_per_epoch * self.batch_size]
+        return iter([(self.epoch, i) for i in indices])
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.skip) * self.batch_size
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,17 +190,18 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
         return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
 
 
-def read_raster(path: str | Path, bands: str | Sequence[str] | None = None) -> tuple[np.ndarray, dict]:
-    """A multi-band raster as (13, H, W) in SoftCon band order (``bands`` = its file band order)."""
+def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
+                model_bands: Sequence[str] = S2_L1C) -> tuple[np.ndarray, dict]:
+    """A multi-band raster as (C, H, W) in ``model_bands`` order (``bands`` = its file band order)."""
     import rasterio
 
     from core.bands import resolve_bands
 
     with rasterio.open(path) as src:
-        index = resolve_bands(list(src.descriptions), S2_L1C, bands)
+        index = resolve_bands(list(src.descriptions), model_bands, bands)
         data = src.read()
         grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
-    out = np.zeros((len(S2_L1C),) + data.shape[1:], data.dtype)
+    out = np.zeros((len(model_bands),) + data.shape[1:], data.dtype)
     for i, j in enumerate(index):
         if j is not None:
             out[i] = data[j]
@@ -220,10 +257,10 @@ class RasterPatchDataset(_SeededDataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, item) -> dict:
+        i, g = self._key(item)
         si, r, c = self.windows[i]
         x = torch.from_numpy(self.scenes[si][:, r:r + self.patch, c:c + self.patch].astype(np.float32))
-        g = self.generator(i)
         views = torch.stack([self.augment(x, g) for _ in range(self.views)])
         return {"views": views, "labels": self.labels[i], "index": i}
 
@@ -231,47 +268,67 @@ class RasterPatchDataset(_SeededDataset):
 # --------------------------------------------------------------------------------------------
 # SSL4EO-S12
 # --------------------------------------------------------------------------------------------
-def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = SSL4EO_SIZE) -> torch.Tensor:
-    """One SSL4EO-S12 season folder (``B1.tif`` ... ``B12.tif``) -> (C, size, size) float32, bilinear."""
+def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = SSL4EO_SIZE,
+                      files: Sequence[str] | None = None) -> torch.Tensor:
+    """One SSL4EO-S12 season folder (``B1.tif`` ..., or ``VV.tif``, ``VH.tif``) -> (C, size, size) float32.
+
+    Args:
+        bands: the model's channels, in order; files: the bands stored as files (default: all of ``bands``);
+            channels without a file (B10 of L2A) are raw 0. Coarser bands are resized bilinearly.
+    """
     import rasterio
 
-    out = []
-    for b in bands:
+    files = tuple(bands if files is None else files)
+    out = torch.zeros(len(bands), size, size)
+    for b in files:
         f = folder / f"{b}.tif"
         if not f.is_file():
-            raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: s2c/<location>/<season>/B1.tif ...).")
+            raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: <product>/<location>/<season>/{b}.tif).")
         with rasterio.open(f) as src:
             a = torch.from_numpy(src.read(1).astype(np.float32))
         if a.shape != (size, size):
             a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-        out.append(a)
-    return torch.stack(out)
+        out[bands.index(b)] = a
+    return out
 
 
 class SSL4EODataset(_SeededDataset):
-    """SSL4EO-S12 ``<root>/s2c/<location>/<season>/B*.tif`` with optional SSL4EO-S12-ML labels.
+    """SSL4EO-S12 ``<root>/<modality>/<location>/<season>/*.tif`` with optional SSL4EO-S12-ML labels.
+
+    ``modality`` is ``s2c`` (L1C), ``s2a`` (L2A, B10 filled with 0) or ``s1`` (VV, VH in dB): ``train.modality``.
 
     Each sample is one location; its views are different seasons (drawn per sample and epoch) when the
     location has at least as many seasons as views, else augmentations of the same season. The label
     vector of a sample is the union of the labels of the seasons it shows (land cover rarely changes
     between seasons; snow and crops do, and then both count). Locations without a label entry get zeros.
+
+    A packed copy (``<root>/<modality>_packed/``, written by ``python -m train.pack``) is used when present:
+    one file per location, so a sample opens 1 file instead of 2 seasons x 13 bands.
     """
 
     def __init__(self, root: str | Path, labels_json: str | Path | None = None, augment: Augment | None = None,
-                 views: int = 2, seed: int = 0, modality: str = "s2c", size: int = SSL4EO_SIZE,
-                 bands: Sequence[str] = S2_L1C):
+                 views: int = 2, seed: int = 0, modality: str = "s2c", size: int = SSL4EO_SIZE):
+        from .modality import MODALITIES
+
+        from .pack import read_index
+
         root = Path(root)
-        base = root / modality if (root / modality).is_dir() else root
-        self.locations = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-        self.seasons = [sorted(s for s in p.iterdir() if s.is_dir()) for p in self.locations]
-        keep = [i for i, s in enumerate(self.seasons) if s]
-        self.locations = [self.locations[i] for i in keep]
-        self.seasons = [self.seasons[i] for i in keep]
+        self.base = root / modality if (root / modality).is_dir() else root
+        packed = read_index(root / f"{modality}_packed")
+        if packed is not None:
+            self.base, table = root / f"{modality}_packed", packed
+        else:
+            folders = sorted(p for p in self.base.iterdir() if p.is_dir()) if self.base.is_dir() else []
+            table = {p.name: sorted(s.name for s in p.iterdir() if s.is_dir()) for p in folders}
+        self.packed = packed is not None
+        self.locations = [loc for loc in sorted(table) if table[loc]]     # names
+        self.seasons = [table[loc] for loc in self.locations]             # season names per location
         if not self.locations:
-            raise SoftConError(f"No SSL4EO-S12 locations under {base}; expected "
+            raise SoftConError(f"No SSL4EO-S12 locations under {self.base}; expected "
                                f"{modality}/<location>/<season>/B1.tif ...")
         self.table = load_ssl4eo_labels(labels_json) if labels_json else {}
-        self.augment, self.views, self.seed, self.size, self.bands = augment or Augment(), views, seed, size, bands
+        self.augment, self.views, self.seed, self.size = augment or Augment(), views, seed, size
+        self.bands, self.files = MODALITIES[modality].bands, MODALITIES[modality].files
 
     def __len__(self) -> int:
         return len(self.locations)
@@ -284,20 +341,23 @@ class SSL4EODataset(_SeededDataset):
                 y = np.maximum(y, entry[s])
         return torch.from_numpy(y)
 
-    def __getitem__(self, i: int) -> dict:
-        g = self.generator(i)
+    def __getitem__(self, item) -> dict:
+        i, g = self._key(item)
         seasons = self.seasons[i]
         if len(seasons) >= self.views:
             pick = torch.randperm(len(seasons), generator=g)[: self.views].tolist()
         else:
             pick = [int(torch.randint(0, len(seasons), (), generator=g))] * self.views
-        cache: dict[int, torch.Tensor] = {}
-        views = []
-        for p in pick:
-            if p not in cache:
-                cache[p] = read_ssl4eo_patch(seasons[p], self.bands, self.size)
-            views.append(self.augment(cache[p], g))
-        y = self.label(self.locations[i].name, [seasons[p].name for p in set(pick)])
+        loc = self.locations[i]
+        if self.packed:
+            from .pack import read_packed
+
+            images = read_packed(self.base / f"{loc}.tif", sorted(set(pick)), self.bands, self.files)
+        else:
+            images = {p: read_ssl4eo_patch(self.base / loc / seasons[p], self.bands, self.size, self.files)
+                      for p in set(pick)}
+        views = [self.augment(images[p], g) for p in pick]
+        y = self.label(loc, [seasons[p] for p in set(pick)])
         return {"views": torch.stack(views), "labels": y, "index": i}
 
 
@@ -327,25 +387,36 @@ def _scene_inputs(data: str) -> list[tuple[np.ndarray, dict]]:
 def build_dataset(data: str, img_size: int, labels: str = "spectral", label_file: str | None = None,
                   landcover_mapping: str = "dynamic_world", label_threshold: float = 0.1,
                   patch_size: int = 96, patch_stride: int | None = None, augment: Augment | None = None,
-                  seed: int = 0, bands: str | None = None) -> torch.utils.data.Dataset:
-    """The pretraining dataset for ``data``: an SSL4EO-S12 root (has ``s2c/``) or raster scene(s).
+                  seed: int = 0, bands: str | None = None, modality: str = "s2c") -> torch.utils.data.Dataset:
+    """The pretraining dataset for ``data``: an SSL4EO-S12 root (has a ``<modality>/`` folder) or raster scene(s).
 
     Args:
         labels: ``spectral`` (rules of ``train.labels``), ``landcover`` (``label_file`` raster with
             ``landcover_mapping``), ``ssl4eo`` (``label_file`` = SSL4EO-S12-ML JSON) or ``none``.
+        modality: ``s2c`` | ``s2a`` | ``s1`` (``train.modality``): the SSL4EO-S12 folder and the model's bands.
     """
-    augment = augment or Augment(size=img_size)
+    from .modality import MODALITIES
+
+    mod = MODALITIES[modality]
+    augment = augment or Augment(size=img_size, mean=mod.mean, std=mod.std, sar_quantiles=mod.sar_quantiles)
     root = Path(data)
-    if root.is_dir() and (root / "s2c").is_dir():
+    products = [p for p in MODALITIES if (root / p).is_dir()] if root.is_dir() else []
+    if products:
+        if modality not in products:
+            raise SoftConError(f"{root} holds {', '.join(products)} but not {modality}/; set modality to one of "
+                               f"them.")
         if labels not in ("ssl4eo", "none"):
             raise SoftConError("SSL4EO-S12 data takes labels='ssl4eo' (with label_file = the SSL4EO-S12-ML JSON) "
                                "or 'none'.")
-        return SSL4EODataset(root, label_file if labels == "ssl4eo" else None, augment, seed=seed)
-    if bands:
+        return SSL4EODataset(root, label_file if labels == "ssl4eo" else None, augment, seed=seed, modality=modality)
+    if bands or not mod.optical:
         paths = [Path(p) for p in data.split(",") if p]
-        scenes = [read_raster(p, parse_band_list(bands)) for p in paths]
+        scenes = [read_raster(p, parse_band_list(bands) if bands else None, mod.bands) for p in paths]
     else:
         scenes = _scene_inputs(data)
+    if labels == "spectral" and not mod.optical:
+        raise SoftConError("Spectral labels need Sentinel-2 bands; for Sentinel-1 give labels=landcover (with a "
+                           "land-cover raster) or labels=none.")
     if labels == "spectral":
         class_maps = [spectral_classes(s) for s, _ in scenes]
     elif labels == "landcover":

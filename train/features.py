@@ -5,9 +5,8 @@ Two kinds of labelled data are read:
 - EuroSAT-style class folders (``<root>/<Class>/<anything>.tif``), one multi-band GeoTIFF per patch,
   single label per patch. The file band order is given by a preset (``eurosat`` stores B8A last) or
   read from the band descriptions.
-- BigEarthNet v1 patch folders (``<root>/<patch>/<patch>_B01.tif ... _labels_metadata.json``), one
-  file per band at 10/20/60 m, multi-label in the 43-class CORINE nomenclature, mapped to the
-  19-class nomenclature of Sumbul et al. 2021 (the ``bigearthnet-common`` table).
+- BigEarthNet v1 patch folders: ``train.bigearthnet``, read per batch and embedded straight to disk
+  (:func:`stream_features`), because the v1 test set alone is about 94 GB as float32 pixels.
 
 Features always go through ``core``: the model record's band order and statistics,
 ``core.normalize.preprocess``, resizing to the record's ``input_size``, and the encoder's
@@ -17,97 +16,21 @@ no-network baseline that every encoder has to beat.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.bands import canonical, resolve_bands
+from core.bands import resolve_bands
 from core.device import autocast
 from core.encoders import Encoder
 from core.errors import SoftConError
 from core.models import ModelRecord
 from core.normalize import preprocess
 from core.progress import Progress
-
-#: BigEarthNet 43 CORINE labels -> 19-class nomenclature (None = dropped), from bigearthnet-common.
-BEN_43_TO_19: dict[str, str | None] = {
-    "Continuous urban fabric": "Urban fabric",
-    "Discontinuous urban fabric": "Urban fabric",
-    "Industrial or commercial units": "Industrial or commercial units",
-    "Road and rail networks and associated land": None,
-    "Port areas": None,
-    "Airports": None,
-    "Mineral extraction sites": None,
-    "Dump sites": None,
-    "Construction sites": None,
-    "Green urban areas": None,
-    "Sport and leisure facilities": None,
-    "Non-irrigated arable land": "Arable land",
-    "Permanently irrigated land": "Arable land",
-    "Rice fields": "Arable land",
-    "Vineyards": "Permanent crops",
-    "Fruit trees and berry plantations": "Permanent crops",
-    "Olive groves": "Permanent crops",
-    "Pastures": "Pastures",
-    "Annual crops associated with permanent crops": "Permanent crops",
-    "Complex cultivation patterns": "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation":
-        "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas": "Agro-forestry areas",
-    "Broad-leaved forest": "Broad-leaved forest",
-    "Coniferous forest": "Coniferous forest",
-    "Mixed forest": "Mixed forest",
-    "Natural grassland": "Natural grassland and sparsely vegetated areas",
-    "Moors and heathland": "Moors, heathland and sclerophyllous vegetation",
-    "Sclerophyllous vegetation": "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland/shrub": "Transitional woodland, shrub",
-    "Beaches, dunes, sands": "Beaches, dunes, sands",
-    "Bare rock": None,
-    "Sparsely vegetated areas": "Natural grassland and sparsely vegetated areas",
-    "Burnt areas": None,
-    "Inland marshes": "Inland wetlands",
-    "Peatbogs": "Inland wetlands",
-    "Salt marshes": "Coastal wetlands",
-    "Salines": "Coastal wetlands",
-    "Intertidal flats": None,
-    "Water courses": "Inland waters",
-    "Water bodies": "Inland waters",
-    "Coastal lagoons": "Marine waters",
-    "Estuaries": "Marine waters",
-    "Sea and ocean": "Marine waters",
-}
-
-#: The 19 classes in their original order (Sumbul et al. 2021).
-BEN_19: tuple[str, ...] = (
-    "Urban fabric",
-    "Industrial or commercial units",
-    "Arable land",
-    "Permanent crops",
-    "Pastures",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas",
-    "Broad-leaved forest",
-    "Coniferous forest",
-    "Mixed forest",
-    "Natural grassland and sparsely vegetated areas",
-    "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub",
-    "Beaches, dunes, sands",
-    "Inland wetlands",
-    "Coastal wetlands",
-    "Inland waters",
-    "Marine waters",
-)
-
-#: BigEarthNet v1 patch size at 10 m.
-BEN_SIZE = 120
-
 
 @dataclass
 class PatchSet:
@@ -179,51 +102,6 @@ def read_class_folders(
             ys.append(ci)
             paths.append(str(path))
     return PatchSet(torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64), classes, paths)
-
-
-def is_bigearthnet(root: str | Path) -> bool:
-    """True when ``root`` holds BigEarthNet patch folders (``*/*_labels_metadata.json``)."""
-    return any(Path(root).glob("*/*_labels_metadata.json"))
-
-
-def read_bigearthnet(root: str | Path, model_bands: Sequence[str], size: int = BEN_SIZE) -> PatchSet:
-    """Read BigEarthNet v1 S2 patch folders with 19-class multi-hot labels.
-
-    Each band file is resampled to ``size`` px (bilinear for the 20 m and 60 m bands, which is
-    how BigEarthNet models are usually fed); bands the model needs but the patch lacks (B10 for
-    L2A) are zero-filled as ``core.bands`` allows.
-    """
-    import rasterio
-
-    root = Path(root)
-    folders = sorted(p.parent for p in root.glob("*/*_labels_metadata.json"))
-    if not folders:
-        raise SoftConError(f"No BigEarthNet patch folders (<patch>/<patch>_labels_metadata.json) in {root}.")
-    xs, ys = [], []
-    for folder in folders:
-        files = sorted(folder.glob("*.tif"))
-        names = [canonical(f.stem.rsplit("_", 1)[-1]) for f in files]
-        index = resolve_bands(names, model_bands)
-        planes = []
-        for f in files:
-            with rasterio.open(f) as ds:
-                a = torch.from_numpy(ds.read(1).astype(np.float32))[None, None]
-            if a.shape[-1] != size:
-                a = F.interpolate(a, size=(size, size), mode="bilinear", align_corners=False)
-            planes.append(a[0, 0])
-        arr = torch.stack(planes).numpy()
-        xs.append(_stack_bands(arr, index))
-        meta = json.loads(next(folder.glob("*_labels_metadata.json")).read_text())
-        hot = np.zeros(len(BEN_19), dtype=np.float32)
-        for label in meta["labels"]:
-            if label not in BEN_43_TO_19:
-                raise SoftConError(f"Unknown BigEarthNet label {label!r} in {folder}.")
-            new = BEN_43_TO_19[label]
-            if new is not None:
-                hot[BEN_19.index(new)] = 1.0
-        ys.append(hot)
-    return PatchSet(torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), list(BEN_19),
-                    [str(f) for f in folders])
 
 
 def model_input(x: torch.Tensor, record: ModelRecord, device: torch.device) -> torch.Tensor:
@@ -308,3 +186,40 @@ def spectral_features(x: torch.Tensor, record: ModelRecord, texture: bool = Fals
     if texture:
         parts += [(z[..., 1:] - z[..., :-1]).abs().mean(dim=(2, 3)), (z[..., 1:, :] - z[..., :-1, :]).abs().mean(dim=(2, 3))]
     return torch.cat(parts, dim=1)
+
+
+def stream_features(read: Callable[[int, int], torch.Tensor], n: int, embed: Callable[[torch.Tensor], torch.Tensor],
+                    path: str | Path, batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
+    """Embed ``n`` patches read in batches by ``read(start, stop)`` into a float32 ``.npy`` file on disk.
+
+    Only one batch of pixels is in memory at a time; the features go to ``path`` (written to a temporary
+    name, renamed when complete) and come back memory-mapped: (n, D).
+    """
+    from core.atomic import atomic_path
+
+    progress = progress or Progress()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        out = None
+        for start in range(0, n, batch_size):
+            progress.check()
+            f = embed(read(start, min(n, start + batch_size))).float().numpy()
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, f.shape[1]))
+            out[start:start + len(f)] = f
+            progress.update(min(n, start + batch_size), n, "embedding")
+        if out is None:
+            raise SoftConError("No patches to embed.")
+        out.flush()
+        del out
+    return np.load(path, mmap_mode="r")
+
+
+def read_bigearthnet(root: str | Path, model_bands: Sequence[str], size: int | None = None) -> PatchSet:
+    """All BigEarthNet patches of ``root`` in memory (small sets; use :class:`train.bigearthnet.BigEarthNet`
+    with :func:`stream_features` for the full dataset)."""
+    from .bigearthnet import BEN_SIZE, BigEarthNet
+
+    data = BigEarthNet(root, model_bands, size or BEN_SIZE)
+    return PatchSet(data.read(0, len(data)), data.y, list(data.classes), data.paths)

@@ -15,23 +15,28 @@ Dynamic World classes (Brown et al. 2022, Scientific Data 9:251), index = id:
 0 water, 1 trees, 2 grass, 3 flooded vegetation, 4 crops, 5 shrub and scrub, 6 built, 7 bare, 8 snow and ice.
 
 Spectral rules (:data:`RULES`), on top-of-atmosphere reflectance (L1C digital number / 10000), applied in
-this order, first match wins; pixels matching none (and clouds: very bright, not snow) stay unlabelled:
+this order, first match wins (so each rule only sees the pixels the rules above it left); pixels matching
+none stay unlabelled:
 
-- snow and ice: NDSI = (B3 - B11) / (B3 + B11) > 0.4 and B8 > 0.11 (Hall, Riggs, Salomonson 1995, the
-  MODIS/Landsat SNOMAP test), and B3 > 0.2 so that dark water (also NDSI-positive) is not snow.
-- water: MNDWI = (B3 - B11) / (B3 + B11) > 0.2 (Xu 2006; threshold raised from 0 against shadows) or
-  NDWI = (B3 - B8) / (B3 + B8) > 0.1 (McFeeters 1996), with NDVI < 0.1 and B11 < 0.05 (water absorbs SWIR).
-- trees: NDVI = (B8 - B4) / (B8 + B4) > 0.55 with a dark canopy, B4 < 0.05, and B11 < 0.18 (forest
-  canopies are dark in red and SWIR from shadowing and leaf water; grass and crops are brighter).
-- crops: NDVI > 0.6 and B8 > 0.40 (vigorous, peak-season crops reflect more NIR than pasture or forest).
-  One date cannot separate crops from grass reliably: this is the weakest rule.
-- grass: NDVI > 0.3 (other green vegetation).
-- flooded vegetation: 0.1 < NDVI <= 0.3 and B11 < 0.08 (sparse vegetation over water-saturated ground).
-- shrub and scrub: 0.15 < NDVI <= 0.3 (sparse vegetation; Dynamic World's shrub class is mostly that).
-- bare: NDVI <= 0.15, NDBI = (B11 - B8) / (B11 + B8) > 0 (Zha, Gao, Ni 2003) and reddish soil, B4 > B2.
-- built: NDVI <= 0.3, NDBI > -0.3 and grey (B4 <= 1.1 B2) with B2 > 0.08 (roofs, roads and concrete are
-  spectrally flat in the visible; bare soil is redder; water and vegetation are excluded above).
-- clouds (unlabelled): B2 > 0.25 and not snow.
+1. snow and ice: NDSI = (B3 - B11) / (B3 + B11) > 0.4 and B8 > 0.11 (Hall, Riggs, Salomonson 1995, the
+   MODIS/Landsat SNOMAP test), and B3 > 0.2 so that dark water (also NDSI-positive) is not snow.
+2. clouds (unlabelled): B2 > 0.25 and not snow.
+3. water: MNDWI = (B3 - B11) / (B3 + B11) > 0.2 (Xu 2006; threshold raised from 0 against shadows) or
+   NDWI = (B3 - B8) / (B3 + B8) > 0.1 (McFeeters 1996), with NDVI < 0.1 and B11 < 0.05 (water absorbs SWIR).
+4. trees: NDVI = (B8 - B4) / (B8 + B4) > 0.55 with a dark canopy, B4 < 0.05, and B11 < 0.18 (forest
+   canopies are dark in red and SWIR from shadowing and leaf water; grass and crops are brighter).
+5. built, bluish-grey surfaces: NDVI < 0.45, B4 < 0.95 B2, B12 > 0.69 B11, B11 < 0.25, B2 > 0.08 and
+   MNDWI < -0.15 (roofs and paving in the vegetated urban mix: bluer than soil, whose B4 exceeds B2; SWIR-flat;
+   drier than water). Checked before the vegetation rules so gardens and street trees do not take these pixels.
+6. crops: NDVI > 0.6 and B8 > 0.40 (vigorous, peak-season crops reflect more NIR than pasture or forest).
+   One date cannot separate crops from grass reliably: this is the weakest rule.
+7. grass: NDVI > 0.3 (other green vegetation).
+8. flooded vegetation: NDVI > 0.1 and B11 < 0.08, i.e. 0.1 < NDVI <= 0.3 after rule 7 (sparse vegetation over
+   water-saturated ground).
+9. shrub and scrub: NDVI > 0.15, i.e. 0.15 < NDVI <= 0.3 (sparse vegetation; Dynamic World's shrub class is
+   mostly that).
+10. bare: NDVI <= 0.15, NDBI = (B11 - B8) / (B11 + B8) > 0 (Zha, Gao, Ni 2003) and reddish soil, B4 > B2.
+11. built, the rest: NDBI > -0.3 and grey (B4 <= 1.1 B2) with B2 > 0.08, on what is left (NDVI <= 0.15).
 
 These are weak labels: they get the dominant, spectrally distinct classes (water, dense forest, built-up,
 snow) right most of the time and confuse crops / grass / shrub, which is what a soft label similarity
@@ -152,7 +157,7 @@ def spectral_classes(x: np.ndarray, bands: Sequence[str] = S2_L1C, scale: float 
 
     Args:
         x: (..., C, H, W) Sentinel-2 L1C digital numbers (or reflectance with ``scale=1``).
-        bands: band name of each of the C channels (needs B2, B3, B4, B8, B11).
+        bands: band name of each of the C channels (needs B2, B3, B4, B8, B11, B12).
         scale: divide by this to get reflectance; offset: subtracted first (1000 for baseline >= 04.00).
 
     Returns:
