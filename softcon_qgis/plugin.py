@@ -1,28 +1,98 @@
 """The plugin object QGIS creates through ``classFactory``: registers the Processing provider and,
-in desktop QGIS, checks the Python dependencies and offers to install the missing ones."""
+in desktop QGIS, checks the Python dependencies and installs them on request (see ``deps.py``).
+
+Installing is two background tasks: :class:`PlanTask` asks pip what it would download (so the dialog
+can state the size and the torch build before anything is fetched), then :class:`InstallTask` runs pip
+with a progress bar in QGIS's task manager and every pip line in the *SoftCon* tab of the log panel.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
 
 from . import deps
 
 LOG_TAG = "SoftCon"
 MENU = "&SoftCon"
+ICON = Path(__file__).resolve().parent / "icon.svg"  # the toolbox, the menu and the Plugin Manager
+
+
+def log(text: str, level=Qgis.Info) -> None:
+    """A line in the SoftCon tab of the log panel (thread-safe: tasks call it from their thread)."""
+    QgsMessageLog.logMessage(text, LOG_TAG, level)
+
+
+def remote_size(url: str) -> int | None:
+    """Size of a remote file from a HEAD request through QGIS's network settings (proxy, certificates)."""
+    from qgis.core import QgsBlockingNetworkRequest
+    from qgis.PyQt.QtCore import QUrl
+    from qgis.PyQt.QtNetwork import QNetworkRequest
+
+    request = QgsBlockingNetworkRequest()
+    if request.head(QNetworkRequest(QUrl(url))) != QgsBlockingNetworkRequest.NoError:
+        return None
+    reply = request.reply()  # header names keep the server's case (HTTP/2: lower case); rawHeader() does not fold
+    name = next((h for h in reply.rawHeaderList() if bytes(h).lower() == b"content-length"), None)
+    length = bytes(reply.rawHeader(name)).decode() if name is not None else ""
+    return int(length) if length.isdigit() else None
+
+
+class PlanTask(QgsTask):
+    """Asks pip what it would install for a torch build, and the download size (about 20 s)."""
+
+    def __init__(self, build: str, on_done) -> None:
+        super().__init__("SoftCon: finding the Python packages to download", QgsTask.CanCancel)
+        self.build = build
+        self.on_done = on_done
+        self.plan: deps.Plan | None = None
+        self.output = ""
+        self.target = deps.deps_dir()
+
+    def run(self) -> bool:
+        self.setProgress(5)
+        cpu_index = deps.index_reachable()
+        self.setProgress(20)
+        self.plan, self.output = deps.plan(self.build, self.target, size_of=remote_size, cpu_index=cpu_index)
+        return self.plan is not None
+
+    def finished(self, result: bool) -> None:
+        self.on_done(self.plan, self.output)
 
 
 class InstallTask(QgsTask):
-    """Runs pip in QGIS's task manager so the interface stays responsive during a ~1 GB download."""
+    """Runs pip in QGIS's task manager: a progress bar, Cancel, and pip's log in the SoftCon log tab."""
 
-    def __init__(self, requirements: list[str], on_done) -> None:
-        super().__init__("SoftCon: installing Python dependencies", QgsTask.CanCancel)
+    def __init__(self, requirements: list[str], on_done, build: str = "cpu", expected_packages: int = 50,
+                 target=None, cpu_index: bool = True) -> None:
+        super().__init__("SoftCon: installing Python packages", QgsTask.CanCancel)
         self.requirements = requirements
         self.on_done = on_done
+        self.build = build
+        self.expected = max(1, expected_packages)
+        self.target = target if target is not None else deps.deps_dir()
+        self.cpu_index = cpu_index
+        self.seen = 0
         self.ok = False
         self.output = ""
 
+    def on_line(self, line: str) -> None:
+        """Log pip's line and move the bar: packages collected (to 70 %), installing, checking imports."""
+        log(line)
+        if line.startswith(("Collecting ", "Processing ")):
+            self.seen += 1
+            self.setProgress(min(70.0, 70.0 * self.seen / self.expected))
+        elif line.startswith("Installing collected packages"):
+            self.setProgress(75)
+        elif line.startswith("Checking that the packages import"):
+            self.setProgress(90)
+
     def run(self) -> bool:
-        self.ok, self.output = deps.install(self.requirements)
+        self.ok, self.output = deps.install(self.requirements, self.target, build=self.build,
+                                            on_line=self.on_line, is_cancelled=self.isCanceled,
+                                            cpu_index=self.cpu_index)
         return self.ok
 
     def finished(self, result: bool) -> None:
@@ -36,6 +106,7 @@ class SoftConPlugin:
         self.provider = None
         self.action = None
         self.task = None
+        self.plan: deps.Plan | None = None
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
@@ -46,7 +117,7 @@ class SoftConPlugin:
             if QgsApplication.processingRegistry().addProvider(provider):
                 self.provider = provider
             else:
-                QgsMessageLog.logMessage("Could not register the SoftCon Processing provider.", LOG_TAG, Qgis.Critical)
+                log("Could not register the SoftCon Processing provider.", Qgis.Critical)
 
     # --- desktop ----------------------------------------------------------------------------
     def initGui(self) -> None:
@@ -55,7 +126,7 @@ class SoftConPlugin:
 
         if iface is None:  # headless (qgis_process, tests without an interface)
             return
-        self.action = QAction("Check / install Python dependencies", iface.mainWindow())
+        self.action = QAction(QIcon(str(ICON)), "Install Python dependencies…", iface.mainWindow())
         self.action.triggered.connect(lambda: self.check_dependencies(interactive=True))
         iface.addPluginToMenu(MENU, self.action)
         self.check_dependencies(interactive=False)
@@ -63,7 +134,7 @@ class SoftConPlugin:
     def unload(self) -> None:
         if self.provider is not None:
             if not QgsApplication.processingRegistry().removeProvider(self.provider):
-                QgsMessageLog.logMessage("The SoftCon provider was already removed.", LOG_TAG, Qgis.Info)
+                log("The SoftCon provider was already removed.")
             self.provider = None
         if self.action is not None:
             from qgis.utils import iface
@@ -81,46 +152,88 @@ class SoftConPlugin:
             if interactive and iface is not None:
                 iface.messageBar().pushMessage(LOG_TAG, "All Python dependencies import.", Qgis.Success, 5)
             return missing
-        text = deps.explain(missing)
-        QgsMessageLog.logMessage(text, LOG_TAG, Qgis.Warning)
+        log(deps.explain(missing), Qgis.Warning)
         if iface is None:
             return missing
         bar = iface.messageBar()
+        names = ", ".join(m.module for m in missing[:3]) + (", …" if len(missing) > 3 else "")
         widget = bar.createMessage(
-            LOG_TAG, f"Missing Python packages: {', '.join(m.module for m in missing)}. "
-                     "The algorithms need them (details in the SoftCon log).")
+            LOG_TAG, f"The algorithms need {len(missing)} Python package{'s' * (len(missing) > 1)} that QGIS's "
+                     f"Python lacks ({names}; details in the SoftCon log).")
         button = QPushButton("Install…", widget)
-        button.clicked.connect(lambda: self.offer_install(missing))
+        button.clicked.connect(lambda: self.start_install())
         widget.layout().addWidget(button)
         bar.pushWidget(widget, Qgis.Warning)
         if interactive:
-            self.offer_install(missing)
+            self.start_install()
         return missing
 
-    def offer_install(self, missing: list[deps.Missing]) -> None:
+    # --- installing -------------------------------------------------------------------------
+    def start_install(self, build: str | None = None) -> None:
+        """Step 1: find what pip would download for ``build`` (default: CPU unless an NVIDIA GPU is present)."""
+        build = build or deps.default_build()
+        log(f"Finding the packages to install (torch {build.upper()} build) with "
+            f"{deps.python_executable()}...")
+        self.task = PlanTask(build, lambda plan, output: self._planned(build, plan, output))
+        QgsApplication.taskManager().addTask(self.task)
+
+    def _planned(self, build: str, plan: deps.Plan | None, output: str) -> None:
+        """Step 2: state the size and the build, and let the user choose; then install."""
+        if plan is None:
+            log(output, Qgis.Critical)
+            self.report_failure(
+                f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
+                f"(no network, or the PyTorch index is unreachable). pip's output is in the SoftCon log. "
+                f"The one command that installs them, on a computer that reaches the package index:\n\n"
+                f"{deps.fix_command(build=build)}")
+            return
+        self.plan = plan
+        log(f"Plan: {plan.summary()}")
+        choice = self.ask(plan)
+        if choice in ("cpu", "cuda") and choice != build:
+            self.start_install(choice)
+        elif choice == build:
+            self.task = InstallTask(deps.install_requirements(build), self._install_done, build,
+                                    expected_packages=len(plan.packages), cpu_index=plan.cpu_index)
+            QgsApplication.taskManager().addTask(self.task)
+
+    def ask(self, plan: deps.Plan) -> str | None:
+        """The confirmation dialog: returns the build to install (``plan.build``), the other build to plan
+        instead, or None (cancel)."""
         from qgis.utils import iface
 
-        parent = iface.mainWindow() if iface is not None else None
-        answer = QMessageBox.question(
-            parent, "SoftCon: install Python dependencies",
-            deps.explain(missing) + "\n\nInstall them now with pip (option 1)?",
-            QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-        if answer != QMessageBox.Yes:
-            return
-        self.task = InstallTask([m.requirement for m in missing], self._install_done)
-        QgsApplication.taskManager().addTask(self.task)
+        other = "cuda" if plan.build == "cpu" else "cpu"
+        gpu = "An NVIDIA GPU was found." if deps.has_cuda_gpu() else "No NVIDIA GPU was found."
+        box = QMessageBox(iface.mainWindow() if iface is not None else None)
+        box.setWindowTitle("SoftCon: install Python packages")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setText(f"Install the Python packages SoftCon needs into\n{deps.deps_dir()}?\n\n{plan.summary()}\n\n"
+                    f"{gpu} The CPU build of torch is the small download and runs everywhere; the CUDA "
+                    f"build (about 2.5 GB plus 3 GB of NVIDIA libraries) runs on NVIDIA GPUs. "
+                    f"Restart QGIS afterwards.")
+        install = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)", QMessageBox.ButtonRole.AcceptRole)
+        switch = box.addButton(f"Use the {other.upper()} build instead…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(install)
+        box.exec()
+        clicked = box.clickedButton()
+        return plan.build if clicked is install else other if clicked is switch else None
+
+    def report_failure(self, text: str) -> None:
+        from qgis.utils import iface
+
+        log(text, Qgis.Critical)
+        if iface is not None:  # the first line in the bar, the whole text (with the fix) under "Show more"
+            iface.messageBar().pushMessage(LOG_TAG, text.splitlines()[0], text, Qgis.Critical, 0)
 
     def _install_done(self, ok: bool, output: str) -> None:
         from qgis.utils import iface
 
-        QgsMessageLog.logMessage(output, LOG_TAG, Qgis.Info if ok else Qgis.Critical)
-        if iface is None:
+        log(output.splitlines()[-1] if output else "", Qgis.Info if ok else Qgis.Critical)
+        if not ok:
+            tail = output[output.find("pip finished, but"):] if "pip finished, but" in output else output[-1500:]
+            self.report_failure(f"Installing SoftCon's Python packages failed.\n\n{tail}")
             return
-        if ok:
-            still = deps.check()
-            msg = ("Dependencies installed. Restart QGIS to use SoftCon." if still else
-                   "Dependencies installed and importable.")
-            iface.messageBar().pushMessage(LOG_TAG, msg, Qgis.Success, 0)
-        else:
+        if iface is not None:
             iface.messageBar().pushMessage(
-                LOG_TAG, "pip failed; see the SoftCon log for its output.", Qgis.Critical, 0)
+                LOG_TAG, "Python packages installed and checked. Restart QGIS to use SoftCon.", Qgis.Success, 0)

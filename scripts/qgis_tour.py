@@ -1,0 +1,186 @@
+"""Drive the real QGIS desktop as an analyst would (``qgis --code scripts/qgis_tour.py``, under Xvfb).
+
+Run by ``scripts/try_install.sh`` and ``scripts/screenshots.sh``; not a test (it needs a display and,
+for ``install``, the network). ``SOFTCON_TOUR`` picks the tour, ``SOFTCON_TOUR_OUT`` the folder for the
+screenshots and ``tour.json`` (what happened, with times):
+
+- ``install``: a fresh profile with the plugin just installed from the zip: press the message bar's
+  *Install…*, accept the dialog that states the download, wait for pip, and record the outcome.
+- ``screens``: the demo scene and training points loaded; the toolbox, the Classify and Model info
+  dialogs, a Classify run pressed in the dialog, and the map after it.
+
+Each step waits for what it needs (a widget, a finished task) by polling; the tour quits QGIS at the end.
+"""
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton
+from qgis.utils import iface, plugins
+
+OUT = Path(os.environ.get("SOFTCON_TOUR_OUT", "/tmp/softcon-tour"))
+MODE = os.environ.get("SOFTCON_TOUR", "screens")
+OUT.mkdir(parents=True, exist_ok=True)
+STATE = {"mode": MODE, "t0": time.time(), "events": []}
+_timers = []  # keep the polling timers alive
+
+
+def note(what: str, **extra) -> None:
+    STATE["events"].append({"t": round(time.time() - STATE["t0"], 1), "what": what, **extra})
+    (OUT / "tour.json").write_text(json.dumps(STATE, indent=1, default=str))
+
+
+def shot(name: str) -> None:
+    """The whole X screen, as the user sees it (what ``import -window root`` grabs)."""
+    QApplication.primaryScreen().grabWindow(0).save(str(OUT / f"{name}.png"))
+    note(f"screenshot {name}.png")
+
+
+def finish(ok: bool, **extra) -> None:
+    note("finished", ok=ok, **extra)
+    QgsProject.instance().clear()
+    QTimer.singleShot(1000, QApplication.instance().quit)
+
+
+def poll(check, then, every_ms: int = 1000, timeout_s: float = 3600, what: str = "") -> None:
+    """Call ``check()`` every ``every_ms`` until it returns something truthy, then ``then(value)``."""
+    start = time.time()
+    timer = QTimer()
+
+    def tick():
+        try:
+            value = check()
+            if value:
+                timer.stop()
+                then(value)
+            elif time.time() - start > timeout_s:
+                timer.stop()
+                finish(False, error=f"timed out waiting for {what}")
+        except Exception:
+            timer.stop()
+            finish(False, error=traceback.format_exc())
+
+    timer.timeout.connect(tick)
+    timer.start(every_ms)
+    _timers.append(timer)
+
+
+def plugin():
+    return plugins.get("softcon_qgis")
+
+
+# ---------------------------------------------------------------------------------------- install
+def install_tour() -> None:
+    def install_button():
+        return next((b for b in iface.messageBar().findChildren(QPushButton) if b.text() == "Install…"), None)
+
+    def press_install(button):
+        note("message bar offers Install…")
+        shot("install_1_message_bar")
+        button.click()
+        poll(confirm_box, accept, what="the confirmation dialog")
+
+    def confirm_box():
+        box = QApplication.activeModalWidget()
+        return box if isinstance(box, QMessageBox) and box.windowTitle().startswith("SoftCon") else None
+
+    def accept(box):
+        note("confirmation dialog", text=box.text())
+        shot("install_2_confirm")
+        box.defaultButton().click()
+        STATE["install_started"] = time.time()
+        poll(install_done, report, what="the install task")
+
+    def install_done():
+        task = plugin().task
+        if type(task).__name__ != "InstallTask":
+            return None
+        if task.progress() > 30 and not STATE.get("progress_shot"):
+            STATE["progress_shot"] = True
+            shot("install_3_progress")
+        return task if task.status() in (QgsTask.Complete, QgsTask.Terminated) else None
+
+    def report(task):
+        QTimer.singleShot(1500, lambda: (shot("install_4_done"), finish(
+            task.ok, install_s=round(time.time() - STATE["install_started"], 1),
+            output_tail=task.output[-3000:],
+            plan=plugin().plan.summary() if getattr(plugin(), "plan", None) else None)))
+
+    poll(install_button, press_install, timeout_s=120, what="the Install… button")
+
+
+# ---------------------------------------------------------------------------------------- screens
+def screens_tour() -> None:
+    from processing import createAlgorithmDialog
+    from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
+
+    from softcon_qgis import deps
+    from softcon_qgis.core.classify import DEMO_POINTS, demo_raster
+
+    missing = deps.check()
+    if missing:
+        finish(False, error=deps.explain(missing))
+        return
+    raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
+    renderer = raster.renderer()
+    renderer.setRedBand(4), renderer.setGreenBand(3), renderer.setBlueBand(2)
+    raster.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
+    points = QgsVectorLayer(str(DEMO_POINTS), "demo_points", "ogr")
+    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
+    QgsProject.instance().addMapLayers([raster, points])
+    iface.mapCanvas().setExtent(raster.extent())
+    iface.mapCanvas().refresh()
+
+    toolbox = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
+    toolbox.setVisible(True)
+    toolbox.raise_()
+    search = toolbox.findChild(QLineEdit)
+    if search is not None:
+        search.setText("SoftCon")
+
+    def step_toolbox():
+        shot("toolbox")
+        dlg = createAlgorithmDialog("softcon:modelinfo", {})
+        dlg.show()
+        QTimer.singleShot(2500, lambda: step_model_info(dlg))
+
+    def step_model_info(dlg):
+        shot("dialog_model_info")
+        dlg.close()
+        if search is not None:
+            search.setText("")
+        cls = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id()})
+        cls.show()
+        QTimer.singleShot(3000, lambda: step_classify(cls))
+
+    def step_classify(dlg):
+        shot("dialog_classify")
+        STATE["classify_started"] = time.time()
+        dlg.runAlgorithm()
+        poll(lambda: dlg if any("class" in lyr.name().lower() and lyr is not raster and lyr is not points
+                               for lyr in QgsProject.instance().mapLayers().values()) else None,
+             lambda d: QTimer.singleShot(2000, lambda: step_log(d)), timeout_s=1800, what="the Classify outputs")
+
+    def step_log(dlg):
+        note("classify finished", seconds=round(time.time() - STATE["classify_started"], 1),
+             layers=[lyr.name() for lyr in QgsProject.instance().mapLayers().values()])
+        shot("dialog_classify_log")
+        dlg.close()
+        toolbox.setVisible(False)
+        for lyr in QgsProject.instance().mapLayers().values():  # the class map over the scene
+            if lyr is not raster and lyr is not points and not lyr.name().lower().startswith(("class raster", "s2")) \
+                    and "class" not in lyr.name().lower():
+                QgsProject.instance().layerTreeRoot().findLayer(lyr.id()).setItemVisibilityChecked(False)
+        iface.mapCanvas().refreshAllLayers()
+        QTimer.singleShot(4000, lambda: (shot("map_classified"), finish(True)))
+
+    QTimer.singleShot(4000, step_toolbox)
+
+
+iface.mainWindow().setGeometry(0, 0, 1600, 1000)  # no window manager under Xvfb: fill the screen
+note("started", qgis_settings=str(Path(__import__("qgis.core").core.QgsApplication.qgisSettingsDirPath())))
+QTimer.singleShot(3000, install_tour if MODE == "install" else screens_tour)
