@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton
 from qgis.utils import iface, plugins
@@ -97,18 +97,20 @@ def install_tour() -> None:
 
     def install_done():
         task = plugin().task
-        if type(task).__name__ != "InstallTask":
-            return None
-        if task.progress() > 30 and not STATE.get("progress_shot"):
-            STATE["progress_shot"] = True
-            shot("install_3_progress")
-        return task if task.status() in (QgsTask.Complete, QgsTask.Terminated) else None
+        if type(task).__name__ == "InstallTask" and not STATE.get("progress_shot"):
+            try:
+                if task.progress() > 30:
+                    STATE["progress_shot"] = True
+                    shot("install_3_progress")
+            except RuntimeError:  # the task manager deletes a finished task
+                pass
+        return plugin().last_install
 
-    def report(task):
+    def report(result):
+        ok, output = result
         QTimer.singleShot(1500, lambda: (shot("install_4_done"), finish(
-            task.ok, install_s=round(time.time() - STATE["install_started"], 1),
-            output_tail=task.output[-3000:],
-            plan=plugin().plan.summary() if getattr(plugin(), "plan", None) else None)))
+            ok, install_s=round(time.time() - STATE["install_started"], 1), output_tail=output[-3000:],
+            plan=plugin().plan.summary() if plugin().plan else None)))
 
     poll(install_button, press_install, timeout_s=120, what="the Install… button")
 
@@ -182,5 +184,7 @@ def screens_tour() -> None:
 
 
 iface.mainWindow().setGeometry(0, 0, 1600, 1000)  # no window manager under Xvfb: fill the screen
-note("started", qgis_settings=str(Path(__import__("qgis.core").core.QgsApplication.qgisSettingsDirPath())))
+QgsApplication.messageLog().messageReceived.connect(  # the SoftCon log tab, kept in a file
+    lambda msg, tag, level: tag == "SoftCon" and open(OUT / "softcon_log.txt", "a").write(msg + "\n"))
+note("started", qgis_settings=str(QgsApplication.qgisSettingsDirPath()))
 QTimer.singleShot(3000, install_tour if MODE == "install" else screens_tour)

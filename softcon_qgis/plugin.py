@@ -48,6 +48,7 @@ class PlanTask(QgsTask):
         self.build = build
         self.on_done = on_done
         self.plan: deps.Plan | None = None
+        self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
         self.output = ""
         self.target = deps.deps_dir()
 
@@ -74,6 +75,7 @@ class InstallTask(QgsTask):
         self.expected = max(1, expected_packages)
         self.target = target if target is not None else deps.deps_dir()
         self.cpu_index = cpu_index
+        self.verify_modules = deps.VERIFY_MODULES
         self.seen = 0
         self.ok = False
         self.output = ""
@@ -92,7 +94,7 @@ class InstallTask(QgsTask):
     def run(self) -> bool:
         self.ok, self.output = deps.install(self.requirements, self.target, build=self.build,
                                             on_line=self.on_line, is_cancelled=self.isCanceled,
-                                            cpu_index=self.cpu_index)
+                                            cpu_index=self.cpu_index, verify_modules=self.verify_modules)
         return self.ok
 
     def finished(self, result: bool) -> None:
@@ -107,6 +109,7 @@ class SoftConPlugin:
         self.action = None
         self.task = None
         self.plan: deps.Plan | None = None
+        self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
@@ -229,6 +232,7 @@ class SoftConPlugin:
     def _install_done(self, ok: bool, output: str) -> None:
         from qgis.utils import iface
 
+        self.last_install = (ok, output)
         log(output.splitlines()[-1] if output else "", Qgis.Info if ok else Qgis.Critical)
         if not ok:
             tail = output[output.find("pip finished, but"):] if "pip finished, but" in output else output[-1500:]
