@@ -48,7 +48,6 @@ class PlanTask(QgsTask):
         self.build = build
         self.on_done = on_done
         self.plan: deps.Plan | None = None
-        self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
         self.output = ""
         self.target = deps.deps_dir()
 
@@ -110,6 +109,7 @@ class SoftConPlugin:
         self.task = None
         self.plan: deps.Plan | None = None
         self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
+        self.bar_item = None  # the message bar's "packages missing" item, removed once installing starts
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
@@ -167,6 +167,7 @@ class SoftConPlugin:
         button.clicked.connect(lambda: self.start_install())
         widget.layout().addWidget(button)
         bar.pushWidget(widget, Qgis.Warning)
+        self.bar_item = widget
         if interactive:
             self.start_install()
         return missing
@@ -199,6 +200,7 @@ class SoftConPlugin:
             self.task = InstallTask(deps.install_requirements(build), self._install_done, build,
                                     expected_packages=len(plan.packages), cpu_index=plan.cpu_index)
             QgsApplication.taskManager().addTask(self.task)
+            self.show_installing()
 
     def ask(self, plan: deps.Plan) -> str | None:
         """The confirmation dialog: returns the build to install (``plan.build``), the other build to plan
@@ -221,6 +223,26 @@ class SoftConPlugin:
         box.exec()
         clicked = box.clickedButton()
         return plan.build if clicked is install else other if clicked is switch else None
+
+    def show_installing(self) -> None:
+        """Say where the progress and pip's log are, and open the log on SoftCon's tab."""
+        from qgis.PyQt.QtWidgets import QDockWidget, QTabWidget
+        from qgis.utils import iface
+
+        if iface is None:
+            return
+        bar = iface.messageBar()
+        if self.bar_item is not None:
+            bar.popWidget(self.bar_item)
+            self.bar_item = None
+        bar.pushMessage(LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the "
+                                 "SoftCon tab of the Log Messages panel.", Qgis.Info, 0)
+        iface.openMessageLog()
+        dock = iface.mainWindow().findChild(QDockWidget, "MessageLog")
+        tabs = dock.findChild(QTabWidget) if dock is not None else None
+        for i in range(tabs.count() if tabs is not None else 0):
+            if tabs.tabText(i) == LOG_TAG:
+                tabs.setCurrentIndex(i)
 
     def report_failure(self, text: str) -> None:
         from qgis.utils import iface
