@@ -17,9 +17,9 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton, QTextEdit
 from qgis.utils import iface, plugins
 
 OUT = Path(os.environ.get("SOFTCON_TOUR_OUT", "/tmp/softcon-tour"))
@@ -133,7 +133,7 @@ def screens_tour() -> None:
     raster.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
     points = QgsVectorLayer(str(DEMO_POINTS), "demo_points", "ogr")
     iface.mainWindow().setGeometry(0, 0, 1600, 1000)
-    QgsProject.instance().addMapLayers([raster, points])
+    assert len(QgsProject.instance().addMapLayers([raster, points])) == 2
     iface.mapCanvas().setExtent(raster.extent())
     iface.mapCanvas().refresh()
 
@@ -147,15 +147,23 @@ def screens_tour() -> None:
     def step_toolbox():
         shot("toolbox")
         dlg = createAlgorithmDialog("softcon:modelinfo", {})
+        dlg.resize(1150, 700)
         dlg.show()
         QTimer.singleShot(2500, lambda: step_model_info(dlg))
 
     def step_model_info(dlg):
+        models = dlg.mainWidget().wrappers["MODEL"].widget
+        models.showPopup()  # the list of models by name, on disk or with their download size
+        QTimer.singleShot(1000, lambda: step_model_list(dlg, models))
+
+    def step_model_list(dlg, models):
         shot("dialog_model_info")
+        models.hidePopup()
         dlg.close()
         if search is not None:
             search.setText("")
         cls = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id()})
+        cls.resize(1150, 800)
         cls.show()
         QTimer.singleShot(3000, lambda: step_classify(cls))
 
@@ -163,20 +171,34 @@ def screens_tour() -> None:
         shot("dialog_classify")
         STATE["classify_started"] = time.time()
         dlg.runAlgorithm()
-        poll(lambda: dlg if any("class" in lyr.name().lower() and lyr is not raster and lyr is not points
-                               for lyr in QgsProject.instance().mapLayers().values()) else None,
-             lambda d: QTimer.singleShot(2000, lambda: step_log(d)), timeout_s=1800, what="the Classify outputs")
+
+        def loaded():
+            return dlg if any(lyr.name().endswith(" - classes") for lyr in QgsProject.instance().mapLayers().values()) \
+                else None
+
+        poll(loaded, lambda d: QTimer.singleShot(2000, lambda: step_log(d)), timeout_s=1800,
+             what="the Classify outputs")
 
     def step_log(dlg):
         note("classify finished", seconds=round(time.time() - STATE["classify_started"], 1),
              layers=[lyr.name() for lyr in QgsProject.instance().mapLayers().values()])
+        for log in dlg.findChildren(QTextEdit):  # scroll the log to the algorithm's own lines
+            cursor = log.document().find("Model: ")
+            if not cursor.isNull():
+                log.setTextCursor(cursor)
+                bar = log.verticalScrollBar()
+                bar.setValue(bar.value() + log.cursorRect().top() - 4)
+        QTimer.singleShot(500, lambda: step_log_shot(dlg))
+
+    def step_log_shot(dlg):
         shot("dialog_classify_log")
         dlg.close()
         toolbox.setVisible(False)
-        for lyr in QgsProject.instance().mapLayers().values():  # the class map over the scene
-            if lyr is not raster and lyr is not points and not lyr.name().lower().startswith(("class raster", "s2")) \
-                    and "class" not in lyr.name().lower():
-                QgsProject.instance().layerTreeRoot().findLayer(lyr.id()).setItemVisibilityChecked(False)
+        root = QgsProject.instance().layerTreeRoot()
+        for lyr in QgsProject.instance().mapLayers().values():  # the class map over the scene and the points
+            if lyr is not raster and lyr is not points:
+                root.findLayer(lyr.id()).setItemVisibilityChecked(lyr.name().endswith(" - classes"))
+            root.findLayer(lyr.id()).setExpanded(lyr.name().endswith(" - classes"))  # legend: the class names
         iface.mapCanvas().refreshAllLayers()
         QTimer.singleShot(4000, lambda: (shot("map_classified"), finish(True)))
 

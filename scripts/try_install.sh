@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The plugin as a new user meets it, for real: a fresh QGIS profile, the plugin zip unpacked into it as
 # "Install from ZIP" does, the real QGIS desktop (under Xvfb) with the system Python, *Install…* pressed,
-# pip against the package index. Then QGIS is started again (the restart the dialog asks for) and the
-# screenshot tour runs Classify on the demo scene from the dialog. Prints the outcome, time and disk used.
+# pip against the package index. Then QGIS is started again (the restart the dialog asks for) and
+# scripts/screenshots.sh runs Classify on the demo scene from the dialog. Prints the outcome, time and disk
+# used; the screenshots go to DEST (default docs/screenshots).
 #   scripts/try_install.sh [OUT_DIR]      (default /tmp/softcon-try-install; removed first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,9 @@ run_qgis install "$OUT/shots"
 echo "install tour: $(( $(date +%s) - start )) s"
 du -sh "$OUT/profiles/default/python/softcon_qgis_deps" 2>/dev/null || echo "no deps folder"
 /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print(e) for e in d['events'] if e['what']!='started']" "$OUT/shots/tour.json"
-mkdir -p "$OUT/shots2"
-run_qgis screens "$OUT/shots2"
-/usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print(e) for e in d['events']]" "$OUT/shots2/tour.json"
+grep -q '"ok": true' "$OUT/shots/tour.json" || { echo "the install failed; see $OUT/shots" >&2; exit 1; }
+DEST=${DEST:-docs/screenshots}
+mkdir -p "$DEST"
+convert "$OUT/shots/install_2_confirm.png" -resize 1280x "$DEST/install_confirm.png"
+convert "$OUT/shots/install_3_progress.png" -resize 1280x "$DEST/install_progress.png"
+scripts/screenshots.sh "$OUT"   # after the restart: the dialogs, a Classify run, the map

@@ -220,4 +220,5 @@ def test_plugin_icon_in_toolbox_and_plugin_manager(plugin, repo_root):
     icon = repo_root / "softcon_qgis" / meta["general"]["icon"]
     assert icon.is_file() and QSvgRenderer(str(icon)).isValid()
     assert not plugin.provider.icon().isNull() and plugin.provider.svgIconPath() == str(icon)
-    assert all(not alg.icon().isNull() for alg in algorithms())  # algorithms show the provider's icon
+    assert {alg.svgIconPath() for alg in algorithms()} == {str(icon)}  # not the generic gear
+    assert all(not alg.icon().isNull() for alg in algorithms())

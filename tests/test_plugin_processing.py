@@ -338,7 +338,7 @@ def test_outputs_loaded_by_the_toolbox_get_their_style(embedding, tmp_path):
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == res["OUTPUT"]]
     try:
         assert len(layers) == 1
-        assert layers[0].name() == "clusters"
+        assert layers[0].name() == f"{QgsRasterLayer(embedding).name()} - clusters"  # named after the input
         assert layers[0].renderer().type() == "paletted"
         assert [c.label for c in layers[0].renderer().classes()] == ["cluster 1", "cluster 2", "cluster 3"]
     finally:

@@ -25,9 +25,11 @@ from qgis.core import (
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
 
 from .. import deps
 
+ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
 DEFAULT_MODEL_NAME = "softcon_tiny_s2"  # used only when core cannot be imported (deps missing)
 BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -254,6 +256,12 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:
         mode = self.parameterDefinition("MODE") is not None
         return tr(self._help) + (tr(MODE_HELP) if mode else "")
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def svgIconPath(self) -> str:
+        return str(ICON)
 
     def helpUrl(self) -> str:
         return "https://github.com/softcon-qgis/softcon-qgis#readme"
