@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton, QTextEdit
 from qgis.utils import iface, plugins
 
@@ -134,6 +134,9 @@ def screens_tour() -> None:
     points = QgsVectorLayer(str(DEMO_POINTS), "demo_points", "ogr")
     iface.mainWindow().setGeometry(0, 0, 1600, 1000)
     assert len(QgsProject.instance().addMapLayers([raster, points])) == 2
+    layers_panel = iface.mainWindow().findChild(QDockWidget, "Layers")
+    if layers_panel is not None:  # wide enough for "<input> - class probabilities"
+        iface.mainWindow().resizeDocks([layers_panel], [340], Qt.Orientation.Horizontal)
     iface.mapCanvas().setExtent(raster.extent())
     iface.mapCanvas().refresh()
 
@@ -147,8 +150,8 @@ def screens_tour() -> None:
     def step_toolbox():
         shot("toolbox")
         dlg = createAlgorithmDialog("softcon:modelinfo", {})
-        dlg.resize(1150, 700)
         dlg.show()
+        dlg.resize(1150, 700)  # after show(): the dialog restores its saved size when shown
         QTimer.singleShot(2500, lambda: step_model_info(dlg))
 
     def step_model_info(dlg):
@@ -163,8 +166,8 @@ def screens_tour() -> None:
         if search is not None:
             search.setText("")
         cls = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id()})
-        cls.resize(1150, 800)
         cls.show()
+        cls.resize(1150, 800)
         QTimer.singleShot(3000, lambda: step_classify(cls))
 
     def step_classify(dlg):
