@@ -14,9 +14,12 @@ mkdir -p "$OUT/profiles/default/python/plugins" "$OUT/profiles/default/QGIS" "$O
 /usr/bin/python3 -m zipfile -e "$OUT"/softcon_qgis-*.zip "$OUT/profiles/default/python/plugins/"
 printf '[PythonPlugins]\nsoftcon_qgis=true\n' > "$OUT/profiles/default/QGIS/QGIS3.ini"
 run_qgis() {  # MODE OUTDIR: the desktop QGIS of the system (apt), no Python path of ours
-    env -u PYTHONPATH -u QGIS_PLUGINPATH SOFTCON_TOUR="$1" SOFTCON_TOUR_OUT="$2" HF_HUB_OFFLINE=1 \
-        xvfb-run -a -s "-screen 0 1600x1000x24" qgis --profiles-path "$OUT" --nologo --code scripts/qgis_tour.py \
-        >"$2/qgis.log" 2>&1 || true
+    for attempt in 1 2; do  # QGIS 3.22 sometimes crashes while starting under Xvfb (QgsClipboard): again
+        env -u PYTHONPATH -u QGIS_PLUGINPATH SOFTCON_TOUR="$1" SOFTCON_TOUR_OUT="$2" HF_HUB_OFFLINE=1 \
+            xvfb-run -a -s "-screen 0 1600x1000x24" qgis --profiles-path "$OUT" --nologo --code scripts/qgis_tour.py \
+            >"$2/qgis.log" 2>&1 || true
+        [ -f "$2/tour.json" ] && break
+    done
 }
 start=$(date +%s)
 run_qgis install "$OUT/shots"

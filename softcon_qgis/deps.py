@@ -74,6 +74,8 @@ BUNDLING_WHEELS: tuple[str, ...] = ("pyproj", "shapely", "rasterio", "pyogrio", 
 #: PyPI's Linux torch wheels bundle CUDA (several GB); the CPU builds (``+cpu``) come from this index.
 #: Windows and macOS wheels on PyPI are CPU (or MPS) builds already.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: PyPI's Windows wheels are CPU builds; the CUDA choice adds this index (CUDA 12.8 builds; not tried here).
+TORCH_CUDA_INDEX_WINDOWS = "https://download.pytorch.org/whl/cu128"
 
 #: Disk used per byte downloaded (wheels are compressed), measured with the CPU install on Linux (Debian 12,
 #: Python 3.11): 372 MB downloaded became 1.51 GB in the folder. Only used to state the disk space before.
@@ -304,7 +306,7 @@ def pip_command(
         if build == "cpu" and platform.system() == "Linux" and cpu_index:
             cmd += ["--extra-index-url", TORCH_CPU_INDEX]
         elif build == "cuda" and platform.system() == "Windows":
-            cmd += ["--extra-index-url", "https://download.pytorch.org/whl/cu128"]
+            cmd += ["--extra-index-url", TORCH_CUDA_INDEX_WINDOWS]
     return cmd + list(extra_args) + list(requirements)
 
 
@@ -386,9 +388,9 @@ def _run(cmd: list[str], on_line: Callable[[str], None] | None = None,
     return proc.wait(), "\n".join(lines)
 
 
-def plan(build: str, target: str | os.PathLike | None = None, python: str | None = None,
-         size_of: Callable[[str], int | None] | None = None, extra_args: tuple[str, ...] = (),
-         requirements: list[str] | None = None, cpu_index: bool = True) -> tuple[Plan | None, str]:
+def plan(build: str, python: str | None = None, size_of: Callable[[str], int | None] | None = None,
+         extra_args: tuple[str, ...] = (), requirements: list[str] | None = None,
+         cpu_index: bool = True) -> tuple[Plan | None, str]:
     """Ask pip what it would install (``--dry-run --report``, about 20 s) and add up the download size.
 
     ``size_of(url)`` returns a remote file's size (the plugin asks with a HEAD request through QGIS's
@@ -397,7 +399,6 @@ def plan(build: str, target: str | os.PathLike | None = None, python: str | None
     """
     from urllib.parse import unquote, urlparse
 
-    target = Path(target if target is not None else deps_dir())
     reqs = requirements if requirements is not None else install_requirements(build)
     with tempfile.TemporaryDirectory(prefix="softcon-pip-plan-") as tmp:
         report = Path(tmp) / "report.json"
@@ -406,6 +407,10 @@ def plan(build: str, target: str | os.PathLike | None = None, python: str | None
         cmd[at:at] = ["--dry-run", "--ignore-installed", "--report", str(report)]
         code, output = _run(cmd, timeout=900)
         if code != 0 or not report.is_file():
+            if "no such option" in output:  # --dry-run and --report came with pip 22.2
+                py = python or python_executable()
+                output += (f"\nThis pip is older than 22.2. The one command that fixes it: "
+                           f"{quote([py, '-m', 'pip', 'install', '--upgrade', 'pip'])}")
             return None, output
         items = json.loads(report.read_text(encoding="utf-8")).get("install", [])
     result = Plan(build=build, cpu_index=cpu_index)

@@ -49,13 +49,12 @@ class PlanTask(QgsTask):
         self.on_done = on_done
         self.plan: deps.Plan | None = None
         self.output = ""
-        self.target = deps.deps_dir()
 
     def run(self) -> bool:
         self.setProgress(5)
         cpu_index = deps.index_reachable()
         self.setProgress(20)
-        self.plan, self.output = deps.plan(self.build, self.target, size_of=remote_size, cpu_index=cpu_index)
+        self.plan, self.output = deps.plan(self.build, size_of=remote_size, cpu_index=cpu_index)
         return self.plan is not None
 
     def finished(self, result: bool) -> None:
@@ -185,6 +184,9 @@ class SoftConPlugin:
         """Step 2: state the size and the build, and let the user choose; then install."""
         if plan is None:
             log(output, Qgis.Critical)
+            if "pip is older than 22.2" in output:
+                self.report_failure(output[output.index("This pip is older"):])
+                return
             self.report_failure(
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
                 f"(no network, or the PyTorch index is unreachable). pip's output is in the SoftCon log. "
