@@ -174,11 +174,25 @@ class SoftConPlugin:
     # --- installing -------------------------------------------------------------------------
     def start_install(self, build: str | None = None) -> None:
         """Step 1: find what pip would download for ``build`` (default: CPU unless an NVIDIA GPU is present)."""
+        if self.busy():
+            from qgis.utils import iface
+
+            if iface is not None:
+                iface.messageBar().pushMessage(LOG_TAG, "The install is already running (see the status bar).",
+                                               Qgis.Info, 5)
+            return
         build = build or deps.default_build()
         log(f"Finding the packages to install (torch {build.upper()} build) with "
             f"{deps.python_executable()}...")
         self.task = PlanTask(build, lambda plan, output: self._planned(build, plan, output))
         QgsApplication.taskManager().addTask(self.task)
+
+    def busy(self) -> bool:
+        """A plan or install task of this plugin is queued or running."""
+        try:
+            return self.task is not None and self.task.status() in (QgsTask.Queued, QgsTask.OnHold, QgsTask.Running)
+        except RuntimeError:  # the task manager deleted the finished task
+            return False
 
     def _planned(self, build: str, plan: deps.Plan | None, output: str) -> None:
         """Step 2: state the size and the build, and let the user choose; then install."""
@@ -189,9 +203,9 @@ class SoftConPlugin:
                 return
             self.report_failure(
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
-                f"(no network, or the PyTorch index is unreachable). pip's output is in the SoftCon log. "
-                f"The one command that installs them, on a computer that reaches the package index:\n\n"
-                f"{deps.fix_command(build=build)}")
+                f"(no network, or the PyTorch index is unreachable); pip's output is in the SoftCon log. "
+                f"Once the package index is reachable, press Install… again or run this one command, then "
+                f"restart QGIS:\n\n{deps.fix_command(build=build)}")
             return
         self.plan = plan
         log(f"Plan: {plan.summary()}")

@@ -300,6 +300,17 @@ def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
     assert any(deps.fix_command(build="cpu") in m for m in logged)
 
 
+def test_install_is_not_started_twice(qgis_iface, tmp_path):
+    from softcon_qgis.plugin import InstallTask, SoftConPlugin
+
+    plugin = SoftConPlugin()
+    queued = InstallTask(["softcon-absent-pkg==1.0"], plugin._install_done, target=tmp_path / "deps")
+    plugin.task = queued  # queued, not yet run: pressing Install… again must not start a second pip
+    plugin.start_install()
+    assert plugin.task is queued
+    assert any("already running" in m for m in qgis_iface.messageBar().get_messages(Qgis.Info))
+
+
 def test_algorithm_explains_missing_packages_instead_of_a_traceback(qgis_processing, monkeypatch):
     plugin = H.load_provider()
     try:
