@@ -215,7 +215,7 @@ def test_embed_writes_a_cog_when_asked(plugin, data, tmp_path):
                                           "CHECKPOINT": str(data["checkpoint"]), "DEVICE": "cpu", "OUTPUT": str(out)})
     assert ok, fb.errors
     with rasterio.open(res["OUTPUT"]) as ds:
-        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.tags(ns="SOFTCON")["mode"] == "pooled"
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.tags(ns="SOFTCON")["mode"] == "dense"  # the default of every algorithm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif"]
 
 
@@ -338,7 +338,7 @@ def test_outputs_loaded_by_the_toolbox_get_their_style(embedding, tmp_path):
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == res["OUTPUT"]]
     try:
         assert len(layers) == 1
-        assert layers[0].name() == "clusters"
+        assert layers[0].name() == f"{Path(embedding).stem} - clusters"  # named after the input
         assert layers[0].renderer().type() == "paletted"
         assert [c.label for c in layers[0].renderer().classes()] == ["cluster 1", "cluster 2", "cluster 3"]
     finally:

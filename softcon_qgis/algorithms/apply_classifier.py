@@ -59,7 +59,7 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
             behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
             optional=True))
         self.add_device_parameter()
-        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         ClassificationOutputs.add_parameters(self)
 
     def processAlgorithm(self, parameters, context, feedback):

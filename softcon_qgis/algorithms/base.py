@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,21 +19,63 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterString,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
 
 from .. import deps
 
+ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
 DEFAULT_MODEL_NAME = "softcon_tiny_s2"  # used only when core cannot be imported (deps missing)
 BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-#: Embedding modes of core.embed, in the order the MODE enums show them.
+#: Embedding modes of core.embed, in the order the MODE enums show them; every algorithm defaults to dense.
 MODES = ("pooled", "dense")
+DEFAULT_MODE = "dense"
+
+#: Appended to the help of every algorithm with an embedding mode, so all explain it the same way.
+MODE_HELP = (
+    "\n\nEmbedding mode: 'dense' (the default) keeps the encoder's patch features, one embedding per patch "
+    "(80 m with the default model), fine enough for fields, beaches and channels. 'pooled' averages each "
+    "window into one embedding (320 m with the default model): 16 times fewer values, for quick overviews "
+    "of large areas."
+)
+
+#: Widget wrappers of the dialogs (class paths: imported only when a dialog opens, see widgets.py).
+MODEL_WIDGET = {"widget_wrapper": {"class": f"{__package__}.widgets.ModelWrapper"}}
+CLASS_FIELD_WIDGET = {"widget_wrapper": {"class": f"{__package__}.widgets.ClassFieldWrapper"}}
+
+#: core's messages name command-line options; the dialogs show these words instead.
+GUI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"\(e\.g\. --bands eurosat or --bands B1,B2,\.\.\.\)",
+     "(choose a band order in Advanced, or type the band names in 'Explicit band list')"),
+    (r"\bGive the band order\b", "Choose the band order in Advanced"),
+    (r"--bands with a preset", "a band order in Advanced (a preset"),
+    (r"use --bands (\S+?)\.", r"choose the band order '\1' in Advanced."),
+    (r"--bands\b", "the band order in Advanced"),
+    (r"--bbox-crs\b", "the extent's CRS"),
+    (r"--bbox\b", "the Extent"),
+    (r"--checkpoint\b", "the checkpoint file in Advanced"),
+    (r"--device\b", "the Device in Advanced"),
+    (r"--model\b", "the Model"),
+    (r"--method\b", "the Method"),
+    (r"--mode\b", "the Embedding mode"),
+    (r"--stride\b", "the Stride in Advanced"),
+    (r"--save-classifier\b", "the Trained classifier output"),
+    (r"--layer\b", "the training layer"),
+)
+
+#: A staging folder (StagingDir) in a path: its files are moved away before the user reads the log.
+_STAGING = re.compile(r"\S*[/\\]\.softcon-[^/\\\s]+[/\\]")
+#: core's embedding progress ("64 windows") and its plan ("169 windows of 64 px").
+_WINDOWS_DONE = re.compile(r"^(\d+) windows$")
+_WINDOWS_TOTAL = re.compile(r"\b(\d+) windows of \d+ px")
 
 
 def tr(text: str) -> str:
@@ -56,21 +99,43 @@ def require_core() -> None:
         raise QgsProcessingException(deps.explain(missing))
 
 
+def gui_words(message: str) -> str:
+    """``message`` with command-line options replaced by the dialog's words (see :data:`GUI_WORDS`)."""
+    for pattern, words in GUI_WORDS:
+        message = re.sub(pattern, words, message)
+    return message
+
+
 def make_progress(feedback: QgsProcessingFeedback | None):
-    """A ``core.progress.Progress`` that drives ``feedback`` (percent, text, log) and reads its cancel flag."""
+    """A ``core.progress.Progress`` that drives ``feedback`` (percent, text, log) and reads its cancel flag.
+
+    The dialog logs every progress text, so the text changes at most every 10 %, reads "n of N windows",
+    and log lines name no file inside a staging folder (it is gone when the user reads them).
+    """
     from ..core.progress import Progress
 
     if feedback is None:
         return Progress()
-    last = {"msg": None}
+    state = {"msg": None, "step": -1, "total": None}
+
+    def on_log(msg: str) -> None:
+        total = _WINDOWS_TOTAL.search(msg)
+        if total:
+            state["total"] = int(total.group(1))
+        feedback.pushInfo(gui_words(_STAGING.sub("", msg)))
 
     def on_progress(pct: float, msg: str = "") -> None:
         feedback.setProgress(pct)
-        if msg and msg != last["msg"]:
-            last["msg"] = msg
+        done = _WINDOWS_DONE.match(msg or "")
+        if done and state["total"]:
+            msg = f"{done.group(1)} of {state['total']} windows"
+        phase = re.sub(r"\d+", "#", msg or "")
+        step = int(pct // 10)
+        if msg and msg != state["msg"] and (phase != re.sub(r"\d+", "#", state["msg"] or "") or step > state["step"]):
+            state.update(msg=msg, step=step)
             feedback.setProgressText(msg)
 
-    return Progress(on_progress=on_progress, is_cancelled=feedback.isCanceled, on_log=feedback.pushInfo)
+    return Progress(on_progress=on_progress, is_cancelled=feedback.isCanceled, on_log=on_log)
 
 
 def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
@@ -82,7 +147,7 @@ def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
     except Cancelled as exc:
         raise QgsProcessingException(str(exc) or tr("Cancelled by the user.")) from None
     except SoftConError as exc:
-        raise QgsProcessingException(str(exc)) from None
+        raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
 
 
 def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> str:
@@ -119,6 +184,18 @@ def extent_bbox(alg: QgsProcessingAlgorithm, parameters, name: str, context, lay
         raise QgsProcessingException(tr(
             f"The extent does not overlap the raster '{layer.name()}'; choose an extent inside it or leave it empty."))
     return [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
+
+
+def output_name(layer, what: str) -> str:
+    """The name of an output layer in the Layers panel: the input's name first ("T32UNE - classes")."""
+    name = layer.name() if layer is not None else ""
+    return f"{name} - {what}" if name else what
+
+
+def name_output(context, path: str, name: str) -> None:
+    """Name an output that Processing loads on completion (outputs without a style of their own)."""
+    if context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).name = name
 
 
 def require_tif(path: str, what: str) -> str:
@@ -177,7 +254,14 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         return self._group.lower().replace(" ", "_")
 
     def shortHelpString(self) -> str:
-        return tr(self._help)
+        mode = self.parameterDefinition("MODE") is not None
+        return tr(self._help) + (tr(MODE_HELP) if mode else "")
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def svgIconPath(self) -> str:
+        return str(ICON)
 
     def helpUrl(self) -> str:
         return "https://github.com/softcon-qgis/softcon-qgis#readme"
@@ -190,6 +274,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         """``addParameter`` with its success flag checked (a clash of names is a programming error)."""
         if advanced:
             definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        if isinstance(definition, QgsProcessingParameterField) and definition.name() == "CLASS_FIELD":
+            definition.setMetadata(CLASS_FIELD_WIDGET)  # the field that looks like classes, pre-selected
         if not self.addParameter(definition):
             raise QgsProcessingException(f"{self.name()}: could not add parameter {definition.name()}")
 
@@ -199,25 +285,32 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def add_model_parameters(self) -> None:
         names = model_names()
-        self.param(QgsProcessingParameterEnum(
-            self.MODEL, tr("Model"), options=list(names), defaultValue=names[0], usesStaticStrings=True))
+        model = QgsProcessingParameterEnum(
+            self.MODEL, tr("Model"), options=list(names), defaultValue=names[0], usesStaticStrings=True)
+        model.setMetadata(MODEL_WIDGET)  # human names, and whether the weights are on disk
+        self.param(model)
         self.param(QgsProcessingParameterFile(
-            self.CHECKPOINT, tr("Checkpoint file (optional; weights for the chosen model instead of its own)"),
+            self.CHECKPOINT, tr("Checkpoint file (weights for the chosen model instead of its own)"),
             behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
-            optional=True))
+            optional=True), advanced=True)
 
     def add_band_parameters(self) -> None:
         self.param(QgsProcessingParameterEnum(
-            self.BANDS, tr("Band order of the raster"), options=list(BAND_CHOICES), defaultValue="auto",
-            usesStaticStrings=True))
+            self.BANDS, tr("Band order of the raster (auto: from the band descriptions)"),
+            options=list(BAND_CHOICES), defaultValue="auto", usesStaticStrings=True), advanced=True)
         self.param(QgsProcessingParameterString(
             self.BAND_LIST, tr("Explicit band list, one name per raster band (overrides the band order)"),
-            optional=True))
+            optional=True), advanced=True)
 
     def add_device_parameter(self) -> None:
         param = QgsProcessingParameterEnum(
             self.DEVICE, tr("Device"), options=list(DEVICE_CHOICES), defaultValue="auto", usesStaticStrings=True)
-        self.param(param)
+        self.param(param, advanced=True)
+
+    def add_mode_parameter(self, name: str = "MODE") -> None:
+        """The embedding mode, with the same default in every algorithm (explained by :data:`MODE_HELP`)."""
+        self.param(QgsProcessingParameterEnum(
+            name, tr("Embedding mode"), options=list(MODES), defaultValue=DEFAULT_MODE, usesStaticStrings=True))
 
     def model_choice(self, parameters, context) -> tuple[str, str | None]:
         name = self.parameterAsEnumString(parameters, self.MODEL, context) or model_names()[0]

@@ -90,7 +90,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterEnum(
             self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="dense", usesStaticStrings=True))
         self.add_device_parameter()
-        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         advanced = [
             QgsProcessingParameterNumber(
                 self.TEMPERATURE, tr("Temperature (kNN and prototype)"), QgsProcessingParameterNumber.Double,

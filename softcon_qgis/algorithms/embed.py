@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -11,12 +10,14 @@ from qgis.core import (
 )
 
 from .base import (
-    MODES,
+    DEFAULT_MODE,
     SoftConAlgorithm,
     StagingDir,
     extent_bbox,
     make_progress,
     move_raster,
+    name_output,
+    output_name,
     raster_source,
     require_core,
     require_tif,
@@ -42,8 +43,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
         "order (Sentinel-2 L1C: 13 bands B1..B12 with B8A after B8; L2A: 12 bands without B10, which is "
         "then filled with zeros; EuroSAT: B8A last; Sentinel-1: VV, VH) or type one band name per raster "
         "band, e.g. B2,B3,B4,B8.\n"
-        "Mode: 'pooled' gives one embedding per window, every 'stride' pixels (default: half a window); "
-        "'dense' gives the patch features, one every patch (finer, slower).\n"
+        "Stride (Advanced): with 'pooled', the step between windows in pixels (default: half a window).\n"
         "Extent: optional; only that part of the raster is embedded.\n"
         "Cloud Optimized GeoTIFF: adds averaged overviews (faster display when zoomed out; one extra pass "
         "over the output).\n"
@@ -61,12 +61,11 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Input raster")))
         self.add_band_parameters()
         self.add_model_parameters()
-        self.param(QgsProcessingParameterEnum(
-            self.MODE, tr("Mode"), options=list(MODES), defaultValue="pooled", usesStaticStrings=True))
+        self.add_mode_parameter()
         self.param(QgsProcessingParameterNumber(
             self.STRIDE, tr("Stride in pixels (0 = default)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=0, minValue=0))
-        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+            defaultValue=0, minValue=0), advanced=True)
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterBoolean(
             self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=False))
@@ -81,7 +80,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
         model, checkpoint = self.model_choice(parameters, context)
         bands = self.bands_choice(parameters, context)
         device = self.device_choice(parameters, context)
-        mode = self.parameterAsEnumString(parameters, self.MODE, context) or "pooled"
+        mode = self.parameterAsEnumString(parameters, self.MODE, context) or DEFAULT_MODE
         stride = self.parameterAsInt(parameters, self.STRIDE, context) or None
         bbox = extent_bbox(self, parameters, self.EXTENT, context, layer)
         cog = self.parameterAsBoolean(parameters, self.COG, context)
@@ -93,4 +92,5 @@ class EmbedAlgorithm(SoftConAlgorithm):
             run_core(feedback, embed_raster, source, tmp, model=model, checkpoint=checkpoint, mode=mode,
                      stride=stride, bands=bands, bbox=bbox, device=device, cog=cog, progress=make_progress(feedback))
             move_raster(tmp, out)
+        name_output(context, out, output_name(layer, tr("embeddings")))
         return {self.OUTPUT: out}

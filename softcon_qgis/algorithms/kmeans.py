@@ -13,6 +13,7 @@ from .base import (
     StagingDir,
     embedding_source,
     make_progress,
+    output_name,
     move_raster,
     require_core,
     require_tif,
@@ -55,7 +56,8 @@ class KMeansAlgorithm(SoftConAlgorithm):
         from ..core.classify import kmeans_map
         from ..core.styles import PALETTE
 
-        source = embedding_source(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = embedding_source(layer)
         k = self.parameterAsInt(parameters, self.CLUSTERS, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
@@ -67,5 +69,5 @@ class KMeansAlgorithm(SoftConAlgorithm):
         names = [f"cluster {i + 1}" for i in range(k)]
         colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
         qml = write_style(out, class_renderer, names=names, colors=colors)
-        StyleOnLoad.attach(context, out, qml, tr("clusters"))
+        StyleOnLoad.attach(context, out, qml, output_name(layer, tr("clusters")))
         return {self.OUTPUT: out}

@@ -10,7 +10,7 @@ from pathlib import Path
 from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
 
 from ..styles import StyleOnLoad, class_renderer, grey_renderer, ramp_renderer, write_style
-from .base import move_raster, require_tif, tr
+from .base import move_raster, output_name, require_tif, tr
 
 
 @dataclass
@@ -19,6 +19,7 @@ class ClassificationOutputs:
     probability: str
     confidence: str
     report: str
+    input_name: str = ""  # the raster's layer name, first in the output layers' names
 
     CLASSES = "OUTPUT_CLASSES"
     PROBABILITY = "OUTPUT_PROBABILITY"
@@ -43,6 +44,7 @@ class ClassificationOutputs:
             probability=alg.parameterAsOutputLayer(parameters, cls.PROBABILITY, context) or "",
             confidence=alg.parameterAsOutputLayer(parameters, cls.CONFIDENCE, context) or "",
             report=alg.parameterAsFileOutput(parameters, cls.REPORT, context) or "",
+            input_name=output_name(alg.parameterAsRasterLayer(parameters, "INPUT", context), ""),
         )
         require_tif(out.classes, tr("Class raster"))
         for path, what in ((out.probability, "Class probabilities"), (out.confidence, "Confidence")):
@@ -50,22 +52,26 @@ class ClassificationOutputs:
                 require_tif(path, tr(what))
         return out
 
+    def name(self, what: str) -> str:
+        """An output layer's name: the input raster's name, then what the layer holds."""
+        return f"{self.input_name}{what}"
+
     def publish(self, result, context, feedback) -> dict:
         """Move ``result``'s files (a core ``ClassifyResult`` in a staging folder) into place and style them."""
         results = {}
         move_raster(result.class_raster, self.classes)
         qml = write_style(self.classes, class_renderer, names=result.class_names, colors=result.colors)
-        StyleOnLoad.attach(context, self.classes, qml, tr("classes"))
+        StyleOnLoad.attach(context, self.classes, qml, self.name(tr("classes")))
         results[self.CLASSES] = self.classes
         if self.probability:
             move_raster(result.probability_raster, self.probability)
             qml = write_style(self.probability, ramp_renderer, vmin=0.0, vmax=1.0)
-            StyleOnLoad.attach(context, self.probability, qml, tr("class probabilities"))
+            StyleOnLoad.attach(context, self.probability, qml, self.name(tr("class probabilities")))
             results[self.PROBABILITY] = self.probability
         if self.confidence:
             move_raster(result.confidence_raster, self.confidence)
             qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
-            StyleOnLoad.attach(context, self.confidence, qml, tr("confidence"))
+            StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence")))
             results[self.CONFIDENCE] = self.confidence
         if self.report and result.report_html is not None:
             report = Path(self.report)

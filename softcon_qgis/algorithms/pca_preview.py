@@ -9,6 +9,7 @@ from .base import (
     StagingDir,
     embedding_source,
     make_progress,
+    output_name,
     move_raster,
     require_core,
     require_tif,
@@ -43,12 +44,13 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
         require_core()
         from ..core.classify import pca_preview
 
-        source = embedding_source(self.parameterAsRasterLayer(parameters, self.INPUT, context))
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = embedding_source(layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
         with StagingDir(out) as stage:
             tmp = stage / "pca.tif"
             run_core(feedback, pca_preview, source, tmp, progress=make_progress(feedback))
             move_raster(tmp, out)
         qml = write_style(out, rgb_renderer)
-        StyleOnLoad.attach(context, out, qml, tr("embedding preview"))
+        StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

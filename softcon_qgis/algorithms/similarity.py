@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterRasterDestination,
@@ -13,11 +12,12 @@ from qgis.core import (
 
 from ..styles import StyleOnLoad, ramp_renderer, write_style
 from .base import (
-    MODES,
+    DEFAULT_MODE,
     SoftConAlgorithm,
     StagingDir,
     extent_bbox,
     make_progress,
+    output_name,
     move_raster,
     raster_source,
     require_core,
@@ -57,10 +57,9 @@ class SimilarityAlgorithm(SoftConAlgorithm):
             [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon]))
         self.add_band_parameters()
         self.add_model_parameters()
-        self.param(QgsProcessingParameterEnum(
-            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="dense", usesStaticStrings=True))
+        self.add_mode_parameter()
         self.add_device_parameter()
-        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent (optional)"), optional=True))
+        self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -81,10 +80,10 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         with StagingDir(out) as stage:
             tmp = stage / "similarity.tif"
             run_core(feedback, similarity_map, source, reference, tmp, model=model, bands=bands,
-                     mode=self.parameterAsEnumString(parameters, self.MODE, context) or "pooled",
+                     mode=self.parameterAsEnumString(parameters, self.MODE, context) or DEFAULT_MODE,
                      checkpoint=checkpoint, device=device, progress=make_progress(feedback),
                      layer=ref_layer or None, bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
             move_raster(tmp, out)
         qml = write_style(out, ramp_renderer)
-        StyleOnLoad.attach(context, out, qml, tr("similarity"))
+        StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
         return {self.OUTPUT: out}
