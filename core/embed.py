@@ -406,11 +406,15 @@ def _run(
         transform=grid.transform(ds.transform), dtype=dtype,
         descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=cog,
     )
-    prefetch = rio.Prefetcher(
-        lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
-                              None if on_gpu else stats, dev.type == "cuda"),
-        depth=QUEUE_DEPTH, background=read_in_background(dev),
-    )
+    try:
+        prefetch = rio.Prefetcher(
+            lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
+                                  None if on_gpu else stats, dev.type == "cuda"),
+            depth=QUEUE_DEPTH, background=read_in_background(dev),
+        )
+    except BaseException:
+        writer.abort()
+        raise
     rows: dict[int, np.ndarray] = {}
     done = run = 0
 

@@ -397,6 +397,7 @@ def test_sigint_on_the_command_line(s2_scene_files, tmp_path):
     t0 = time.monotonic()
     while not list(out.iterdir()) and proc.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.05)  # the writer's temporary file: the run is under way
+    time.sleep(1.0)  # into the model loop (the whole scene takes far longer)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
