@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -138,9 +137,13 @@ class StagingDir:
     """
 
     def __init__(self, near: str) -> None:
+        from ..core.atomic import clean_stale, stage_dir  # stdlib only: no torch here
+
         parent = Path(near).parent
         parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".softcon-", dir=parent))
+        clean_stale(parent)  # left by a QGIS that was killed mid-run
+        self.path = stage_dir(parent)
+        self.path.mkdir()
 
     def __enter__(self) -> Path:
         return self.path

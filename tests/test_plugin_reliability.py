@@ -66,3 +66,33 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
     assert "['first'] [True]" in proc.stdout and "['second'] [True]" in proc.stdout, log
     assert "['third_a', 'third_b'] [True, True]" in proc.stdout, log
     assert {p.name for p in out.glob("*.tif")} >= {"first.tif", "second.tif", "third_a.tif", "third_b.tif"}
+
+
+@pytest.fixture(scope="module")
+def plugin(qgis_processing):
+    import qgis_helpers as H
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache-reliability"))
+        plugin = H.load_provider()
+        yield plugin
+        H.drop_layers()
+        plugin.unload()
+
+
+def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
+    import qgis_helpers as H
+    from rasterio.shutil import copy
+
+    full = tmp_path / "full.tif"
+    copy(H.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".softcon-999999-0123abcd").mkdir()  # the staging folder of a QGIS killed mid-run
+    ok, _, fb = H.run("softcon:embed", {"INPUT": str(cut), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+                                         "OUTPUT": str(out / "emb.tif")})
+    message = "\n".join(fb.errors)
+    assert not ok and "truncated or corrupt" in message and "Traceback" not in message, message
+    assert list(out.iterdir()) == []
