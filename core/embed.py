@@ -38,7 +38,7 @@ from .device import autocast, pick_device, resolve_precision
 from .errors import Cancelled, SoftConError
 from .models import DEFAULT_MODEL, ModelRecord, create_encoder
 from .normalize import preprocess
-from .progress import Progress, tqdm_progress
+from .progress import Progress, last_line, tqdm_progress
 from .windows import MODES, WindowGrid, make_grid
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
@@ -630,10 +630,10 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        _say("Interrupted; no output was written.")
+        last_line("Interrupted; no output was written.")
         return 130
     except SoftConError as e:
-        _say(f"error: {e}")
+        last_line(f"error: {e}")
         return 2
     return 0
 
@@ -649,15 +649,6 @@ def _all_single_band(rasters: Sequence[str]) -> bool:
         except rasterio.errors.RasterioIOError as e:
             raise SoftConError(f"Cannot open raster {r}: {e}.") from None
     return True
-
-
-def _say(line: str) -> None:
-    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

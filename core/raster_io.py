@@ -520,7 +520,8 @@ def verify_geotiff(path: PathLike, out_path: PathLike | None = None) -> None:
                         if n <= 0 or offset <= 0 or offset + n > size:
                             raise SoftConError(_write_failed(out_path, f"block {i},{j} of band {b} is missing"))
     except (OSError, rasterio.errors.RasterioError) as e:
-        raise SoftConError(_write_failed(out_path, f"the written file does not open: {str(e).splitlines()[0]}")) from None
+        why = f"the written file does not open: {str(e).splitlines()[0]}"
+        raise SoftConError(_write_failed(out_path, why)) from None
 
 
 def check_writable(out_path: PathLike, nbytes: int = 0) -> None:

@@ -91,8 +91,9 @@ def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / ".softcon-999999-0123abcd").mkdir()  # the staging folder of a QGIS killed mid-run
-    ok, _, fb = H.run("softcon:embed", {"INPUT": str(cut), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
-                                         "OUTPUT": str(out / "emb.tif")})
+    params = {"INPUT": str(cut), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+              "OUTPUT": str(out / "emb.tif")}
+    ok, _, fb = H.run("softcon:embed", params)
     message = "\n".join(fb.errors)
     assert not ok and "truncated or corrupt" in message and "Traceback" not in message, message
     assert list(out.iterdir()) == []
