@@ -183,6 +183,9 @@ def get_embedding(
         scratch = scratch or Path(tempfile.gettempdir())
         path, hit = compute(scratch / f"embedding-{uuid.uuid4().hex[:8]}.tif"), False
     info = A.embedding_info(path)
+    if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
+        progress.log(f"Bands (as when the cached embedding was computed): "
+                     f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
     return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t)
 
 
