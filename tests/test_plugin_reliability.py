@@ -97,3 +97,21 @@ def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
     message = "\n".join(fb.errors)
     assert not ok and "truncated or corrupt" in message and "Traceback" not in message, message
     assert list(out.iterdir()) == []
+
+
+def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tmp_path, monkeypatch):
+    import qgis_helpers as H
+
+    mkdir = Path.mkdir
+
+    def refuse(self, *a, **k):  # as under a read-only parent (root may write anywhere here)
+        if tmp_path in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    params = {"INPUT": str(H.scene_crop()), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+              "OUTPUT": str(tmp_path / "new" / "emb.tif")}
+    ok, _, fb = H.run("softcon:embed", params)
+    message = "\n".join(fb.errors)
+    assert not ok and "Cannot create the output folder" in message and "Traceback" not in message, message
