@@ -160,9 +160,10 @@ def cached_embedding(
     try:
         with atomic_path(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(meta, indent=1, default=str))
-    except OSError as e:
+    except (OSError, SoftConError) as e:
         _remove_entry(path)
-        raise SoftConError(f"Cannot write the embedding cache entry in {root} ({e.strerror or e}). Free some space "
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SoftConError(f"Cannot write the embedding cache entry in {root} ({why}). Free some space "
                            f"on that disk, or run without the cache (--no-cache).") from None
     evict(keep=path, root=root)
     return path, False

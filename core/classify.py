@@ -48,7 +48,7 @@ from .atomic import clean_stale, stage_dir
 from .errors import SoftConError
 from .knn import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
 from .models import DEFAULT_MODEL, get_record
-from .progress import Progress
+from .progress import Progress, last_line
 from .raster_io import check_folder, make_folder
 from .report import build_report, cross_validate, format_html, format_text, write_text_atomic
 from .samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
@@ -175,14 +175,17 @@ def get_embedding(
     if cache:
         from .raster_io import verify_geotiff
 
-        path, hit = cached_embedding(sources, params, compute, validate=lambda p: (verify_geotiff(p), A.embedding_info(p)),
-                                     log=progress.log if progress else None)
+        path, hit = cached_embedding(sources, params, compute, log=progress.log if progress else None,
+                                     validate=lambda p: (verify_geotiff(p), A.embedding_info(p)))
     else:
         import tempfile
 
         scratch = scratch or Path(tempfile.gettempdir())
         path, hit = compute(scratch / f"embedding-{uuid.uuid4().hex[:8]}.tif"), False
     info = A.embedding_info(path)
+    if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
+        progress.log(f"Bands (as when the cached embedding was computed): "
+                     f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
     return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t)
 
 
@@ -859,20 +862,11 @@ def main(argv: list[str] | None = None) -> int:
             print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
         return 0
     except KeyboardInterrupt:
-        _say("Interrupted; no output was written.")
+        last_line("Interrupted; no output was written.")
         return 130
     except SoftConError as e:
-        _say(f"error: {e}")
+        last_line(f"error: {e}")
         return 2
-
-
-def _say(line: str) -> None:
-    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

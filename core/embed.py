@@ -38,7 +38,7 @@ from .device import autocast, pick_device, resolve_precision
 from .errors import Cancelled, SoftConError
 from .models import DEFAULT_MODEL, ModelRecord, create_encoder
 from .normalize import preprocess
-from .progress import Progress, tqdm_progress
+from .progress import Progress, last_line, tqdm_progress
 from .windows import MODES, WindowGrid, make_grid
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
@@ -406,11 +406,15 @@ def _run(
         transform=grid.transform(ds.transform), dtype=dtype,
         descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=cog,
     )
-    prefetch = rio.Prefetcher(
-        lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
-                              None if on_gpu else stats, dev.type == "cuda"),
-        depth=QUEUE_DEPTH, background=read_in_background(dev),
-    )
+    try:
+        prefetch = rio.Prefetcher(
+            lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
+                                  None if on_gpu else stats, dev.type == "cuda"),
+            depth=QUEUE_DEPTH, background=read_in_background(dev),
+        )
+    except BaseException:
+        writer.abort()
+        raise
     rows: dict[int, np.ndarray] = {}
     done = run = 0
 
@@ -626,10 +630,10 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        _say("Interrupted; no output was written.")
+        last_line("Interrupted; no output was written.")
         return 130
     except SoftConError as e:
-        _say(f"error: {e}")
+        last_line(f"error: {e}")
         return 2
     return 0
 
@@ -645,15 +649,6 @@ def _all_single_band(rasters: Sequence[str]) -> bool:
         except rasterio.errors.RasterioIOError as e:
             raise SoftConError(f"Cannot open raster {r}: {e}.") from None
     return True
-
-
-def _say(line: str) -> None:
-    """The run's last line on stderr, below its progress bar (closed first, so it is not drawn again)."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -57,3 +58,13 @@ def tqdm_progress(desc: str = "") -> Progress:
     return Progress(on_progress=on_progress, on_log=lambda m: tqdm.write(m))
 
 
+def last_line(line: str) -> None:
+    """Print a command's final line (an error, "Interrupted") on stderr, below its progress bars.
+
+    The bars are closed first: ``tqdm.write`` would draw them again after the line.
+    """
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)

@@ -520,7 +520,8 @@ def verify_geotiff(path: PathLike, out_path: PathLike | None = None) -> None:
                         if n <= 0 or offset <= 0 or offset + n > size:
                             raise SoftConError(_write_failed(out_path, f"block {i},{j} of band {b} is missing"))
     except (OSError, rasterio.errors.RasterioError) as e:
-        raise SoftConError(_write_failed(out_path, f"the written file does not open: {str(e).splitlines()[0]}")) from None
+        why = f"the written file does not open: {str(e).splitlines()[0]}"
+        raise SoftConError(_write_failed(out_path, why)) from None
 
 
 def check_writable(out_path: PathLike, nbytes: int = 0) -> None:
@@ -648,15 +649,20 @@ class BlockWriter:
             self.profile["nbits"] = 16
         if photometric:
             self.profile["photometric"] = photometric
-        try:
+        self._ds = None
+        try:  # anything from here on (Ctrl-C included) removes the file it created
             self._ds = rasterio.open(self.tmp, "w", **self.profile)
-        except Exception as e:
+            if colormap:
+                self._ds.write_colormap(1, colormap)
+            for i, d in enumerate(descriptions or [], start=1):
+                self._ds.set_band_description(i, d)
+        except BaseException as e:
+            if self._ds is not None:
+                self._ds.close()
             _remove(self.tmp)
-            raise SoftConError(f"Cannot create {self.tmp}: {e}. Choose a writable output folder.") from None
-        if colormap:
-            self._ds.write_colormap(1, colormap)
-        for i, d in enumerate(descriptions or [], start=1):
-            self._ds.set_band_description(i, d)
+            if isinstance(e, Exception):
+                raise SoftConError(f"Cannot create {self.tmp}: {e}. Choose a writable output folder.") from None
+            raise
         self._tags = dict(tags or {})
         self._ns = namespace
         # float16 output is buffered as float16: numpy rounds to nearest (GDAL's NBITS=16 conversion

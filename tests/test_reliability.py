@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +113,22 @@ def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, 
     assert out.read_bytes() == good and hidden(tmp_path) == []
 
 
+def test_a_cog_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, monkeypatch):
+    import rasterio.shutil
+
+    copy = rasterio.shutil.copy
+
+    def truncating_copy(src, dst, **kw):
+        copy(src, dst, **kw)
+        with open(dst, "r+b") as fh:
+            fh.truncate(os.path.getsize(dst) - 1000)
+
+    monkeypatch.setattr(rasterio.shutil, "copy", truncating_copy)
+    with pytest.raises(SoftConError, match="left as it was"):
+        embed_raster(crop, tmp_path / "emb.tif", encoder=encoder, cog=True, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_write_error_raised_by_gdal_is_one_message(crop, encoder, tmp_path, monkeypatch):
     out = tmp_path / "emb.tif"
 
@@ -155,6 +170,27 @@ def test_an_unreadable_cache_entry_is_dropped_and_recomputed(crop, tmp_path, mon
     path3, hit = embcache.cached_embedding(crop, params, compute, log=said.append)
     assert not hit and len(calls) == 3 and "bytes instead of" in said[-1]
     assert embcache.cached_embedding(crop, params, compute, validate=rio.verify_geotiff)[1] is True
+
+
+def test_classify_recomputes_a_poisoned_cache_entry(crop, tmp_path, monkeypatch):
+    from core.classify import get_embedding
+    from core.progress import Progress
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    monkeypatch.setattr(embcache, "cache_root", lambda: root)
+    kw = dict(pretrained=False, mode="dense", device="cpu", precision="fp32")
+    first = get_embedding(crop, **kw)
+    data = first.path.read_bytes()
+    first.path.write_bytes(data[: len(data) // 2])  # what a full disk left: truncated raster, 0-byte side-car
+    first.path.with_suffix(".json").write_text("")
+    logs = []
+    again = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
+    assert again.from_cache is False and again.path == first.path
+    rio.verify_geotiff(again.path)  # complete again (random weights: not the same bytes)
+    assert sum("unreadable" in m for m in logs) == 1
+    hit = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
+    assert hit.from_cache is True and "B8A<-B8A" in logs[-1]  # the band order is logged on a hit too
 
 
 def test_a_cache_entry_is_committed_only_after_its_side_car(crop, tmp_path, monkeypatch):
@@ -377,8 +413,11 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(crop, tmp_path, capsy
     monkeypatch.setattr(E, "tqdm_progress", lambda desc="": Progress(is_cancelled=interrupt))
     out = tmp_path / "out"
     out.mkdir()
-    rc = E.main([str(crop), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu", "--mode", "dense",
-                 "--batch-size", "4"])
+    try:
+        rc = E.main([str(crop), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu", "--mode", "dense",
+                     "--batch-size", "4"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped the command line as a traceback")
     assert rc == 130 and calls["n"] == 2
     assert error_line(capsys).startswith("Interrupted")
     assert list(out.iterdir()) == []
@@ -397,6 +436,7 @@ def test_sigint_on_the_command_line(s2_scene_files, tmp_path):
     t0 = time.monotonic()
     while not list(out.iterdir()) and proc.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.05)  # the writer's temporary file: the run is under way
+    time.sleep(1.0)  # into the model loop (the whole scene takes far longer)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -462,7 +502,7 @@ def test_pickled_objects_are_named_whatever_the_case_of_torchs_message(tmp_path,
         checkpoint.read_state_dict(path)
 
     def torch_2_13(*a, **k):
-        raise pickle.UnpicklingError("Weights only load failed. WeightsUnpickler error: unsupported GLOBAL datetime.date")
+        raise pickle.UnpicklingError("Weights only load failed. WeightsUnpickler error: unsupported GLOBAL x.y")
 
     monkeypatch.setattr(checkpoint.torch, "load", torch_2_13)
     with pytest.raises(SoftConError, match="holds Python objects other than tensors"):

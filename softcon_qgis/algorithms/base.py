@@ -10,7 +10,6 @@ import functools
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -203,8 +202,19 @@ def require_tif(path: str, what: str) -> str:
         raise QgsProcessingException(tr(f"{what}: no output file was given."))
     if Path(path).suffix.lower() not in (".tif", ".tiff"):
         raise QgsProcessingException(tr(f"{what}: SoftCon writes GeoTIFF; use a .tif file name, not {path}."))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     return path
+
+
+def make_parent(path: str | os.PathLike) -> Path:
+    """Create the folder of an output file; a read-only parent is one clear message, not a traceback."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QgsProcessingException(tr(f"Cannot create the output folder {parent} ({exc.strerror or exc}); "
+                                        "choose another output location.")) from None
+    return parent
 
 
 class StagingDir:
@@ -215,9 +225,16 @@ class StagingDir:
     """
 
     def __init__(self, near: str) -> None:
-        parent = Path(near).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".softcon-", dir=parent))
+        from ..core.atomic import clean_stale, stage_dir  # stdlib only: no torch here
+
+        parent = make_parent(near)
+        clean_stale(parent)  # left by a QGIS that was killed mid-run
+        self.path = stage_dir(parent)
+        try:
+            self.path.mkdir()
+        except OSError as exc:
+            raise QgsProcessingException(tr(
+                f"Cannot write in {parent} ({exc.strerror or exc}); choose another output location.")) from None
 
     def __enter__(self) -> Path:
         return self.path

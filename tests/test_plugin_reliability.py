@@ -66,3 +66,52 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
     assert "['first'] [True]" in proc.stdout and "['second'] [True]" in proc.stdout, log
     assert "['third_a', 'third_b'] [True, True]" in proc.stdout, log
     assert {p.name for p in out.glob("*.tif")} >= {"first.tif", "second.tif", "third_a.tif", "third_b.tif"}
+
+
+@pytest.fixture(scope="module")
+def plugin(qgis_processing):
+    import qgis_helpers as H
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache-reliability"))
+        plugin = H.load_provider()
+        yield plugin
+        H.drop_layers()
+        plugin.unload()
+
+
+def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
+    import qgis_helpers as H
+    from rasterio.shutil import copy
+
+    full = tmp_path / "full.tif"
+    copy(H.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".softcon-999999-0123abcd").mkdir()  # the staging folder of a QGIS killed mid-run
+    params = {"INPUT": str(cut), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+              "OUTPUT": str(out / "emb.tif")}
+    ok, _, fb = H.run("softcon:embed", params)
+    message = "\n".join(fb.errors)
+    assert not ok and "truncated or corrupt" in message and "Traceback" not in message, message
+    assert list(out.iterdir()) == []
+
+
+def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tmp_path, monkeypatch):
+    import qgis_helpers as H
+
+    mkdir = Path.mkdir
+
+    def refuse(self, *a, **k):  # as under a read-only parent (root may write anywhere here)
+        if tmp_path in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    params = {"INPUT": str(H.scene_crop()), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+              "OUTPUT": str(tmp_path / "new" / "emb.tif")}
+    ok, _, fb = H.run("softcon:embed", params)
+    message = "\n".join(fb.errors)
+    assert not ok and "Cannot create the output folder" in message and "Traceback" not in message, message
