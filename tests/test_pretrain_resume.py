@@ -53,6 +53,14 @@ def test_corrupt_resume_file_names_the_file_and_the_way_out(one_step, crop, tmp_
     assert "\n" not in msg
 
 
+def test_half_written_metrics_line_is_dropped_on_resume(one_step, crop, tmp_path):  # noqa: F811
+    out = _copy(one_step, tmp_path / "run")
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 2, "epoch": 0, "lo')                       # killed mid-write
+    main(parse_args(_args(crop, out, max_steps=2)))
+    assert [r["step"] for r in _records(out)] == [1, 2]
+
+
 def test_missing_checkpoint_file_and_resume_none(one_step, crop, tmp_path):  # noqa: F811
     out = _copy(one_step, tmp_path / "run")
     (out / "ckpt-00000001.safetensors").unlink()
