@@ -169,7 +169,7 @@ def test_help_explains_every_option():
     text = get_args_parser().format_help()
     for f in fields(Config):
         assert f"--{f.name} " in text, f.name
-        assert len(f.metadata["help"]) > 15, f.name
+        assert len(f.metadata["help"]) > 10, f.name
     assert text.count("(default:") >= len(fields(Config))
     proc = subprocess.run([sys.executable, "-m", "train.pretrain", "--help"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=60)
