@@ -123,3 +123,18 @@ def test_unlabelled_images_take_part_in_the_hard_term_only():
 def test_bad_form_is_rejected():
     with pytest.raises(ValueError, match="soft_form"):
         SoftContrastiveLoss(soft_form="kl")
+
+
+def test_hard_term_scaled_by_2t_as_moco_v3_and_terms_sum_to_the_loss():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    y = _labels(8)
+    ce = F.cross_entropy(F.normalize(q, dim=1) @ F.normalize(k, dim=1).t() / 0.2, torch.arange(8))
+    scaled = SoftContrastiveLoss(temperature=0.2, soft_weight=0.7)([q], [k], y)
+    plain = SoftContrastiveLoss(temperature=0.2, soft_weight=0.7, hard_scale=False)([q], [k], y)
+    assert scaled["hard"].item() == pytest.approx(ce.item(), rel=1e-6) == plain["hard"].item()   # logged: plain CE
+    assert scaled["hard_term"].item() == pytest.approx(0.4 * ce.item(), rel=1e-6)
+    assert plain["hard_term"].item() == pytest.approx(ce.item(), rel=1e-6)
+    for out in (scaled, plain):
+        assert out["soft_term"].item() == pytest.approx(0.7 * out["soft"].item(), rel=1e-6)
+        assert out["loss"].item() == pytest.approx((out["hard_term"] + out["soft_term"]).item(), rel=1e-6)

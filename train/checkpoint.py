@@ -194,10 +194,20 @@ def resume(folder: Path, ctx: Context, cfg: Config, model: nn.Module, teacher: n
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """After a resume, drop metrics a killed run logged past its last checkpoint."""
+    """After a resume, drop metrics a killed run logged past its last checkpoint, and a line it left half written."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep, broken = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            broken += bool(line.strip())
+            continue
+        if isinstance(rec, dict) and rec.get("step", 0) <= step:
+            keep.append(line)
+    if broken:
+        print(f"{path}: dropped {broken} unreadable line(s) (a run killed while writing)")
     write_text("".join(line + "\n" for line in keep), path)
 
 

@@ -79,7 +79,7 @@ class Config:
     log_grad_share: bool = opt(True, "on logged steps, measure each term's gradient on the encoder output "
                                "(grad_hard, grad_soft, soft_grad_share in metrics.jsonl)")
     # --- optimisation ----------------------------------------------------------------------------------------
-    epochs: int = opt(100, "training epochs")
+    epochs: int = opt(100, "training epochs (passes over the data)")
     batch_size: int = opt(64, "batch per process; the global batch is batch_size x world size")
     lr: float = opt(0.0, "absolute peak learning rate; 0 = blr x global batch / 256")
     blr: float = opt(1.5e-4, "base learning rate per 256 images (used when lr = 0)")
