@@ -105,7 +105,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = (f(x).view(b, n, HEADS, DIM // HEADS).transpose(1, 2) for f in (self.q, self.k, self.v))
+        # one matmul for q, k and v (the weights stay separate, under their upstream names)
+        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        q, k, v = F.linear(x, w, bias).view(b, n, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, DIM))
 
