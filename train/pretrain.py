@@ -45,6 +45,7 @@ from core.bands import S2_L1C
 from core.device import autocast, pick_device, resolve_precision
 from core.encoders import Encoder, ViTEncoder, build_encoder
 from core.errors import SoftConError
+from core.galileo import GalileoEncoder
 from core.loss import SOFT_FORMS, SoftContrastiveLoss
 from core.normalize import S2C_MEAN, S2C_STD
 
@@ -81,6 +82,9 @@ class Config:
     arch: str = "vit_tiny_patch8_64"   # any core.encoders.ARCHS entry
     init: str = ""                     # RGB DINOv2/DINO checkpoint file (new first layer); '' = from scratch
     init_mode: str = "random"          # first layer: random (the paper) | inflate (reuse RGB filters)
+    # init_model: continual pretraining from a registered model (e.g. galileo_nano_s2): its arch, weights,
+    # bands and normalisation replace arch and the 13-band SoftCon defaults
+    init_model: str = ""
     # layer_scale_init > 0: set ViT LayerScale gammas to this at a scratch init (0 = the arch's own 1e-5, under
     # which every image has almost the same CLS token at first)
     layer_scale_init: float = 0.0
@@ -179,6 +183,8 @@ class SoftConModel(nn.Module):
         """Pooled features (B, D): the ViT's CLS token over the kept tokens, or the ResNet pool."""
         if isinstance(self.encoder, ViTEncoder):
             return self.encoder.tokens(x, keep)[:, 0]
+        if isinstance(self.encoder, GalileoEncoder):  # no CLS token: the pooled embedding is the token mean
+            return self.encoder.tokens(x, keep).mean(dim=1)
         return self.encoder(x)
 
     def forward(self, views: torch.Tensor, keep: torch.Tensor | None = None,
@@ -199,6 +205,12 @@ class SoftConModel(nn.Module):
 
 
 def build_model(cfg: Config) -> SoftConModel:
+    if cfg.init_model:
+        from core.models import create_encoder
+
+        encoder, _ = create_encoder(cfg.init_model)
+        model = SoftConModel(encoder.train(), cfg.proj_layers, cfg.proj_hidden, cfg.proj_dim, cfg.pred_hidden)
+        return convert_batchnorm(model)
     encoder = build_encoder(cfg.arch, len(S2_L1C), cfg.img_size)
     if cfg.layer_scale_init > 0:
         with torch.no_grad():
@@ -227,13 +239,16 @@ def zero_invariant_grads(model: SoftConModel) -> list[str]:
     """
     hooked = []
     for name, p in model.named_parameters():
-        if name.startswith("encoder.model.blocks.") and name.endswith("attn.qkv.bias"):
+        if name.startswith("encoder.model.blocks.") and name.endswith("attn.k.bias"):  # Galileo: separate k
+            p.register_hook(torch.zeros_like)
+            hooked.append(name)
+        elif name.startswith("encoder.model.blocks.") and name.endswith("attn.qkv.bias"):
             d = p.numel() // 3
             mask = torch.ones_like(p)
             mask[d:2 * d] = 0
             p.register_hook(lambda g, mask=mask: g * mask)
             hooked.append(name)
-        elif name in ("encoder.model.norm.bias",) and isinstance(model.encoder, ViTEncoder):
+        elif name in ("encoder.model.norm.bias",) and isinstance(model.encoder, (ViTEncoder, GalileoEncoder)):
             p.register_hook(torch.zeros_like)
             hooked.append(name)
     return hooked
@@ -262,8 +277,8 @@ def student_masks(model: SoftConModel, batch: dict, views: torch.Tensor, cfg: Co
         return views, None
     b, v, _, h, w = views.shape
     enc = model.encoder
-    if isinstance(enc, ViTEncoder):
-        n = enc.model.patch_embed.num_patches
+    if isinstance(enc, (ViTEncoder, GalileoEncoder)):
+        n = (h // enc.patch_size) * (w // enc.patch_size)
         keep = torch.stack([keep_indices(sample_noise(batch["index"], n, cfg.seed, epoch, i), cfg.mask_ratio)
                             for i in range(v)], dim=1)
         return views, keep.to(views.device)
@@ -575,9 +590,17 @@ def _main(cfg: Config, rank: int, world: int, device: torch.device) -> Path:
     np.random.seed(cfg.seed)
 
     # data
+    norm = {}
+    if cfg.init_model:
+        from core.models import get_record
+
+        record = get_record(cfg.init_model)
+        cfg = dataclasses.replace(cfg, arch=record.arch)
+        norm = dict(mean=record.mean, std=record.std, clip=record.clip,
+                    bands=[S2_L1C.index(b) for b in record.bands])
     augment = Augment(size=cfg.img_size, crop_scale=(cfg.crop_min_scale, 1.0), jitter_p=cfg.jitter_p,
                       brightness=cfg.brightness, contrast=cfg.contrast, jitter_bands=cfg.jitter_bands,
-                      blur_p=cfg.blur_p)
+                      blur_p=cfg.blur_p, **norm)
     dataset = build_dataset(cfg.data, cfg.img_size, cfg.labels, cfg.label_file or None, cfg.landcover_mapping,
                             cfg.label_threshold, cfg.patch_size, cfg.patch_stride or None, augment, cfg.seed,
                             cfg.bands or None)
@@ -646,7 +669,14 @@ def export_encoder(cfg: Config, source: SoftConModel, out: Path, rank: int, worl
     from core.models import REGISTRY
 
     path = out / "encoder.safetensors"
-    if rank == 0:
+    if rank == 0 and cfg.init_model:
+        from core.models import get_record, record_metadata
+
+        record = dataclasses.replace(get_record(cfg.init_model), name=cfg.model_name or f"{cfg.init_model}_softcon")
+        save_safetensors(source.encoder, path, record_metadata(
+            record, source=f"train.pretrain ({cfg.export}) from {cfg.init_model}", config=json.dumps(dataclasses.asdict(cfg))))
+        print(f"encoder written to {path}")
+    elif rank == 0:
         name = cfg.model_name or next((r.name for r in REGISTRY.values() if r.arch == cfg.arch
                                        and r.input_size == cfg.img_size and len(r.bands) == 13), cfg.arch)
         save_safetensors(source.encoder, path, {

@@ -26,7 +26,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from .. import deps
 
-DEFAULT_MODEL_NAME = "softcon_tiny_s2"  # used only when core cannot be imported (deps missing)
+DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
 BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
