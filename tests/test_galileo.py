@@ -209,3 +209,40 @@ def test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model
     assert record.name == "galileo_nano_s2_softcon"
     moved = load_file(str(path))
     assert any(not torch.equal(moved[k], shipped[k]) for k in shipped)
+
+
+def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, model, tmp_path):
+    """core.embed on a real L1C crop: the 10 bands picked by name, unclipped scaling, same numbers as a direct call."""
+    from rasterio.windows import Window
+
+    from core import raster_io as rio
+    from core.embed import embed_raster, read_embedding_info
+    from core.models import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "galileo_nano_s2"
+    encoder, record = model
+    crop = tmp_path / "crop.tif"
+    with rio.open_raster(s2_scene_files) as ds:
+        win = Window(900, 700, 192, 160)
+        data = ds.read(window=win)
+        prof = dict(driver="GTiff", width=192, height=160, count=13, dtype="uint16", crs=ds.crs, nodata=0,
+                    transform=ds.window_transform(win))
+        with rasterio.open(crop, "w", **prof) as dst:
+            dst.write(data)
+            for i, d in enumerate(ds.descriptions, start=1):
+                dst.set_band_description(i, d)
+    out = embed_raster(crop, tmp_path / "d.tif", encoder=(encoder, record), mode="dense", precision="fp32",
+                       dtype="float32", device="cpu")
+    info = read_embedding_info(out)
+    assert info["model"] == "galileo_nano_s2" and info["dim"] == 128 and info["bands"] == list(BANDS)
+    with rasterio.open(out) as ds:
+        emb = ds.read()
+        assert ds.res == (80.0, 80.0) and emb.shape == (128, 20, 24)
+    # window (i, j) = (2, 3) starts at pixel (2*32 - 16, 3*32 - 16) and owns patches [8:12, 12:16]
+    index = [S2_L1C.index(b) for b in BANDS]
+    x = torch.from_numpy(data[index, 48:112, 80:144].astype(np.float32))[None]
+    z = preprocess(x, record.mean, record.std, clip=False)
+    assert float(z.min()) < 0  # dark water: a clipping engine would give other numbers
+    with torch.no_grad():
+        ref = encoder.forward_dense(z)[0].numpy()
+    np.testing.assert_allclose(emb[:, 8:12, 12:16], ref[:, 2:6, 2:6], atol=1e-4)

@@ -153,7 +153,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert 0.0 <= res["ACCURACY"] <= 1.0
     assert Path(res["OUTPUT_CLASSIFIER"]).is_file()
     log = "\n".join(fb.infos)
-    assert "Model: softcon_tiny_s2" in log and "Device: cpu" in log and "Bands:" in log
+    assert "Model: galileo_nano_s2" in log and "Device: cpu" in log and "Bands:" in log
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 
@@ -201,10 +201,10 @@ def embedding(plugin, data, tmp_path_factory):
     return res["OUTPUT"]
 
 
-def test_embed_writes_a_192_band_raster_on_the_crop(embedding, data):
-    layer = assert_on_crop(embedding, data["crop"], 192)
+def test_embed_writes_a_128_band_raster_on_the_crop(embedding, data):
+    layer = assert_on_crop(embedding, data["crop"], 128)
     with rasterio.open(embedding) as ds:
-        assert ds.tags(ns="SOFTCON")["model"] == "softcon_tiny_s2"
+        assert ds.tags(ns="SOFTCON")["model"] == "galileo_nano_s2"
         assert ds.res == (80.0, 80.0)
     del layer
 

@@ -85,11 +85,11 @@ def test_installed_zip_runs_model_info(installed):
     profile, root = installed
     out = H.run_algorithm("softcon:modelinfo", {"ACTION": "list"}, profile, None,
                           env={"SOFTCON_CACHE": str(root / "cache")})
-    assert "softcon_tiny_s2" in out["results"]["MODELS"]
+    assert "galileo_nano_s2" in out["results"]["MODELS"]
     # offline, the default model runs on the weights inside the installed plugin
     assert out["results"]["AVAILABLE"] is True
     assert Path(out["results"]["WEIGHTS"]) == H.profile_plugins_dir(profile) / "softcon_qgis" / "core" / "weights" / \
-        "softcon_tiny_s2.safetensors"
+        "galileo_nano_s2.safetensors"
 
 
 def test_installed_zip_classifies_like_the_in_process_plugin(installed, qgis_processing, tmp_path):
