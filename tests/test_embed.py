@@ -312,7 +312,7 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
            "--log-dir", str(logs), "--redirects", "3", "-m", "core.embed", *map(str, rasters), "--out", str(out),
-           "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
+           "--model", "softcon_tiny_s2", "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # each rank's own log ("Wrote <file> ...") names exactly one of the two outputs
