@@ -53,6 +53,9 @@ def test_zip_contents(plugin_zip):
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
     assert all(n.startswith("softcon_qgis/core/weights/") and n.endswith(".safetensors") and
                infos[n].file_size <= 10 * 2**20 for n in weights), weights
+    # the default model's weights ship with their MIT licence beside them
+    assert {"softcon_qgis/core/weights/galileo_nano_s2.safetensors", "softcon_qgis/core/weights/LICENSE-galileo_nano",
+            "softcon_qgis/core/weights/MODEL_CARD.md"} <= set(names)
     cp = configparser.ConfigParser(interpolation=None)
     cp.optionxform = str
     cp.read_string(zipfile.ZipFile(plugin_zip).read("softcon_qgis/metadata.txt").decode())
