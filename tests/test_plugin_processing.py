@@ -102,7 +102,7 @@ def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):
     assert cached.read_bytes() == shipped.read_bytes()
     assert any("ships its own weights" in e for e in fb.errors)  # a warning, not a failure
     # other weights under the default model's name are refused: they are not the published file
-    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "softcon_tiny_s2", "ACTION": "register",
+    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "galileo_nano_s2", "ACTION": "register",
                                             "CHECKPOINT": str(data["checkpoint"])})
     assert not ok and any("sha256" in e for e in fb.errors), fb.errors
     # a checkpoint of another architecture is refused with the keys that do not fit
