@@ -162,8 +162,11 @@ def resolve_bands(
     if n == len(model_bands):
         notes.append(f"the raster's {n} bands have no names: taken in the model's order ({', '.join(model_bands)})")
         return list(range(n))
-    l2a = [b for b in model_bands if b not in ZERO_FILLABLE]
-    hint = f" For Sentinel-2 L2A in the order {','.join(l2a)} use --bands s2_l2a." if n == len(l2a) else ""
+    if n == len(S2_L1C) and all(b in S2_L1C for b in model_bands):  # only an L1C product has 13 bands
+        notes.append(f"the raster's {n} bands have no names: taken as a Sentinel-2 L1C product in its "
+                     f"standard order ({', '.join(S2_L1C)})")
+        return map_bands(S2_L1C, model_bands)
+    hint = " For Sentinel-2 L2A in its standard order use --bands s2_l2a." if n == len(S2_L2A) else ""
     raise SoftConError(
         f"Cannot tell which of the raster's {n} bands are which: the model needs "
         f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. {fix}.{hint}"

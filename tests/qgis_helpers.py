@@ -78,7 +78,7 @@ def random_checkpoint() -> Path:
 
     torch.manual_seed(0)
     encoder, _ = create_encoder(DEFAULT_MODEL, pretrained=False)
-    return Path(save_safetensors(encoder, shared_dir() / "softcon_tiny_s2_random.safetensors",
+    return Path(save_safetensors(encoder, shared_dir() / f"{DEFAULT_MODEL}_random.safetensors",
                                  {"model": DEFAULT_MODEL, "note": "random init, tests only"}))
 
 

@@ -196,7 +196,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
     with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
         classify(other, DEMO_POINTS, "class", out)
-    with pytest.raises(SoftConError, match="trained on 'softcon_tiny_s2' embeddings"):
+    with pytest.raises(SoftConError, match="trained on 'galileo_nano_s2' embeddings"):
         apply_classifier(other, demo.classifier, out)
     _assert_nothing_written(out)
 

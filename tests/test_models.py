@@ -44,10 +44,15 @@ def test_published_records(name):
         assert r.bands == ("VV", "VH") and r.mean[0] == S1_MEAN[0] and r.sar_quantiles == (0.01, 0.99)
 
 
-def test_default_model_record_is_untouched():
+def test_shipped_model_records_are_untouched():
+    assert DEFAULT_MODEL == "galileo_nano_s2"
     r = get_record(DEFAULT_MODEL)
-    got = (r.arch, r.input_size, r.in_chans, r.embed_dim, r.checkpoint_format)
-    assert got == ("vit_tiny_patch8_64", 64, 13, 192, "safetensors")
+    got = (r.arch, r.input_size, r.in_chans, r.embed_dim, r.checkpoint_format, r.clip)
+    assert got == ("galileo_nano", 64, 10, 128, "galileo", False)
+    assert r.local_path.endswith("core/weights/galileo_nano_s2.safetensors")
+    r = get_record("softcon_tiny_s2")
+    got = (r.arch, r.input_size, r.in_chans, r.embed_dim, r.checkpoint_format, r.clip)
+    assert got == ("vit_tiny_patch8_64", 64, 13, 192, "safetensors", True)
     assert r.local_path.endswith("core/weights/softcon_tiny_s2.safetensors")
 
 
@@ -98,15 +103,16 @@ def test_empty_build_and_default_model_offline(tmp_path, monkeypatch):
     assert set(ARCHS) >= {"resnet50", "vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_tiny_patch8_64"}
     monkeypatch.setenv("SOFTCON_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    enc, rec = create_encoder(DEFAULT_MODEL)  # shipped in the repository: loads offline, sha256 checked
-    assert not is_empty(enc) and not enc.training and rec.name == DEFAULT_MODEL and rec.sha256
-    rand, _ = create_encoder(DEFAULT_MODEL, pretrained=False)
-    assert not torch.equal(rand.model.cls_token, enc.model.cls_token)
+    for name in (DEFAULT_MODEL, "softcon_tiny_s2"):  # shipped in the repository: load offline, sha256 checked
+        enc, rec = create_encoder(name)
+        assert not is_empty(enc) and not enc.training and rec.name == name and rec.sha256
+        rand, _ = create_encoder(name, pretrained=False)
+        assert not torch.equal(rand.model.blocks[0].norm1.weight, enc.model.blocks[0].norm1.weight)
 
 
 def test_user_checkpoint_is_a_model(tmp_path):
     """train.pretrain writes safetensors with record metadata; the file alone is enough."""
-    base = get_record(DEFAULT_MODEL)
+    base = get_record("softcon_tiny_s2")
     enc = build_encoder(base.arch, base.in_chans, base.input_size)
     mine = dataclasses.replace(base, name="my_model", description="trained on my tiles")
     path = save_safetensors(enc, tmp_path / "my_model.safetensors", record_metadata(mine, epochs=3))
@@ -122,7 +128,7 @@ def test_user_checkpoint_is_a_model(tmp_path):
     with pytest.raises(SoftConError, match="carries no model metadata"):
         create_encoder(str(bare))
     # a bare file still loads when the model is named
-    named, _ = create_encoder(DEFAULT_MODEL, checkpoint=bare)
+    named, _ = create_encoder("softcon_tiny_s2", checkpoint=bare)
     with torch.no_grad():
         assert torch.equal(named(x), enc(x))
 

@@ -102,7 +102,7 @@ def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):
     assert cached.read_bytes() == shipped.read_bytes()
     assert any("ships its own weights" in e for e in fb.errors)  # a warning, not a failure
     # other weights under the default model's name are refused: they are not the published file
-    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "softcon_tiny_s2", "ACTION": "register",
+    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "galileo_nano_s2", "ACTION": "register",
                                             "CHECKPOINT": str(data["checkpoint"])})
     assert not ok and any("sha256" in e for e in fb.errors), fb.errors
     # a checkpoint of another architecture is refused with the keys that do not fit
@@ -153,7 +153,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert 0.0 <= res["ACCURACY"] <= 1.0
     assert Path(res["OUTPUT_CLASSIFIER"]).is_file()
     log = "\n".join(fb.infos)
-    assert "Model: softcon_tiny_s2" in log and "Device: cpu" in log and "Bands:" in log
+    assert "Model: galileo_nano_s2" in log and "Device: cpu" in log and "Bands:" in log
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 
@@ -201,10 +201,10 @@ def embedding(plugin, data, tmp_path_factory):
     return res["OUTPUT"]
 
 
-def test_embed_writes_a_192_band_raster_on_the_crop(embedding, data):
-    layer = assert_on_crop(embedding, data["crop"], 192)
+def test_embed_writes_a_128_band_raster_on_the_crop(embedding, data):
+    layer = assert_on_crop(embedding, data["crop"], 128)
     with rasterio.open(embedding) as ds:
-        assert ds.tags(ns="SOFTCON")["model"] == "softcon_tiny_s2"
+        assert ds.tags(ns="SOFTCON")["model"] == "galileo_nano_s2"
         assert ds.res == (80.0, 80.0)
     del layer
 

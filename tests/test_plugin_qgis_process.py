@@ -29,9 +29,9 @@ def test_model_info_runs_with_rasterio_on_its_own_gdal(qgis_profile):
     out = root / "models.html"
     res = H.run_algorithm("softcon:modelinfo", {"ACTION": "list", "OUTPUT": out}, profile, plugins,
                           env={"SOFTCON_CACHE": str(root / "cache")})["results"]
-    assert "softcon_tiny_s2" in res["MODELS"].split(",")
+    assert "galileo_nano_s2" in res["MODELS"].split(",")
     assert res["AVAILABLE"] is True  # the default model's weights ship with the plugin
-    assert res["WEIGHTS"] == str(H.ROOT / "core" / "weights" / "softcon_tiny_s2.safetensors")  # via the symlink
+    assert res["WEIGHTS"] == str(H.ROOT / "core" / "weights" / "galileo_nano_s2.safetensors")  # via the symlink
     assert out.is_file() and "B13_vitb14_softcon" in out.read_text()
     # Inside QGIS the rasterio wheel must use the GDAL it was built with, not QGIS's (see deps.py).
     assert f"(GDAL {rasterio.__gdal_version__})" in res["ENVIRONMENT"], res["ENVIRONMENT"]

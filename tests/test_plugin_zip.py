@@ -53,6 +53,9 @@ def test_zip_contents(plugin_zip):
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
     assert all(n.startswith("softcon_qgis/core/weights/") and n.endswith(".safetensors") and
                infos[n].file_size <= 10 * 2**20 for n in weights), weights
+    # the default model's weights ship with their MIT licence beside them
+    assert {"softcon_qgis/core/weights/galileo_nano_s2.safetensors", "softcon_qgis/core/weights/LICENSE-galileo_nano",
+            "softcon_qgis/core/weights/MODEL_CARD.md"} <= set(names)
     cp = configparser.ConfigParser(interpolation=None)
     cp.optionxform = str
     cp.read_string(zipfile.ZipFile(plugin_zip).read("softcon_qgis/metadata.txt").decode())
@@ -85,11 +88,11 @@ def test_installed_zip_runs_model_info(installed):
     profile, root = installed
     out = H.run_algorithm("softcon:modelinfo", {"ACTION": "list"}, profile, None,
                           env={"SOFTCON_CACHE": str(root / "cache")})
-    assert "softcon_tiny_s2" in out["results"]["MODELS"]
+    assert "galileo_nano_s2" in out["results"]["MODELS"]
     # offline, the default model runs on the weights inside the installed plugin
     assert out["results"]["AVAILABLE"] is True
     assert Path(out["results"]["WEIGHTS"]) == H.profile_plugins_dir(profile) / "softcon_qgis" / "core" / "weights" / \
-        "softcon_tiny_s2.safetensors"
+        "galileo_nano_s2.safetensors"
 
 
 def test_installed_zip_classifies_like_the_in_process_plugin(installed, qgis_processing, tmp_path):

@@ -84,10 +84,10 @@ def test_file_put_by_hand_is_used_and_sha256_checked(cache, tmp_path, capsys):
 
 def test_default_model_ships_and_a_missing_local_file_says_where(cache, tmp_path):
     record = get_record(DEFAULT_MODEL)
-    assert record.arch == "vit_tiny_patch8_64" and record.input_size == 64
+    assert record.arch == "galileo_nano" and record.input_size == 64
     assert W.weights_path(record) == Path(record.local_path)  # shipped: no download needed
-    gone = dataclasses.replace(record, local_path=str(tmp_path / "softcon_tiny_s2.safetensors"))
+    gone = dataclasses.replace(record, local_path=str(tmp_path / "galileo_nano_s2.safetensors"))
     with pytest.raises(SoftConError) as err:
         W.weights_path(gone)
-    assert "softcon_tiny_s2.safetensors" in str(err.value)
+    assert "galileo_nano_s2.safetensors" in str(err.value)
     assert W.is_offline()

@@ -214,11 +214,16 @@ def truncate_metrics(path: Path, step: int) -> None:
 def export_encoder(cfg: Config, source: nn.Module, out: Path, rank: int, world: int) -> Path:
     """encoder.safetensors: the encoder's timm keys + the record metadata ``core.models`` reads back."""
     from core.checkpoint import save_safetensors
-    from core.models import REGISTRY, ModelRecord, record_metadata
+    from core.models import REGISTRY, ModelRecord, get_record, record_metadata
 
     mod = MODALITIES[cfg.modality]
     path = out / "encoder.safetensors"
-    if rank == 0:
+    if rank == 0 and cfg.init_model:  # continual pretraining: the registered model's record, renamed
+        record = dataclasses.replace(get_record(cfg.init_model), name=cfg.model_name or f"{cfg.init_model}_softcon")
+        save_safetensors(source.encoder, path, record_metadata(
+            record, source=f"train.pretrain ({cfg.export}) from {cfg.init_model}", config=dataclasses.asdict(cfg)))
+        print(f"encoder written to {path}")
+    elif rank == 0:
         base = REGISTRY.get(cfg.model_name) or next(
             (r for r in REGISTRY.values() if r.arch == cfg.arch and r.input_size == cfg.img_size
              and tuple(r.bands) == mod.bands), None)

@@ -52,6 +52,8 @@ class Config:
     arch: str = opt("vit_tiny_patch8_64", "encoder architecture, any core.encoders.ARCHS entry")
     init: str = opt("", "RGB DINOv2/DINO checkpoint file to start from (new first layer); '' = from scratch")
     init_mode: str = opt("random", "first layer when init is set: random (the paper) | inflate (reuse RGB filters)")
+    init_model: str = opt("", "continual pretraining from a registered model (e.g. galileo_nano_s2): its arch, "
+                          "weights, bands and normalisation replace arch and the modality's; '' = off")
     layer_scale_init: float = opt(0.0, "from scratch: set ViT LayerScale gammas to this (0 = the arch's own 1e-5, "
                                   "under which every image has almost the same CLS token at first)")
     grad_checkpointing: bool = opt(False, "recompute encoder blocks in the backward pass: less activation memory "

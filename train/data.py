@@ -65,8 +65,12 @@ class Augment:
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     sar_quantiles: tuple[float, float] | None = None
+    bands: Sequence[int] | None = None  # input bands to keep, in model order (a model on fewer bands); None = all
+    clip: bool = True                   # clamp to [0, 1] (SoftCon); False for models trained unclipped (Galileo)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if self.bands is not None:
+            x = x[list(self.bands)]
         c, h, w = x.shape
         if self.sar_quantiles is not None:   # SAR dB: clamp the whole image to its own quantiles first
             x = quantile_clamp(x[None].float(), q=self.sar_quantiles)[0]
@@ -87,7 +91,7 @@ class Augment:
         v = x[:, top:top + ch, left:left + cw].float().unsqueeze(0)
         v = F.interpolate(v, size=(self.size, self.size), mode="bilinear", align_corners=False,
                           antialias=(ch > self.size or cw > self.size))
-        v = scale_bands(v, self.mean, self.std)[0]
+        v = scale_bands(v, self.mean, self.std, self.clip)[0]
         if self.flip and u() < 0.5:
             v = v.flip(-1)
         if self.rot90:
@@ -97,7 +101,9 @@ class Augment:
             bright = (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.brightness
             contrast = 1 + (torch.rand(n, 1, 1, generator=g) * 2 - 1) * self.contrast
             m = v.mean(dim=(1, 2), keepdim=True)
-            v = ((v - m) * contrast + m + bright).clamp_(0.0, 1.0)
+            v = (v - m) * contrast + m + bright
+            if self.clip:
+                v = v.clamp_(0.0, 1.0)
         if u() < self.blur_p:
             v = gaussian_blur(v, u(*self.blur_sigma))
         return v.contiguous()

@@ -13,6 +13,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from core.encoders import Encoder, ViTEncoder, build_encoder
+from core.galileo import GalileoEncoder
+from core.models import create_encoder
 
 from .config import Config
 from .heads import convert_batchnorm, mlp
@@ -39,6 +41,8 @@ class SoftConModel(nn.Module):
         """Pooled features (B, D): the ViT's CLS token over the kept tokens, or the ResNet pool."""
         if isinstance(self.encoder, ViTEncoder):
             return self.encoder.tokens(x, keep)[:, 0]
+        if isinstance(self.encoder, GalileoEncoder):  # no CLS token: the pooled embedding is the token mean
+            return self.encoder.tokens(x, keep).mean(dim=1)
         return self.encoder(x)
 
     def forward(self, views: torch.Tensor, keep: torch.Tensor | None = None, predict: bool = True,
@@ -87,7 +91,10 @@ def enable_grad_checkpointing(encoder: Encoder) -> int:
 
 
 def build_encoder_for(cfg: Config) -> Encoder:
-    """The encoder to pretrain: ``core``'s builder for ``cfg.arch`` with the modality's input bands."""
+    """The encoder to pretrain: a registered model's (continual pretraining, ``init_model``), or ``core``'s
+    builder for ``cfg.arch`` with the modality's input bands."""
+    if cfg.init_model:
+        return create_encoder(cfg.init_model)[0].train()
     return build_encoder(cfg.arch, len(MODALITIES[cfg.modality].bands), cfg.img_size)
 
 
@@ -125,13 +132,16 @@ def zero_invariant_grads(model: SoftConModel) -> list[str]:
     """
     hooked = []
     for name, p in model.named_parameters():
-        if name.startswith("encoder.model.blocks.") and name.endswith("attn.qkv.bias"):
+        if name.startswith("encoder.model.blocks.") and name.endswith("attn.k.bias"):  # Galileo: separate k
+            p.register_hook(torch.zeros_like)
+            hooked.append(name)
+        elif name.startswith("encoder.model.blocks.") and name.endswith("attn.qkv.bias"):
             d = p.numel() // 3
             mask = torch.ones_like(p)
             mask[d:2 * d] = 0
             p.register_hook(lambda g, mask=mask: g * mask)
             hooked.append(name)
-        elif name in ("encoder.model.norm.bias",) and isinstance(model.encoder, ViTEncoder):
+        elif name in ("encoder.model.norm.bias",) and isinstance(model.encoder, (ViTEncoder, GalileoEncoder)):
             p.register_hook(torch.zeros_like)
             hooked.append(name)
     return hooked
@@ -161,8 +171,8 @@ def student_masks(model: SoftConModel, batch: dict, views: torch.Tensor, cfg: Co
         return views, None
     b, v, _, h, w = views.shape
     enc = model.encoder
-    if isinstance(enc, ViTEncoder):
-        n = enc.model.patch_embed.num_patches
+    if isinstance(enc, (ViTEncoder, GalileoEncoder)):
+        n = (h // enc.patch_size) * (w // enc.patch_size)
         keep = torch.stack([keep_indices(sample_noise(batch["index"], n, cfg.seed, epoch, i), cfg.mask_ratio)
                             for i in range(v)], dim=1)
         return views, keep.to(views.device)

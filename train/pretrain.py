@@ -38,6 +38,7 @@ from torch import nn
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
 from core.loss import SoftContrastiveLoss
+from core.models import get_record
 
 from .checkpoint import export_encoder, resume, save_checkpoint, truncate_metrics, write_text
 from .config import Config, check, get_args_parser, parse_args  # noqa: F401 - the CLI's public names
@@ -70,7 +71,12 @@ def _main(cfg: Config, rank: int, world: int, device: torch.device) -> Path:
 
     # data: one loader for the whole run, workers kept alive; the sampler carries the epoch
     mod = MODALITIES[cfg.modality]
-    augment = Augment(size=cfg.img_size, mean=mod.mean, std=mod.std, sar_quantiles=mod.sar_quantiles,
+    norm = dict(mean=mod.mean, std=mod.std)
+    if cfg.init_model:  # continual pretraining: the registered model's arch, bands and normalisation
+        record = get_record(cfg.init_model)
+        cfg = dataclasses.replace(cfg, arch=record.arch)
+        norm = dict(mean=record.mean, std=record.std, clip=record.clip, bands=[mod.bands.index(b) for b in record.bands])
+    augment = Augment(size=cfg.img_size, **norm, sar_quantiles=mod.sar_quantiles,
                       crop_scale=(cfg.crop_min_scale, 1.0), jitter_p=cfg.jitter_p, brightness=cfg.brightness,
                       contrast=cfg.contrast, jitter_bands=cfg.jitter_bands, blur_p=cfg.blur_p)
     dataset = build_dataset(cfg.data, cfg.img_size, cfg.labels, cfg.label_file or None, cfg.landcover_mapping,

@@ -29,7 +29,7 @@ from qgis.PyQt.QtGui import QIcon
 from .. import deps
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
-DEFAULT_MODEL_NAME = "softcon_tiny_s2"  # used only when core cannot be imported (deps missing)
+DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
 BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
