@@ -178,7 +178,8 @@ def naive_loop(path: Path, enc, record, dev, amp, stride: int) -> tuple[float, i
                 for j in range(cols):
                     x = ds.read(window=Window(j * stride - m, i * stride - m, w, w), boundless=True, fill_value=0)
                     valid = torch.from_numpy((x != 0).all(axis=0))[None]
-                    t = preprocess(torch.from_numpy(x.astype(np.float32))[None], record.mean, record.std, valid=valid)
+                    t = preprocess(torch.from_numpy(x.astype(np.float32))[None], record.mean, record.std, valid=valid,
+                                   clip=record.clip)
                     with autocast(dev, amp):
                         out[:, i, j] = enc(t.to(dev))[0].float().cpu().numpy()
         prof = dict(driver="GTiff", width=cols, height=rows, count=record.embed_dim, dtype="float32", crs=ds.crs,
@@ -234,7 +235,7 @@ def main() -> None:
         # already-prepared windows: real, normalised, on the device. Runs alternate (engine, bare, engine,
         # ...) so that both see the same load on a shared machine; the ratio of each pair is reported.
         raw = torch.from_numpy(real_windows(scene, bs, record.input_size).astype(np.float32))
-        batch = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1)).to(dev)
+        batch = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
         # Process CPU time (all threads) is reported too: on a shared machine it is much less noisy than
         # wall time, and its ratio is the extra work the engine does per window (reading, normalising,
         # slicing, writing), whether or not a spare core hides it.

@@ -136,9 +136,9 @@ def resolve_bands(
         return map_bands(named, model_bands)
     if n == len(model_bands):
         return list(range(n))
-    l2a = [b for b in model_bands if b not in ZERO_FILLABLE]
-    if n == len(l2a):
-        return map_bands(l2a, model_bands)
+    for product in (S2_L1C, S2_L2A):  # a whole L1C or L2A product in its standard order
+        if n == len(product) and all(b in product or b in ZERO_FILLABLE for b in model_bands):
+            return map_bands(product, model_bands)
     raise SoftConError(
         f"Cannot tell which of the raster's {n} bands are which: the model needs "
         f"{len(model_bands)} bands ({', '.join(model_bands)}) and the band descriptions are empty. "

@@ -15,6 +15,10 @@ Formats (``ModelRecord.checkpoint_format``):
   inference: dropped) and chunked blocks ``blocks.{chunk}.{i}`` (FSDP training layout: renamed).
 - ``torchvision``: the published ResNet-50 files (torchvision ``resnet50`` keys with
   ``conv1.weight (64,C,7,7)``, no ``fc``); timm's ``resnet50`` uses the same names.
+- ``galileo``: Galileo's ``encoder.pt`` (nasaharvest/galileo, ``data/models/nano``) or this project's
+  conversion of it: the Sentinel-2 keys are kept under their upstream names; the embeddings of other
+  modalities are dropped by name, and the fixed sin-cos tables (``pos_embed``, ``month_embed``), which
+  :mod:`core.galileo` recomputes, are checked against the recomputation and dropped.
 - ``timm``: timm model keys as they are.
 - ``safetensors``: this project's own files (timm model keys, string metadata).
 """
@@ -201,6 +205,28 @@ def _filter_torchvision(state: StateDict, notes: list[str]) -> StateDict:
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+_GALILEO_OTHER = ("space_time_embed.S1.", "space_time_embed.NDVI.", "space_embed.", "time_embed.", "static_embed.",
+                  "sp_channel_embed", "t_channel_embed", "st_channel_embed")
+
+
+def _filter_galileo(state: StateDict, notes: list[str]) -> StateDict:
+    from .galileo import fixed_time_month
+
+    fixed = fixed_time_month()
+    tables = {"pos_embed": (0, fixed[:32]), "month_embed.weight": (6, fixed[32:])}
+    for key, (row, want) in tables.items():
+        if key in state:
+            got = state[key][row].float()
+            if got.shape != want.shape or not torch.allclose(got, want, atol=1e-6):
+                raise SoftConError(f"{key} row {row} of the Galileo checkpoint is not the fixed sin-cos table "
+                                   f"this encoder recomputes; the file is not a Galileo encoder it can run.")
+            notes.append(f"checked and dropped the fixed table {key} (recomputed by core.galileo)")
+    dropped = [k for k in state if k.startswith(_GALILEO_OTHER)]
+    if dropped:
+        notes.append(f"dropped embeddings of modalities other than Sentinel-2: {_names(dropped)}")
+    return {k: v for k, v in state.items() if k not in tables and k not in dropped}
+
+
 def _filter_identity(state: StateDict, notes: list[str]) -> StateDict:
     return dict(state)
 
@@ -211,6 +237,7 @@ FILTERS: dict[str, Callable[[StateDict, list[str]], StateDict]] = {
     "torchvision": _filter_torchvision,
     "timm": _filter_identity,
     "safetensors": _filter_identity,
+    "galileo": _filter_galileo,
 }
 
 
@@ -219,6 +246,12 @@ FILTERS: dict[str, Callable[[StateDict, list[str]], StateDict]] = {
 # --------------------------------------------------------------------------------------------
 def describe_state_dict(state: Mapping[str, torch.Tensor], what: str = "checkpoint") -> str:
     """A short human description of what a state dict looks like (arch, width, bands)."""
+    if "space_time_embed.S2_RGB.proj.weight" in state:
+        w = state["space_time_embed.S2_RGB.proj.weight"]
+        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        groups = [k.split(".")[1] for k in state if k.startswith("space_time_embed.") and k.endswith(".proj.weight")]
+        return (f"a Galileo encoder {what} ({w.shape[0]}-d, {depth} blocks, {w.shape[-1]} px patches, "
+                f"channel groups {', '.join(groups)})")
     if "patch_embed.proj.weight" in state:
         w = state["patch_embed.proj.weight"]
         depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})

@@ -377,7 +377,8 @@ def _run(
     amp = resolve_precision(dev, precision)
     bs = batch_size or default_batch_size(dev, grid.window)
     enc = enc.to(dev).eval()
-    stats = dict(mean=list(record.mean), std=list(record.std), sar_quantiles=record.sar_quantiles, offset=offset)
+    stats = dict(mean=list(record.mean), std=list(record.std), sar_quantiles=record.sar_quantiles, offset=offset,
+                 clip=record.clip)
     on_gpu = normalise_on_device(dev)
     dim = record.embed_dim
     mp = grid.margin // grid.cell if grid.mode == "dense" else 0

@@ -110,6 +110,12 @@ def _resnet(name: str) -> Callable[[int, int], Encoder]:
     return build
 
 
+def _galileo(in_chans: int, img_size: int) -> Encoder:
+    from .galileo import build  # galileo.py imports Encoder from here
+
+    return build(in_chans, img_size)
+
+
 #: Architecture name -> builder(in_chans, img_size). Adding an architecture is adding an entry.
 ARCHS: dict[str, Callable[[int, int], Encoder]] = {
     "resnet50": _resnet("resnet50"),
@@ -118,6 +124,8 @@ ARCHS: dict[str, Callable[[int, int], Encoder]] = {
     "vit_base_patch14_dinov2": _vit("vit_base_patch14_dinov2"),
     # The project's small default: ViT-Ti-like, 8 px patches on 64 px windows (8x8 grid), LayerScale.
     "vit_tiny_patch8_64": _vit("vit_tiny_patch16_224", patch_size=8, depth=6, init_values=1e-5),
+    # Galileo-nano (core/galileo.py): Sentinel-2 B2..B12 in five channel groups, 8 px patches by default.
+    "galileo_nano": _galileo,
 }
 
 

@@ -30,7 +30,8 @@ import torch
 from . import bands as B
 from .encoders import ARCHS, Encoder, build_encoder
 from .errors import SoftConError
-from .normalize import S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
+from .galileo import BANDS as GALILEO_BANDS
+from .normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
 from .progress import Progress
 
 SOFTCON_CITATION = (
@@ -38,6 +39,10 @@ SOFTCON_CITATION = (
     "for Efficient Earth Observation Pretraining. arXiv:2405.20462."
 )
 HF_REPO = "wangyi111/softcon"
+GALILEO_CITATION = (
+    "Tseng, G., Fuller, A., Reil, M., et al. (2025). Galileo: Learning Global & Local Features of Many "
+    "Remote Sensing Modalities. arXiv:2502.09356."
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class ModelRecord:
             project's own files, timm keys).
         sar_quantiles: per-image quantile clamp before scaling (Sentinel-1), else None.
         stats: name of the statistics set ``mean``/``std`` come from (``core.normalize.STATS``).
+        clip: clamp the scaled input to [0, 1] (SoftCon); False for Galileo, trained without it.
         revision: hub revision (branch or commit) to download; None = ``main``.
         local_path: a file shipped with the project, used before the cache and the download.
     """
@@ -74,6 +80,7 @@ class ModelRecord:
     description: str = ""
     local_path: str | None = field(default=None, compare=False)
     stats: str = "ssl4eo_s12_l1c"
+    clip: bool = True
 
     @property
     def in_chans(self) -> int:
@@ -145,10 +152,33 @@ register(ModelRecord(
     local_path=str(WEIGHTS_DIR / "softcon_tiny_s2.safetensors"),
 ))
 
+#: Galileo-nano (core/galileo.py), the upstream weights at commit 0f0b5b9 converted to safetensors
+#: (float32: float16 moves the outputs by up to 7e-4, beyond the 1e-4 reference tolerance).
+GALILEO_COMMIT = "0f0b5b95ac81acef4b74cf4686dc877202f4541b"
+register(ModelRecord(
+    name="galileo_nano_s2",
+    arch="galileo_nano",
+    bands=GALILEO_BANDS,
+    input_size=64,
+    embed_dim=128,
+    mean=tuple(GALILEO_S2_MEAN),
+    std=tuple(GALILEO_S2_STD),
+    filename="galileo_nano_s2.safetensors",
+    sha256="35a07b6373accf8c907ef6f81a6973febb6ac1c5b986f9c94a1c3729cd6a91b0",
+    checkpoint_format="galileo",
+    license="MIT (core/weights/LICENSE-galileo_nano)",
+    citation=GALILEO_CITATION,
+    description="Galileo-nano (1.0 M parameters) pretrained on 127k global multi-modal samples, used on "
+                "Sentinel-2 alone (10 bands: L1C, L2A or 10-band stacks), one time step, 8 px patches.",
+    local_path=str(WEIGHTS_DIR / "galileo_nano_s2.safetensors"),
+    stats="galileo_s2",
+    clip=False,
+))
+
 
 #: Record fields stored as safetensors metadata (JSON text for non-strings).
 _META_FIELDS = ("name", "arch", "bands", "input_size", "embed_dim", "mean", "std", "modality",
-                "sar_quantiles", "stats", "license", "citation", "description")
+                "sar_quantiles", "stats", "license", "citation", "description", "clip")
 
 
 def record_metadata(record: ModelRecord, **extra: object) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """SoftCon preprocessing, applied by one function on the device (SoftCon README).
 
 Each band: ``clip((x - (mean - 2 std)) / (4 std), 0, 1)`` with the SSL4EO-S12 statistics
-the model record names. The README's ``normalize`` writes this as ``(x - min) / (max - min) * 255``
+the model record names. Galileo uses the same affine map with its own statistics and no clip
+(``clip=False``; the record says which). The README's ``normalize`` writes this as ``(x - min) / (max - min) * 255``
 cast to uint8, and training divides by 255 again; ``quantize=True`` reproduces that uint8 step
 bit for bit, the default keeps full float precision.
 
@@ -36,6 +37,14 @@ S2A_MEAN = [752.40087073, 884.29673756, 1144.16202635, 1297.47289228, 1624.90992
 S2A_STD = [1108.02887453, 1155.15170768, 1183.6292542, 1368.11351514, 1370.265037, 1355.55390699,
            1416.51487101, 1474.78900051, 1439.3086061, 1582.28010962, 1455.52084939, 1343.48379601]
 
+# Galileo's Sentinel-2 statistics (../shared/models/galileo_nano/README.md), bands B2..B8, B8A, B11, B12.
+GALILEO_S2_MEAN = [1395.3408730676722, 1338.4026921784578, 1343.09883810357, 1543.8607982512297,
+                   2186.2022069512263, 2525.0932853316694, 2410.3377187373408, 2750.2854646886753,
+                   2234.911100061487, 1474.5311266077113]
+GALILEO_S2_STD = [917.7041440370853, 913.2988423581528, 1092.678723527555, 1047.2206083460424,
+                  1048.0101611156767, 1143.6903026819996, 1098.979177731649, 1204.472755085893,
+                  1145.9774063078878, 980.2429840007796]
+
 #: Named statistics sets: name -> (bands, mean, std). A model record names one.
 STATS: dict[str, tuple[tuple[str, ...], list[float], list[float]]] = {
     "ssl4eo_s12_l1c": (("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
@@ -43,6 +52,7 @@ STATS: dict[str, tuple[tuple[str, ...], list[float], list[float]]] = {
     "ssl4eo_s12_l2a": (("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
                        S2A_MEAN, S2A_STD),
     "ssl4eo_s12_s1": (("VV", "VH"), S1_MEAN, S1_STD),
+    "galileo_s2": (("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"), GALILEO_S2_MEAN, GALILEO_S2_STD),
 }
 
 #: Sentinel-2 processing baseline 04.00 (from 2022-01-25) adds 1000 to L1C/L2A digital numbers.
@@ -65,11 +75,12 @@ def reflectance_offset(processing_baseline: str | float | None) -> float:
     return BOA_ADD_OFFSET if value >= 4.0 else 0.0
 
 
-def scale_bands(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """SoftCon scaling of (B, C, H, W) values to [0, 1]: clip((x - (m - 2s)) / (4s), 0, 1)."""
+def scale_bands(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], clip: bool = True) -> torch.Tensor:
+    """SoftCon scaling of (B, C, H, W) values to [0, 1]: clip((x - (m - 2s)) / (4s), 0, 1); ``clip=False`` keeps the range."""
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return ((x.float() - (m - 2 * s)) / (4 * s)).clamp_(0.0, 1.0)
+    y = (x.float() - (m - 2 * s)) / (4 * s)
+    return y.clamp_(0.0, 1.0) if clip else y
 
 
 def masked_quantiles(x: torch.Tensor, q: Sequence[float], valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,6 +133,7 @@ def preprocess(
     sar_quantiles: tuple[float, float] | None = None,
     offset: float = 0.0,
     quantize: bool = False,
+    clip: bool = True,
 ) -> torch.Tensor:
     """Raw values (B, C, H, W) (any dtype, on any device) -> model input in [0, 1], float32.
 
@@ -133,9 +145,11 @@ def preprocess(
         offset: subtracted from optical values first (``BOA_ADD_OFFSET`` for processing
             baseline >= 04.00 data, so it matches the pre-2022 data SSL4EO-S12 was drawn from).
         quantize: round down to multiples of 1/255 like the README's uint8 ``normalize``.
+        clip: clamp to [0, 1] (SoftCon); False for models trained without it (Galileo,
+            ``ModelRecord.clip``).
 
     Returns:
-        (B, C, H, W) float32 in [0, 1].
+        (B, C, H, W) float32, in [0, 1] when ``clip``.
     """
     x = x.float()
     finite = torch.isfinite(x).all(dim=1)  # NaN nodata (float SAR rasters) counts as invalid
@@ -145,7 +159,7 @@ def preprocess(
         x = x - offset
     if sar_quantiles is not None:
         x = quantile_clamp(x, valid, sar_quantiles)
-    x = scale_bands(x, mean, std)
+    x = scale_bands(x, mean, std, clip)
     if quantize:
         x = torch.floor(x * 255.0) / 255.0
     if valid is not None:

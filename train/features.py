@@ -228,7 +228,7 @@ def read_bigearthnet(root: str | Path, model_bands: Sequence[str], size: int = B
 
 def model_input(x: torch.Tensor, record: ModelRecord, device: torch.device) -> torch.Tensor:
     """Raw (B, C, H, W) -> preprocessed (B, C, S, S) on ``device``, S = the record's input size."""
-    x = preprocess(x.to(device), record.mean, record.std, sar_quantiles=record.sar_quantiles)
+    x = preprocess(x.to(device), record.mean, record.std, sar_quantiles=record.sar_quantiles, clip=record.clip)
     if x.shape[-1] != record.input_size or x.shape[-2] != record.input_size:
         x = F.interpolate(x, size=(record.input_size, record.input_size), mode="bilinear", align_corners=False)
     return x
@@ -303,7 +303,7 @@ def spectral_features(x: torch.Tensor, record: ModelRecord, texture: bool = Fals
     baseline sees exactly the values the encoder sees. ``texture`` adds each band's mean absolute
     difference between horizontal and between vertical neighbours (N, 4C): a crude texture measure.
     """
-    z = preprocess(x, record.mean, record.std, sar_quantiles=record.sar_quantiles)
+    z = preprocess(x, record.mean, record.std, sar_quantiles=record.sar_quantiles, clip=record.clip)
     parts = [z.mean(dim=(2, 3)), z.std(dim=(2, 3))]
     if texture:
         parts += [(z[..., 1:] - z[..., :-1]).abs().mean(dim=(2, 3)), (z[..., 1:, :] - z[..., :-1, :]).abs().mean(dim=(2, 3))]

@@ -1,0 +1,157 @@
+"""Galileo-nano (core/galileo.py) against the upstream implementation's outputs on real EuroSAT patches.
+
+``../shared/models/galileo_nano/reference.npz`` holds upstream float32 outputs for 20 patches; the encoder is
+loaded through the registry and the patches go through the band resolver and ``core.normalize.preprocess``,
+exactly as a user's data does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
+from core.checkpoint import load_weights
+from core.errors import SoftConError
+from core.galileo import BANDS, GalileoEncoder, resize_kernel
+from core.models import create_encoder, get_record
+from core.normalize import preprocess
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "models" / "galileo_nano" / "reference.npz"
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def reference(eurosat_dir):
+    if not REFERENCE.is_file():
+        pytest.skip(f"Galileo reference outputs not found at {REFERENCE}")
+    with np.load(REFERENCE, allow_pickle=False) as ref:
+        return {k: ref[k] for k in ref.files}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_encoder("galileo_nano_s2")
+
+
+@pytest.fixture(scope="module")
+def inputs(reference, eurosat_dir, model):
+    """The 20 reference patches, preprocessed as core.embed / train.features do: (20, 10, 64, 64)."""
+    _, record = model
+    raw = []
+    for name in reference["names"]:
+        with rasterio.open(eurosat_dir / name.rsplit("_", 1)[0] / name) as ds:
+            index = resolve_bands(ds.descriptions, record.bands, "eurosat")
+            raw.append(select_bands(ds.read(), index))
+    x = torch.from_numpy(np.stack(raw).astype(np.float32))
+    return preprocess(x, record.mean, record.std, clip=record.clip)
+
+
+def _max_diff(a: torch.Tensor, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float(np.abs(a.numpy() - b).max())
+
+
+@pytest.mark.parametrize("patch", [8, 4])
+def test_pooled_and_dense_match_upstream(model, inputs, reference, patch):
+    encoder, _ = model
+    encoder.patch_size = patch
+    try:
+        with torch.no_grad():
+            pooled = encoder(inputs)
+            dense = encoder.forward_dense(inputs).permute(0, 2, 3, 1)
+    finally:
+        encoder.patch_size = 8
+    assert _max_diff(pooled, reference[f"pooled_p{patch}"]) <= TOL
+    assert _max_diff(dense, reference[f"dense_p{patch}"]) <= TOL
+
+
+def test_group_tokens_match_upstream(model, inputs, reference):
+    encoder, _ = model
+    with torch.no_grad():
+        tokens = encoder.group_tokens(inputs[:4])
+    assert _max_diff(tokens, reference["tokens_p8_first4"]) <= TOL
+
+
+def test_inputs_are_not_clipped(inputs):
+    """Galileo was trained on the unclipped affine scaling: clipping would change bright/dark patches."""
+    assert float(inputs.max()) > 1.0 and float(inputs.min()) < 0.0
+
+
+def test_record_serves_l1c_l2a_and_ten_band_stacks():
+    record = get_record("galileo_nano_s2")
+    assert record.bands == BANDS == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+    want = [S2_L1C.index(b) for b in BANDS]
+    assert resolve_bands([None] * 13, record.bands) == want
+    assert resolve_bands([None] * 12, record.bands) == [S2_L2A.index(b) for b in BANDS]
+    assert resolve_bands([None] * 10, record.bands) == list(range(10))
+    assert resolve_bands([f"B{b[1:]}" for b in S2_L1C], record.bands) == want
+
+
+def test_masked_tokens_keep_every_group_of_the_kept_positions(model, inputs):
+    encoder, _ = model
+    keep = torch.tensor([[0, 5, 63], [1, 2, 3]])
+    with torch.no_grad():
+        t = encoder.tokens(inputs[:2], keep)
+    assert t.shape == (2, 3 * 5, 128)
+
+
+def test_resized_kernel_keeps_the_response_to_resized_input():
+    """FlexiViT: <resize(x), resize_kernel(w)> = <x, w> for 8 px -> 16 px (upsampling is injective)."""
+    torch.manual_seed(0)
+    w = torch.randn(4, 2, 8, 8)
+    x = torch.randn(3, 2, 8, 8)
+    xr = torch.nn.functional.interpolate(x, size=(16, 16), mode="bicubic", align_corners=False, antialias=True)
+    a = torch.einsum("bchw,ochw->bo", x, w)
+    b = torch.einsum("bchw,ochw->bo", xr, resize_kernel(w, 16))
+    assert torch.allclose(a, b, atol=1e-3)
+
+
+def _shipped_state() -> dict[str, torch.Tensor]:
+    return load_file(get_record("galileo_nano_s2").local_path)
+
+
+@pytest.mark.parametrize("change, key", [
+    ("missing", "blocks.3.mlp.fc2.bias"),
+    ("extra", "blocks.4.norm1.weight"),
+    ("shape", "space_time_embed.S2_SWIR.proj.weight"),
+])
+def test_strict_loading_names_the_key(tmp_path, change, key):
+    state = _shipped_state()
+    if change == "missing":
+        del state[key]
+    elif change == "extra":
+        state[key] = torch.ones(128)
+    else:
+        state[key] = torch.zeros(128, 3, 8, 8)
+    path = tmp_path / "bad.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(SoftConError, match=key.replace(".", r"\.")):
+        create_encoder("galileo_nano_s2", checkpoint=path)
+
+
+def test_upstream_file_loads_with_other_modalities_dropped_by_name(tmp_path):
+    """A state dict with upstream's extra keys (other modalities, fixed tables) loads and names what it dropped."""
+    from core.galileo import fixed_time_month
+
+    state = _shipped_state()
+    pos = torch.zeros(24, 32)
+    pos[0] = fixed_time_month()[:32]
+    month = torch.zeros(12, 32)
+    month[6] = fixed_time_month()[32:]
+    state |= {"pos_embed": pos, "month_embed.weight": month, "space_time_embed.S1.proj.weight": torch.zeros(128, 2, 8, 8),
+              "static_embed.location.weight": torch.zeros(128, 3)}
+    path = tmp_path / "upstream.pt"
+    torch.save(state, path)
+    record = get_record("galileo_nano_s2")
+    notes = load_weights(GalileoEncoder(), path, record)
+    assert any("space_time_embed.S1.proj.weight" in n and "static_embed.location.weight" in n for n in notes)
+    month[6] = 0.5  # not the fixed table: refused
+    torch.save(state, path)
+    with pytest.raises(SoftConError, match="month_embed.weight row 6"):
+        load_weights(GalileoEncoder(), path, record)
