@@ -223,7 +223,11 @@ class _SklearnClassifier(Classifier):
             if untrusted:
                 raise SoftConError(f"The saved {self.method} classifier holds types this tool does not load "
                                    f"({', '.join(untrusted)}); train it again with this version.")
-            est = self._est = sio.loads(data, trusted=list(TRUSTED_TYPES))
+            est = sio.loads(data, trusted=list(TRUSTED_TYPES))
+            if type(est).__name__ != self._estimator().__class__.__name__:
+                raise SoftConError(f"The saved {self.method} classifier holds a {type(est).__name__}, not a "
+                                   f"{self._estimator().__class__.__name__}; train it again.")
+            self._est = est
         return est
 
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
