@@ -631,12 +631,16 @@ def similarity_map(
     layer: str | int | None = None,
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
+    grid: str = "pixel",
 ) -> Path:
     """Cosine similarity of every embedding pixel to the mean embedding of reference points/polygons.
 
     Args:
         reference_vector: vector file; ``fids`` selects features (None = all).
-        out_path: float32 GeoTIFF (NaN = nodata) on the embedding grid, with a ``.qml`` ramp beside it.
+        out_path: float32 GeoTIFF (NaN = nodata) with a ``.qml`` ramp beside it.
+        grid: ``pixel``: on the raster's own grid (the similarity of the tokens, upsampled bilinearly;
+            needs the original raster or an embedding raster whose source is still there);
+            ``embedding``: on the token grid.
     """
     import rasterio
 
@@ -649,7 +653,28 @@ def similarity_map(
     with rasterio.open(emb.path) as ds:
         ref, n = A.reference_embedding(ds, reference_vector, fids, layer)
     (progress or Progress()).log(f"Reference embedding from {n} pixel(s).")
-    return A.similarity_raster(emb.path, ref, out_path, progress)
+    if grid not in GRIDS:
+        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    src = open_source(raster_or_embedding, emb.info) if grid == "pixel" else None
+    if src is None:
+        if grid == "pixel" and emb.info.get("cell", 1) > 1:
+            (progress or Progress()).log("The raster behind the embeddings is not available: similarity on the "
+                                         "embedding grid.")
+        return A.similarity_raster(emb.path, ref, out_path, progress)
+    from .pixelmap import upsample_to_pixels
+
+    tmp = out_path.parent / f".{out_path.stem}-{uuid.uuid4().hex[:8]}.tif"
+    try:
+        with src:
+            A.similarity_raster(emb.path, ref, tmp, progress)
+            upsample_to_pixels(tmp, out_path, src, emb.info.get("cell") or 1, "cosine similarity", progress)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".qml").unlink(missing_ok=True)
+    from .styles import write_ramp_qml
+
+    write_ramp_qml(out_path.with_suffix(".qml"), 0.0, 1.0)
+    return out_path
 
 
 def _need_embedding(path: Any) -> Path:
@@ -878,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
                                  stride=a.stride, checkpoint=a.checkpoint, device=a.device, precision=a.precision,
                                  cache=not a.no_cache, progress=tqdm_progress("similarity"),
                                  pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox),
-                                 bbox_crs=a.bbox_crs))
+                                 bbox_crs=a.bbox_crs, grid=a.grid))
         elif cmd == "pca":
             print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
         elif cmd == "kmeans":
