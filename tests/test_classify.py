@@ -315,7 +315,7 @@ def test_training_features_are_the_map_features(demo):
     info = __import__("core.analysis", fromlist=["x"]).embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:
         spec, bands = full_spec(emb, src, info, None, "pixel")
-        assert spec.groups == ("emb", "pixel") and spec.dim == 32 + 10 + 4
+        assert spec.groups == ("emb", "pixel") and spec.dim == 16 + 10 + 4
         source = FeatureSource(emb, src, spec, info["cell"], bands)
         assert (source.grid.height, source.grid.width) == (1947, 1933)
         rng = np.random.default_rng(0)
