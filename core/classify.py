@@ -49,7 +49,7 @@ from .features import FEATURE_SETS, GRIDS, parse_features
 from .knn import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
 from .models import DEFAULT_MODEL, get_record
 from .progress import Progress
-from .report import build_report, cross_validate, format_html, format_text, write_text_atomic
+from .report import build_report, format_html, format_text, write_text_atomic
 from .pixelmap import FeatureSource, full_spec, full_spec_bands, open_source, predict_map
 from .samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
 from .selection import candidates, compare, format_table, method_params, pick, table_rows

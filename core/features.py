@@ -17,7 +17,6 @@ places that turn rasters into feature vectors, so training and mapping see the s
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -252,12 +251,3 @@ def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.n
 def strip_height(width: int, cell: int, target_pixels: int = 1 << 20) -> int:
     """Pixel rows per prediction strip: about ``target_pixels`` pixels, a whole number of tokens."""
     return max(cell, (target_pixels // max(width, 1)) // cell * cell)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else 0
-
-
-__all__ = ["FeatureSpec", "FEATURE_SETS", "GROUPS", "GRIDS", "parse_features", "fit_pca", "pixel_bands_spec",
-           "pixel_features", "upsample_rows", "token_rows_for", "sample_emb", "sample_pixels", "strip_height",
-           "math"]

@@ -56,8 +56,8 @@ class FeatureSource:
 
     Args:
         emb_ds: open embedding raster (dense or pooled); cell: its output pixel in raster pixels.
-        src: open source raster, or None (then only the ``emb`` group on the embedding grid... or the
-            pixel grid without pixel features).
+        src: the open source raster, or None when it is not available (then only the ``emb`` group,
+            and a pixel grid ``cell`` times finer than the embedding's, without the raster's nodata mask).
         spec: the features; band_index: 1-based raster band of each pixel band.
     """
 
@@ -248,12 +248,10 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
     if grid not in GRIDS:
         raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
     mean, comps = fit_pca(A.random_pixels(emb_ds, seed=seed))
-    groups: tuple[str, ...] = ("emb",)
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":
         names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
-        if names:
-            groups = ("emb", "pixel")
+    groups = ("emb", "pixel") if names else ("emb",)
     spec = FeatureSpec(groups, grid, names, idx, float(info.get("offset") or 0.0), mean, comps)
     return spec, index
 
@@ -267,22 +265,3 @@ def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[st
         return [], {}
     names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
     return names, index
-
-
-def upsample_to_pixels(token_raster: Path, out_path: Path, src: Any, cell: int, description: str,
-                       progress: Progress | None = None) -> Path:
-    """A one-band raster on the embedding grid (e.g. a similarity map) bilinearly upsampled to the raster's grid."""
-    import rasterio
-
-    from .raster_io import BlockWriter
-
-    spec = FeatureSpec(("emb",), "pixel", mean=np.zeros(1, np.float32), components=np.eye(1, dtype=np.float32))
-    with rasterio.open(token_raster) as tok:
-        source = FeatureSource(tok, src, spec, cell)
-        g = source.grid
-        with BlockWriter(out_path, width=g.width, height=g.height, count=1, crs=g.crs, transform=g.transform,
-                         dtype="float32", namespace=None, descriptions=[description]) as w:
-            for r, x, valid in source.strips(progress, "upsampling"):
-                w.write_rows(r, np.where(valid, x[..., 0], np.nan)[None].astype(np.float32))
-            w.commit()
-    return out_path

@@ -11,7 +11,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from .features import FEATURE_SETS, FeatureSpec
-from .knn import CLASSIFIERS
 from .progress import Progress
 from .report import cross_validate
 
@@ -85,7 +84,3 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
                      + ("  <- chosen" if r.get("chosen") else ""))
     return "\n".join(lines)
-
-
-__all__ = ["AUTO_METHODS", "CLASSIFIERS", "candidates", "compare", "pick", "format_table", "table_rows",
-           "method_params"]
