@@ -265,3 +265,22 @@ def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[st
         return [], {}
     names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
     return names, index
+
+
+def upsample_to_pixels(token_raster: Path, out_path: Path, src: Any, cell: int, description: str,
+                       progress: Progress | None = None) -> Path:
+    """A one-band raster on the embedding grid (e.g. a similarity map) bilinearly upsampled to the raster's grid."""
+    import rasterio
+
+    from .raster_io import BlockWriter
+
+    spec = FeatureSpec(("emb",), "pixel", mean=np.zeros(1, np.float32), components=np.eye(1, dtype=np.float32))
+    with rasterio.open(token_raster) as tok:
+        source = FeatureSource(tok, src, spec, cell)
+        g = source.grid
+        with BlockWriter(out_path, width=g.width, height=g.height, count=1, crs=g.crs, transform=g.transform,
+                         dtype="float32", namespace=None, descriptions=[description]) as w:
+            for r, x, valid in source.strips(progress, "upsampling"):
+                w.write_rows(r, np.where(valid, x[..., 0], np.nan)[None].astype(np.float32))
+            w.commit()
+    return out_path
