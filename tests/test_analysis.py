@@ -75,13 +75,22 @@ def test_kmeans_two_clusters_find_the_water(emb, water, tmp_path):
 def test_similarity_to_sea_points_is_high_on_water(emb, water, tmp_path):
     feats = json.loads(DEMO_POINTS.read_text())["features"]
     fids = [i for i, f in enumerate(feats) if f["properties"]["class"] in ("open sea", "inland water")]
-    out = similarity_map(emb, DEMO_POINTS, tmp_path / "sim.tif", fids=fids)  # those in the crop count
+    out = similarity_map(emb, DEMO_POINTS, tmp_path / "sim.tif", fids=fids, grid="embedding")  # those in the crop
     wet, valid = water[0] > 0.3, water[1]
     with rasterio.open(out) as ds:
         sim = ds.read(1)
     assert np.isnan(sim[~valid]).all() and np.all(np.abs(sim[valid]) <= 1 + 1e-5)
     assert np.median(sim[valid & wet]) > np.median(sim[valid & ~wet]) + 0.05
     assert (tmp_path / "sim.qml").is_file()
+    # the default: the raster's own 10 m grid, the token similarities upsampled
+    fine = similarity_map(emb, DEMO_POINTS, tmp_path / "sim10.tif", fids=fids)
+    with rasterio.open(fine) as ds:
+        assert ds.res == (10.0, 10.0) and ds.crs is not None
+        s10 = ds.read(1)
+    h, w = sim.shape
+    blocks = s10[:h * 8, :w * 8].reshape(h, 8, w, 8).mean(axis=(1, 3))
+    both = valid & np.isfinite(blocks)
+    assert both.mean() > 0.9 * valid.mean() and np.corrcoef(blocks[both], sim[both])[0, 1] > 0.95
 
 
 def test_analysis_bad_inputs(emb, tmp_path):

@@ -58,7 +58,7 @@ def test_demo_writes_every_output(demo):
         assert ds.colormap(1)[names.index("forest") + 1][:3] == tuple(demo.colors[names.index("forest")])
         cls = ds.read(1)
         res = ds.res
-    assert res == (80.0, 80.0)
+    assert res == (10.0, 10.0) and cls.shape == (1947, 1933)  # the scene's own grid
     assert set(np.unique(cls)) - {0} <= set(range(1, 8)) and len(np.unique(cls)) >= 6
     with rasterio.open(demo.probability_raster) as ds:
         p = ds.read()
@@ -79,7 +79,13 @@ def test_demo_report_is_honest_and_accurate(demo):
     cv = r["cross_validation"]
     assert cv["folds"] == 5 and cv["n_validated"] == 143 and cv["block_size_m"] == 1280
     assert 0.5 < cv["overall_accuracy"] <= 1  # 7 classes: chance is ~0.14
-    assert set(cv["method_comparison"]) == {"knn", "linear", "prototype"}
+    table = {(row["features"], row["method"]): row for row in cv["method_comparison"]}
+    assert {("pixel", "rf"), ("emb+pixel", "linear"), ("emb", "knn"), ("emb+pixel", "hgb")} <= set(table)
+    assert ("pixel", "knn") not in table  # cosine methods only on embeddings
+    chosen = [row for row in cv["method_comparison"] if row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["method"] == r["method"] and chosen[0]["features"] == r["features"]
+    assert chosen[0]["kappa"] == max(row["kappa"] for row in cv["method_comparison"]) == cv["kappa"]
+    assert "every method and feature set" in demo.report_txt.read_text()
     cm = np.array(cv["confusion_matrix"])
     assert cm.shape == (7, 7) and cm.sum() == 143 and np.trace(cm) / 143 == pytest.approx(cv["overall_accuracy"])
     assert r["samples"]["features_per_class"]["forest"] == 17
@@ -196,7 +202,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
     with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
         classify(other, DEMO_POINTS, "class", out)
-    with pytest.raises(SoftConError, match="trained on 'galileo_nano_s2' embeddings"):
+    with pytest.raises(SoftConError, match="trained on model 'galileo_nano_s2' embeddings but other_model.tif holds"):
         apply_classifier(other, demo.classifier, out)
     _assert_nothing_written(out)
 
@@ -207,9 +213,10 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
 
 def test_cli(demo, tmp_path, capsys):
     rc = main([str(demo.embedding), "--samples", str(DEMO_POINTS), "--label-field", "class", "--method", "knn",
-               "--k", "10", "--cv-folds", "3", "--out-dir", str(tmp_path / "cli"), "--save-classifier", str(tmp_path / "m.npz")])
+               "--features", "emb", "--k", "10", "--cv-folds", "3", "--out-dir", str(tmp_path / "cli"), "--save-classifier", str(tmp_path / "m.npz")])
     out = capsys.readouterr().out
     assert rc == 0 and "overall accuracy" in out and (tmp_path / "m.npz").is_file()
+    assert "emb        prototype" in out and "<- chosen" in out  # the comparison table
     assert (tmp_path / "cli" / "classes.tif").is_file()
     rc = main([str(demo.embedding), "--samples", str(DEMO_POINTS), "--label-field", "nope", "--out-dir",
                str(tmp_path / "bad")])
@@ -243,3 +250,102 @@ def test_embedding_cache_keys_hits_and_size_limit(tmp_path, monkeypatch):
     p3, _ = embcache.cached_embedding(src, {"model": "m", "mode": "pooled"}, compute)
     assert not p1.exists() and p2.exists() and p3.exists()
     assert embcache.info()["entries"] == 2 and embcache.clear() == 2 and not list(root.iterdir())
+
+
+def _crop(src_path, out_path, row, col, size):
+    from rasterio.windows import Window
+
+    with rasterio.open(src_path) as src:
+        win = Window(col, row, size, size)
+        profile = dict(src.profile, width=size, height=size, transform=src.window_transform(win))
+        with rasterio.open(out_path, "w", **profile) as dst:
+            dst.write(src.read(window=win))
+            dst.descriptions = src.descriptions
+    return out_path
+
+
+def border_agreement(tmp_path, inner=512, margin=128, stride=32):
+    """Classes of the outer 40 px ring of a crop vs the same pixels inside a crop ``margin`` px larger.
+
+    40 px: the first row of windows owns 32 px (stride 32), and bilinear upsampling reaches half a token further.
+
+    Returns (agreement in the ring, agreement in the interior). The classifier uses embeddings only
+    (features ``emb``), trained on labels read off the demo's own map, so that the border windows'
+    embeddings alone decide the ring.
+    """
+    from pyogrio.raw import write
+
+    scene = demo_raster()
+    r0 = c0 = 640  # a multiple of the stride: both crops share the window grid
+    big = _crop(scene, tmp_path / "big.tif", r0 - margin, c0 - margin, inner + 2 * margin)
+    small = _crop(scene, tmp_path / "small.tif", r0, c0, inner)
+    rng = np.random.default_rng(0)
+    with rasterio.open(big) as ds:
+        b = ds.read([4, 8])  # B4, B8: labels water / bright / vegetation from NDVI, enough for this test
+        ndvi = (b[1].astype(float) - b[0]) / np.maximum(b[1].astype(float) + b[0], 1)
+        rows, cols = rng.integers(0, ds.height, 300), rng.integers(0, ds.width, 300)
+        x, y = ds.transform * (cols + 0.5, rows + 0.5)
+        labels = np.where(ndvi[rows, cols] < 0, "water", np.where(ndvi[rows, cols] < 0.3, "open", "green"))
+        crs = ds.crs.to_wkt()
+    pts = tmp_path / "pts.gpkg"
+    write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
+          crs=crs, driver="GPKG")
+    kw = dict(method="linear", features="emb", stride=stride, device="cpu", cv_folds=0, compare_methods=False)
+    a = classify(big, pts, "class", tmp_path / "big", save_classifier=tmp_path / "c.npz", **kw)
+    b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", device="cpu")
+    ref = _classes(a.class_raster)[margin:margin + inner, margin:margin + inner]
+    got = _classes(b.class_raster)
+    ring = np.ones_like(got, bool)
+    ring[40:-40, 40:-40] = False
+    same = got == ref
+    return float(same[ring].mean()), float(same[~ring].mean())
+
+
+def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_files, cache_root, tmp_path):
+    ring, interior = border_agreement(tmp_path)
+    assert interior == 1.0  # the same windows give the same classes
+    # measured: mirrored border windows 0.98 of the ring; zero padding (before) 0.84
+    assert ring > 0.93, ring
+
+
+def test_training_features_are_the_map_features(demo):
+    from core.pixelmap import FeatureSource, full_spec, open_source
+
+    emb = rasterio.open(demo.embedding)
+    info = __import__("core.analysis", fromlist=["x"]).embedding_info(demo.embedding)
+    with emb, open_source(demo.embedding, info) as src:
+        spec, bands = full_spec(emb, src, info, None, "pixel")
+        assert spec.groups == ("emb", "pixel") and spec.dim == 16 + 10 + 4
+        source = FeatureSource(emb, src, spec, info["cell"], bands)
+        assert (source.grid.height, source.grid.width) == (1947, 1933)
+        rng = np.random.default_rng(0)
+        rows, cols = rng.integers(0, 1947, 500), rng.integers(0, 1933, 500)
+        feats, ok = source.sample(rows, cols)
+        seen = np.zeros_like(feats)
+        for r, x, valid in source.strips():
+            sel = (rows >= r) & (rows < r + x.shape[0])
+            seen[sel] = x[rows[sel] - r, cols[sel]]
+    assert ok.mean() > 0.99
+    np.testing.assert_allclose(seen[ok], feats[ok], atol=1e-4)
+
+
+def test_apply_refuses_other_weights_mode_features_and_grid(demo, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SoftConError, match="comes from a random-init encoder"):
+        apply_classifier(demo_raster(), demo.classifier, out, pretrained=False)  # caught before embedding
+    rand = tmp_path / "random_init.tif"
+    shutil.copy(demo.embedding, rand)
+    with rasterio.open(rand, "r+") as ds:
+        ds.update_tags(ns="SOFTCON", weights_id="random-init")
+    with pytest.raises(SoftConError, match="random_init.tif comes from a random-init encoder"):
+        apply_classifier(rand, demo.classifier, out)
+    with pytest.raises(SoftConError, match="--mode pooled cannot apply it"):
+        apply_classifier(demo.embedding, demo.classifier, out, mode="pooled")
+    with pytest.raises(SoftConError, match="feature groups"):
+        apply_classifier(demo.embedding, demo.classifier, out, features="emb+pixel" if
+                         demo.report["features"] != "emb+pixel" else "emb")
+    with pytest.raises(SoftConError, match="pixel grid, not the embedding grid"):
+        apply_classifier(demo.embedding, demo.classifier, out, grid="embedding")
+    assert main(["apply", str(demo.embedding), "--classifier", str(demo.classifier), "--out-dir", str(out),
+                 "--mode", "pooled"]) == 2
+    _assert_nothing_written(out)

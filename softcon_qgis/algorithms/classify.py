@@ -35,6 +35,8 @@ class ClassifyAlgorithm(SoftConAlgorithm):
     TRAINING = "TRAINING"
     CLASS_FIELD = "CLASS_FIELD"
     METHOD = "METHOD"
+    FEATURES = "FEATURES"
+    GRID = "GRID"
     K = "K"
     TEMPERATURE = "TEMPERATURE"
     MODE = "MODE"
@@ -55,8 +57,13 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         "Maps land cover from a few labelled points or polygons. The raster is turned into SoftCon "
         "embeddings (or give an embedding raster made by 'Compute embeddings'), every training feature "
         "becomes training pixels, and a classifier over the embeddings maps the whole raster.\n\n"
-        "Methods: 'knn' (cosine k nearest neighbours, votes weighted by exp(similarity / temperature)), "
-        "'linear' (logistic regression), 'prototype' (nearest class mean).\n"
+        "Methods: 'auto' (the default: every method on every feature set, the best by spatially blocked "
+        "cross-validation, the whole comparison in the log and the report), 'knn' (cosine k nearest "
+        "neighbours, votes weighted by exp(similarity / temperature)), 'linear' (logistic regression), "
+        "'prototype' (nearest class mean), 'rf' (random forest), 'hgb' (histogram gradient boosting).\n"
+        "Features: 'emb' (the embeddings, upsampled to the raster's pixels), 'pixel' (the pixel's bands and "
+        "NDVI, NDWI, MNDWI, NDBI; with 'rf' the per-pixel random forest other tools offer), 'emb+pixel', or "
+        "'auto'. The map is on the raster's own grid (10 m for Sentinel-2) unless Grid is 'embedding'.\n"
         "Outputs: the class raster (styled with the class names and colours), one probability band per "
         "class, the confidence (highest class probability), and an HTML report with the accuracy, "
         "confusion matrix and per-class scores from spatially blocked cross-validation (training pixels "
@@ -81,7 +88,13 @@ class ClassifyAlgorithm(SoftConAlgorithm):
             self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.TRAINING,
             type=QgsProcessingParameterField.Any))
         self.param(QgsProcessingParameterEnum(
-            self.METHOD, tr("Method"), options=["knn", "linear", "prototype"], defaultValue="knn",
+            self.METHOD, tr("Method"), options=["auto", "knn", "linear", "prototype", "rf", "hgb"],
+            defaultValue="auto", usesStaticStrings=True))
+        self.param(QgsProcessingParameterEnum(
+            self.FEATURES, tr("Features"), options=["auto", "emb+pixel", "emb", "pixel"], defaultValue="auto",
+            usesStaticStrings=True))
+        self.param(QgsProcessingParameterEnum(
+            self.GRID, tr("Output grid"), options=["pixel", "embedding"], defaultValue="pixel",
             usesStaticStrings=True))
         self.param(QgsProcessingParameterNumber(
             self.K, tr("k (kNN neighbours)"), QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=1))
@@ -127,7 +140,9 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         if not field:
             raise QgsProcessingException(tr("Choose the field of the training layer that holds the class."))
-        method = self.parameterAsEnumString(parameters, self.METHOD, context) or "knn"
+        method = self.parameterAsEnumString(parameters, self.METHOD, context) or "auto"
+        features = self.parameterAsEnumString(parameters, self.FEATURES, context) or "auto"
+        grid = self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"
         model, checkpoint = self.model_choice(parameters, context)
         bands = self.bands_choice(parameters, context)
         device = self.device_choice(parameters, context)
@@ -147,12 +162,17 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                 cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
                 max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
                 save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
-                bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
+                bbox=extent_bbox(self, parameters, self.EXTENT, context, layer), features=features, grid=grid)
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:
+            from ..core.selection import format_table
+
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
-                                 f"{100 * cv['overall_accuracy']:.1f}%"))
+                                 f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
+                                 f"features {result.report.get('features')})"))
+            if cv.get("method_comparison"):
+                feedback.pushInfo(format_table(cv["method_comparison"]))
         results[self.ACCURACY] = cv.get("overall_accuracy")
         results[self.CLASS_NAMES] = ",".join(result.class_names)
         if classifier_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterRasterDestination,
@@ -31,6 +32,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
     INPUT = "INPUT"
     REFERENCE = "REFERENCE"
     MODE = "MODE"
+    GRID = "GRID"
     EXTENT = "EXTENT"
     OUTPUT = "OUTPUT"
 
@@ -41,7 +43,8 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         "something you have marked once: a crop, a roof type, a wetland.\n"
         "Tick 'Selected features only' to use just the selected references. The raster may be imagery "
         "(embedded with the chosen model first) or an embedding raster from 'Compute embeddings'. "
-        "The output is styled with a colour ramp over its range."
+        "The output is styled with a colour ramp over its range. It is on the raster's own grid (10 m "
+        "for Sentinel-2; the embeddings' similarity upsampled bilinearly) unless Output grid is 'embedding'."
     )
 
     def name(self) -> str:
@@ -58,6 +61,9 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         self.add_band_parameters()
         self.add_model_parameters()
         self.add_mode_parameter()
+        self.param(QgsProcessingParameterEnum(
+            self.GRID, tr("Output grid"), options=["pixel", "embedding"], defaultValue="pixel",
+            usesStaticStrings=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
@@ -82,7 +88,8 @@ class SimilarityAlgorithm(SoftConAlgorithm):
             run_core(feedback, similarity_map, source, reference, tmp, model=model, bands=bands,
                      mode=self.parameterAsEnumString(parameters, self.MODE, context) or DEFAULT_MODE,
                      checkpoint=checkpoint, device=device, progress=make_progress(feedback),
-                     layer=ref_layer or None, bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
+                     layer=ref_layer or None, bbox=extent_bbox(self, parameters, self.EXTENT, context, layer),
+                     grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
             move_raster(tmp, out)
         qml = write_style(out, ramp_renderer)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))

@@ -1,0 +1,86 @@
+"""``--method auto``: every classifier on every sensible feature set, compared by spatially blocked CV.
+
+The comparison is cheap next to the embedding (a few hundred training pixels), and it answers the
+question a user has before trusting a map: which method and which features suit *these* samples on
+*this* raster. The whole table goes into the log and the report, and the best row is the map.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .features import FEATURE_SETS, FeatureSpec
+from .progress import Progress
+from .report import cross_validate
+
+#: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).
+AUTO_METHODS = ("linear", "hgb", "rf", "knn", "prototype")
+#: Methods that compare feature vectors by cosine: sensible on embeddings only.
+COSINE_METHODS = ("knn", "prototype")
+
+
+def method_params(method: str, k: int = 20, temperature: float = 0.07, seed: int = 0) -> dict[str, Any]:
+    """The options each classifier takes: kNN (k, T), prototype (T), forests (seed), linear (none)."""
+    if method == "knn":
+        return {"k": k, "temperature": temperature}
+    if method == "prototype":
+        return {"temperature": temperature}
+    return {"seed": seed} if method in ("rf", "hgb") else {}
+
+
+def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]]:
+    """(feature set, method) pairs to compare: ``method`` (or every method for ``auto``) on each set,
+    cosine methods only on embeddings alone."""
+    methods = AUTO_METHODS if method == "auto" else (method,)
+    out = [(fs, m) for fs in feature_sets for m in methods
+           if not (m in COSINE_METHODS and FEATURE_SETS[fs] != ("emb",))]
+    if not out:  # e.g. knn asked for with pixel features only
+        out = [(fs, m) for fs in feature_sets for m in methods][:1]
+    return out
+
+
+def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups: np.ndarray, xy: np.ndarray,
+            class_names: Sequence[str], pairs: Sequence[tuple[str, str]], folds: int, block_m: float,
+            params: dict[str, dict[str, Any]], seed: int = 0, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Blocked CV of each (feature set, method); one row per pair with its metrics and full CV result."""
+    rows = []
+    for fs, m in pairs:
+        cols = full.select(FEATURE_SETS[fs]).columns(full)
+        res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed)
+        rows.append({"features": fs, "method": m, "overall_accuracy": res["overall_accuracy"],
+                     "kappa": res["kappa"], "macro_f1": res["macro_f1"], "cv": res})
+        if progress is not None:
+            progress.log(f"  {fs:10s} {m:9s} " + _cells(rows[-1]))
+    return rows
+
+
+def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The best row: highest kappa, then macro F1; ties go to the earlier (preferred) row."""
+    def key(i_r):
+        i, r = i_r
+        return (-(r["kappa"] if r["overall_accuracy"] is not None else -1), -(r["macro_f1"] or 0), i)
+
+    return sorted(enumerate(rows), key=key)[0][1]
+
+
+def _cells(r: dict[str, Any]) -> str:
+    if r["overall_accuracy"] is None:
+        return "accuracy n/a"
+    return f"accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}"
+
+
+def table_rows(rows: Sequence[dict[str, Any]], chosen: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The comparison as JSON-ready rows (no per-fold detail), the chosen one marked."""
+    return [{"features": r["features"], "method": r["method"], "overall_accuracy": r["overall_accuracy"],
+             "kappa": r["kappa"], "macro_f1": r["macro_f1"], "chosen": r is chosen} for r in rows]
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a plain-text table (CLI, report.txt, the plugin's log)."""
+    lines = [f"{'features':10s} {'method':9s} {'accuracy':>8s} {'kappa':>6s} {'macro F1':>8s}"]
+    for r in rows:
+        acc = "n/a" if r["overall_accuracy"] is None else f"{100 * r['overall_accuracy']:.1f}%"
+        lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
+                     + ("  <- chosen" if r.get("chosen") else ""))
+    return "\n".join(lines)
