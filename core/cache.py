@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .atomic import atomic_path, clean_stale
+from .io.atomic import atomic_path, clean_stale
 from .errors import SoftConError
-from .sample_data import cache_dir
+from .io.sample_data import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.

@@ -121,7 +121,7 @@ def screens_tour() -> None:
     from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
 
     from softcon_qgis import deps
-    from softcon_qgis.core.classify import DEMO_POINTS, demo_raster
+    from softcon_qgis.core.classify.demo import DEMO_POINTS, demo_raster
 
     missing = deps.check()
     if missing:

@@ -9,7 +9,7 @@ def main() -> int:
     import rasterio
     import torch
 
-    from core.timm_compat import TORCHVISION_OPS_REAL, timm
+    from core.models.timm_compat import TORCHVISION_OPS_REAL, timm
     from qgis.core import Qgis
 
     print(f"python {sys.version.split()[0]}  torch {torch.__version__}  numpy {numpy.__version__}  "

@@ -244,7 +244,7 @@ def versions() -> str:
     import rasterio
     import torch
 
-    from .core.timm_compat import timm
+    from .core.models.timm_compat import timm
 
     return (f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
             f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")

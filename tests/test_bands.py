@@ -6,16 +6,7 @@ import pytest
 import rasterio
 import torch
 
-from core.bands import (
-    PRESETS,
-    S1_GRD,
-    S2_L1C,
-    S2_L2A,
-    canonical,
-    parse_band_list,
-    resolve_bands,
-    select_bands,
-)
+from core.geo.bands import PRESETS, S1_GRD, S2_L1C, S2_L2A, canonical, parse_band_list, resolve_bands, select_bands
 from core.errors import SoftConError
 
 

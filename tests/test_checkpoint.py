@@ -12,17 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.checkpoint import (
-    adapt_input_conv,
-    init_from_rgb,
-    load_weights,
-    read_state_dict,
-    resample_pos_embed,
-    save_safetensors,
-)
-from core.encoders import build_encoder
+from core.models.adapt import adapt_input_conv, init_from_rgb, resample_pos_embed
+from core.models.checkpoint import load_weights, read_state_dict, save_safetensors
+from core.models.encoders import build_encoder
 from core.errors import SoftConError
-from core.models import convert, create_encoder, get_record, main as models_main
+from core.models.cli import convert, main as models_main
+from core.models.registry import create_encoder, get_record
 
 TOL = 1e-5
 VIT = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12)}  # dim, depth, heads
@@ -277,7 +272,7 @@ def test_convert_and_save_safetensors_roundtrip(vits_b2_file, tmp_path, capsys):
     out = tmp_path / "b2.safetensors"
     assert models_main(["convert", "B2_vits14_softcon", str(vits_b2_file), str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    from core.checkpoint import read_safetensors_metadata
+    from core.models.checkpoint import read_safetensors_metadata
 
     meta = read_safetensors_metadata(out)
     assert meta["model"] == "B2_vits14_softcon" and meta["arch"] == "vit_small_patch14_dinov2"

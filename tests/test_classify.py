@@ -17,9 +17,12 @@ import shapely
 import torch
 
 from core import cache as embcache
-from core.classify import (DEMO_POINTS, apply_classifier, classify, demo_raster, main, run_demo)
+from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
+from core.classify.apply import apply_classifier
+from core.classify.fit import classify
+from core.classify.cli import main
 from core.errors import SoftConError
-from core.samples import read_vector, reproject
+from core.geo.samples import read_vector, reproject
 
 OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
            "report.html", "quicklook.png")
@@ -69,8 +72,8 @@ def test_demo_writes_every_output(demo):
 
 
 def test_demo_report_is_honest_and_accurate(demo):
-    from core.models import DEFAULT_MODEL, get_record
-    from core.weights import cached_path
+    from core.models.registry import DEFAULT_MODEL, get_record
+    from core.models.weights import cached_path
 
     r = json.loads(demo.report_json.read_text())
     trained = cached_path(get_record(DEFAULT_MODEL)) is not None
@@ -309,7 +312,7 @@ def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_fi
 
 
 def test_training_features_are_the_map_features(demo):
-    from core.pixelmap import FeatureSource, full_spec, open_source
+    from core.classify.pixelmap import FeatureSource, full_spec, open_source
 
     emb = rasterio.open(demo.embedding)
     info = __import__("core.analysis", fromlist=["x"]).embedding_info(demo.embedding)

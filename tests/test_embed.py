@@ -6,6 +6,7 @@ nodata and error handling, which do not depend on what the weights learned.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import threading
 
 import numpy as np
@@ -16,11 +17,13 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from core import raster_io as rio
-from core.embed import embed_raster, main, read_embedding_info
+from core.io.raster import open_raster
+from core.embed.engine import embed_raster
+from core.embed.cli import main
+from core.embed.tags import read_embedding_info
 from core.errors import Cancelled, SoftConError
-from core.models import create_encoder
-from core.normalize import preprocess
+from core.models.registry import create_encoder
+from core.geo.normalize import preprocess
 from core.progress import Progress
 
 FP32 = dict(precision="fp32", dtype="float32", device="cpu")
@@ -42,7 +45,7 @@ def encoder(tmp_path_factory):
 
 def _write_crop(s2_scene_files, path, row, col, h, w, **profile):
     """A 13-band GeoTIFF cut from the stacked real scene (band names in the descriptions)."""
-    with rio.open_raster(s2_scene_files) as ds:
+    with open_raster(s2_scene_files) as ds:
         win = Window(col, row, w, h)
         data = ds.read(window=win)
         prof = dict(driver="GTiff", width=w, height=h, count=13, dtype="uint16", crs=ds.crs, nodata=0,
@@ -64,7 +67,7 @@ def crop(s2_scene_files, tmp_path_factory):
 
 def _reference(src, enc, record, row, col, dense):
     """What one window at raster pixel (row, col) gives, computed directly (boundless read, no engine)."""
-    with rio.open_raster(src) as ds:
+    with open_raster(src) as ds:
         data = ds.read(window=Window(col, row, 64, 64), boundless=True, fill_value=0).astype(np.float32)
     x = torch.from_numpy(data)[None]
     valid = torch.from_numpy((data != 0).all(axis=0))[None]
@@ -130,12 +133,12 @@ def test_dense_embeddings_do_not_depend_on_tiling_or_batch(s2_scene_files, crop,
 
 def test_device_path_matches_reader_thread_path(s2_scene_files, encoder, tmp_path, monkeypatch):
     """The GPU path (raw uint16 shipped as int16 bits, normalised on the device) gives the same numbers."""
-    import core.embed as E
+    from core.embed import engine
 
     src = tmp_path / "holes.tif"
     _with_holes(s2_scene_files, src)
     a = embed_raster(src, tmp_path / "a.tif", encoder=encoder, mode="dense", **FP32)
-    monkeypatch.setattr(E, "normalise_on_device", lambda dev: True)
+    monkeypatch.setattr(engine, "normalise_on_device", lambda dev: True)
     b = embed_raster(src, tmp_path / "b.tif", encoder=encoder, mode="dense", **FP32)
     with rasterio.open(a) as da, rasterio.open(b) as db:
         ea, eb = da.read(), db.read()
@@ -193,11 +196,11 @@ def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):
 
 def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatch):
     """Reading in a background thread (GPU, spare cores) or between batches (busy CPU) gives the same file."""
-    import core.embed as E
+    from core.embed import engine
 
     outs = []
     for background in (True, False):
-        monkeypatch.setattr(E, "read_in_background", lambda dev, b=background: b)
+        monkeypatch.setattr(engine, "read_in_background", lambda dev, b=background: b)
         outs.append(embed_raster(crop, tmp_path / f"{background}.tif", encoder=encoder, mode="dense", batch_size=5,
                                  **FP32))
     with rasterio.open(outs[0]) as da, rasterio.open(outs[1]) as db:
@@ -206,9 +209,9 @@ def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("background", [True, False])
 def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path, monkeypatch, background):
-    import core.embed as E
+    from core.embed import engine
 
-    monkeypatch.setattr(E, "read_in_background", lambda dev: background)
+    monkeypatch.setattr(engine, "read_in_background", lambda dev: background)
     calls = {"n": 0}
 
     def cancelled():
@@ -257,7 +260,7 @@ def test_bad_inputs_give_clear_errors(encoder, tmp_path, monkeypatch):
         embed_raster(tmp_path / "ok.tif", out, encoder=encoder, mode="dense", stride=24)
     with pytest.raises(SoftConError, match="does not overlap"):
         embed_raster(tmp_path / "ok.tif", out, encoder=encoder, bbox=(0, 0, 10, 10))
-    monkeypatch.setattr(rio.shutil, "disk_usage", lambda p: type("U", (), {"free": 100})())
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type("U", (), {"free": 100})())
     with pytest.raises(SoftConError, match="free"):
         embed_raster(tmp_path / "ok.tif", out, encoder=encoder)
     assert list(out.parent.iterdir()) == []
@@ -330,11 +333,11 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
 
 
 def test_reader_thread_only_where_a_core_is_free(monkeypatch):
-    import core.embed as E
+    from core.embed import engine
 
-    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(E.torch, "get_num_threads", lambda: 2)
-    assert not E.read_in_background(torch.device("cpu"))  # both cores run torch: read between batches
-    assert E.read_in_background(torch.device("cuda"))  # the CPU is idle while the GPU computes
-    monkeypatch.setattr(E.torch, "get_num_threads", lambda: 1)
-    assert E.read_in_background(torch.device("cpu"))
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 2)
+    assert not engine.read_in_background(torch.device("cpu"))  # both cores run torch: read between batches
+    assert engine.read_in_background(torch.device("cuda"))  # the CPU is idle while the GPU computes
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 1)
+    assert engine.read_in_background(torch.device("cpu"))

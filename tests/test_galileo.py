@@ -15,12 +15,12 @@ import rasterio
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
-from core.checkpoint import load_weights
+from core.geo.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
+from core.models.checkpoint import load_weights
 from core.errors import SoftConError
-from core.galileo import BANDS, GalileoEncoder, resize_kernel
-from core.models import create_encoder, get_record
-from core.normalize import preprocess
+from core.models.galileo import BANDS, GalileoEncoder, resize_kernel
+from core.models.registry import create_encoder, get_record
+from core.geo.normalize import preprocess
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "models" / "galileo_nano" / "reference.npz"
 TOL = 1e-4
@@ -140,7 +140,7 @@ def test_strict_loading_names_the_key(tmp_path, change, key):
 
 def test_upstream_file_loads_with_other_modalities_dropped_by_name(tmp_path):
     """A state dict with upstream's extra keys (other modalities, fixed tables) loads and names what it dropped."""
-    from core.galileo import fixed_time_month
+    from core.models.galileo import fixed_time_month
 
     state = _shipped_state()
     pos = torch.zeros(24, 32)
@@ -218,14 +218,15 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
     """core.embed on a real L1C crop: the 10 bands picked by name, unclipped scaling, same numbers as a direct call."""
     from rasterio.windows import Window
 
-    from core import raster_io as rio
-    from core.embed import embed_raster, read_embedding_info
-    from core.models import DEFAULT_MODEL
+    from core.io.raster import open_raster
+    from core.embed.engine import embed_raster
+    from core.embed.tags import read_embedding_info
+    from core.models.registry import DEFAULT_MODEL
 
     assert DEFAULT_MODEL == "galileo_nano_s2"
     encoder, record = model
     crop = tmp_path / "crop.tif"
-    with rio.open_raster(s2_scene_files) as ds:
+    with open_raster(s2_scene_files) as ds:
         win = Window(900, 700, 192, 160)
         data = ds.read(window=win)
         prof = dict(driver="GTiff", width=192, height=160, count=13, dtype="uint16", crs=ds.crs, nodata=0,

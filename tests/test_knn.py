@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from core.errors import SoftConError
-from core.knn import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.classifiers import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
 
 
 def _dino_reference(train, labels, test, k, t, n_classes):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from core.bands import PRESETS
+from core.geo.bands import PRESETS
 from core.errors import SoftConError
 from train.labels import (DW_CLASSES, NO_CLASS, WORLDCOVER_TO_DW, labels_from_class_map, labels_from_landcover,
                           load_ssl4eo_labels, multi_hot, spectral_classes, spectral_labels)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.bands import S2_L1C
+from core.geo.bands import S2_L1C
 from core.errors import SoftConError
 from train import linear_probe as lp
 from train.bigearthnet import BEN_19
@@ -86,7 +86,7 @@ def test_train_test_split_with_linear_probe_features(eurosat_dir, tmp_path):
 
 
 def test_bigearthnet_reader_maps_19_classes():
-    from core.sample_data import bigearthnet_dir
+    from core.io.sample_data import bigearthnet_dir
 
     data = read_bigearthnet(bigearthnet_dir("S2"), S2_L1C)
     assert data.x.shape == (6, 13, 120, 120) and data.multilabel and data.y.shape == (6, 19)
@@ -102,7 +102,7 @@ def test_bigearthnet_reader_maps_19_classes():
 
 
 def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
-    from core.sample_data import bigearthnet_dir
+    from core.io.sample_data import bigearthnet_dir
     from train.features import encoder_features
 
     root = bigearthnet_dir("S2")
@@ -119,7 +119,7 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
         on_disk = np.load(feat / "train_features.npy")
         assert on_disk.shape == (6, r["dim"]) and np.isfinite(on_disk).all()
     # streaming in batches of 4 (64 here: one batch) gives what embedding all patches at once gives
-    from core.models import create_encoder
+    from core.models.registry import create_encoder
     from train.bigearthnet import BigEarthNet, statistics_for
 
     torch.manual_seed(0)
@@ -135,8 +135,8 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
 
 
 def test_l2a_statistics_for_an_l1c_model():
-    from core.models import get_record
-    from core.normalize import S2A_MEAN, S2C_MEAN
+    from core.models.registry import get_record
+    from core.geo.normalize import S2A_MEAN, S2C_MEAN
     from train.bigearthnet import statistics_for
 
     rec = statistics_for(get_record("softcon_tiny_s2"))
@@ -181,8 +181,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path, eurosat_dir):
 
 def test_checkpoint_is_evaluated_through_core(eurosat_dir, tmp_path):
     # A weights file in the project's format (timm keys, metadata naming the model) is found by name.
-    from core.checkpoint import save_safetensors
-    from core.models import create_encoder
+    from core.models.checkpoint import save_safetensors
+    from core.models.registry import create_encoder
 
     torch.manual_seed(1)
     enc, _ = create_encoder("softcon_tiny_s2", pretrained=False)
@@ -204,8 +204,8 @@ def test_shipped_default_model(eurosat_dir):
     from safetensors import safe_open
 
     from core.device import autocast
-    from core.models import DEFAULT_MODEL, create_encoder, get_record
-    from core.weights import sha256sum
+    from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+    from core.models.weights import sha256sum
     from train.features import model_input
 
     record = get_record(DEFAULT_MODEL)
@@ -230,7 +230,7 @@ def test_texture_and_token_stats_features(eurosat_dir):
     """The feature variants of the default-model study: hand-made texture, dense-feature statistics."""
     import torch.nn.functional as F
 
-    from core.models import create_encoder
+    from core.models.registry import create_encoder
     from train.features import model_input, read_class_folders, spectral_features, token_stats
 
     enc, rec = create_encoder("softcon_tiny_s2", pretrained=False)

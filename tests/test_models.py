@@ -6,20 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from core.checkpoint import save_safetensors
-from core.encoders import ARCHS, build_encoder, is_empty
+from core.models.checkpoint import save_safetensors
+from core.models.encoders import ARCHS, build_encoder, is_empty
 from core.errors import SoftConError
-from core.models import (
-    DEFAULT_MODEL,
-    HF_REPO,
-    REGISTRY,
-    create_encoder,
-    get_record,
-    record_from_checkpoint,
-    record_metadata,
-    register,
-)
-from core.normalize import S1_MEAN, S2C_MEAN
+from core.models.registry import DEFAULT_MODEL, HF_REPO, REGISTRY, create_encoder, get_record, record_from_checkpoint, register
+from core.models.record import record_metadata
+from core.geo.normalize import S1_MEAN, S2C_MEAN
 
 PUBLISHED = {
     "B13_rn50_softcon": ("resnet50", 13, 2048, "torchvision"),

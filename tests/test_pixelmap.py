@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.compat import check_compatible
+from core.classify.compat import check_compatible
 from core.errors import SoftConError
-from core.features import FeatureSpec, parse_features, pixel_features, upsample_rows
-from core.knn import SavedClassifier, load_classifier, make_classifier, save_classifier
-from core.windows import reflect_outside
+from core.classify.features import FeatureSpec, parse_features, pixel_features, upsample_rows
+from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.embed.windows import reflect_outside
 
 
 def test_upsampling_is_bilinear_and_clamped_at_the_edges():

@@ -89,7 +89,7 @@ def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):
     html = (tmp_path / "models.html").read_text()
     assert "vit_small_patch14_dinov2" in html and "softcon_tiny_s2" in html
     # the shipped weights, copied by hand elsewhere, register into the cache (strict load, sha256 checked)
-    from core.models import get_record
+    from core.models.registry import get_record
 
     shipped = Path(get_record("softcon_tiny_s2").local_path)
     copy = tmp_path / "copied_by_hand.safetensors"
@@ -135,7 +135,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert labels == CLASSES
     assert sorted(c.value for c in renderer.classes()) == [1, 2, 3]
     assert len({c.color.name() for c in renderer.classes()}) == 3
-    from core.styles import class_colors
+    from core.classify.styles import class_colors
 
     names = res["CLASS_NAMES"].split(",")
     expected = dict(zip(names, class_colors(names)))

@@ -13,19 +13,9 @@ import pytest
 import rasterio
 import torch
 
-from core.bands import S1_GRD, S2_L1C, resolve_bands, select_bands
-from core.models import get_record
-from core.normalize import (
-    BOA_ADD_OFFSET,
-    S1_MEAN,
-    S1_STD,
-    S2C_MEAN,
-    S2C_STD,
-    STATS,
-    masked_quantiles,
-    preprocess,
-    reflectance_offset,
-)
+from core.geo.bands import S1_GRD, S2_L1C, resolve_bands, select_bands
+from core.models.registry import get_record
+from core.geo.normalize import BOA_ADD_OFFSET, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD, STATS, masked_quantiles, preprocess, reflectance_offset
 
 EUROSAT_TO_SOFTCON = [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
 
@@ -107,7 +97,7 @@ def _bigearthnet_s2(folder: Path) -> tuple[list[str], np.ndarray]:
 
 
 def test_l2a_patch_gets_zero_b10(tmp_path):
-    from core.sample_data import bigearthnet_dir
+    from core.io.sample_data import bigearthnet_dir
 
     root = bigearthnet_dir("S2")
     patch = sorted(p for p in root.iterdir() if p.is_dir())[0]
@@ -148,7 +138,7 @@ def test_nodata_is_zero_after_scaling():
 
 
 def test_s1_quantile_clamp_by_hand_with_nodata():
-    from core.sample_data import bigearthnet_dir
+    from core.io.sample_data import bigearthnet_dir
 
     root = bigearthnet_dir("S1")
     patch = sorted(p for p in root.iterdir() if p.is_dir())[0]

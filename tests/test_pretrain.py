@@ -143,7 +143,7 @@ def test_killed_run_resumes_with_identical_loss_curve(reference, crop, tmp_path)
 def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
     from dataclasses import replace
 
-    from core.models import REGISTRY, create_encoder, get_record, register
+    from core.models.registry import REGISTRY, create_encoder, get_record, register
 
     out = tmp_path / "learn"
     enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
@@ -183,8 +183,8 @@ def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("softcon_*.toml")))
 def test_configs_build_the_model_their_export_claims(name):
     """Each shipped config passes the checks, builds, and exports under a registry record that fits it."""
-    from core.encoders import build_encoder
-    from core.models import get_record
+    from core.models.encoders import build_encoder
+    from core.models.registry import get_record
     from train.config import check
     from train.modality import MODALITIES
 
@@ -224,7 +224,7 @@ def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
     band at its native size (264 px at 10 m, 132 at 20 m, 44 at 60 m), plus an SSL4EO-S12-ML label file."""
     import rasterio
 
-    from core.bands import S2_GSD, S2_L1C
+    from core.geo.bands import S2_GSD, S2_L1C
 
     root = tmp_path_factory.mktemp("ssl4eo")
     labels = {}
@@ -318,7 +318,7 @@ def test_layer_decay_groups():
 
 def test_init_from_rgb_checkpoint_file(tmp_path):
     """A fake RGB checkpoint with the published key names (3 bands, 16x16 grid) initialises the 13-band model."""
-    from core.encoders import build_encoder
+    from core.models.encoders import build_encoder
     from train.config import Config
     from train.model import build_model
 
@@ -339,7 +339,7 @@ def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
     """``shared`` shifts every band by one brightness factor (spectral shape kept); ``per_band`` by one each."""
     from rasterio.windows import Window
 
-    from core.raster_io import open_raster
+    from core.io.raster import open_raster
     from train.data import Augment
 
     with open_raster(s2_scene_files) as ds:
@@ -436,7 +436,7 @@ CORINE_TO_DW = {"forest": 1, "urban": 6, "arable": 4, "irrigated": 4, "pastures"
 @pytest.fixture(scope="module")
 def ben_ssl4eo(tmp_path_factory) -> Path:
     """The real BigEarthNet S1 (VV, VH dB) and S2 L2A example patches, linked into the SSL4EO-S12 layout."""
-    from core.sample_data import bigearthnet_dir
+    from core.io.sample_data import bigearthnet_dir
 
     root = tmp_path_factory.mktemp("ben_ssl4eo")
     table = {}
@@ -457,8 +457,8 @@ def ben_ssl4eo(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("modality,bands", [("s1", ("VV", "VH")), ("s2a", None)])
 def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, modality, bands):
-    from core.bands import S2_L1C
-    from core.models import create_encoder, get_record
+    from core.geo.bands import S2_L1C
+    from core.models.registry import create_encoder, get_record
     from train.data import SSL4EODataset, read_ssl4eo_patch
     from train.modality import MODALITIES
 

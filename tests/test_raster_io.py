@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from core import raster_io as rio
+from core.io.raster import open_raster, pixel_size_m
+from core.io.reader import Prefetcher, StripReader
+from core.io.writer import BlockWriter, check_writable, stack_to_geotiff
 from core.errors import SoftConError
 
 
@@ -26,7 +29,7 @@ def _bilinear(src: rasterio.DatasetReader, arr: np.ndarray, x: float, y: float) 
 
 def test_stack_places_bands_through_their_geotransforms(s2_scene_files):
     ten = rasterio.open(s2_scene_files[1])  # B02, 10 m
-    with rio.open_raster(s2_scene_files) as ds:
+    with open_raster(s2_scene_files) as ds:
         assert ds.count == 13
         assert list(ds.descriptions) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
         # the target grid is the 10 m files' grid, not the 60 m files' (whose origin is 20 m further north)
@@ -69,9 +72,9 @@ def test_stack_to_geotiff_writes_one_file_with_band_names(s2_scene_files, tmp_pa
                 dst.write(src.read(window=win))
             files.append(out)
     out = tmp_path / "scene.tif"
-    rio.stack_to_geotiff(files, out)
+    stack_to_geotiff(files, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crop", "scene.tif"]  # no temp file left
-    with rasterio.open(out) as ds, rio.open_raster(files) as ref:
+    with rasterio.open(out) as ds, open_raster(files) as ref:
         assert ds.count == 13 and ds.res == (10.0, 10.0)
         assert ds.descriptions[0] == "B1" and ds.descriptions[8] == "B8A"
         assert ds.profile["tiled"] and ds.compression is not None
@@ -101,7 +104,7 @@ def test_strip_reader_pads_and_reads_whole_blocks(tmp_path):
             return real(*a, **k)
 
         ds.read = spy
-        reader = rio.StripReader(ds, [2, None, 1], cols=(-8, 97))
+        reader = StripReader(ds, [2, None, 1], cols=(-8, 97))
         padded = np.zeros((3, 116, 105), np.uint16)
         padded[0, 8:108, 8:98] = data[1]
         padded[2, 8:108, 8:98] = data[0]
@@ -121,7 +124,7 @@ def test_block_writer_writes_rows_and_renames(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.normal(size=(5, 70, 40)).astype(np.float32)
     data[:, 3, 4] = np.nan
-    with rio.BlockWriter(out, width=40, height=70, count=5, crs="EPSG:32632", transform=from_origin(0, 0, 80, 80),
+    with BlockWriter(out, width=40, height=70, count=5, crs="EPSG:32632", transform=from_origin(0, 0, 80, 80),
                          dtype="float16", blocksize=16, tags={"model": "m"}) as w:
         assert w.block_h == 16
         r = 0
@@ -141,12 +144,12 @@ def test_block_writer_writes_rows_and_renames(tmp_path):
 def test_block_writer_abort_and_disk_full(tmp_path, monkeypatch):
     out = tmp_path / "e.tif"
     with pytest.raises(RuntimeError):
-        with rio.BlockWriter(out, width=8, height=8, count=2, crs="EPSG:32632", transform=from_origin(0, 100, 1, 1)) as w:
+        with BlockWriter(out, width=8, height=8, count=2, crs="EPSG:32632", transform=from_origin(0, 100, 1, 1)) as w:
             w.write_rows(0, np.zeros((2, 4, 8), np.float32))
             raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
 
-    w = rio.BlockWriter(out, width=8, height=8, count=2, crs="EPSG:32632", transform=from_origin(0, 100, 1, 1), blocksize=16)
+    w = BlockWriter(out, width=8, height=8, count=2, crs="EPSG:32632", transform=from_origin(0, 100, 1, 1), blocksize=16)
 
     def full(*a, **k):
         raise rasterio.errors.RasterioIOError("TIFFAppendToStrip: Write error: No space left on device")
@@ -160,12 +163,12 @@ def test_block_writer_abort_and_disk_full(tmp_path, monkeypatch):
 
 def test_check_writable(tmp_path, monkeypatch):
     with pytest.raises(SoftConError, match="does not exist"):
-        rio.check_writable(tmp_path / "missing" / "e.tif")
+        check_writable(tmp_path / "missing" / "e.tif")
     with pytest.raises(SoftConError, match="is a folder"):
-        rio.check_writable(tmp_path)
-    monkeypatch.setattr(rio.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
+        check_writable(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
     with pytest.raises(SoftConError, match="free"):
-        rio.check_writable(tmp_path / "e.tif", nbytes=10_000)
+        check_writable(tmp_path / "e.tif", nbytes=10_000)
 
 
 def test_prefetcher_hands_on_errors_and_stops():
@@ -175,7 +178,7 @@ def test_prefetcher_hands_on_errors_and_stops():
         raise ValueError("bad strip")
 
     with pytest.raises(ValueError, match="bad strip"):
-        with rio.Prefetcher(produce) as p:
+        with Prefetcher(produce) as p:
             assert list(p) == [1, 2]
 
     def endless(stop):
@@ -184,7 +187,7 @@ def test_prefetcher_hands_on_errors_and_stops():
             i += 1
             yield i
 
-    p = rio.Prefetcher(endless, depth=2)
+    p = Prefetcher(endless, depth=2)
     assert next(iter(p)) == 1
     p.close()
     assert not p._thread.is_alive()
@@ -196,4 +199,4 @@ def test_pixel_size_in_metres_for_geographic_rasters(tmp_path):
                        transform=from_origin(10.0, 0.0001, 0.0001, 0.0001)) as dst:
         dst.write(np.ones((1, 4, 4), np.uint16))
     with rasterio.open(path) as ds:
-        assert 10.5 < rio.pixel_size_m(ds) < 11.7  # 0.0001 deg at the equator = 11.1 m
+        assert 10.5 < pixel_size_m(ds) < 11.7  # 0.0001 deg at the equator = 11.1 m

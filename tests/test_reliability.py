@@ -20,11 +20,12 @@ import torch
 from rasterio.windows import Window
 
 from core import cache as embcache
-from core import raster_io as rio
-from core.atomic import clean_stale, temp_path
-from core.embed import embed_raster
+from core.io.raster import open_raster
+from core.io.writer import BlockWriter, _disk_error, check_folder, make_folder, verify_geotiff
+from core.io.atomic import clean_stale, temp_path
+from core.embed.engine import embed_raster
 from core.errors import SoftConError
-from core.models import create_encoder
+from core.models.registry import create_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(device="cpu", precision="fp32", mode="dense")
@@ -38,7 +39,7 @@ def encoder():
 
 def write_crop(s2_scene_files, path: Path, size: int = 200, row: int = 700, col: int = 900, **profile) -> Path:
     """``size`` x ``size`` px of the stacked real scene as a 13-band GeoTIFF with band names."""
-    with rio.open_raster(s2_scene_files) as ds:
+    with open_raster(s2_scene_files) as ds:
         win = Window(col, row, size, size)
         prof = dict(driver="GTiff", width=size, height=size, count=13, dtype="uint16", crs=ds.crs, nodata=0,
                     transform=ds.window_transform(win)) | profile
@@ -100,14 +101,14 @@ def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, 
     out = tmp_path / "emb.tif"
     embed_raster(crop, out, encoder=encoder, **FAST)
     good = out.read_bytes()
-    close = rio.BlockWriter._close
+    close = BlockWriter._close
 
     def truncating_close(self):
         close(self)
         with open(self.tmp, "r+b") as fh:
             fh.truncate(os.path.getsize(self.tmp) // 2)
 
-    monkeypatch.setattr(rio.BlockWriter, "_close", truncating_close)
+    monkeypatch.setattr(BlockWriter, "_close", truncating_close)
     with pytest.raises(SoftConError, match="left as it was"):
         embed_raster(crop, out, encoder=encoder, **FAST)
     assert out.read_bytes() == good and hidden(tmp_path) == []
@@ -133,13 +134,13 @@ def test_a_write_error_raised_by_gdal_is_one_message(crop, encoder, tmp_path, mo
     out = tmp_path / "emb.tif"
 
     def failing_flush(self):
-        raise rio._disk_error(OSError(28, "No space left on device"), self.out_path)
+        raise _disk_error(OSError(28, "No space left on device"), self.out_path)
 
-    monkeypatch.setattr(rio.BlockWriter, "_flush", failing_flush)
+    monkeypatch.setattr(BlockWriter, "_flush", failing_flush)
     with pytest.raises(SoftConError, match="is full"):
         embed_raster(crop, out, encoder=encoder, **FAST)
     assert list(tmp_path.iterdir()) == []
-    err = rio._disk_error(rasterio.errors.RasterioIOError("Write failed. See previous exception for details."), out)
+    err = _disk_error(rasterio.errors.RasterioIOError("Write failed. See previous exception for details."), out)
     assert isinstance(err, SoftConError) and "may be full" in str(err)
 
 
@@ -155,25 +156,25 @@ def test_an_unreadable_cache_entry_is_dropped_and_recomputed(crop, tmp_path, mon
         calls.append(out)
         return write_crop_like(crop, out)
 
-    path, hit = embcache.cached_embedding(crop, params, compute, validate=rio.verify_geotiff)
+    path, hit = embcache.cached_embedding(crop, params, compute, validate=verify_geotiff)
     assert not hit and json.loads(path.with_suffix(".json").read_text())["bytes"] == path.stat().st_size
     # what a full disk left before: a truncated raster and a 0-byte side-car
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     path.with_suffix(".json").write_text("")
     said = []
-    path2, hit = embcache.cached_embedding(crop, params, compute, validate=rio.verify_geotiff, log=said.append)
+    path2, hit = embcache.cached_embedding(crop, params, compute, validate=verify_geotiff, log=said.append)
     assert not hit and path2 == path and len(calls) == 2 and path.read_bytes() == data
     assert len(said) == 1 and "unreadable" in said[0] and "computing it again" in said[0]
     # a raster cut short under an intact side-car is caught by its size alone
     path.write_bytes(data[:-10])
     path3, hit = embcache.cached_embedding(crop, params, compute, log=said.append)
     assert not hit and len(calls) == 3 and "bytes instead of" in said[-1]
-    assert embcache.cached_embedding(crop, params, compute, validate=rio.verify_geotiff)[1] is True
+    assert embcache.cached_embedding(crop, params, compute, validate=verify_geotiff)[1] is True
 
 
 def test_classify_recomputes_a_poisoned_cache_entry(crop, tmp_path, monkeypatch):
-    from core.classify import get_embedding
+    from core.classify.embedding import get_embedding
     from core.progress import Progress
 
     root = tmp_path / "cache"
@@ -187,7 +188,7 @@ def test_classify_recomputes_a_poisoned_cache_entry(crop, tmp_path, monkeypatch)
     logs = []
     again = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
     assert again.from_cache is False and again.path == first.path
-    rio.verify_geotiff(again.path)  # complete again (random weights: not the same bytes)
+    verify_geotiff(again.path)  # complete again (random weights: not the same bytes)
     assert sum("unreadable" in m for m in logs) == 1
     hit = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
     assert hit.from_cache is True and "B8A<-B8A" in logs[-1]  # the band order is logged on a hit too
@@ -210,7 +211,7 @@ def test_a_cache_entry_is_committed_only_after_its_side_car(crop, tmp_path, monk
 def write_crop_like(src: Path, out: Path) -> Path:
     """Copy a GeoTIFF through the project's writer (verified, atomic)."""
     with rasterio.open(src) as ds:
-        with rio.BlockWriter.like(out, ds, ds.count, "uint16", nodata=0, namespace=None) as w:
+        with BlockWriter.like(out, ds, ds.count, "uint16", nodata=0, namespace=None) as w:
             w.write_rows(0, ds.read())
             w.commit()
     return out
@@ -279,7 +280,7 @@ CROP_BOUNDS = (443230.0, 4162490.0, 447230.0, 4166490.0)
 def points_crop(s2_scene_files, tmp_path_factory) -> Path:
     from rasterio.windows import from_bounds
 
-    with rio.open_raster(s2_scene_files) as ds:
+    with open_raster(s2_scene_files) as ds:
         win = from_bounds(*CROP_BOUNDS, ds.transform).round_offsets().round_lengths()
         row, col, size = int(win.row_off), int(win.col_off), int(win.width)
     return write_crop(s2_scene_files, tmp_path_factory.mktemp("pts") / "crop.tif", size=size, row=row, col=col)
@@ -312,7 +313,7 @@ def truncated_cog(src: Path, out: Path) -> Path:
 
 
 def test_truncated_geotiff_is_one_line_in_the_cli(crop, tmp_path, capsys):
-    from core.embed import main
+    from core.embed.cli import main
 
     bad = truncated_cog(crop, tmp_path / "cut.tif")
     out = tmp_path / "out"
@@ -323,7 +324,7 @@ def test_truncated_geotiff_is_one_line_in_the_cli(crop, tmp_path, capsys):
 
 
 def test_csv_samples_are_one_line(points_embedding, tmp_path, capsys):
-    from core.classify import main
+    from core.classify.cli import main
 
     csv = tmp_path / "points.csv"
     csv.write_text("x,y,class\n445000,4164000,water\n445100,4164100,marsh\n")
@@ -334,7 +335,7 @@ def test_csv_samples_are_one_line(points_embedding, tmp_path, capsys):
 
 
 def test_damaged_classifier_file_is_one_line(points_embedding, tmp_path, capsys):
-    from core.classify import main
+    from core.classify.cli import main
 
     edited = tmp_path / "edited.npz"
     np.savez(edited, meta_json=np.array("{not json"))
@@ -348,24 +349,24 @@ def test_damaged_classifier_file_is_one_line(points_embedding, tmp_path, capsys)
 
 
 def test_disk_full_in_classify_leaves_no_outputs(points_embedding, tmp_path, monkeypatch):
-    from core.classify import classify
+    from core.classify.fit import classify
 
     out = tmp_path / "out"
-    close = rio.BlockWriter._close
+    close = BlockWriter._close
 
     def truncating_close(self):
         close(self)
         with open(self.tmp, "r+b") as fh:
             fh.truncate(os.path.getsize(self.tmp) // 2)
 
-    monkeypatch.setattr(rio.BlockWriter, "_close", truncating_close)
+    monkeypatch.setattr(BlockWriter, "_close", truncating_close)
     with pytest.raises(SoftConError, match="left as it was"):
         classify(points_embedding, DEMO_POINTS, "class", out, cv_folds=0)
     assert not out.exists()  # created by the run, removed with everything in it
 
 
 def test_disk_full_in_classify_on_a_small_tmpfs(points_embedding, tmp_path):
-    from core.classify import classify
+    from core.classify.fit import classify
 
     with tmpfs(tmp_path / "full", size="1m") as full:
         fill_disk(full, leave=60_000)
@@ -375,7 +376,7 @@ def test_disk_full_in_classify_on_a_small_tmpfs(points_embedding, tmp_path):
 
 
 def test_output_folder_under_a_read_only_parent(points_embedding, tmp_path, capsys, monkeypatch):
-    from core.classify import main
+    from core.classify.cli import main
 
     ro = tmp_path / "ro"
     with tmpfs(ro, size="1m"):
@@ -392,14 +393,14 @@ def test_output_folder_that_cannot_be_created_is_one_message(tmp_path, monkeypat
 
     monkeypatch.setattr(Path, "mkdir", refuse)
     with pytest.raises(SoftConError, match="Cannot create the output folder .*Permission denied"):
-        rio.make_folder(tmp_path / "new" / "maps")
-    monkeypatch.setattr(rio.os, "access", lambda p, mode: False)
+        make_folder(tmp_path / "new" / "maps")
+    monkeypatch.setattr(os, "access", lambda p, mode: False)
     with pytest.raises(SoftConError, match="cannot be created: .* is not writable"):
-        rio.check_folder(tmp_path / "new" / "maps")
+        check_folder(tmp_path / "new" / "maps")
 
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(crop, tmp_path, capsys, monkeypatch):
-    import core.embed as E
+    from core.embed import cli
     from core.progress import Progress
 
     calls = {"n": 0}
@@ -410,12 +411,12 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(crop, tmp_path, capsy
             raise KeyboardInterrupt
         return False
 
-    monkeypatch.setattr(E, "tqdm_progress", lambda desc="": Progress(is_cancelled=interrupt))
+    monkeypatch.setattr(cli, "tqdm_progress", lambda desc="": Progress(is_cancelled=interrupt))
     out = tmp_path / "out"
     out.mkdir()
     try:
-        rc = E.main([str(crop), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu", "--mode", "dense",
-                     "--batch-size", "4"])
+        rc = cli.main([str(crop), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu", "--mode", "dense",
+                      "--batch-size", "4"])
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the command line as a traceback")
     assert rc == 130 and calls["n"] == 2
@@ -482,7 +483,7 @@ S2_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", 
 
 
 def test_one_cv_fold_is_refused(points_embedding, tmp_path):
-    from core.classify import classify
+    from core.classify.fit import classify
 
     with pytest.raises(SoftConError, match="--cv-folds 1 .* 0 to skip"):
         classify(points_embedding, DEMO_POINTS, "class", tmp_path / "out", cv_folds=1)
@@ -494,7 +495,7 @@ def test_pickled_objects_are_named_whatever_the_case_of_torchs_message(tmp_path,
     import datetime
     import pickle
 
-    from core import checkpoint
+    from core.models import checkpoint
 
     path = tmp_path / "ckpt.pt"
     torch.save({"w": torch.zeros(2), "when": datetime.date(2020, 1, 1)}, path)
@@ -510,7 +511,7 @@ def test_pickled_objects_are_named_whatever_the_case_of_torchs_message(tmp_path,
 
 
 def test_raster_without_crs_in_classify_says_so(points_crop, tmp_path):
-    from core.classify import classify
+    from core.classify.fit import classify
 
     with rasterio.open(points_crop) as ds:
         data, prof = ds.read(), ds.profile | dict(crs=None)
@@ -525,7 +526,7 @@ def test_raster_without_crs_in_classify_says_so(points_crop, tmp_path):
 def test_pixel_size_of_a_raster_in_degrees_is_in_metres(points_embedding, tmp_path):
     from rasterio.warp import calculate_default_transform, reproject
 
-    from core.classify import Embedding, _embedding_summary
+    from core.classify.embedding import Embedding, embedding_summary
 
     geo = tmp_path / "geo.tif"
     with rasterio.open(points_embedding) as src:
@@ -535,5 +536,5 @@ def test_pixel_size_of_a_raster_in_degrees_is_in_metres(points_embedding, tmp_pa
             reproject(rasterio.band(src, 1), rasterio.band(dst, 1))
         src_m = abs(src.transform.a)
     with rasterio.open(geo) as ds:
-        summary = _embedding_summary(Embedding(geo, {}, "w", None), ds)
+        summary = embedding_summary(Embedding(geo, {}, "w", None), ds)
     assert 0.8 * src_m < summary["pixel_size_m"] < 1.2 * src_m  # about 80 m, not 0.0007

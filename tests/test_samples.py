@@ -11,9 +11,9 @@ import pytest
 import rasterio
 import shapely
 
-from core.classify import DEMO_POINTS, demo_raster
+from core.classify.demo import DEMO_POINTS, demo_raster
 from core.errors import SoftConError
-from core.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector, reproject
+from core.geo.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector, reproject
 
 CLASSES = ["open sea", "inland water", "salt marsh", "forest", "cropland", "built-up", "beach/bare sand"]
 

@@ -6,7 +6,7 @@ import torch
 
 
 def test_timm_creates_13_band_dinov2_vit():
-    from core.timm_compat import timm
+    from core.models.timm_compat import timm
 
     model = timm.create_model("vit_small_patch14_dinov2", img_size=224, in_chans=13, pretrained=False)
     assert model.pos_embed.shape == (1, 257, 384)
@@ -36,7 +36,7 @@ def test_real_torchvision_ops_are_used_when_they_load():
 
 
 def test_declared_schemas_only_when_ops_missing():
-    from core import timm_compat
+    from core.models import timm_compat
 
     ops = torch.ops.torchvision
     assert hasattr(ops, "nms")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core import weights as W
+from core.models import weights as W
 from core.errors import SoftConError
-from core.models import DEFAULT_MODEL, create_encoder, get_record, main as models_main
+from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+from core.models.cli import main as models_main
 
 
 @pytest.fixture()

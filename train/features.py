@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.bands import resolve_bands
+from core.geo.bands import resolve_bands
 from core.device import autocast
-from core.encoders import Encoder
+from core.models.encoders import Encoder
 from core.errors import SoftConError
-from core.models import ModelRecord
-from core.normalize import preprocess
+from core.models.record import ModelRecord
+from core.geo.normalize import preprocess
 from core.progress import Progress
 
 @dataclass
@@ -195,7 +195,7 @@ def stream_features(read: Callable[[int, int], torch.Tensor], n: int, embed: Cal
     Only one batch of pixels is in memory at a time; the features go to ``path`` (written to a temporary
     name, renamed when complete) and come back memory-mapped: (n, D).
     """
-    from core.atomic import atomic_path
+    from core.io.atomic import atomic_path
 
     progress = progress or Progress()
     path = Path(path)

@@ -50,7 +50,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from core.bands import S2_L1C
+from core.geo.bands import S2_L1C
 from core.errors import SoftConError
 
 DW_CLASSES: tuple[str, ...] = ("water", "trees", "grass", "flooded_vegetation", "crops", "shrub_and_scrub",

@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from core.device import pick_device, resolve_precision
-from core.encoders import build_encoder
+from core.models.encoders import build_encoder
 from core.errors import SoftConError
-from core.models import DEFAULT_MODEL, ModelRecord, create_encoder, get_record
+from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+from core.models.record import ModelRecord
 
 from .bigearthnet import bigearthnet_splits, is_bigearthnet, statistics_for, streamed_features
 from .features import PatchSet, encoder_features, read_class_folders, spectral_features
@@ -329,7 +330,7 @@ def build(args: argparse.Namespace) -> tuple[torch.nn.Module | None, ModelRecord
         raise SoftConError(str(e.args[0])) from None
     record = replace(record, embed_dim=encoder.embed_dim)
     if not args.random_init:
-        from core.checkpoint import load_weights
+        from core.models.checkpoint import load_weights
 
         if ckpt is None:
             raise SoftConError("--arch needs --checkpoint (or --random-init): the record's own weights "

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.bands import S1_GRD, S2_L1C
-from core.normalize import S1_MEAN, S1_STD, S2A_MEAN, S2A_STD, S2C_MEAN, S2C_STD
+from core.geo.bands import S1_GRD, S2_L1C
+from core.geo.normalize import S1_MEAN, S1_STD, S2A_MEAN, S2A_STD, S2C_MEAN, S2C_STD
 
 
 @dataclass(frozen=True)

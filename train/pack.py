@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.atomic import atomic_path
+from core.io.atomic import atomic_path
 from core.errors import SoftConError
 from core.progress import Progress
 

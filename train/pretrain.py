@@ -38,7 +38,7 @@ from torch import nn
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
 from core.loss import SoftContrastiveLoss
-from core.models import get_record
+from core.models.registry import get_record
 
 from .checkpoint import export_encoder, resume, save_checkpoint, truncate_metrics, write_text
 from .config import Config, check, get_args_parser, parse_args  # noqa: F401 - the CLI's public names

@@ -85,7 +85,7 @@ def tr(text: str) -> str:
 def model_names() -> tuple[str, ...]:
     """Registry names, default first (just the default when core's dependencies are missing)."""
     try:
-        from ..core.models import DEFAULT_MODEL, REGISTRY
+        from ..core.models.registry import DEFAULT_MODEL, REGISTRY
     except Exception:  # deps missing: the provider still loads; running explains what to install
         return (DEFAULT_MODEL_NAME,)
     return (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
@@ -162,7 +162,7 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
 
 def embedding_source(layer: QgsRasterLayer | None) -> str:
     """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.analysis import is_embedding_raster
+    from ..core.classify.analysis import is_embedding_raster
 
     path = raster_source(layer, "Embedding raster")
     if not is_embedding_raster(path):
@@ -225,7 +225,7 @@ class StagingDir:
     """
 
     def __init__(self, near: str) -> None:
-        from ..core.atomic import clean_stale, stage_dir  # stdlib only: no torch here
+        from ..core.io.atomic import clean_stale, stage_dir  # stdlib only: no torch here
 
         parent = make_parent(near)
         clean_stale(parent)  # left by a QGIS that was killed mid-run

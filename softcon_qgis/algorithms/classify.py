@@ -129,7 +129,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify import classify
+        from ..core.classify.fit import classify
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
@@ -166,7 +166,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:
-            from ..core.selection import format_table
+            from ..core.classify.selection import format_table
 
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
                                  f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "

@@ -73,7 +73,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.embed import embed_raster
+        from ..core.embed.engine import embed_raster
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

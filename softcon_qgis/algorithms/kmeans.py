@@ -53,8 +53,8 @@ class KMeansAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify import kmeans_map
-        from ..core.styles import PALETTE
+        from ..core.classify.maps import kmeans_map
+        from ..core.classify.styles import PALETTE
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)

@@ -63,8 +63,8 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.models import REGISTRY, create_encoder, get_record
-        from ..core.weights import cached_path, verify_sha256, weights_dir, weights_path
+        from ..core.models.registry import REGISTRY, create_encoder, get_record
+        from ..core.models.weights import cached_path, verify_sha256, weights_dir, weights_path
 
         from .. import deps
 

@@ -42,7 +42,7 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify import pca_preview
+        from ..core.classify.maps import pca_preview
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)

@@ -70,7 +70,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify import similarity_map
+        from ..core.classify.maps import similarity_map
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

@@ -44,7 +44,7 @@ def sensor_text(record) -> str:
 @functools.lru_cache(maxsize=None)
 def download_mb(name: str) -> float:
     """Size of a model's weights in float32 (what its download holds), from the architecture's parameters."""
-    from ..core.models import build_encoder, get_record
+    from ..core.models.registry import build_encoder, get_record
 
     record = get_record(name)
     encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
@@ -53,8 +53,8 @@ def download_mb(name: str) -> float:
 
 def model_label(name: str) -> str:
     """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk'."""
-    from ..core.models import DEFAULT_MODEL, get_record
-    from ..core.weights import cached_path
+    from ..core.models.registry import DEFAULT_MODEL, get_record
+    from ..core.models.weights import cached_path
 
     record = get_record(name)
     family = "Galileo" if record.arch.startswith("galileo") else "SoftCon"

@@ -18,14 +18,11 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .errors import Cancelled, SoftConError
-from .progress import Progress
-from .sample_data import cache_dir
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import ModelRecord
+from .record import ModelRecord
+from ..errors import Cancelled, SoftConError
+from ..progress import Progress
+from ..io.sample_data import cache_dir
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -42,7 +39,7 @@ def is_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in _TRUTHY for v in ("HF_HUB_OFFLINE", "SOFTCON_OFFLINE"))
 
 
-def download_url(record: "ModelRecord") -> str | None:
+def download_url(record: ModelRecord) -> str | None:
     """The URL a record's file is fetched from (hub ``resolve/main`` URL or ``record.url``)."""
     if record.url:
         return record.url
@@ -51,7 +48,7 @@ def download_url(record: "ModelRecord") -> str | None:
     return None
 
 
-def cached_path(record: "ModelRecord") -> Path | None:
+def cached_path(record: ModelRecord) -> Path | None:
     """The local file for ``record`` if there is one (``local_path`` or the cache), else None."""
     if record.local_path and Path(record.local_path).is_file():
         return Path(record.local_path)
@@ -89,7 +86,7 @@ def verify_sha256(path: str | Path, expected: str | None) -> None:
         )
 
 
-def _manual_hint(record: "ModelRecord") -> str:
+def _manual_hint(record: ModelRecord) -> str:
     url = download_url(record)
     target = weights_dir() / (record.filename or f"{record.name}.safetensors")
     where = f"Download {url} by hand" if url else "Obtain the file"
@@ -112,7 +109,7 @@ class _ProgressTqdm:  # built lazily so tqdm is imported only when a download ha
         return ProgressTqdm
 
 
-def _download_hf(record: "ModelRecord", progress: Progress | None) -> Path:
+def _download_hf(record: ModelRecord, progress: Progress | None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
@@ -134,7 +131,7 @@ def _download_hf(record: "ModelRecord", progress: Progress | None) -> Path:
                            + _manual_hint(record)) from None
 
 
-def _download_https(record: "ModelRecord", url: str, progress: Progress | None) -> Path:
+def _download_https(record: ModelRecord, url: str, progress: Progress | None) -> Path:
     target = weights_dir() / (record.filename or Path(url).name)
     part = target.with_name(target.name + ".incomplete")
     have = part.stat().st_size if part.exists() else 0
@@ -163,7 +160,7 @@ def _download_https(record: "ModelRecord", url: str, progress: Progress | None) 
     return target
 
 
-def weights_path(record: "ModelRecord", progress: Progress | None = None) -> Path:
+def weights_path(record: ModelRecord, progress: Progress | None = None) -> Path:
     """A verified local file with ``record``'s weights, downloading it if needed.
 
     Raises:
@@ -192,7 +189,7 @@ def weights_path(record: "ModelRecord", progress: Progress | None = None) -> Pat
     return path
 
 
-def weights_id(record: "ModelRecord", pretrained: bool, checkpoint: str | Path | None = None) -> str:
+def weights_id(record: ModelRecord, pretrained: bool, checkpoint: str | Path | None = None) -> str:
     """Which weights an encoder runs with, as a short id stored with embeddings and classifiers:
     ``sha256:<first 16 hex>`` of the checkpoint or of the cached pretrained file, ``random-init``, or
     ``unknown`` when the pretrained file is not present yet (it is fetched later by the encoder)."""

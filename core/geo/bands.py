@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Sequence, TypeVar
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 ArrayT = TypeVar("ArrayT")
 

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import SoftConError
-from .progress import Progress
+from ..errors import SoftConError
+from ..progress import Progress
 
 FIT_PIXELS = 50_000
 STRIP_BYTES = 64 * 2**20  # float32 bytes of embeddings held per strip
@@ -49,7 +49,7 @@ def is_embedding_raster(path: Any) -> bool:
 def embedding_info(path: str | Path) -> dict[str, Any]:
     """``core.embed.read_embedding_info`` when available, else the raw tags with JSON values decoded."""
     try:
-        from .embed import read_embedding_info
+        from ..embed.tags import read_embedding_info
     except ImportError:  # pragma: no cover - embed lands with issue 6
         read_embedding_info = None
     if read_embedding_info is not None:
@@ -141,7 +141,7 @@ def reference_embedding(ds, vector: str | Path, fids: Sequence[int] | None = Non
     Args:
         fids: feature ids to use (None = all features of the layer).
     """
-    from .samples import reproject
+    from ..geo.samples import reproject
 
     vec = read_vector_any(vector, layer)
     if fids is not None:
@@ -164,7 +164,7 @@ def read_vector_any(path: str | Path, layer=None):
     """Read a vector's geometries whatever its fields (the label is the feature id)."""
     import shapely
 
-    from .samples import VectorSamples
+    from ..geo.samples import VectorSamples
 
     try:
         from pyogrio.raw import read
@@ -175,7 +175,7 @@ def read_vector_any(path: str | Path, layer=None):
 
 
 def _feature_pixels(geoms, transform, shape, max_pixels_per_polygon) -> tuple[np.ndarray, np.ndarray]:
-    from .samples import VectorSamples, rasterize_samples
+    from ..geo.samples import VectorSamples, rasterize_samples
 
     vec = VectorSamples(np.asarray(geoms), ["ref"] * len(geoms), None, np.arange(len(geoms)), "reference")
     try:
@@ -192,7 +192,7 @@ def similarity_raster(embedding: str | Path, reference: np.ndarray, out_path: st
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to ``reference`` (D,)."""
     import rasterio
 
-    from .raster_io import BlockWriter
+    from ..io.writer import BlockWriter
     from .styles import write_ramp_qml
 
     out_path = Path(out_path)
@@ -213,7 +213,7 @@ def pca_raster(embedding: str | Path, out_path: str | Path, progress: Progress |
     """First three principal components as a 3-band uint8 RGB GeoTIFF (0 = nodata), 2-98 % stretch."""
     import rasterio
 
-    from .raster_io import BlockWriter
+    from ..io.writer import BlockWriter
 
     out_path = Path(out_path)
     with rasterio.open(embedding) as ds:
@@ -241,7 +241,7 @@ def kmeans_raster(embedding: str | Path, n_clusters: int, out_path: str | Path, 
     import rasterio
     from sklearn.cluster import KMeans
 
-    from .raster_io import BlockWriter
+    from ..io.writer import BlockWriter
     from .styles import PALETTE, write_class_qml
 
     if not 2 <= int(n_clusters) <= 254:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 MODES = ("pooled", "dense")
 

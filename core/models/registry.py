@@ -15,76 +15,29 @@ DINOv2 model (same key names), so they need no record of their own: pass one as
 User checkpoints written by ``train.pretrain`` (safetensors with :func:`record_metadata`) are
 models too: ``create_encoder("path/to/file.safetensors")`` builds the record from the metadata.
 
-CLI: ``python -m core.models list`` / ``info NAME`` / ``convert NAME IN.pth OUT.safetensors``.
+CLI: ``python -m core.models`` (:mod:`core.models.cli`).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from . import bands as B
+from .checkpoint import load_weights, read_safetensors_metadata
 from .encoders import ARCHS, Encoder, build_encoder
-from .errors import SoftConError
 from .galileo import BANDS as GALILEO_BANDS
-from .normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
-from .progress import Progress
+from .record import META_FIELDS, SOFTCON_CITATION, ModelRecord
+from .weights import weights_path
+from ..errors import SoftConError
+from ..geo.bands import S1_GRD, S2_L1C, parse_band_list
+from ..geo.normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
+from ..progress import Progress
 
-SOFTCON_CITATION = (
-    "Wang, Y., Albrecht, C. M., Zhu, X. X. (2024). Multi-Label Guided Soft Contrastive Learning "
-    "for Efficient Earth Observation Pretraining. arXiv:2405.20462."
-)
 HF_REPO = "wangyi111/softcon"
 GALILEO_CITATION = (
     "Tseng, G., Fuller, A., Reil, M., et al. (2025). Galileo: Learning Global & Local Features of Many "
     "Remote Sensing Modalities. arXiv:2502.09356."
 )
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """Everything about one set of weights.
-
-    Attributes:
-        checkpoint_format: how to read the file: ``dinov2`` (DINOv2 ViT keys + mask_token),
-            ``torchvision`` (ResNet keys, no fc), ``timm`` (timm keys), ``safetensors`` (this
-            project's own files, timm keys).
-        sar_quantiles: per-image quantile clamp before scaling (Sentinel-1), else None.
-        stats: name of the statistics set ``mean``/``std`` come from (``core.normalize.STATS``).
-        clip: clamp the scaled input to [0, 1] (SoftCon); False for Galileo, trained without it.
-        revision: hub revision (branch or commit) to download; None = ``main``.
-        local_path: a file shipped with the project, used before the cache and the download.
-    """
-
-    name: str
-    arch: str
-    bands: tuple[str, ...]
-    input_size: int
-    embed_dim: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    modality: str = "s2"
-    filename: str | None = None
-    url: str | None = None
-    hf_repo: str | None = None
-    revision: str | None = None
-    sha256: str | None = None
-    checkpoint_format: str = "timm"
-    sar_quantiles: tuple[float, float] | None = None
-    license: str = "unknown"
-    citation: str = SOFTCON_CITATION
-    description: str = ""
-    local_path: str | None = field(default=None, compare=False)
-    stats: str = "ssl4eo_s12_l1c"
-    clip: bool = True
-
-    @property
-    def in_chans(self) -> int:
-        return len(self.bands)
 
 
 def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str) -> ModelRecord:
@@ -93,7 +46,7 @@ def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str) -> ModelRe
     return ModelRecord(
         name=name,
         arch=arch,
-        bands=B.S2_L1C if s2 else B.S1_GRD,
+        bands=S2_L1C if s2 else S1_GRD,
         input_size=224,
         embed_dim=dim,
         mean=tuple(S2C_MEAN if s2 else S1_MEAN),
@@ -129,14 +82,14 @@ for _mod, _prefix in (("s2", "B13"), ("s1", "B2")):
     register(_softcon(f"{_prefix}_vits14_softcon", "vit_small_patch14_dinov2", _mod, 384, "dinov2"))
     register(_softcon(f"{_prefix}_vitb14_softcon", "vit_base_patch14_dinov2", _mod, 768, "dinov2"))
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: The project's own small SoftCon ViT trained from scratch on one scene (issue 11), shipped in the repository:
 #: the reference run of train.pretrain (scripts/build_default_model.sh) and the 13-band ViT of the tests; its
 #: EuroSAT transfer is weak (core/weights/MODEL_CARD.md), so it is no longer the default.
 register(ModelRecord(
     name="softcon_tiny_s2",
     arch="vit_tiny_patch8_64",
-    bands=B.S2_L1C,
+    bands=S2_L1C,
     input_size=64,
     embed_dim=192,
     mean=tuple(S2C_MEAN),
@@ -179,33 +132,11 @@ register(ModelRecord(
 DEFAULT_MODEL = "galileo_nano_s2"
 
 
-#: Record fields stored as safetensors metadata (JSON text for non-strings).
-_META_FIELDS = ("name", "arch", "bands", "input_size", "embed_dim", "mean", "std", "modality",
-                "sar_quantiles", "stats", "license", "citation", "description", "clip")
-
-
-def record_metadata(record: ModelRecord, **extra: object) -> dict[str, str]:
-    """String metadata describing ``record`` for a safetensors file (``model`` = record name).
-
-    ``train.pretrain`` and ``convert`` write this, so the file alone says how to use it.
-    """
-    d = asdict(record)
-    meta = {"model": record.name, "format": "softcon-safetensors-v1"}
-    for k in _META_FIELDS:
-        v = d[k]
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
-    for k, v in extra.items():
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
-    return meta
-
-
 def record_from_checkpoint(path: str | Path) -> ModelRecord:
     """The record of a user checkpoint (safetensors with :func:`record_metadata` metadata).
 
     Fields the metadata lacks come from the registered record it names (``model``), if any.
     """
-    from .checkpoint import read_safetensors_metadata
-
     path = Path(path)
     meta = read_safetensors_metadata(path)
     base = REGISTRY.get(meta.get("model", ""))
@@ -216,14 +147,14 @@ def record_from_checkpoint(path: str | Path) -> ModelRecord:
         )
     values: dict[str, object] = asdict(base) if base is not None else {}
     text_fields = ("name", "arch", "modality", "stats", "license", "citation", "description")
-    for k in _META_FIELDS:
+    for k in META_FIELDS:
         if k not in meta:
             continue
         raw = meta[k]
         if k in text_fields:
             values[k] = raw
         elif k == "bands" and not raw.lstrip().startswith("["):
-            values[k] = B.parse_band_list(raw)  # "B1,B2,..." also accepted
+            values[k] = parse_band_list(raw)  # "B1,B2,..." also accepted
         else:
             try:
                 values[k] = json.loads(raw)
@@ -276,9 +207,6 @@ def create_encoder(
     load = checkpoint is not None or pretrained
     encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=load)
     if load:
-        from .checkpoint import load_weights
-        from .weights import weights_path
-
         if checkpoint is not None:
             path = Path(checkpoint)
             fmt = "safetensors" if path.suffix == ".safetensors" else record.checkpoint_format
@@ -288,65 +216,3 @@ def create_encoder(
     return encoder.eval(), record
 
 
-def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Strictly load a published ``.pth`` for model ``name`` and save it in this project's safetensors format."""
-    record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    from .checkpoint import load_weights, save_safetensors
-    from .weights import sha256sum
-
-    notes = load_weights(encoder, src, record)
-    meta = record_metadata(record, source_file=Path(src).name, source_sha256=sha256sum(src), conversion=notes)
-    return save_safetensors(encoder, dst, meta, dtype=dtype)
-
-
-def _info(record: ModelRecord) -> dict:
-    from .weights import cached_path, download_url
-
-    d = asdict(record)
-    cached = cached_path(record)
-    d["in_chans"] = record.in_chans
-    d["download_url"] = download_url(record)
-    d["cached"] = cached is not None
-    d["cached_path"] = str(cached) if cached else None
-    d["size_bytes"] = cached.stat().st_size if cached else None
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    d["parameters"] = sum(p.numel() for p in encoder.parameters())
-    return d
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="one line per registered model")
-    info = sub.add_parser("info", help="bands, statistics, size, cached or not (JSON)")
-    info.add_argument("name")
-    conv = sub.add_parser("convert", help="strict-load a published .pth and write this project's safetensors")
-    conv.add_argument("name")
-    conv.add_argument("src", help="published .pth file")
-    conv.add_argument("dst", help="output .safetensors file")
-    conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
-    args = p.parse_args(argv)
-    from .weights import cached_path
-
-    try:
-        if args.cmd == "list":
-            for r in REGISTRY.values():
-                cached = cached_path(r)
-                print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
-                      f"{'cached' if cached else 'not cached'}")
-            return 0
-        if args.cmd == "info":
-            print(json.dumps(_info(get_record(args.name)), indent=2))
-            return 0
-        dtype = getattr(torch, args.dtype) if args.dtype else None
-        out = convert(args.name, args.src, args.dst, dtype)
-        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
-        return 0
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .errors import SoftConError
+from ..io.atomic import atomic_path
+from ..errors import SoftConError
 
 FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB

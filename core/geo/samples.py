@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 MIN_PER_CLASS = 2  # fewer cannot be cross-validated; 10+ per class is advisable
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .features import FEATURE_SETS, FeatureSpec
-from .progress import Progress
+from ..progress import Progress
 from .report import cross_validate
 
 #: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).

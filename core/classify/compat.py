@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SoftConError
+from ..errors import SoftConError
 
 
 def _weights_words(wid: str) -> str:

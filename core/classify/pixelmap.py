@@ -21,10 +21,9 @@ from typing import Any, Iterator
 import numpy as np
 from affine import Affine
 
-from .errors import SoftConError
-from .features import (FeatureSpec, pixel_features, sample_emb, sample_pixels, strip_height, token_rows_for,
-                       upsample_rows)
-from .progress import Progress
+from ..errors import SoftConError
+from .features import FeatureSpec, pixel_features, sample_emb, sample_pixels, strip_height, token_rows_for, upsample_rows
+from ..progress import Progress
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class FeatureSource:
         return np.concatenate(parts, axis=1), ok
 
     def _src_valid(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        from .raster_io import nodata_values
+        from ..io.raster import nodata_values
 
         nd = nodata_values(self.src)[0]
         if nd is None:
@@ -155,7 +154,7 @@ class FeatureSource:
     def _read_src(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         from rasterio.windows import Window
 
-        from .raster_io import nodata_values
+        from ..io.raster import nodata_values
 
         g = self.grid
         idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
@@ -191,7 +190,7 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
     Returns:
         (area fraction per class, decimated class map for the quicklook).
     """
-    from .raster_io import BlockWriter
+    from ..io.writer import BlockWriter
 
     g = source.grid
     n = len(class_names)
@@ -229,7 +228,7 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
 def open_source(raster: Any, info: dict[str, Any]) -> Any:
     """The raster the pixel features come from (opened), or None for an embedding raster whose source is gone."""
     from . import analysis as A
-    from .raster_io import open_raster
+    from ..io.raster import open_raster
 
     if A.is_embedding_raster(raster):
         sources = info.get("sources") or []
@@ -243,7 +242,7 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
     """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands."""
     from . import analysis as A
     from .features import GRIDS, fit_pca, pixel_bands_spec
-    from .raster_io import band_names
+    from ..io.raster import band_names
 
     if grid not in GRIDS:
         raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
@@ -259,7 +258,7 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
 def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[str], dict[str, int]]:
     """(pixel band names, band -> 1-based raster band) of a source raster; ([], {}) without one."""
     from .features import pixel_bands_spec
-    from .raster_io import band_names
+    from ..io.raster import band_names
 
     if src is None:
         return [], {}
@@ -272,7 +271,7 @@ def upsample_to_pixels(token_raster: Path, out_path: Path, src: Any, cell: int, 
     """A one-band raster on the embedding grid (e.g. a similarity map) bilinearly upsampled to the raster's grid."""
     import rasterio
 
-    from .raster_io import BlockWriter
+    from ..io.writer import BlockWriter
 
     spec = FeatureSpec(("emb",), "pixel", mean=np.zeros(1, np.float32), components=np.eye(1, dtype=np.float32))
     with rasterio.open(token_raster) as tok:

@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import bands as B
-from .atomic import atomic_path
+from ..geo import bands as B
+from ..io.atomic import atomic_path
 
 PANEL = 640  # longest side of each panel (px)
 
@@ -38,8 +38,8 @@ def read_rgb(sources, bounds: tuple[float, float, float, float], shape: tuple[in
     from rasterio.enums import Resampling
     from rasterio.windows import from_bounds
 
-    from .errors import SoftConError
-    from .raster_io import band_names, gdal_env, open_raster
+    from ..errors import SoftConError
+    from ..io.raster import band_names, gdal_env, open_raster
 
     with gdal_env(), open_raster(sources) as ds:
         try:

@@ -19,37 +19,42 @@ file (``torchrun --nproc_per_node=4 -m core.embed *.tif --out DIR``); each rank 
 """
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from . import raster_io as rio
-from .bands import describe_order, resolve_bands
-from .device import autocast, pick_device, resolve_precision
-from .errors import Cancelled, SoftConError
-from .models import DEFAULT_MODEL, ModelRecord, create_encoder
-from .normalize import preprocess
-from .progress import Progress, last_line, tqdm_progress
+from .tags import FORMAT_VERSION, TAG_NAMESPACE
+from ..io.raster import band_names, gdal_env, open_raster, pixel_size_m, resample_to
+from ..io.reader import Prefetcher, StripReader, geometry_mask_fn
+from ..io.writer import BlockWriter, check_writable
+from ..geo.bands import describe_order, resolve_bands
+from ..geo.extent import pixel_extent, to_geometry
+from ..device import autocast, pick_device, resolve_precision
+from ..errors import SoftConError
+from ..models.registry import DEFAULT_MODEL, create_encoder
+from ..models.record import ModelRecord
+from ..models.weights import weights_id
+from ..geo.normalize import preprocess, strip_normaliser
+from ..progress import Progress
 from .windows import MODES, WindowGrid, make_grid, reflect_outside
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
 MODEL_GSD_M = 10.0
 #: Relative pixel-size deviation that earns a warning, and the one that is an error without ``resample``.
 GSD_WARN, GSD_ERROR = 0.25, 1.0
-TAG_NAMESPACE = "SOFTCON"
+
+
 #: Batches the reader thread may prepare ahead of the model.
 QUEUE_DEPTH = 3
-FORMAT_VERSION = "1"
+
+
 _PRECISION_NAME = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -69,7 +74,7 @@ def read_in_background(device: torch.device) -> bool:
     """Read and prepare windows in a background thread only when a core is free for it.
 
     On a GPU the CPU is idle while the model runs, so reading overlaps for free. On a CPU whose cores
-    all run torch's threads, a reader thread only slows the model down (see ``raster_io.Prefetcher``),
+    all run torch's threads, a reader thread only slows the model down (see ``Prefetcher``),
     so reading happens between batches instead.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -92,58 +97,13 @@ class _Batch:
     uint16_as_int16: bool = False  # raw uint16 shipped as its int16 bit pattern (GPU path)
 
 
-def _pixel_extent(ds: Any, bbox: Sequence[float] | None, bbox_crs: Any, geometry: Any) -> tuple[int, int, int, int] | None:
-    """Raster pixel extent (row0, col0, row1, col1) of a bbox and/or geometry (already in the raster CRS)."""
-    if bbox is None and geometry is None:
-        return None
-    from rasterio.warp import transform_bounds
-
-    boxes = []
-    if bbox is not None:
-        if len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
-            raise SoftConError(f"The bounding box must be minx,miny,maxx,maxy with min < max; got {list(bbox)}.")
-        boxes.append(transform_bounds(bbox_crs or ds.crs, ds.crs, *bbox, densify_pts=21) if bbox_crs else tuple(bbox))
-    if geometry is not None:
-        boxes.append(geometry.bounds)
-    minx, miny = max(b[0] for b in boxes), max(b[1] for b in boxes)
-    maxx, maxy = min(b[2] for b in boxes), min(b[3] for b in boxes)
-    inv = ~ds.transform
-    xs, ys = zip(*(inv @ (x, y) for x in (minx, maxx) for y in (miny, maxy)))
-    extent = (math.floor(min(ys)), math.floor(min(xs)), math.ceil(max(ys)), math.ceil(max(xs)))
-    return extent
-
-
-def _polygon(polygon: Any, polygon_crs: Any, raster_crs: Any) -> Any:
-    """A shapely geometry (from a geometry, WKT, GeoJSON dict or file) in the raster's CRS."""
-    import shapely
-    from shapely.geometry import shape
-
-    if isinstance(polygon, (str, os.PathLike)) and Path(str(polygon)).suffix.lower() in (".geojson", ".json"):
-        gj = json.loads(Path(polygon).read_text())
-        feats = gj.get("features", [gj]) if isinstance(gj, dict) else gj
-        geom = shapely.union_all([shape(f.get("geometry", f)) for f in feats])
-    elif isinstance(polygon, str):
-        geom = shapely.from_wkt(polygon)
-    elif isinstance(polygon, dict):
-        geom = shape(polygon.get("geometry", polygon))
-    else:
-        geom = polygon
-    if polygon_crs is not None:
-        from .samples import reproject
-
-        geom = reproject(np.array([geom]), polygon_crs, raster_crs)[0]
-    if geom.is_empty:
-        raise SoftConError("The polygon is empty; give a polygon (WKT, GeoJSON) that covers part of the raster.")
-    return geom
-
-
 def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
     """The dataset to read: ``ds`` itself, or a 10 m virtual copy when ``resample`` is set."""
-    res = rio.pixel_size_m(ds)
+    res = pixel_size_m(ds)
     rel = res / MODEL_GSD_M
     if resample and abs(rel - 1) > 0.01:
         progress.log(f"Resampling the {res:.1f} m raster to {MODEL_GSD_M:.0f} m on the fly.")
-        return rio.resample_to(ds, MODEL_GSD_M)
+        return resample_to(ds, MODEL_GSD_M)
     if rel > 1 + GSD_ERROR or rel < 1 / (1 + GSD_ERROR):
         raise SoftConError(
             f"The raster has {res:.1f} m pixels but the model was trained on {MODEL_GSD_M:.0f} m data; "
@@ -166,36 +126,6 @@ def _check_values(ds: Any, record: ModelRecord, progress: Progress) -> None:
         )
 
 
-def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
-    """A pointwise ``f(data (C, n, w), valid (n, w)) -> float32`` for optical data, or None (SAR).
-
-    For 8/16-bit unsigned data it is :func:`core.normalize.preprocess` evaluated once on every possible
-    value (a per-band lookup table, 3.4 MB for 13 uint16 bands) and then looked up, which gives the
-    same numbers as calling ``preprocess`` on the pixels at a fraction of the CPU time the model
-    would otherwise lose to it. Other types call ``preprocess`` on the strip.
-    """
-    if norm.get("sar_quantiles") is not None:
-        return None  # per-window quantiles: applied to each batch
-    if dtype in (np.uint8, np.uint16):
-        levels = torch.arange(np.iinfo(dtype).max + 1, dtype=torch.float32)
-        lut = preprocess(levels.view(1, 1, -1, 1).expand(1, n_channels, -1, 1), **norm)[0, :, :, 0].numpy()
-
-        def lookup(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-            out = np.empty(data.shape, np.float32)
-            for c in range(n_channels):
-                np.take(lut[c], data[c], out=out[c])
-            out *= valid  # invalid pixels -> 0, as preprocess(valid=...) does
-            return out
-
-        return lookup
-
-    def call(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        x = preprocess(torch.from_numpy(data)[None], valid=torch.from_numpy(valid)[None], **norm)
-        return x[0].numpy()
-
-    return call
-
-
 def _produce(
     stop: threading.Event,
     ds: Any,
@@ -207,17 +137,17 @@ def _produce(
     norm: dict[str, Any] | None,
     pin: bool,
 ) -> Iterator[_Batch]:
-    """Background producer: strips -> windows -> batches (runs in the :class:`~core.raster_io.Prefetcher` thread).
+    """Background producer: strips -> windows -> batches (runs in the :class:`~core.Prefetcher` thread).
 
     Args:
         norm: preprocessing arguments when normalising here (CPU): pointwise (optical) preprocessing
             is applied to each window row's strip, per-window statistics (SAR) to each batch.
             None (GPU): raw values go out with their validity, in pinned memory if ``pin``.
     """
-    reader = rio.StripReader(ds, indexes, grid.col_span())
+    reader = StripReader(ds, indexes, grid.col_span())
     normaliser = strip_normaliser(reader.file_dtype, len(indexes), norm) if norm is not None else None
     if normaliser is not None:
-        reader = rio.StripReader(ds, indexes, grid.col_span(), transform=normaliser)
+        reader = StripReader(ds, indexes, grid.col_span(), transform=normaliser)
     need_valid = normaliser is None
     w, s, m, k = grid.window, grid.stride, grid.margin, grid.cells_per_window
     shape = (batch_size, len(indexes), w, w)
@@ -339,10 +269,10 @@ def embed_raster(
         raise SoftConError(f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
     if not 0 < min_valid <= 1:
         raise SoftConError(f"min_valid must be in (0, 1], not {min_valid}.")
-    rio.check_writable(out_path)
+    check_writable(out_path)
     t_start = time.perf_counter()
-    with rio.gdal_env():
-        src = rio.open_raster(sources, nodata=nodata)
+    with gdal_env():
+        src = open_raster(sources, nodata=nodata)
         try:
             if src.crs is None:
                 raise SoftConError(
@@ -354,18 +284,16 @@ def embed_raster(
                 enc, record = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
             else:
                 enc, record = encoder
-            names = rio.band_names(src, sources)
+            names = band_names(src, sources)
             _check_values(src, record, progress)
             notes: list[str] = []
             mapping = resolve_bands(names, record.bands, bands, notes)
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
-            geometry = _polygon(polygon, polygon_crs, ds.crs) if polygon is not None else None
-            extent = _pixel_extent(ds, bbox, bbox_crs, geometry)
+            geometry = to_geometry(polygon, polygon_crs, ds.crs) if polygon is not None else None
+            extent = pixel_extent(ds, bbox, bbox_crs, geometry)
             grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)
-            polygon_mask = rio.geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
-            from .weights import weights_id
-
+            polygon_mask = geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
             return _run(ds, src, sources, out_path, enc, record, grid, indexes, names, device, precision,
                         batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start, cog,
                         weights_id(record, pretrained, checkpoint))
@@ -402,20 +330,20 @@ def _run(
         "patch_size": str(enc.patch_size), "cell": str(grid.cell), "dim": str(dim),
         "precision": _PRECISION_NAME[amp], "dtype": dtype, "min_valid": repr(float(min_valid)),
         "checkpoint": str(checkpoint) if checkpoint else "", "weights_id": wid, "border": "reflect",
-        "input_res_m": f"{rio.pixel_size_m(ds):.3f}",
+        "input_res_m": f"{pixel_size_m(ds):.3f}",
         "sources": json.dumps([str(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]),
     }
     progress.log(
         f"{record.name}: {grid.mode} embeddings, {grid.n_windows} windows of {grid.window} px every {grid.stride} px "
         f"-> {grid.out_width} x {grid.out_height} x {dim} on {dev} ({_PRECISION_NAME[amp]}, batch {bs})"
     )
-    writer = rio.BlockWriter(
+    writer = BlockWriter(
         out_path, width=grid.out_width, height=grid.out_height, count=dim, crs=ds.crs,
         transform=grid.transform(ds.transform), dtype=dtype,
         descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=cog,
     )
     try:
-        prefetch = rio.Prefetcher(
+        prefetch = Prefetcher(
             lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
                                   None if on_gpu else stats, dev.type == "cuda"),
             depth=QUEUE_DEPTH, background=read_in_background(dev),
@@ -497,167 +425,3 @@ def _run(
     progress.update(grid.n_rows, grid.n_rows, f"{run} windows")
     progress.log(f"Wrote {result} ({run} windows run, {grid.n_windows - run} skipped as nodata, {elapsed:.1f} s).")
     return result
-
-
-_JSON_TAGS = ("bands", "source_bands", "mean", "std", "sar_quantiles", "sources")
-_INT_TAGS = ("stride", "window", "patch_size", "cell", "dim", "windows_total", "windows_run", "windows_skipped")
-_FLOAT_TAGS = ("offset", "min_valid", "input_res_m", "seconds")
-
-
-def read_embedding_info(path: str | os.PathLike) -> dict[str, Any]:
-    """What an embedding raster holds: its ``SOFTCON`` tags, decoded, plus its grid.
-
-    Returns:
-        dict with ``model``, ``arch``, ``bands`` (list), ``mean``/``std`` (lists), ``mode``, ``stride``,
-        ``window``, ``patch_size``, ``cell`` (output pixel, input px), ``dim``, ``precision``, ``dtype``,
-        ``min_valid``, ``offset``, ``sources``, window counts, and ``crs`` (WKT), ``transform`` (6 affine
-        coefficients a, b, c, d, e, f), ``width``, ``height``, ``res``, ``bounds``, ``count``, ``nodata``.
-
-    Raises:
-        SoftConError: if the file is not an embedding raster written by :func:`embed_raster`.
-    """
-    import rasterio
-
-    try:
-        with rasterio.open(path) as ds:
-            tags = ds.tags(ns=TAG_NAMESPACE)
-            grid = dict(crs=ds.crs.to_wkt() if ds.crs else None, transform=tuple(ds.transform)[:6], width=ds.width,
-                        height=ds.height, res=ds.res, bounds=tuple(ds.bounds), count=ds.count, nodata=ds.nodata)
-    except rasterio.errors.RasterioIOError as e:
-        raise SoftConError(f"Cannot open {path}: {e}.") from None
-    if "model" not in tags or "mode" not in tags:
-        raise SoftConError(
-            f"{path} is not an embedding raster made by core.embed (no {TAG_NAMESPACE} tags); run python -m core.embed first."
-        )
-    info: dict[str, Any] = {}
-    for key, value in tags.items():
-        if key in _JSON_TAGS:
-            info[key] = json.loads(value)
-        elif key in _INT_TAGS:
-            info[key] = int(value)
-        elif key in _FLOAT_TAGS:
-            info[key] = float(value)
-        else:
-            info[key] = value
-    info.update(grid)
-    return info
-
-
-def output_name(raster: str | os.PathLike, out_dir: Path, mode: str) -> Path:
-    """``out_dir/<stem>_<mode>_emb.tif`` for one of several rasters."""
-    return out_dir / f"{Path(raster).stem}_{mode}_emb.tif"
-
-
-def embed_many(
-    rasters: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    model: str = DEFAULT_MODEL,
-    checkpoint: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
-    progress_for: Callable[[str], Progress] | None = None,
-    **kwargs: Any,
-) -> list[Path]:
-    """Embed several rasters into ``out_dir``; under ``torchrun`` each rank takes its own share of files.
-
-    Rank r of WORLD_SIZE embeds ``rasters[r::WORLD_SIZE]`` on GPU LOCAL_RANK; no process talks to
-    another, so a failed rank can simply be rerun. The model is built once per process.
-    ``progress_for(raster)`` gives each raster its own progress (the command line's tqdm bars); other
-    keyword arguments go to :func:`embed_raster`.
-    """
-    rank, world, _ = rank_info()
-    out_dir = rio.make_folder(out_dir)
-    mine = list(rasters)[rank::world]
-    if encoder is None and mine:
-        encoder = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
-    mode = kwargs.get("mode", "pooled")
-    out = []
-    for r in mine:
-        if progress_for is not None:
-            kwargs["progress"] = progress_for(str(r))
-        out.append(embed_raster(r, output_name(r, out_dir, mode), checkpoint=checkpoint, encoder=encoder, **kwargs))
-    return out
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m core.embed",
-        description="Embed rasters with a SoftCon encoder, window by window, into GeoTIFFs.",
-    )
-    p.add_argument("rasters", nargs="+", metavar="RASTER",
-                   help="a raster, several single-band files of one scene (stacked onto the finest grid), "
-                        "or several rasters to embed one by one into the --out folder")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--out", required=True, help="output GeoTIFF (one input) or folder (several rasters)")
-    p.add_argument("--mode", choices=MODES, default="pooled")
-    p.add_argument("--stride", type=int, default=None, help="window spacing in px (default: half a window)")
-    p.add_argument("--bands", default=None, help="band order of the raster: a preset (s2_l1c, s2_l2a, eurosat, s1) or B1,B2,...")
-    p.add_argument("--bbox", default=None, help="minx,miny,maxx,maxy")
-    p.add_argument("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 (default: the raster's)")
-    p.add_argument("--polygon", default=None, help="WKT or a .geojson file limiting the extent")
-    p.add_argument("--polygon-crs", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--dtype", default="float16", choices=("float16", "float32"))
-    p.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs with overviews")
-    p.add_argument("--checkpoint", default=None, help="weights file to load instead of the model's own")
-    p.add_argument("--random-weights", action="store_true", help="random initialisation (testing only)")
-    p.add_argument("--resample", action="store_true", help="warp rasters far from 10 m onto a 10 m grid")
-    p.add_argument("--min-valid", type=float, default=0.5)
-    p.add_argument("--offset", type=float, default=0.0, help="subtract from optical values (1000 for S2 baseline >= 04.00)")
-    p.add_argument("--separate", action="store_true", help="embed single-band inputs one by one instead of stacking them")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    kw: dict[str, Any] = dict(
-        mode=args.mode, stride=args.stride, bands=args.bands, bbox_crs=args.bbox_crs, polygon=args.polygon,
-        polygon_crs=args.polygon_crs, device=args.device, precision=args.precision, batch_size=args.batch_size,
-        dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, offset=args.offset, cog=args.cog,
-    )
-    try:
-        if args.bbox:
-            try:
-                kw["bbox"] = [float(v) for v in args.bbox.split(",")]
-            except ValueError:
-                raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
-        rasters = args.rasters
-        stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
-        encoder = create_encoder(args.model, pretrained=not args.random_weights, checkpoint=args.checkpoint)
-        if len(rasters) == 1 or stack:
-            if rank_info()[0] != 0:
-                return 0  # one scene: rank 0 does it
-            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, checkpoint=args.checkpoint,
-                         progress=tqdm_progress("embed"), **kw)
-        else:  # torchrun: each rank its own files
-            embed_many(rasters, args.out, checkpoint=args.checkpoint, encoder=encoder,
-                       progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
-    except Cancelled as e:
-        print(e, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
-    return 0
-
-
-def _all_single_band(rasters: Sequence[str]) -> bool:
-    import rasterio
-
-    for r in rasters:
-        try:
-            with rasterio.open(r) as ds:
-                if ds.count != 1:
-                    return False
-        except rasterio.errors.RasterioIOError as e:
-            raise SoftConError(f"Cannot open raster {r}: {e}.") from None
-    return True
-
-
-if __name__ == "__main__":
-    sys.exit(main())

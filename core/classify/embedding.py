@@ -1,0 +1,133 @@
+"""The embedding raster behind a map: the given one (model checked), or computed once and cached."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from . import analysis
+from ..cache import cached_embedding, file_fingerprint
+from ..device import pick_device, resolve_precision
+from ..embed.engine import embed_raster
+from ..errors import SoftConError
+from ..io.raster import pixel_size_m
+from ..io.writer import verify_geotiff
+from ..models.registry import DEFAULT_MODEL, get_record
+from ..models.weights import cached_path, weights_id
+from ..progress import Progress
+
+
+def weights_label(model: str, pretrained: bool, checkpoint: str | os.PathLike | None) -> str:
+    """Which weights produced the embeddings, in words, for the report (never pretend)."""
+    record = get_record(model)
+    if checkpoint is not None:
+        return f"checkpoint {Path(checkpoint).name}"
+    if not pretrained:
+        if model == DEFAULT_MODEL and cached_path(record) is None:
+            return "random-init (default weights not yet trained)"
+        return "random-init (pretrained=False; not a trained model)"
+    path = cached_path(record)
+    return f"trained weights of {model}" + (f" ({path.name})" if path else "")
+
+
+@dataclass
+class Embedding:
+    """An embedding raster and what is known about it."""
+
+    path: Path
+    info: dict[str, Any]
+    weights: str
+    from_cache: bool | None  # None: given by the user
+    seconds: float = 0.0
+    weights_id: str = ""  # core.weights.weights_id; "" for embedding rasters written before it was tagged
+
+
+def raster_sources(raster: Any) -> str | list[str]:
+    files = [raster] if isinstance(raster, (str, os.PathLike)) else list(raster)
+    for f in files:
+        if not Path(f).exists():
+            raise SoftConError(f"Raster {f} not found.")
+    return str(files[0]) if isinstance(raster, (str, os.PathLike)) else [str(f) for f in files]
+
+
+def get_embedding(
+    raster: Any,
+    *,
+    model: str = DEFAULT_MODEL,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    mode: str = "dense",
+    stride: int | None = None,
+    bands: Any = None,
+    bbox: Sequence[float] | None = None,
+    bbox_crs: Any = None,
+    device: str = "auto",
+    precision: str = "auto",
+    cache: bool = True,
+    scratch: Path | None = None,
+    progress: Progress | None = None,
+) -> Embedding:
+    """The embedding raster of ``raster``: itself if it is one (model checked), else cached or computed.
+
+    Raises:
+        SoftConError: an embedding raster made with another model than ``model``.
+    """
+    if analysis.is_embedding_raster(raster):
+        info = analysis.embedding_info(raster)
+        if info.get("model") != model:
+            raise SoftConError(
+                f"{Path(raster).name} holds embeddings of model {info.get('model')!r}, not {model!r}. "
+                f"Use --model {info.get('model')} (the classifier must use the model the embeddings came from), "
+                f"or embed the original raster with {model}."
+            )
+        ckpt = info.get("checkpoint") or ""
+        return Embedding(Path(raster), info, "as recorded in the embedding raster"
+                         + (f" (checkpoint {Path(ckpt).name})" if ckpt else ""), None,
+                         weights_id=info.get("weights_id") or "")
+    sources = raster_sources(raster)
+    record = get_record(model)
+    weights_file = checkpoint or (cached_path(record) if pretrained else None)
+    dev = pick_device(device)
+    params = dict(model=model, pretrained=bool(pretrained), weights=file_fingerprint(weights_file), mode=mode,
+                  stride=stride, bands=bands if isinstance(bands, (str, type(None))) else list(bands),
+                  bbox=list(bbox) if bbox is not None else None, bbox_crs=str(bbox_crs) if bbox_crs else None,
+                  precision=str(resolve_precision(dev, precision)), device=dev.type)
+
+    def compute(out: Path) -> Path:
+        return embed_raster(sources, out, model=model, checkpoint=checkpoint, pretrained=pretrained, mode=mode,
+                            stride=stride, bands=bands, bbox=bbox, bbox_crs=bbox_crs, device=device,
+                            precision=precision, progress=progress)
+
+    t = time.perf_counter()
+    if cache:
+        path, hit = cached_embedding(sources, params, compute, log=progress.log if progress else None,
+                                     validate=lambda p: (verify_geotiff(p), analysis.embedding_info(p)))
+    else:
+        scratch = scratch or Path(tempfile.gettempdir())
+        path, hit = compute(scratch / f"embedding-{uuid.uuid4().hex[:8]}.tif"), False
+    info = analysis.embedding_info(path)
+    if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
+        progress.log(f"Bands (as when the cached embedding was computed): "
+                     f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
+    return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t,
+                     info.get("weights_id") or weights_id(record, pretrained, checkpoint))
+
+
+def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
+    info = emb.info
+    px_m = pixel_size_m(ds)  # metres, also for rasters in degrees
+    return {"model": info.get("model"), "bands": info.get("bands"), "mode": info.get("mode"),
+            "stride": info.get("stride"), "window": info.get("window"), "dim": int(ds.count),
+            "pixel_size_m": round(px_m, 3), "width": ds.width, "height": ds.height,
+            "path": str(emb.path), "from_cache": emb.from_cache, "weights": emb.weights}
+
+
+def drop_uncached(emb: Embedding, cache: bool) -> None:
+    """Remove an embedding computed only for this run (``cache=False``)."""
+    if not cache and emb.from_cache is False and emb.path.exists():
+        emb.path.unlink()

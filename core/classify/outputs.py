@@ -1,0 +1,189 @@
+"""Every output of a map run, written into a hidden stage folder in ``out_dir`` and moved into place together."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from . import analysis
+from .classifiers import SavedClassifier, load_classifier, save_classifier
+from .embedding import Embedding
+from .pixelmap import FeatureSource, predict_map
+from .quicklook import panel_shape, read_rgb, write_quicklook
+from .report import format_html, format_text, write_text_atomic
+from .styles import write_class_qml, write_ramp_qml
+from ..errors import SoftConError
+from ..io.atomic import clean_stale, stage_dir
+from ..io.writer import make_folder
+from ..progress import Progress
+
+
+#: Output file names inside ``out_dir``.
+NAMES = dict(class_raster="classes.tif", style_qml="classes.qml", probability_raster="probabilities.tif",
+             confidence_raster="confidence.tif", report_json="report.json", report_txt="report.txt",
+             report_html="report.html", quicklook_png="quicklook.png", classifier="classifier.npz",
+             confidence_qml="confidence.qml")
+
+
+@dataclass
+class ClassifyResult:
+    """Paths of everything a run wrote (all inside ``out_dir``, except a classifier saved elsewhere),
+    the report it computed, and the class names and colours (class value ``i + 1`` = ``class_names[i]``)."""
+
+    class_raster: Path
+    probability_raster: Path
+    confidence_raster: Path
+    report_json: Path | None
+    report_txt: Path | None
+    report_html: Path | None
+    style_qml: Path
+    quicklook_png: Path
+    classifier: Path | None
+    embedding: Path
+    report: dict = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    colors: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+class Stage:
+    """Outputs are written into a hidden folder inside ``out_dir`` and moved into place together."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.created = not out_dir.exists()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SoftConError(f"The output folder {out_dir} is a file; choose a folder.")
+        make_folder(out_dir)
+        if not os.access(out_dir, os.W_OK):
+            raise SoftConError(f"The output folder {out_dir} is not writable; choose another one.")
+        clean_stale(out_dir)
+        self.dir = make_folder(stage_dir(out_dir))
+
+    def path(self, key: str) -> Path:
+        return self.dir / NAMES[key]
+
+    def commit(self) -> dict[str, Path]:
+        moved = {}
+        for key, name in NAMES.items():
+            src = self.dir / name
+            if src.exists():
+                os.replace(src, self.out_dir / name)
+                moved[key] = self.out_dir / name
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return moved
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.created:
+            try:
+                self.out_dir.rmdir()  # only if empty
+            except OSError:
+                pass
+
+
+def finish(
+    source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
+    raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
+) -> ClassifyResult:
+    """Write every output into a stage folder in ``out_dir`` and move them in together; on error, nothing stays."""
+    stage = Stage(Path(out_dir))
+    try:
+        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to)
+    except BaseException:
+        stage.abort()
+        raise
+
+
+def _write_outputs(
+    source: FeatureSource, emb: Embedding, saved: SavedClassifier, stage: Stage, report: dict[str, Any], raster: Any,
+    bands: Any, progress: Progress, save_to: Path | bool | None,
+) -> ClassifyResult:
+    """Predict, write styles, quicklook and reports into the stage, commit it, and describe the result."""
+    t = time.perf_counter()
+    g = source.grid
+    tags = {"METHOD": saved.classifier.method, "MODEL": str(saved.model),
+            "FEATURES": saved.features.name if saved.features is not None else "emb"}
+    area, small = predict_map(source, saved.classifier, saved.class_names, saved.colors, tags,
+                              {k: stage.path(k) for k in ("class_raster", "probability_raster", "confidence_raster")},
+                              progress)
+    report["area_fraction"] = area
+    report["timings_s"]["predict"] = round(time.perf_counter() - t, 3)
+    write_class_qml(stage.path("style_qml"), saved.class_names, saved.colors)
+    write_ramp_qml(stage.path("confidence_qml"), 0.0, 1.0)
+    rgb = None
+    left = "RGB (B4, B3, B2)"
+    if not analysis.is_embedding_raster(raster):
+        try:
+            rgb = read_rgb(raster, g.bounds, panel_shape(g.height, g.width), bands)
+        except SoftConError:
+            rgb = None
+    if rgb is None:  # an embedding raster (or no RGB bands): show the embeddings' PCA instead
+        left = "embeddings, PCA false colour"
+        pca = analysis.pca_raster(emb.path, stage.dir / "pca.tif")
+        with rasterio.open(pca) as p:
+            rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(g.height, g.width))), 0, -1)
+        pca.unlink()
+    cv = report.get("cross_validation") or {}
+    acc = cv.get("overall_accuracy")
+    title = (f"{report['method']} on {report.get('features', 'emb')} ({report['embedding']['model']}, "
+             f"{report['weights']}), {report['grid_pixel_size_m']:g} m"
+             + (f" - blocked CV accuracy {100 * acc:.1f}%" if acc is not None else ""))
+    write_quicklook(stage.path("quicklook_png"), small, saved.class_names, saved.colors, rgb, title, area, left)
+    if save_to is True:  # into out_dir, with the other outputs
+        report["classifier"] = str(stage.out_dir / NAMES["classifier"])
+        save_classifier(saved, stage.path("classifier"))
+    elif save_to:
+        report["classifier"] = str(save_to)
+    write_text_atomic(stage.path("report_json"), json.dumps(report, indent=1))
+    write_text_atomic(stage.path("report_txt"), format_text(report))
+    write_text_atomic(stage.path("report_html"), format_html(report, NAMES["quicklook_png"]))
+    moved = stage.commit()
+    classifier_path = moved.get("classifier")
+    if save_to and save_to is not True:
+        classifier_path = save_classifier(saved, save_to)
+    return ClassifyResult(
+        class_raster=moved["class_raster"], probability_raster=moved["probability_raster"],
+        confidence_raster=moved["confidence_raster"], report_json=moved["report_json"],
+        report_txt=moved["report_txt"], report_html=moved["report_html"], style_qml=moved["style_qml"],
+        quicklook_png=moved["quicklook_png"], classifier=classifier_path, embedding=emb.path, report=report,
+        class_names=list(saved.class_names), colors=[tuple(c) for c in saved.colors],
+    )
+
+
+def read_classifier(path: str | os.PathLike) -> SavedClassifier:
+    """:func:`load_classifier`, with a damaged file (truncated, hand-edited) as one clear error."""
+    try:
+        return load_classifier(path)
+    except SoftConError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e:
+        raise SoftConError(
+            f"Cannot read the classifier {path}: it is truncated or was edited ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:150] if str(e) else 'no detail'}). Save it again with classify "
+            f"--save-classifier."
+        ) from None
+
+
+def describe_features(report: dict[str, Any], spec: Any, source: FeatureSource) -> None:
+    """What the map was computed from and on which grid, for the report and the quicklook."""
+    g = source.grid
+    px = g.pixel_size * (source.emb.crs.linear_units_factor[1] if source.emb.crs is not None and
+                         not source.emb.crs.is_geographic and source.emb.crs.linear_units_factor else 1.0)
+    report["features"] = spec.name
+    report["feature_spec"] = spec.meta()
+    report["grid"] = {"kind": spec.grid, "width": g.width, "height": g.height, "pixel_size_m": round(px, 3)}
+    report["grid_pixel_size_m"] = round(px, 3)
+
+
+def closing(obj: Any) -> Any:
+    """``obj`` as a context manager that closes it (a dataset), or a no-op for None."""
+    return contextlib.nullcontext() if obj is None else obj

@@ -1,0 +1,6 @@
+"""``python -m core.models``: see :mod:`core.models.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
