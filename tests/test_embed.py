@@ -34,7 +34,7 @@ def encoder(tmp_path_factory):
     """softcon_tiny_s2 with random weights, through a checkpoint file (galileo_nano_s2: tests/test_galileo.py)."""
     torch.manual_seed(0)
     enc, record = create_encoder("softcon_tiny_s2", pretrained=False)
-    if all(importlib.util.find_spec(m) is not None for m in ("core.checkpoint", "core.weights")):
+    if all(importlib.util.find_spec(m) is not None for m in ("core.models.checkpoint", "core.models.weights")):
         from safetensors.torch import save_file
 
         path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"

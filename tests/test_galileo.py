@@ -1,7 +1,7 @@
-"""Galileo-nano (core/galileo.py) against the upstream implementation's outputs on real EuroSAT patches.
+"""Galileo-nano (core/models/galileo.py) against the upstream implementation's outputs on real EuroSAT patches.
 
 ``../shared/models/galileo_nano/reference.npz`` holds upstream float32 outputs for 20 patches; the encoder is
-loaded through the registry and the patches go through the band resolver and ``core.normalize.preprocess``,
+loaded through the registry and the patches go through the band resolver and ``core.geo.normalize.preprocess``,
 exactly as a user's data does.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Classifiers over embeddings (core.knn): DINO kNN voting, logistic regression, prototypes, saving."""
+"""Classifiers over embeddings (core.classify.classifiers): DINO kNN voting, logistic regression, prototypes, saving."""
 from __future__ import annotations
 
 import json

@@ -222,7 +222,7 @@ def test_temp_files_of_killed_runs_are_cleaned_on_the_next_run(crop, encoder, tm
     out = tmp_path / "emb.tif"
     # a run killed while writing (SIGKILL: no clean-up of its own)
     code = ("import os, signal, sys; sys.path.insert(0, %r)\n"
-            "from core.atomic import temp_path\n"
+            "from core.io.atomic import temp_path\n"
             "p = temp_path(%r); p.write_bytes(b''); open(str(p) + '.aux.xml', 'w').close()\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n") % (str(ROOT), str(out))
     subprocess.run([sys.executable, "-c", code])

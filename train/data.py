@@ -11,7 +11,7 @@
 Every random choice of a sample is drawn from a generator seeded by (seed, epoch, index): the views of a
 scene do not depend on the number of ranks or data workers, and a resumed run sees the same data.
 Values stay raw (L1C digital numbers) until :class:`Augment` applies the SoftCon normalisation
-(``core.normalize.scale_bands``: mean +- 2 std -> [0, 1]) and then the photometric jitter in that space.
+(``core.geo.normalize.scale_bands``: mean +- 2 std -> [0, 1]) and then the photometric jitter in that space.
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     """Stack single-band files onto the grid of the finest one, through their geotransforms.
 
     Bands are matched to ``bands`` by file name (``s2_B8A.jp2`` -> B8A); the stacking itself is
-    ``core.raster_io.open_raster`` (a GDAL VRT, bilinear for coarser bands), the same as inference uses.
+    ``core.io.raster.open_raster`` (a GDAL VRT, bilinear for coarser bands), the same as inference uses.
 
     Returns:
         ((C, H, W) uint16 array in ``bands`` order, {"crs", "transform", "height", "width"}).

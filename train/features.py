@@ -9,7 +9,7 @@ Two kinds of labelled data are read:
   (:func:`stream_features`), because the v1 test set alone is about 94 GB as float32 pixels.
 
 Features always go through ``core``: the model record's band order and statistics,
-``core.normalize.preprocess``, resizing to the record's ``input_size``, and the encoder's
+``core.geo.normalize.preprocess``, resizing to the record's ``input_size``, and the encoder's
 ``forward`` (pooled) or ``forward_linear_probe`` (DINOv2: CLS of the last 4 blocks + mean patch token).
 The ``spectral`` features (per-band mean and standard deviation of each preprocessed patch) are the
 no-network baseline that every encoder has to beat.

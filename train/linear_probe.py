@@ -257,7 +257,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help=f"registry name (default {DEFAULT_MODEL}, or the checkpoint's own)")
     p.add_argument("--checkpoint", default=None, help="weights file to evaluate (safetensors / .pth)")
-    p.add_argument("--arch", default=None, help="override the record's architecture (core.encoders.ARCHS)")
+    p.add_argument("--arch", default=None, help="override the record's architecture (core.models.encoders.ARCHS)")
     p.add_argument("--input-size", type=int, default=None, help="override the record's input size (px)")
     p.add_argument("--random-init", action="store_true", help="randomly initialised encoder (baseline)")
     p.add_argument("--spectral", action="store_true", help="per-band mean and std instead of an encoder")

@@ -7,7 +7,7 @@ SSL4EO-S12 (Wang et al. 2022) stores each product in its own folder, ``<root>/<f
   B10 filled with raw 0 (as ``core`` does at inference), so the model still has 13 inputs; the other
   12 bands are scaled with the SSL4EO-S12 L2A statistics, B10 with the L1C ones (raw 0 -> 0.392);
 - ``s1``: Sentinel-1 GRD, ``VV.tif`` and ``VH.tif`` in dB -> the ``B2_*`` models. Each image and band is
-  first clamped to its own 1-99 % quantiles (SoftCon's SAR preprocessing, ``core.normalize``).
+  first clamped to its own 1-99 % quantiles (SoftCon's SAR preprocessing, ``core.geo.normalize``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Modality:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     sar_quantiles: tuple[float, float] | None = None
-    stats: str = "ssl4eo_s12_l1c"     # core.normalize.STATS name written into the export
+    stats: str = "ssl4eo_s12_l1c"     # core.geo.normalize.STATS name written into the export
 
     @property
     def optical(self) -> bool:

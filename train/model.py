@@ -1,7 +1,7 @@
 """Student and EMA teacher around a ``core`` encoder (MoCo v3 layout, Chen, Xie, He 2021), and Siamese masking.
 
 Student = encoder + projector + predictor, fed the *masked* views; teacher = EMA copy of encoder + projector,
-fed the full views. The encoder always comes from ``core.encoders.build_encoder`` (:func:`build_encoder_for`),
+fed the full views. The encoder always comes from ``core.models.encoders.build_encoder`` (:func:`build_encoder_for`),
 so every architecture ``core`` knows can be pretrained.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .modality import MODALITIES
 
 
 class SoftConModel(nn.Module):
-    """MoCo v3 layout around a ``core.encoders.Encoder``; ``forward`` takes masked views.
+    """MoCo v3 layout around a ``core.models.encoders.Encoder``; ``forward`` takes masked views.
 
     ``bn_per_view``: the encoder runs on each view as its own batch, so batch-norm statistics (ResNet) are per
     view as in MoCo v3's ``forward(x1, x2)``; a ViT has no batch norm in its encoder and runs both views at once.

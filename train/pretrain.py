@@ -20,7 +20,7 @@ Distributed: ``torchrun --nproc_per_node N -m train.pretrain ...`` (NCCL on GPU,
 is per process. Outputs in ``output_dir``: ``config.json`` (resolved), ``metrics.jsonl`` (per logged step:
 losses, each term's gradient share, lr, images/s; per epoch: the share of samples with labels), checkpoints
 (``train/checkpoint.py``) and at the end ``encoder.safetensors``, loadable with
-``core.models.create_encoder(name, checkpoint=path)``.
+``core.models.registry.create_encoder(name, checkpoint=path)``.
 """
 from __future__ import annotations
 

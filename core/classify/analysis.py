@@ -9,124 +9,28 @@
 All read the embedding raster strip by strip along its blocks; PCA and k-means are fitted on a random
 sample of valid pixels (at most ``FIT_PIXELS``) and then applied strip by strip, so memory does not
 grow with the raster. Also home of the small helpers the classifier shares: strip iteration and reading
-pixels at sample positions. Every output goes through ``core.raster_io.BlockWriter``.
+pixels at sample positions. Every output goes through ``core.io.writer.BlockWriter``.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
+import rasterio
+from sklearn.cluster import KMeans
 
 from ..errors import SoftConError
+from ..geo.samples import VectorSamples, rasterize_samples, read_vector, reproject
+from ..io.reader import iter_strips, random_pixels, read_pixels
+from ..io.writer import BlockWriter
 from ..progress import Progress
+from .styles import PALETTE, write_class_qml, write_ramp_qml
 
-FIT_PIXELS = 50_000
-STRIP_BYTES = 64 * 2**20  # float32 bytes of embeddings held per strip
 
 
 # ------------------------------------------------------------------------------ embedding rasters
-def embedding_tags(path: str | Path) -> dict[str, str]:
-    """The ``SOFTCON`` tags of a raster (empty for any other raster)."""
-    import rasterio
-
-    try:
-        with rasterio.open(path) as ds:
-            return ds.tags(ns="SOFTCON")
-    except rasterio.errors.RasterioIOError:
-        return {}
-
-
-def is_embedding_raster(path: Any) -> bool:
-    """True for a single raster file written by ``core.embed`` (it carries a ``SOFTCON`` model tag)."""
-    if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
-        return False
-    return "model" in embedding_tags(path)
-
-
-def embedding_info(path: str | Path) -> dict[str, Any]:
-    """``core.embed.read_embedding_info`` when available, else the raw tags with JSON values decoded."""
-    try:
-        from ..embed.tags import read_embedding_info
-    except ImportError:  # pragma: no cover - embed lands with issue 6
-        read_embedding_info = None
-    if read_embedding_info is not None:
-        return dict(read_embedding_info(path))
-    info: dict[str, Any] = {}
-    for k, v in embedding_tags(path).items():
-        try:
-            info[k] = json.loads(v)
-        except ValueError:
-            info[k] = v
-    return info
-
-
-def strip_rows(ds) -> int:
-    """Rows per strip: a multiple of the block height holding about ``STRIP_BYTES`` of float32."""
-    bh = ds.block_shapes[0][0]
-    per_row = ds.width * ds.count * 4
-    n = max(1, STRIP_BYTES // max(per_row * bh, 1))
-    return int(min(ds.height, n * bh))
-
-
-def iter_strips(ds, progress: Progress | None = None, message: str = "") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield (first row, embeddings (n, W, D) float32, valid (n, W) bool) down the raster.
-
-    A pixel is valid when its first band is finite and not the declared nodata value.
-    """
-    from rasterio.windows import Window
-
-    step = strip_rows(ds)
-    nodata = ds.nodata
-    for r in range(0, ds.height, step):
-        n = min(step, ds.height - r)
-        x = ds.read(window=Window(0, r, ds.width, n), out_dtype="float32")  # (D, n, W)
-        valid = np.isfinite(x[0])
-        if nodata is not None and np.isfinite(nodata):
-            valid &= x[0] != nodata
-        yield r, np.ascontiguousarray(np.moveaxis(x, 0, -1)), valid
-        if progress is not None:
-            progress.check()
-            progress.update(r + n, ds.height, message)
-
-
-def read_pixels(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Embeddings (M, D) float32 at pixel (rows, cols); NaN rows where the raster has no data."""
-    from rasterio.windows import Window
-
-    out = np.full((len(rows), ds.count), np.nan, np.float32)
-    if len(rows) == 0:
-        return out
-    step = strip_rows(ds)
-    strip = rows // step
-    nodata = ds.nodata
-    for s in np.unique(strip):
-        sel = np.nonzero(strip == s)[0]
-        r0, c0 = int(rows[sel].min()), int(cols[sel].min())
-        r1, c1 = int(rows[sel].max()) + 1, int(cols[sel].max()) + 1
-        x = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")  # (D, h, w)
-        v = x[:, rows[sel] - r0, cols[sel] - c0].T
-        if nodata is not None and np.isfinite(nodata):
-            v[v[:, 0] == nodata] = np.nan
-        out[sel] = v
-    return out
-
-
-def random_pixels(ds, n: int = FIT_PIXELS, seed: int = 0) -> np.ndarray:
-    """Up to ``n`` valid embeddings (n, D) drawn uniformly over the raster (strip by strip)."""
-    rng = np.random.default_rng(seed)
-    frac = min(1.0, n / max(ds.width * ds.height, 1))
-    picks = []
-    for _, x, valid in iter_strips(ds):
-        r, c = np.nonzero(valid)
-        if r.size:
-            take = rng.random(r.size) < frac
-            picks.append(x[r[take], c[take]])
-    if not picks or sum(len(p) for p in picks) == 0:
-        raise SoftConError("The embedding raster holds no valid pixels; recompute it over an area with data.")
-    return np.concatenate(picks)[:n]
 
 
 # --------------------------------------------------------------------------------------- analyses
@@ -141,9 +45,7 @@ def reference_embedding(ds, vector: str | Path, fids: Sequence[int] | None = Non
     Args:
         fids: feature ids to use (None = all features of the layer).
     """
-    from ..geo.samples import reproject
-
-    vec = read_vector_any(vector, layer)
+    vec = read_vector(vector, None, layer, what="reference features")
     if fids is not None:
         keep = np.isin(vec.fids, np.asarray(list(fids)))
         if not keep.any():
@@ -160,23 +62,7 @@ def reference_embedding(ds, vector: str | Path, fids: Sequence[int] | None = Non
     return _normalize(_normalize(x).mean(0)), len(x)
 
 
-def read_vector_any(path: str | Path, layer=None):
-    """Read a vector's geometries whatever its fields (the label is the feature id)."""
-    import shapely
-
-    from ..geo.samples import VectorSamples
-
-    try:
-        from pyogrio.raw import read
-        meta, fids, wkb, _ = read(path, layer=layer, return_fids=True, columns=[])
-    except Exception as e:
-        raise SoftConError(f"Cannot read reference features from {path}: {e}") from None
-    return VectorSamples(shapely.from_wkb(wkb), [str(f) for f in fids], meta.get("crs"), np.asarray(fids), str(path))
-
-
 def _feature_pixels(geoms, transform, shape, max_pixels_per_polygon) -> tuple[np.ndarray, np.ndarray]:
-    from ..geo.samples import VectorSamples, rasterize_samples
-
     vec = VectorSamples(np.asarray(geoms), ["ref"] * len(geoms), None, np.arange(len(geoms)), "reference")
     try:
         px = rasterize_samples(vec, transform, shape, None, max_pixels_per_polygon=max_pixels_per_polygon,
@@ -190,11 +76,6 @@ def _feature_pixels(geoms, transform, shape, max_pixels_per_polygon) -> tuple[np
 def similarity_raster(embedding: str | Path, reference: np.ndarray, out_path: str | Path,
                       progress: Progress | None = None) -> Path:
     """Cosine similarity (float32, -1..1, NaN = nodata) of every pixel to ``reference`` (D,)."""
-    import rasterio
-
-    from ..io.writer import BlockWriter
-    from .styles import write_ramp_qml
-
     out_path = Path(out_path)
     ref = _normalize(np.asarray(reference, np.float32))
     with rasterio.open(embedding) as ds, \
@@ -211,10 +92,6 @@ def similarity_raster(embedding: str | Path, reference: np.ndarray, out_path: st
 def pca_raster(embedding: str | Path, out_path: str | Path, progress: Progress | None = None,
                seed: int = 0) -> Path:
     """First three principal components as a 3-band uint8 RGB GeoTIFF (0 = nodata), 2-98 % stretch."""
-    import rasterio
-
-    from ..io.writer import BlockWriter
-
     out_path = Path(out_path)
     with rasterio.open(embedding) as ds:
         sample = _normalize(random_pixels(ds, seed=seed))
@@ -238,12 +115,6 @@ def pca_raster(embedding: str | Path, out_path: str | Path, progress: Progress |
 def kmeans_raster(embedding: str | Path, n_clusters: int, out_path: str | Path, seed: int = 0,
                   progress: Progress | None = None) -> Path:
     """k-means clusters (1..k, 0 = nodata) of L2-normalised embeddings as a uint8 GeoTIFF + ``.qml``."""
-    import rasterio
-    from sklearn.cluster import KMeans
-
-    from ..io.writer import BlockWriter
-    from .styles import PALETTE, write_class_qml
-
     if not 2 <= int(n_clusters) <= 254:
         raise SoftConError(f"The number of clusters must be between 2 and 254, not {n_clusters}.")
     out_path = Path(out_path)

@@ -45,7 +45,7 @@ def apply_classifier(
     The raster is embedded with the model, mode and stride the classifier was trained on, and the map
     is made from the classifier's feature groups on its grid. ``model``, ``mode``, ``features`` and
     ``grid`` (None = the classifier's) and the weights (``pretrained``, ``checkpoint``, or those recorded
-    in an embedding raster) must match the classifier, or nothing runs (:func:`core.compat.check_compatible`).
+    in an embedding raster) must match the classifier, or nothing runs (:func:`core.classify.compat.check_compatible`).
     Writes the same outputs as :func:`classify`, without cross-validation.
     """
     progress = progress or Progress()

@@ -26,10 +26,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import skops.io as sio
 import torch
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
-from ..io.atomic import atomic_path
 from ..errors import SoftConError
+from ..io.atomic import atomic_path
+from .features import FeatureSpec
 
 FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
@@ -112,11 +119,6 @@ class LinearClassifier(Classifier):
         super().__init__(n_classes, C=float(C), max_iter=int(max_iter))
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "LinearClassifier":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.exceptions import ConvergenceWarning
-        from threadpoolctl import threadpool_limits
-
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         scaler = StandardScaler().fit(x)
@@ -200,9 +202,6 @@ class _SklearnClassifier(Classifier):
         raise NotImplementedError
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "_SklearnClassifier":
-        import skops.io as sio
-        from threadpoolctl import threadpool_limits
-
         with threadpool_limits(limits=1):  # small problems; threads only fight over a busy CPU
             est = self._estimator().fit(np.asarray(x, np.float32), np.asarray(y, np.int64))
         self._est = est
@@ -213,8 +212,6 @@ class _SklearnClassifier(Classifier):
     def estimator(self) -> Any:
         est = getattr(self, "_est", None)
         if est is None:
-            import skops.io as sio
-
             data = self.arrays["skops"].tobytes()
             try:
                 untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
@@ -231,8 +228,6 @@ class _SklearnClassifier(Classifier):
         return est
 
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
-        from threadpoolctl import threadpool_limits
-
         est = self.estimator
         with threadpool_limits(limits=1):
             p = est.predict_proba(x.numpy())
@@ -252,8 +247,6 @@ class ForestClassifier(_SklearnClassifier):
                          max_features=max_features, seed=int(seed))
 
     def _estimator(self) -> Any:
-        from sklearn.ensemble import RandomForestClassifier
-
         p = self.params
         # half the features per split (not sqrt): with embedding components beside the bands, sqrt mostly
         # drew trees that split on spectra alone; measured on the demo (galileo_nano_s2, emb+pixel):
@@ -273,8 +266,6 @@ class BoostingClassifier(_SklearnClassifier):
                          min_samples_leaf=int(min_samples_leaf), seed=int(seed))
 
     def _estimator(self) -> Any:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
         p = self.params
         # few training pixels: leaves of 5 (the default 20 leaves most trees a stump), no early stopping
         return HistGradientBoostingClassifier(max_iter=p["max_iter"], learning_rate=p["learning_rate"],
@@ -303,7 +294,7 @@ class SavedClassifier:
     class_names: list[str]
     colors: list[tuple[int, int, int]]
     embedding: dict[str, Any] = field(default_factory=dict)  # model, bands, mode, stride, dim, weights, ...
-    features: Any = None  # core.features.FeatureSpec; None: embeddings on their own grid (format 1)
+    features: Any = None  # core.classify.features.FeatureSpec; None: embeddings on their own grid (format 1)
 
     @property
     def model(self) -> str | None:
@@ -351,8 +342,6 @@ def load_classifier(path: str | Path) -> SavedClassifier:
         raise SoftConError(f"{path} is not a SoftCon classifier file (no 'softcon-classifier' header).")
     if meta.get("version", 0) > FORMAT_VERSION:
         raise SoftConError(f"{path} was written by a newer version (format {meta['version']}); update this software.")
-    from .features import FeatureSpec
-
     clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
     clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
     spec = FeatureSpec.load(meta["features"], arrays) if meta.get("features") else None

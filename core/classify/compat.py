@@ -21,9 +21,9 @@ def check_compatible(saved: Any, info: dict[str, Any], weights_id: str, *, what:
     """Raise :class:`SoftConError` naming the first mismatch between a classifier and embeddings.
 
     Args:
-        saved: the :class:`~core.knn.SavedClassifier`.
-        info: the embedding raster's tags (:func:`core.analysis.embedding_info`).
-        weights_id: :func:`core.weights.weights_id` of the embeddings' weights ("" = not recorded).
+        saved: the :class:`~core.classify.classifiers.SavedClassifier`.
+        info: the embedding raster's tags (:func:`core.classify.analysis.embedding_info`).
+        weights_id: :func:`core.models.weights.weights_id` of the embeddings' weights ("" = not recorded).
         what: the input, in words, for the message.
         model, mode, features, grid: what the user asked for (None = take the classifier's).
     """

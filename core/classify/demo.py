@@ -9,7 +9,7 @@ import torch
 
 from .fit import classify
 from .outputs import ClassifyResult
-from .selection import format_table
+from .report import format_table
 from ..io.writer import stack_to_geotiff
 from ..io.sample_data import cache_dir, s2_scene_files
 from ..models.registry import DEFAULT_MODEL, get_record

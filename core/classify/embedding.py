@@ -44,7 +44,7 @@ class Embedding:
     weights: str
     from_cache: bool | None  # None: given by the user
     seconds: float = 0.0
-    weights_id: str = ""  # core.weights.weights_id; "" for embedding rasters written before it was tagged
+    weights_id: str = ""  # core.models.weights.weights_id; "" for embedding rasters written before it was tagged
 
 
 def raster_sources(raster: Any) -> str | list[str]:

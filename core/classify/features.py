@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from rasterio.windows import Window
 
 from ..errors import SoftConError
+from ..geo.bands import canonical, parse_band_list
+from ..io.raster import nodata_values
+from ..io.reader import read_pixels
 
 GROUPS = ("emb", "pixel")
 #: Named feature sets, as offered on the command line and in the plugin.
@@ -122,8 +126,6 @@ def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np
 
 def pixel_band_mapping(names: Sequence[str | None], bands: Any = None) -> dict[str, int]:
     """1-based raster band of each of :data:`PIXEL_BANDS` the raster holds (by description or ``bands``)."""
-    from ..geo.bands import canonical, parse_band_list
-
     listed = parse_band_list(bands) if bands is not None else [canonical(n) if n else None for n in names]
     found = {}
     for i, n in enumerate(listed):
@@ -210,8 +212,6 @@ def token_rows_for(pix_r0: int, pix_r1: int, cell: int, n_tok_rows: int) -> tupl
 
 def sample_emb(emb_ds, spec: FeatureSpec, rows: np.ndarray, cols: np.ndarray, cell: int) -> np.ndarray:
     """The ``emb`` features (M, d) of pixels (rows, cols) (relative to the embedding grid's origin)."""
-    from .analysis import read_pixels
-
     r0, r1, wr = _axis_weights(rows, cell, emb_ds.height)
     c0, c1, wc = _axis_weights(cols, cell, emb_ds.width)
 
@@ -226,10 +226,6 @@ def sample_emb(emb_ds, spec: FeatureSpec, rows: np.ndarray, cols: np.ndarray, ce
 def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.ndarray,
                   cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``pixel`` features (M, n) of raster pixels (rows, cols) and whether each holds data (M,)."""
-    from rasterio.windows import Window
-
-    from ..io.raster import nodata_values
-
     idx = [band_index[b] for b in spec.bands]
     raw = np.zeros((len(idx), len(rows)), np.float32)
     nd = nodata_values(src)

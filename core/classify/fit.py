@@ -23,7 +23,8 @@ from .features import FEATURE_SETS, GRIDS, parse_features
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
 from .report import build_report
-from .selection import candidates, compare, format_table, method_params, pick, table_rows
+from .selection import candidates, compare, method_params, pick, table_rows
+from .report import format_table
 from .styles import class_colors
 from ..errors import SoftConError
 from ..geo.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
@@ -129,16 +130,16 @@ def classify(
         samples: points or polygons (GeoPackage, Shapefile, GeoJSON...), any CRS.
         label_field: the attribute holding each sample's class (text or integer).
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
-        model, checkpoint, pretrained: encoder (see :func:`core.models.create_encoder`).
+        model, checkpoint, pretrained: encoder (see :func:`core.models.registry.create_encoder`).
         method: ``auto`` (every method on every feature set, the best by blocked CV), ``knn`` (cosine,
             ``k`` neighbours, vote weights exp(sim / ``temperature``)), ``linear`` (logistic regression on
             standardised features), ``prototype`` (nearest class mean), ``rf`` (random forest) or ``hgb``
             (histogram gradient boosting).
-        features: feature groups joined by ``+`` (``emb``, ``pixel``; see :mod:`core.features`), or
+        features: feature groups joined by ``+`` (``emb``, ``pixel``; see :mod:`core.classify.features`), or
             None / ``auto``: every available set, picked by blocked CV. ``pixel`` with ``rf`` is the
             per-pixel random forest of the bands that GIS tools offer (the baseline).
         grid: ``pixel`` (the map on the input raster's own grid; default) or ``embedding`` (the token grid).
-        bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.embed_raster`.
+        bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.engine.embed_raster`.
         cv_folds: folds of the spatially blocked cross-validation (0 = skip it).
         block_size_m: side of the CV blocks; default twice the model window's footprint (at least five
             embedding pixels), so that validation pixels share no input with training pixels.

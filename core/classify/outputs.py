@@ -19,7 +19,8 @@ from .classifiers import SavedClassifier, load_classifier, save_classifier
 from .embedding import Embedding
 from .pixelmap import FeatureSource, predict_map
 from .quicklook import panel_shape, read_rgb, write_quicklook
-from .report import format_html, format_text, write_text_atomic
+from .report import format_html, format_text
+from ..io.atomic import write_text_atomic
 from .styles import write_class_qml, write_ramp_qml
 from ..errors import SoftConError
 from ..io.atomic import clean_stale, stage_dir

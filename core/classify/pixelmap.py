@@ -1,7 +1,7 @@
 """Feature vectors for training pixels and for the whole map, on the raster's grid or the embedding grid.
 
 :class:`FeatureSource` couples an embedding raster with the raster it came from and a
-:class:`~core.features.FeatureSpec`. It gives the features of sample pixels (training) and yields the
+:class:`~core.classify.features.FeatureSpec`. It gives the features of sample pixels (training) and yields the
 map's features strip by strip (prediction), so memory is bounded by a strip of about a million
 pixels whatever the raster's size; :func:`predict_map` writes the class, probability and confidence
 rasters from it one strip at a time.
@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import rasterio
 from affine import Affine
+from rasterio.transform import array_bounds
+from rasterio.windows import Window
 
 from ..errors import SoftConError
-from .features import FeatureSpec, pixel_features, sample_emb, sample_pixels, strip_height, token_rows_for, upsample_rows
+from ..io.raster import band_names, nodata_values, open_raster
+from ..io.writer import BlockWriter
 from ..progress import Progress
+from ..embed.tags import is_embedding_raster
+from ..io.reader import random_pixels, read_pixels
+from .features import FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels, strip_height, token_rows_for, upsample_rows
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,6 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the CRS."""
-        from rasterio.transform import array_bounds
-
         top_left_bottom_right = array_bounds(self.height, self.width, self.transform)  # (west, south, east, north)
         return tuple(float(v) for v in top_left_bottom_right)
 
@@ -83,8 +88,6 @@ class FeatureSource:
         parts, ok = [], np.ones(len(rows), bool)
         if "emb" in self.spec.groups:
             if self.spec.grid == "embedding":
-                from .analysis import read_pixels
-
                 e = (read_pixels(self.emb, rows, cols) - self.spec.mean) @ self.spec.components
             else:
                 e = sample_emb(self.emb, self.spec, rows, cols, self.cell)
@@ -100,8 +103,6 @@ class FeatureSource:
         return np.concatenate(parts, axis=1), ok
 
     def _src_valid(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        from ..io.raster import nodata_values
-
         nd = nodata_values(self.src)[0]
         if nd is None:
             return np.ones(len(rows), bool)
@@ -112,8 +113,6 @@ class FeatureSource:
     # ------------------------------------------------------------------------------------- strips
     def _tokens(self, t0: int, t1: int) -> np.ndarray:
         """Projected token features (t1 - t0, W_tok, d) of embedding rows [t0, t1), NaN = nodata."""
-        from rasterio.windows import Window
-
         x = self.emb.read(window=Window(0, t0, self.emb.width, t1 - t0), out_dtype="float32")
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x).all(-1)
@@ -152,10 +151,6 @@ class FeatureSource:
                 progress.update(r1, g.height, message)
 
     def _read_src(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        from rasterio.windows import Window
-
-        from ..io.raster import nodata_values
-
         g = self.grid
         idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
         win = Window(g.col_off, g.row_off + r0, g.width, r1 - r0)
@@ -190,8 +185,6 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
     Returns:
         (area fraction per class, decimated class map for the quicklook).
     """
-    from ..io.writer import BlockWriter
-
     g = source.grid
     n = len(class_names)
     cmap = {0: (0, 0, 0, 0), **{i + 1: (*map(int, c[:3]), 255) for i, c in enumerate(colors)}}
@@ -227,10 +220,7 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
 
 def open_source(raster: Any, info: dict[str, Any]) -> Any:
     """The raster the pixel features come from (opened), or None for an embedding raster whose source is gone."""
-    from . import analysis as A
-    from ..io.raster import open_raster
-
-    if A.is_embedding_raster(raster):
+    if is_embedding_raster(raster):
         sources = info.get("sources") or []
         if not sources or not all(Path(s).exists() for s in sources):
             return None
@@ -240,13 +230,9 @@ def open_source(raster: Any, info: dict[str, Any]) -> Any:
 
 def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str, seed: int = 0) -> tuple[FeatureSpec, dict[str, int]]:
     """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands."""
-    from . import analysis as A
-    from .features import GRIDS, fit_pca, pixel_bands_spec
-    from ..io.raster import band_names
-
     if grid not in GRIDS:
         raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
-    mean, comps = fit_pca(A.random_pixels(emb_ds, seed=seed))
+    mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":
         names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
@@ -257,9 +243,6 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
 
 def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[str], dict[str, int]]:
     """(pixel band names, band -> 1-based raster band) of a source raster; ([], {}) without one."""
-    from .features import pixel_bands_spec
-    from ..io.raster import band_names
-
     if src is None:
         return [], {}
     names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
@@ -269,10 +252,6 @@ def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[st
 def upsample_to_pixels(token_raster: Path, out_path: Path, src: Any, cell: int, description: str,
                        progress: Progress | None = None) -> Path:
     """A one-band raster on the embedding grid (e.g. a similarity map) bilinearly upsampled to the raster's grid."""
-    import rasterio
-
-    from ..io.writer import BlockWriter
-
     spec = FeatureSpec(("emb",), "pixel", mean=np.zeros(1, np.float32), components=np.eye(1, dtype=np.float32))
     with rasterio.open(token_raster) as tok:
         source = FeatureSource(tok, src, spec, cell)

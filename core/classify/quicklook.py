@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from rasterio.enums import Resampling
+from rasterio.windows import from_bounds
 
-from ..geo import bands as B
+from ..errors import SoftConError
+from ..geo.bands import RGB, resolve_bands
 from ..io.atomic import atomic_path
+from ..io.raster import band_names, gdal_env, open_raster
 
 PANEL = 640  # longest side of each panel (px)
 
@@ -35,15 +40,9 @@ def read_rgb(sources, bounds: tuple[float, float, float, float], shape: tuple[in
 
     Returns None when the raster has no red, green and blue bands (e.g. an embedding raster).
     """
-    from rasterio.enums import Resampling
-    from rasterio.windows import from_bounds
-
-    from ..errors import SoftConError
-    from ..io.raster import band_names, gdal_env, open_raster
-
     with gdal_env(), open_raster(sources) as ds:
         try:
-            idx = B.resolve_bands(band_names(ds, sources if not isinstance(sources, list) else None), B.RGB, bands)
+            idx = resolve_bands(band_names(ds, sources if not isinstance(sources, list) else None), RGB, bands)
         except SoftConError:
             return None
         if any(i is None for i in idx):
@@ -56,8 +55,6 @@ def read_rgb(sources, bounds: tuple[float, float, float, float], shape: tuple[in
 
 
 def _font(size: int):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -86,8 +83,6 @@ def write_quicklook(
         class_map: class values 1..C (0 = no data), any size; shown with nearest-neighbour scaling.
         rgb: left panel (already at display size); None = class map only.
     """
-    from PIL import Image, ImageDraw
-
     h, w = panel_shape(*class_map.shape)
     lut = np.full((256, 3), 255, np.uint8)  # nodata (0) shows as background
     for i, c in enumerate(colors):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import html
 import json
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from .classifiers import make_classifier
 
@@ -39,8 +39,6 @@ def spatial_folds(labels: np.ndarray, blocks: np.ndarray, n_folds: int, seed: in
 
     The number of folds is reduced to the number of blocks if there are fewer.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     notes = []
     n_blocks = len(np.unique(blocks))
     k = min(n_folds, n_blocks)
@@ -213,8 +211,6 @@ def format_text(report: dict[str, Any]) -> str:
             lines.append(f"{n:{w}s}  {_pct(pcs['precision'])}   {_pct(pcs['recall'])} {_pct(pcs['f1'])}"
                          f"  {fc[n]:7d}  {pc[n]:6d}")
         if cv.get("method_comparison"):
-            from .selection import format_table
-
             lines += ["", "every method and feature set, same blocked folds:", format_table(cv["method_comparison"])]
         lines += ["", "confusion matrix (rows: reference, columns: predicted)"]
         short = [n[:7] for n in names]
@@ -279,10 +275,20 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    from ..io.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")  # plain open(): the user's umask applies
-    return path
+
+
+def cells(r: dict[str, Any]) -> str:
+    if r["overall_accuracy"] is None:
+        return "accuracy n/a"
+    return f"accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a plain-text table (CLI, report.txt, the plugin's log)."""
+    lines = [f"{'features':10s} {'method':9s} {'accuracy':>8s} {'kappa':>6s} {'macro F1':>8s}"]
+    for r in rows:
+        acc = "n/a" if r["overall_accuracy"] is None else f"{100 * r['overall_accuracy']:.1f}%"
+        lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
+                     + ("  <- chosen" if r.get("chosen") else ""))
+    return "\n".join(lines)

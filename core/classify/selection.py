@@ -12,7 +12,7 @@ import numpy as np
 
 from .features import FEATURE_SETS, FeatureSpec
 from ..progress import Progress
-from .report import cross_validate
+from .report import cells, cross_validate
 
 #: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).
 AUTO_METHODS = ("linear", "hgb", "rf", "knn", "prototype")
@@ -51,7 +51,7 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
         rows.append({"features": fs, "method": m, "overall_accuracy": res["overall_accuracy"],
                      "kappa": res["kappa"], "macro_f1": res["macro_f1"], "cv": res})
         if progress is not None:
-            progress.log(f"  {fs:10s} {m:9s} " + _cells(rows[-1]))
+            progress.log(f"  {fs:10s} {m:9s} " + cells(rows[-1]))
     return rows
 
 
@@ -64,23 +64,9 @@ def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return sorted(enumerate(rows), key=key)[0][1]
 
 
-def _cells(r: dict[str, Any]) -> str:
-    if r["overall_accuracy"] is None:
-        return "accuracy n/a"
-    return f"accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}"
-
-
 def table_rows(rows: Sequence[dict[str, Any]], chosen: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The comparison as JSON-ready rows (no per-fold detail), the chosen one marked."""
     return [{"features": r["features"], "method": r["method"], "overall_accuracy": r["overall_accuracy"],
              "kappa": r["kappa"], "macro_f1": r["macro_f1"], "chosen": r is chosen} for r in rows]
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison as a plain-text table (CLI, report.txt, the plugin's log)."""
-    lines = [f"{'features':10s} {'method':9s} {'accuracy':>8s} {'kappa':>6s} {'macro F1':>8s}"]
-    for r in rows:
-        acc = "n/a" if r["overall_accuracy"] is None else f"{100 * r['overall_accuracy']:.1f}%"
-        lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
-                     + ("  <- chosen" if r.get("chosen") else ""))
-    return "\n".join(lines)

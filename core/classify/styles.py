@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .report import write_text_atomic
+from ..io.atomic import write_text_atomic
 
 #: Colours for familiar land-cover words (first match in the class name wins).
 NAMED_COLORS: tuple[tuple[str, tuple[int, int, int]], ...] = (

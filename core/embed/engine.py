@@ -1,8 +1,8 @@
 """Sliding-window embedding of rasters of any size: ``python -m core.embed`` (after timm's ``inference.py``).
 
 The raster is read in block-aligned strips by a background thread that slices windows (see
-:mod:`core.windows`), batches them as raw integers and, on CPU, normalises them (SoftCon
-preprocessing, :func:`core.normalize.preprocess`); on a GPU the raw batch goes over in pinned memory,
+:mod:`core.embed.windows`), batches them as raw integers and, on CPU, normalises them (SoftCon
+preprocessing, :func:`core.geo.normalize.preprocess`); on a GPU the raw batch goes over in pinned memory,
 without blocking, and is normalised there. The model runs under ``torch.inference_mode`` and autocast;
 finished output rows go to a tiled GeoTIFF one row of blocks at a time, so memory is bounded by the
 raster's width, never its area.
@@ -10,7 +10,7 @@ raster's width, never its area.
 Nodata: an output pixel (a window's centre cell in ``pooled`` mode, a patch in ``dense`` mode) is
 nodata (NaN) when less than ``min_valid`` (default half) of the input pixels it covers hold data, or
 when it lies outside ``polygon``. Windows whose output pixels are all nodata are not run. Windows at
-the raster's border see the raster mirrored beyond its edge (:func:`core.windows.reflect_outside`), so
+the raster's border see the raster mirrored beyond its edge (:func:`core.embed.windows.reflect_outside`), so
 border pixels are embedded from real-looking context; inside a window, nodata pixels enter the model
 as 0 after normalisation, the value SoftCon preprocessing gives to missing data.
 
@@ -233,10 +233,10 @@ def embed_raster(
         sources: one raster (any GDAL format), or single-band files stacked onto the finest one's grid
             (a Sentinel-2 product at 10/20/60 m; coarser bands are resampled bilinearly).
         out_path: output GeoTIFF (tiled, ZSTD-compressed, NaN nodata, tags in namespace ``SOFTCON``).
-        model, checkpoint, pretrained: as :func:`core.models.create_encoder`.
+        model, checkpoint, pretrained: as :func:`core.models.registry.create_encoder`.
         mode: ``pooled`` (one embedding per window; output pixel = ``stride`` px) or ``dense`` (patch
             tokens of each window's centre; output pixel = patch size).
-        stride: window spacing in px; default half a window (see :func:`core.windows.default_stride`).
+        stride: window spacing in px; default half a window (see :func:`core.embed.windows.default_stride`).
         bands: the raster's band order (preset such as ``s2_l1c`` or a list); default: band
             descriptions / file names, else the model's order when the count matches.
         bbox: (minx, miny, maxx, maxy) limiting the extent, in ``bbox_crs`` (default the raster's).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import rasterio
@@ -58,3 +59,25 @@ def read_embedding_info(path: str | os.PathLike) -> dict[str, Any]:
             info[key] = value
     info.update(grid)
     return info
+
+
+
+def embedding_tags(path: str | Path) -> dict[str, str]:
+    """The ``SOFTCON`` tags of a raster (empty for any other raster)."""
+    try:
+        with rasterio.open(path) as ds:
+            return ds.tags(ns="SOFTCON")
+    except rasterio.errors.RasterioIOError:
+        return {}
+
+
+def is_embedding_raster(path: Any) -> bool:
+    """True for a single raster file written by ``core.embed`` (it carries a ``SOFTCON`` model tag)."""
+    if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
+        return False
+    return "model" in embedding_tags(path)
+
+
+def embedding_info(path: str | Path) -> dict[str, Any]:
+    """The embedding raster's tags, decoded (:func:`core.embed.tags.read_embedding_info`)."""
+    return dict(read_embedding_info(path))

@@ -194,9 +194,9 @@ def select_bands(x: ArrayT, index: Sequence[int | None], axis: int = -3) -> Arra
     axis = axis % x.ndim
     take = lambda i: x[(slice(None),) * axis + (slice(i, i + 1),)]  # noqa: E731 - keeps the band axis
     if hasattr(x, "new_zeros"):  # torch tensor
-        import torch
+        import torch  # not at the top: the plugin reads band presets before torch is installed
 
         return torch.cat([torch.zeros_like(take(0)) if i is None else take(i) for i in index], dim=axis)
-    import numpy as np
+    import numpy as np  # (as torch above)
 
     return np.concatenate([np.zeros_like(take(0)) if i is None else take(i) for i in index], axis=axis)

@@ -9,7 +9,7 @@ bit for bit, the default keeps full float precision.
 - Sentinel-1 (dB) is first clamped per image and band to its 1-99 % quantiles.
 - Nodata pixels (``valid`` False) are excluded from the quantiles and set to 0 after scaling.
 - Bands a raster lacks but the model takes (B10 for L2A) are filled with raw 0 *before* scaling
-  (:func:`core.bands.select_bands`), i.e. no cirrus signal; after scaling that is
+  (:func:`core.geo.bands.select_bands`), i.e. no cirrus signal; after scaling that is
   ``(0 - (22.10 - 2 * 51.15)) / (4 * 51.15) = 0.392``, not 0.
 - Sentinel-2 products of processing baseline 04.00 or later (from 25 January 2022) carry
   ``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` = -1000: their digital numbers are reflectance x 10000
@@ -172,7 +172,7 @@ def preprocess(
 def strip_normaliser(dtype: np.dtype, n_channels: int, norm: dict[str, Any]) -> Any:
     """A pointwise ``f(data (C, n, w), valid (n, w)) -> float32`` for optical data, or None (SAR).
 
-    For 8/16-bit unsigned data it is :func:`core.normalize.preprocess` evaluated once on every possible
+    For 8/16-bit unsigned data it is :func:`core.geo.normalize.preprocess` evaluated once on every possible
     value (a per-band lookup table, 3.4 MB for 13 uint16 bands) and then looked up, which gives the
     same numbers as calling ``preprocess`` on the pixels at a fraction of the CPU time the model
     would otherwise lose to it. Other types call ``preprocess`` on the strip.

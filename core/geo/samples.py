@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import shapely
+from pyogrio.raw import read
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.warp import transform as warp_points
+from rasterio.windows import Window, transform as window_transform
 
 from ..errors import SoftConError
 
@@ -78,25 +84,27 @@ def _label_text(value) -> str | None:
     return text or None
 
 
-def read_vector(path: str | Path, label_field: str, layer: str | int | None = None) -> VectorSamples:
+def read_vector(path: str | Path, label_field: str | None, layer: str | int | None = None,
+                what: str = "training samples") -> VectorSamples:
     """Read geometries and the ``label_field`` of a GeoPackage / Shapefile / GeoJSON layer.
+
+    ``label_field=None`` reads the geometries whatever the fields, labelled by feature id (reference
+    features of a similarity map); ``what`` names the layer in errors.
 
     Raises:
         SoftConError: file missing or unreadable, unknown field (the message lists the fields).
     """
-    import shapely
-
     path = Path(path)
     if not path.exists():
-        raise SoftConError(f"Training samples file {path} not found.")
+        raise SoftConError(f"{what[0].upper()}{what[1:]} file {path} not found.")
     try:
-        from pyogrio.raw import read
-    except ImportError:  # pragma: no cover - pyogrio is a dependency
-        raise SoftConError("Reading vector files needs pyogrio: pip install pyogrio==0.13.0") from None
-    try:
-        meta, fids, wkb, fields = read(path, layer=layer, return_fids=True)
+        meta, fids, wkb, fields = read(path, layer=layer, return_fids=True,
+                                       columns=[] if label_field is None else None)
     except Exception as e:  # pyogrio raises its own DataSourceError / DataLayerError / ...
-        raise SoftConError(f"Cannot read training samples from {path}: {e}") from None
+        raise SoftConError(f"Cannot read {what} from {path}: {e}") from None
+    if label_field is None:
+        return VectorSamples(shapely.from_wkb(wkb), [str(f) for f in fids], meta.get("crs"), np.asarray(fids),
+                             str(path))
     if wkb is None or meta.get("geometry_type") in (None, "None"):
         raise SoftConError(
             f"{path.name} holds no geometries (a table such as a CSV?). Training samples must be points or "
@@ -125,10 +133,6 @@ def reproject(geoms: np.ndarray, src_crs, dst_crs) -> np.ndarray:
     Python did not create, where pyproj 3.7's per-thread PROJ context crashes the second time round
     (pyproj issue 1509). GDAL keeps its own per-thread contexts, and each call builds its own transform.
     """
-    import shapely
-    from rasterio.crs import CRS
-    from rasterio.warp import transform
-
     if src_crs is None or dst_crs is None:
         return geoms
     src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
@@ -138,7 +142,7 @@ def reproject(geoms: np.ndarray, src_crs, dst_crs) -> np.ndarray:
     def fn(xy: np.ndarray) -> np.ndarray:
         if len(xy) == 0:
             return xy
-        xs, ys = transform(src, dst, xy[:, 0], xy[:, 1])
+        xs, ys = warp_points(src, dst, xy[:, 0], xy[:, 1])
         return np.column_stack([xs, ys])
 
     return shapely.transform(geoms, fn)
@@ -176,9 +180,6 @@ def rasterize_samples(
     Raises:
         SoftConError: no usable samples, fewer than two classes, or a class with too few samples.
     """
-    import shapely
-    from rasterio.features import rasterize
-
     rng = np.random.default_rng(seed)
     h, w = shape
     if crs is None and vec.crs is not None:
@@ -214,10 +215,8 @@ def rasterize_samples(
             if rlo >= rhi or clo >= chi:
                 rr = cc = np.array([-1])
             else:
-                from rasterio.windows import Window, transform as wtransform
-
                 win = Window(clo, rlo, chi - clo, rhi - rlo)
-                m = rasterize([(g, 1)], out_shape=(rhi - rlo, chi - clo), transform=wtransform(win, transform),
+                m = rasterize([(g, 1)], out_shape=(rhi - rlo, chi - clo), transform=window_transform(win, transform),
                               fill=0, dtype="uint8").astype(bool)
                 rr, cc = np.nonzero(m)
                 rr, cc = rr + rlo, cc + clo

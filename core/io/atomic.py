@@ -93,3 +93,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise SoftConError(f"Cannot write {path} ({e.strerror}); choose a writable output folder.") from None
         raise
+
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")  # plain open(): the user's umask applies
+    return path

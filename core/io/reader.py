@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 from .raster import NATIVE_DTYPES, gdal_env, nodata_values, uses_mask_band
 from ..errors import SoftConError
+from ..progress import Progress
 
 
 class StripReader:
@@ -215,3 +216,72 @@ class Prefetcher:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+
+FIT_PIXELS = 50_000
+
+
+STRIP_BYTES = 64 * 2**20  # float32 bytes of embeddings held per strip
+
+
+def strip_rows(ds) -> int:
+    """Rows per strip: a multiple of the block height holding about ``STRIP_BYTES`` of float32."""
+    bh = ds.block_shapes[0][0]
+    per_row = ds.width * ds.count * 4
+    n = max(1, STRIP_BYTES // max(per_row * bh, 1))
+    return int(min(ds.height, n * bh))
+
+
+def iter_strips(ds, progress: Progress | None = None, message: str = "") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (first row, embeddings (n, W, D) float32, valid (n, W) bool) down the raster.
+
+    A pixel is valid when its first band is finite and not the declared nodata value.
+    """
+    step = strip_rows(ds)
+    nodata = ds.nodata
+    for r in range(0, ds.height, step):
+        n = min(step, ds.height - r)
+        x = ds.read(window=Window(0, r, ds.width, n), out_dtype="float32")  # (D, n, W)
+        valid = np.isfinite(x[0])
+        if nodata is not None and np.isfinite(nodata):
+            valid &= x[0] != nodata
+        yield r, np.ascontiguousarray(np.moveaxis(x, 0, -1)), valid
+        if progress is not None:
+            progress.check()
+            progress.update(r + n, ds.height, message)
+
+
+def read_pixels(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Embeddings (M, D) float32 at pixel (rows, cols); NaN rows where the raster has no data."""
+    out = np.full((len(rows), ds.count), np.nan, np.float32)
+    if len(rows) == 0:
+        return out
+    step = strip_rows(ds)
+    strip = rows // step
+    nodata = ds.nodata
+    for s in np.unique(strip):
+        sel = np.nonzero(strip == s)[0]
+        r0, c0 = int(rows[sel].min()), int(cols[sel].min())
+        r1, c1 = int(rows[sel].max()) + 1, int(cols[sel].max()) + 1
+        x = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")  # (D, h, w)
+        v = x[:, rows[sel] - r0, cols[sel] - c0].T
+        if nodata is not None and np.isfinite(nodata):
+            v[v[:, 0] == nodata] = np.nan
+        out[sel] = v
+    return out
+
+
+def random_pixels(ds, n: int = FIT_PIXELS, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` valid embeddings (n, D) drawn uniformly over the raster (strip by strip)."""
+    rng = np.random.default_rng(seed)
+    frac = min(1.0, n / max(ds.width * ds.height, 1))
+    picks = []
+    for _, x, valid in iter_strips(ds):
+        r, c = np.nonzero(valid)
+        if r.size:
+            take = rng.random(r.size) < frac
+            picks.append(x[r[take], c[take]])
+    if not picks or sum(len(p) for p in picks) == 0:
+        raise SoftConError("The embedding raster holds no valid pixels; recompute it over an area with data.")
+    return np.concatenate(picks)[:n]

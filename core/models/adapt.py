@@ -86,7 +86,7 @@ def init_from_rgb(encoder: nn.Module, rgb: str | Path | Mapping[str, torch.Tenso
     returned notes). Everything else must match exactly (strict).
 
     Args:
-        encoder: a :class:`core.encoders.Encoder` (or a bare timm model).
+        encoder: a :class:`core.models.encoders.Encoder` (or a bare timm model).
         rgb: path or state dict of the RGB checkpoint (wrappers/prefixes are unwrapped).
         bands: the encoder's band names, for ``inflate``.
 

@@ -18,7 +18,7 @@ Formats (``ModelRecord.checkpoint_format``):
 - ``galileo``: Galileo's ``encoder.pt`` (nasaharvest/galileo, ``data/models/nano``) or this project's
   conversion of it: the Sentinel-2 keys are kept under their upstream names; the embeddings of other
   modalities are dropped by name, and the fixed sin-cos tables (``pos_embed``, ``month_embed``), which
-  :mod:`core.galileo` recomputes, are checked against the recomputation and dropped.
+  :mod:`core.models.galileo` recomputes, are checked against the recomputation and dropped.
 - ``timm``: timm model keys as they are.
 - ``safetensors``: this project's own files (timm model keys, string metadata).
 """
@@ -35,9 +35,12 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
+from safetensors import safe_open, SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import SoftConError
+from .galileo import fixed_time_month
 
 StateDict = dict[str, torch.Tensor]
 
@@ -78,9 +81,6 @@ def _load_raw(path: Path) -> object:
     if path.stat().st_size == 0:
         raise SoftConError(f"Checkpoint file {path} is empty (an interrupted download?). Delete it and download it again.")
     if _is_safetensors(path):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -162,8 +162,6 @@ def read_state_dict(path: str | Path, notes: list[str] | None = None) -> StateDi
 
 def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a ``.safetensors`` file (empty dict if none)."""
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
@@ -209,8 +207,6 @@ _GALILEO_OTHER = ("space_time_embed.S1.", "space_time_embed.NDVI.", "space_embed
 
 
 def _filter_galileo(state: StateDict, notes: list[str]) -> StateDict:
-    from .galileo import fixed_time_month
-
     fixed = fixed_time_month()
     tables = {"pos_embed": (0, fixed[:32]), "month_embed.weight": (6, fixed[32:])}
     for key, (row, want) in tables.items():
@@ -219,7 +215,7 @@ def _filter_galileo(state: StateDict, notes: list[str]) -> StateDict:
             if got.shape != want.shape or not torch.allclose(got, want, atol=1e-6):
                 raise SoftConError(f"{key} row {row} of the Galileo checkpoint is not the fixed sin-cos table "
                                    f"this encoder recomputes; the file is not a Galileo encoder it can run.")
-            notes.append(f"checked and dropped the fixed table {key} (recomputed by core.galileo)")
+            notes.append(f"checked and dropped the fixed table {key} (recomputed by core.models.galileo)")
     dropped = [k for k in state if k.startswith(_GALILEO_OTHER)]
     if dropped:
         notes.append(f"dropped embeddings of modalities other than Sentinel-2: {key_names(dropped)}")
@@ -320,12 +316,12 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
 
 
 def load_weights(encoder: nn.Module, path: str | Path, record: object) -> list[str]:
-    """Load a weights file into ``encoder`` (a :class:`core.encoders.Encoder`) strictly.
+    """Load a weights file into ``encoder`` (a :class:`core.models.encoders.Encoder`) strictly.
 
     Args:
         encoder: built for ``record`` (its timm model is ``encoder.model``).
         path: ``.pth`` or ``.safetensors`` file.
-        record: the :class:`core.models.ModelRecord`; ``record.checkpoint_format`` picks the filter.
+        record: the :class:`core.models.record.ModelRecord`; ``record.checkpoint_format`` picks the filter.
 
     Returns:
         What was unwrapped, renamed and dropped, one line each.
@@ -365,8 +361,6 @@ def save_safetensors(encoder: nn.Module, path: str | Path, metadata: Mapping[str
     Returns:
         The written path.
     """
-    from safetensors.torch import save_file
-
     model = getattr(encoder, "model", encoder)
     tensors = {}
     for k, v in model.state_dict().items():

@@ -124,7 +124,7 @@ ARCHS: dict[str, Callable[[int, int], Encoder]] = {
     "vit_base_patch14_dinov2": _vit("vit_base_patch14_dinov2"),
     # The project's small default: ViT-Ti-like, 8 px patches on 64 px windows (8x8 grid), LayerScale.
     "vit_tiny_patch8_64": _vit("vit_tiny_patch16_224", patch_size=8, depth=6, init_values=1e-5),
-    # Galileo-nano (core/galileo.py): Sentinel-2 B2..B12 in five channel groups, 8 px patches by default.
+    # Galileo-nano (core/models/galileo.py): Sentinel-2 B2..B12 in five channel groups, 8 px patches by default.
     "galileo_nano": _galileo,
 }
 
@@ -135,7 +135,7 @@ def build_encoder(arch: str, in_chans: int, img_size: int, empty: bool = False) 
     Args:
         empty: build on the ``meta`` device, without the random init (about 10x faster for
             ViT-B); only for when a state dict is loaded next with ``assign=True``
-            (:func:`core.checkpoint.load_weights` does that).
+            (:func:`core.models.checkpoint.load_weights` does that).
     """
     if arch not in ARCHS:
         raise KeyError(f"Unknown architecture {arch!r}; known: {', '.join(ARCHS)}")

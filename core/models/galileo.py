@@ -235,7 +235,7 @@ class GalileoEncoder(Encoder):
 
 
 def build(in_chans: int, img_size: int) -> GalileoEncoder:
-    """Builder for ``core.encoders.ARCHS``: the ten Sentinel-2 bands only, any window size."""
+    """Builder for ``core.models.encoders.ARCHS``: the ten Sentinel-2 bands only, any window size."""
     if in_chans != len(BANDS):
         raise ValueError(f"galileo_nano takes the {len(BANDS)} bands {', '.join(BANDS)}, not {in_chans}")
     return GalileoEncoder()

@@ -23,7 +23,7 @@ class ModelRecord:
             ``torchvision`` (ResNet keys, no fc), ``timm`` (timm keys), ``safetensors`` (this
             project's own files, timm keys).
         sar_quantiles: per-image quantile clamp before scaling (Sentinel-1), else None.
-        stats: name of the statistics set ``mean``/``std`` come from (``core.normalize.STATS``).
+        stats: name of the statistics set ``mean``/``std`` come from (``core.geo.normalize.STATS``).
         clip: clamp the scaled input to [0, 1] (SoftCon); False for Galileo, trained without it.
         revision: hub revision (branch or commit) to download; None = ``main``.
         local_path: a file shipped with the project, used before the cache and the download.

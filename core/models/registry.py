@@ -105,7 +105,7 @@ register(ModelRecord(
     local_path=str(WEIGHTS_DIR / "softcon_tiny_s2.safetensors"),
 ))
 
-#: Galileo-nano (core/galileo.py), the upstream weights at commit 0f0b5b9 converted to safetensors
+#: Galileo-nano (core/models/galileo.py), the upstream weights at commit 0f0b5b9 converted to safetensors
 #: (float32: float16 moves the outputs by up to 7e-4, beyond the 1e-4 reference tolerance).
 GALILEO_COMMIT = "0f0b5b95ac81acef4b74cf4686dc877202f4541b"
 register(ModelRecord(

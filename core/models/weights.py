@@ -4,7 +4,7 @@ Order of lookup in :func:`weights_path`: the record's ``local_path`` (weights sh
 project), the cache folder ``<cache>/weights/<filename>``, then a download: through
 ``huggingface_hub.hf_hub_download`` (resumable, tqdm progress) when the record names a hub repo,
 else plain HTTPS with HTTP Range resume. ``<cache>`` is ``$SOFTCON_CACHE`` or
-``$XDG_CACHE_HOME/softcon`` (``~/.cache/softcon``), shared with :mod:`core.sample_data`.
+``$XDG_CACHE_HOME/softcon`` (``~/.cache/softcon``), shared with :mod:`core.io.sample_data`.
 
 With ``HF_HUB_OFFLINE=1`` (or ``SOFTCON_OFFLINE=1``), or when the network is unreachable, a
 :class:`~core.errors.SoftConError` gives the URL and the exact file path to put the file at by hand.
@@ -96,7 +96,7 @@ def _manual_hint(record: ModelRecord) -> str:
 class _ProgressTqdm:  # built lazily so tqdm is imported only when a download happens
     @staticmethod
     def make(progress: Progress, label: str):
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # only when a download happens
 
         class ProgressTqdm(tqdm):
             def update(self, n=1):  # noqa: D401 - tqdm API
@@ -110,8 +110,8 @@ class _ProgressTqdm:  # built lazily so tqdm is imported only when a download ha
 
 
 def _download_hf(record: ModelRecord, progress: Progress | None) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub import hf_hub_download  # only when a download happens
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled  # (as above)
 
     kw = {}
     if progress is not None:

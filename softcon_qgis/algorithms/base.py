@@ -162,7 +162,7 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
 
 def embedding_source(layer: QgsRasterLayer | None) -> str:
     """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.classify.analysis import is_embedding_raster
+    from ..core.embed.tags import is_embedding_raster
 
     path = raster_source(layer, "Embedding raster")
     if not is_embedding_raster(path):

@@ -166,7 +166,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:
-            from ..core.classify.selection import format_table
+            from ..core.classify.report import format_table
 
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
                                  f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
