@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .io.atomic import atomic_path, clean_stale
 from .errors import SoftConError
+from .io.atomic import atomic_path, clean_stale
 from .io.sample_data import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0

@@ -126,3 +126,26 @@ def test_bad_classifier_inputs(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(SoftConError, match="not a SoftCon classifier"):
         load_classifier(tmp_path / "other.npz")
+
+
+def test_centred_knn_is_the_probes_knn_and_survives_saving(eurosat_features, tmp_path):
+    """The map's kNN with center=True gives the linear probe's kNN scores on real EuroSAT features, is
+    unchanged by a common offset (which moves the uncentred one), and reads back centred."""
+    import torch
+
+    from train.linear_probe import knn_scores
+
+    x, y, classes = eurosat_features
+    rng = np.random.default_rng(0)
+    test = rng.random(len(y)) < 0.3
+    clf = make_classifier("knn", len(classes), k=5, center=True).fit(x[~test], y[~test])
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(y[~test]), len(classes)).float()
+    probe = knn_scores(torch.from_numpy(x[~test]), onehot, torch.from_numpy(x[test]), k=5).numpy()
+    np.testing.assert_allclose(clf.predict_proba(x[test]), probe, atol=1e-5)
+    shifted = make_classifier("knn", len(classes), k=5, center=True).fit(x[~test] + 3, y[~test])
+    np.testing.assert_allclose(shifted.predict_proba(x[test] + 3), probe, atol=1e-4)
+    plain = make_classifier("knn", len(classes), k=5).fit(x[~test], y[~test]).predict_proba(x[test])
+    assert np.abs(plain - probe).max() > 0.05  # centring changes the vote on these non-negative features
+    saved = SavedClassifier(clf, classes, [(0, 0, 0)] * len(classes), {"model": "m"})
+    back = load_classifier(save_classifier(saved, tmp_path / "c.npz")).classifier
+    np.testing.assert_allclose(back.predict_proba(x[test]), probe, atol=1e-5)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,10 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.classify.classifiers import knn_index, knn_vote
 from core.device import pick_device, resolve_precision
 from core.models.encoders import build_encoder
 from core.errors import SoftConError
 from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+from core.io.atomic import write_text_atomic
 from core.models.record import ModelRecord
 
 from .bigearthnet import bigearthnet_splits, is_bigearthnet, statistics_for, streamed_features
@@ -59,31 +60,17 @@ def knn_scores(
     center: bool = True,
     batch_size: int = 1024,
 ) -> torch.Tensor:
-    """Weighted kNN class scores (DINOv2): (N_test, K), rows sum to 1.
+    """Weighted kNN class scores (DINOv2): (N_test, K), rows sum to 1; the map's kNN
+    (:func:`core.classify.classifiers.knn_vote`), here centred by default (``knn_index``).
 
     Args:
-        train_f: (N, D) features; test_f: (M, D). Both are L2-normalised here.
+        train_f: (N, D) features; test_f: (M, D).
         train_y: (N, K) one-hot or multi-hot float targets.
-        center: subtract the training mean before normalising (SimpleShot's CL2N, Wang et al.
-            2019). Without it, features that share a large common component (randomly
-            initialised networks, non-negative spectral statistics) all look alike under cosine
-            and the vote degenerates to the class priors.
     """
-    train_f, test_f = train_f.float(), test_f.float()
-    if center:
-        mu = train_f.mean(dim=0, keepdim=True)
-        train_f, test_f = train_f - mu, test_f - mu
-    train_f = F.normalize(train_f, dim=1)
-    test_f = F.normalize(test_f.float(), dim=1)
-    k = min(k, train_f.shape[0])
-    out = []
-    for start in range(0, test_f.shape[0], batch_size):
-        sim = test_f[start:start + batch_size] @ train_f.T  # (b, N)
-        top_sim, top_idx = sim.topk(k, dim=1)
-        w = (top_sim / temperature).exp()  # (b, k)
-        votes = (w.unsqueeze(-1) * train_y[top_idx]).sum(dim=1)  # (b, K)
-        out.append(votes / w.sum(dim=1, keepdim=True))
-    return torch.cat(out)
+    index, mean = knn_index(train_f, center)
+    test_f = test_f.float() if mean is None else test_f.float() - mean
+    return torch.cat([knn_vote(index, train_y.float(), test_f[i:i + batch_size], k, temperature)
+                      for i in range(0, test_f.shape[0], batch_size)])
 
 
 def _logreg(C: float, seed: int):
@@ -352,10 +339,7 @@ def features_for(args, encoder, record, data: PatchSet, device, dtype) -> tuple[
 
 def _write_json(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(result, indent=2))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -9,17 +9,17 @@ from typing import Any, Sequence
 import numpy as np
 import rasterio
 
-from . import analysis
+from ..embed.tags import embedding_info, is_embedding_raster
+from ..io.writer import check_folder
+from ..models.registry import DEFAULT_MODEL, get_record
+from ..models.weights import weights_id
+from ..progress import Progress
 from .compat import check_compatible
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FeatureSpec, parse_features
 from .outputs import ClassifyResult, closing, describe_features, finish, read_classifier
 from .pixelmap import FeatureSource, full_spec_bands, open_source
 from .report import build_report
-from ..io.writer import check_folder
-from ..models.registry import DEFAULT_MODEL, get_record
-from ..models.weights import weights_id
-from ..progress import Progress
 
 
 def apply_classifier(
@@ -55,8 +55,8 @@ def apply_classifier(
     meta = saved.embedding
     asked = dict(model=model, mode=mode, features=parse_features(features), grid=grid)
     model = meta.get("model") or model or DEFAULT_MODEL
-    if analysis.is_embedding_raster(raster):
-        info = analysis.embedding_info(raster)
+    if is_embedding_raster(raster):
+        info = embedding_info(raster)
         check_compatible(saved, info, info.get("weights_id") or "", what=Path(raster).name, **asked)
     else:
         record = get_record(model)

@@ -81,33 +81,64 @@ class Classifier:
         return self.predict_proba(x).argmax(1)
 
 
+def knn_index(x: np.ndarray | torch.Tensor, center: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training features for :func:`knn_vote`, L2-normalised, and their mean when ``center``.
+
+    Centring (SimpleShot's CL2N, Wang et al. 2019) subtracts the training mean first: without it,
+    features that share a large common component (untrained networks, non-negative band statistics)
+    all look alike under cosine and the vote degenerates to the class priors. Queries subtract the
+    same mean.
+    """
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+    mean = x.mean(dim=0) if center else None
+    return _normalize(x if mean is None else x - mean), mean
+
+
+@torch.no_grad()
+def knn_vote(index: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, k: int, temperature: float,
+             n_classes: int | None = None) -> torch.Tensor:
+    """Weighted kNN scores (B, C) of queries ``x`` (B, D) (DINO ``knn_classifier``, DINOv2 ``eval/knn.py``).
+
+    ``index`` is from :func:`knn_index` (queries already centred with its mean); ``targets`` are class
+    indices (N,) (then ``n_classes`` is needed) or one-/multi-hot rows (N, C). The ``k`` most similar
+    training samples vote with weight exp(cosine / ``temperature``); rows sum to 1 for single labels.
+    """
+    k = min(k, index.shape[0])
+    # Rank by raw dot products and divide only the k winners by |x|: the same neighbours as with
+    # normalised x (|x| > 0 is a per-row constant) without a normalised copy of the batch.
+    top_dot, top_idx = (x @ index.T).topk(k, dim=1)  # (B, k)
+    top_sim = top_dot / _norm(x)
+    weights = (top_sim / temperature).exp()
+    if targets.ndim == 1:
+        votes = torch.zeros(x.shape[0], int(n_classes))
+        votes.scatter_add_(1, targets[top_idx], weights)  # sum of exp(sim/T) per class
+        return votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+    votes = (weights.unsqueeze(-1) * targets[top_idx]).sum(dim=1)  # (B, C)
+    return votes / weights.sum(dim=1, keepdim=True)
+
+
 class KNNClassifier(Classifier):
-    """Cosine kNN with temperature-weighted voting (DINO ``knn_classifier``)."""
+    """Cosine kNN with temperature-weighted voting (DINO ``knn_classifier``); ``center``: see :func:`knn_index`."""
 
     method = "knn"
 
-    def __init__(self, n_classes: int, k: int = 20, temperature: float = 0.07, **_: Any):
+    def __init__(self, n_classes: int, k: int = 20, temperature: float = 0.07, center: bool = False, **_: Any):
         super().__init__(n_classes, k=int(k), temperature=float(temperature))
+        if center:  # recorded only when on, so classifiers saved without it read back the same
+            self.params["center"] = True
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "KNNClassifier":
-        self.arrays = {
-            "train_features": _normalize(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy(),
-            "train_labels": np.asarray(y, dtype=np.int64),
-        }
+        index, mean = knn_index(x, self.params.get("center", False))
+        self.arrays = {"train_features": index.numpy(), "train_labels": np.asarray(y, dtype=np.int64)}
+        if mean is not None:
+            self.arrays["mean"] = mean.numpy()
         return self
 
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
-        feats = torch.from_numpy(self.arrays["train_features"])  # (N_train, D)
-        labels = torch.from_numpy(self.arrays["train_labels"])  # (N_train,)
-        k = min(self.params["k"], feats.shape[0])
-        # Rank by raw dot products and divide only the k winners by |x|: the same neighbours as with
-        # normalised x (|x| > 0 is a per-row constant) without a normalised copy of the batch.
-        top_dot, top_idx = (x @ feats.T).topk(k, dim=1)  # (B, k)
-        top_sim = top_dot / _norm(x)
-        weights = (top_sim / self.params["temperature"]).exp()
-        votes = torch.zeros(x.shape[0], self.n_classes)
-        votes.scatter_add_(1, labels[top_idx], weights)  # sum of exp(sim/T) per class
-        return votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+        if "mean" in self.arrays:
+            x = x - torch.from_numpy(self.arrays["mean"])
+        return knn_vote(torch.from_numpy(self.arrays["train_features"]), torch.from_numpy(self.arrays["train_labels"]),
+                        x, self.params["k"], self.params["temperature"], self.n_classes)
 
 
 class LinearClassifier(Classifier):

@@ -5,14 +5,14 @@ import argparse
 import sys
 import time
 
-from .apply import apply_classifier
-from .demo import run_demo, summary_text
-from .features import GRIDS
-from .fit import METHOD_CHOICES, classify
-from .maps import kmeans_map, pca_preview, similarity_map
 from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
 from ..progress import last_line, tqdm_progress
+from .apply import apply_classifier
+from .demo import run_demo, summary_text
+from .features import GRIDS
+from .fit import classify, METHOD_CHOICES
+from .maps import kmeans_map, pca_preview, similarity_map
 
 
 FEATURES_HELP = ("feature groups: auto (default: every available set, the best by blocked CV), emb (embeddings "

@@ -22,7 +22,7 @@ def check_compatible(saved: Any, info: dict[str, Any], weights_id: str, *, what:
 
     Args:
         saved: the :class:`~core.classify.classifiers.SavedClassifier`.
-        info: the embedding raster's tags (:func:`core.classify.analysis.embedding_info`).
+        info: the embedding raster's tags (:func:`core.embed.tags.embedding_info`).
         weights_id: :func:`core.models.weights.weights_id` of the embeddings' weights ("" = not recorded).
         what: the input, in words, for the message.
         model, mode, features, grid: what the user asked for (None = take the classifier's).

@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 import torch
 
-from .fit import classify
-from .outputs import ClassifyResult
-from .report import format_table
-from ..io.writer import stack_to_geotiff
 from ..io.sample_data import cache_dir, s2_scene_files
+from ..io.writer import stack_to_geotiff
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import cached_path
 from ..progress import Progress
+from .fit import classify
+from .outputs import ClassifyResult
+from .report import format_table
 
 
 DEMO_POINTS = Path(__file__).resolve().parents[1] / "data" / "demo_points.geojson"

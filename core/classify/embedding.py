@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
-from . import analysis
 from ..cache import cached_embedding, file_fingerprint
 from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
+from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import pixel_size_m
 from ..io.writer import verify_geotiff
@@ -77,8 +76,8 @@ def get_embedding(
     Raises:
         SoftConError: an embedding raster made with another model than ``model``.
     """
-    if analysis.is_embedding_raster(raster):
-        info = analysis.embedding_info(raster)
+    if is_embedding_raster(raster):
+        info = embedding_info(raster)
         if info.get("model") != model:
             raise SoftConError(
                 f"{Path(raster).name} holds embeddings of model {info.get('model')!r}, not {model!r}. "
@@ -106,11 +105,11 @@ def get_embedding(
     t = time.perf_counter()
     if cache:
         path, hit = cached_embedding(sources, params, compute, log=progress.log if progress else None,
-                                     validate=lambda p: (verify_geotiff(p), analysis.embedding_info(p)))
+                                     validate=lambda p: (verify_geotiff(p), embedding_info(p)))
     else:
         scratch = scratch or Path(tempfile.gettempdir())
         path, hit = compute(scratch / f"embedding-{uuid.uuid4().hex[:8]}.tif"), False
-    info = analysis.embedding_info(path)
+    info = embedding_info(path)
     if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
         progress.log(f"Bands (as when the cached embedding was computed): "
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")

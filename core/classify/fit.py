@@ -16,22 +16,21 @@ from typing import Any, Sequence
 import numpy as np
 import rasterio
 
-from . import analysis
-from .classifiers import CLASSIFIERS, SavedClassifier, make_classifier
+from ..embed.tags import is_embedding_raster
+from ..errors import SoftConError
+from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
+from ..io.raster import gdal_env, open_raster
+from ..io.writer import check_folder
+from ..models.registry import DEFAULT_MODEL
+from ..progress import Progress
+from .classifiers import CLASSIFIERS, make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
 from .features import FEATURE_SETS, GRIDS, parse_features
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
-from .report import build_report
+from .report import build_report, format_table
 from .selection import candidates, compare, method_params, pick, table_rows
-from .report import format_table
 from .styles import class_colors
-from ..errors import SoftConError
-from ..geo.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
-from ..io.writer import check_folder
-from ..io.raster import gdal_env, open_raster
-from ..models.registry import DEFAULT_MODEL
-from ..progress import Progress
 
 
 METHODS = tuple(CLASSIFIERS)
@@ -85,7 +84,7 @@ def _check_method(method: str, k: int, temperature: float, features: Any = None,
 
 def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox, bbox_crs) -> None:
     """Fail before the (slow) embedding when the samples miss the raster or a class is too small."""
-    if analysis.is_embedding_raster(raster):
+    if is_embedding_raster(raster):
         return
     with gdal_env(), open_raster(raster_sources(raster)) as src:
         transform, shape, crs = _grid(src)

@@ -8,14 +8,15 @@ from typing import Any, Sequence
 
 import rasterio
 
+from ..embed.tags import is_embedding_raster
+from ..errors import SoftConError
+from ..models.registry import DEFAULT_MODEL
+from ..progress import Progress
 from . import analysis
 from .embedding import get_embedding
 from .features import GRIDS
 from .pixelmap import open_source, upsample_to_pixels
 from .styles import write_ramp_qml
-from ..errors import SoftConError
-from ..models.registry import DEFAULT_MODEL
-from ..progress import Progress
 
 
 def similarity_map(
@@ -77,7 +78,7 @@ def similarity_map(
 
 
 def _need_embedding(path: Any) -> Path:
-    if not analysis.is_embedding_raster(path):
+    if not is_embedding_raster(path):
         raise SoftConError(f"{path} is not an embedding raster; compute one first with "
                            f"`python -m core.embed RASTER --out EMB.tif`.")
     return Path(path)

@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from ..embed.tags import is_embedding_raster
+from ..errors import SoftConError
+from ..io.atomic import clean_stale, stage_dir, write_text_atomic
+from ..io.writer import make_folder
+from ..progress import Progress
 from . import analysis
-from .classifiers import SavedClassifier, load_classifier, save_classifier
+from .classifiers import load_classifier, save_classifier, SavedClassifier
 from .embedding import Embedding
 from .pixelmap import FeatureSource, predict_map
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
-from ..io.atomic import write_text_atomic
 from .styles import write_class_qml, write_ramp_qml
-from ..errors import SoftConError
-from ..io.atomic import clean_stale, stage_dir
-from ..io.writer import make_folder
-from ..progress import Progress
 
 
 #: Output file names inside ``out_dir``.
@@ -122,7 +122,7 @@ def _write_outputs(
     write_ramp_qml(stage.path("confidence_qml"), 0.0, 1.0)
     rgb = None
     left = "RGB (B4, B3, B2)"
-    if not analysis.is_embedding_raster(raster):
+    if not is_embedding_raster(raster):
         try:
             rgb = read_rgb(raster, g.bounds, panel_shape(g.height, g.width), bands)
         except SoftConError:

@@ -24,13 +24,14 @@ from affine import Affine
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
+from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import band_names, nodata_values, open_raster
+from ..io.reader import random_pixels, read_pixels
 from ..io.writer import BlockWriter
 from ..progress import Progress
-from ..embed.tags import is_embedding_raster
-from ..io.reader import random_pixels, read_pixels
-from .features import FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels, strip_height, token_rows_for, upsample_rows
+from .features import (FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
+                       strip_height, token_rows_for, upsample_rows)
 
 
 @dataclass(frozen=True)

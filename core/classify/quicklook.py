@@ -15,7 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from ..errors import SoftConError
-from ..geo.bands import RGB, resolve_bands
+from ..geo.bands import resolve_bands, RGB
 from ..io.atomic import atomic_path
 from ..io.raster import band_names, gdal_env, open_raster
 

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .features import FEATURE_SETS, FeatureSpec
 from ..progress import Progress
+from .features import FEATURE_SETS, FeatureSpec
 from .report import cells, cross_validate
 
 #: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).

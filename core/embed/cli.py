@@ -14,13 +14,13 @@ from typing import Any, Callable, Sequence
 import rasterio
 import torch
 
-from .engine import embed_raster, rank_info
-from .windows import MODES
 from ..errors import Cancelled, SoftConError
 from ..io.writer import make_folder
-from ..models.registry import DEFAULT_MODEL, create_encoder
 from ..models.record import ModelRecord
-from ..progress import Progress, last_line, tqdm_progress
+from ..models.registry import create_encoder, DEFAULT_MODEL
+from ..progress import last_line, Progress, tqdm_progress
+from .engine import embed_raster, rank_info
+from .windows import MODES
 
 
 def output_name(raster: str | os.PathLike, out_dir: Path, mode: str) -> Path:

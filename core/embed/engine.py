@@ -30,20 +30,20 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .tags import FORMAT_VERSION, TAG_NAMESPACE
-from ..io.raster import band_names, gdal_env, open_raster, pixel_size_m, resample_to
-from ..io.reader import Prefetcher, StripReader, geometry_mask_fn
-from ..io.writer import BlockWriter, check_writable
-from ..geo.bands import describe_order, resolve_bands
-from ..geo.extent import pixel_extent, to_geometry
 from ..device import autocast, pick_device, resolve_precision
 from ..errors import SoftConError
-from ..models.registry import DEFAULT_MODEL, create_encoder
-from ..models.record import ModelRecord
-from ..models.weights import weights_id
+from ..geo.bands import describe_order, resolve_bands
+from ..geo.extent import pixel_extent, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
+from ..io.raster import band_names, gdal_env, open_raster, pixel_size_m, resample_to
+from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
+from ..io.writer import BlockWriter, check_writable
+from ..models.record import ModelRecord
+from ..models.registry import create_encoder, DEFAULT_MODEL
+from ..models.weights import weights_id
 from ..progress import Progress
-from .windows import MODES, WindowGrid, make_grid, reflect_outside
+from .tags import FORMAT_VERSION, TAG_NAMESPACE
+from .windows import make_grid, MODES, reflect_outside, WindowGrid
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
 MODEL_GSD_M = 10.0

@@ -12,8 +12,8 @@ import shapely
 from rasterio.warp import transform_bounds
 from shapely.geometry import shape
 
-from .samples import reproject
 from ..errors import SoftConError
+from .samples import reproject
 
 
 

@@ -20,7 +20,7 @@ from pyogrio.raw import read
 from rasterio.crs import CRS
 from rasterio.features import rasterize
 from rasterio.warp import transform as warp_points
-from rasterio.windows import Window, transform as window_transform
+from rasterio.windows import transform as window_transform, Window
 
 from ..errors import SoftConError
 

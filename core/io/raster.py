@@ -18,7 +18,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 
 from ..errors import SoftConError
-from ..geo.bands import S2_GSD, canonical
+from ..geo.bands import canonical, S2_GSD
 
 
 #: GDAL block cache for reads and writes (MB). GDAL's default (5 % of RAM) would let memory grow

@@ -16,9 +16,9 @@ import rasterio
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
-from .raster import NATIVE_DTYPES, gdal_env, nodata_values, uses_mask_band
 from ..errors import SoftConError
 from ..progress import Progress
+from .raster import gdal_env, NATIVE_DTYPES, nodata_values, uses_mask_band
 
 
 class StripReader:

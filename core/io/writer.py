@@ -19,9 +19,9 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from .atomic import clean_stale, temp_path
-from .raster import GDAL_CACHE_MB, PathLike, gdal_env, open_raster
 from ..errors import SoftConError
+from .atomic import clean_stale, temp_path
+from .raster import GDAL_CACHE_MB, gdal_env, open_raster, PathLike
 
 
 def _temp_name(out_path: Path) -> Path:

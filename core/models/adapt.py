@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import describe_state_dict, filter_dinov2, key_names, load_state_dict_strict, read_state_dict, unwrap_state_dict
 from ..errors import SoftConError
+from .checkpoint import (describe_state_dict, filter_dinov2, key_names, load_state_dict_strict, read_state_dict,
+                         unwrap_state_dict)
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int, mode: str = "random",

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SoftConError
 from .checkpoint import load_weights, save_safetensors
 from .encoders import build_encoder
 from .record import ModelRecord, record_metadata
-from .registry import REGISTRY, get_record
+from .registry import get_record, REGISTRY
 from .weights import cached_path, download_url, sha256sum
-from ..errors import SoftConError
 
 
 def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:

@@ -23,15 +23,15 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .checkpoint import load_weights, read_safetensors_metadata
-from .encoders import ARCHS, Encoder, build_encoder
-from .galileo import BANDS as GALILEO_BANDS
-from .record import META_FIELDS, SOFTCON_CITATION, ModelRecord
-from .weights import weights_path
 from ..errors import SoftConError
-from ..geo.bands import S1_GRD, S2_L1C, parse_band_list
+from ..geo.bands import parse_band_list, S1_GRD, S2_L1C
 from ..geo.normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
 from ..progress import Progress
+from .checkpoint import load_weights, read_safetensors_metadata
+from .encoders import ARCHS, build_encoder, Encoder
+from .galileo import BANDS as GALILEO_BANDS
+from .record import META_FIELDS, ModelRecord, SOFTCON_CITATION
+from .weights import weights_path
 
 HF_REPO = "wangyi111/softcon"
 GALILEO_CITATION = (

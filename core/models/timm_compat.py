@@ -13,9 +13,9 @@ real ops load, they are used untouched.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
+import importlib
 import torch
 
 _SCHEMAS = {

@@ -19,10 +19,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .record import ModelRecord
 from ..errors import Cancelled, SoftConError
-from ..progress import Progress
 from ..io.sample_data import cache_dir
+from ..progress import Progress
+from .record import ModelRecord
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
