@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 
+
+
 class SoftConError(Exception):
     """A problem with the user's input or set-up. The message says what is wrong and how to fix it."""
 

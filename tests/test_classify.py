@@ -22,7 +22,8 @@ from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
 from core.errors import SoftConError
-from core.geo.samples import read_vector, reproject
+from core.geo.samples import read_vector
+from core.geo.crs import reproject
 
 OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
            "report.html", "quicklook.png")

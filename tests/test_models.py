@@ -9,7 +9,8 @@ import torch
 from core.models.checkpoint import save_safetensors
 from core.models.encoders import ARCHS, build_encoder, is_empty
 from core.errors import SoftConError
-from core.models.registry import DEFAULT_MODEL, HF_REPO, REGISTRY, create_encoder, get_record, record_from_checkpoint, register
+from core.models.registry import (DEFAULT_MODEL, HF_REPO, REGISTRY, create_encoder, get_record, record_from_checkpoint,
+                                  register)
 from core.models.record import record_metadata
 from core.geo.normalize import S1_MEAN, S2C_MEAN
 

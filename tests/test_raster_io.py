@@ -10,7 +10,8 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from core.io.raster import open_raster, pixel_size_m
+from core.io.raster import open_raster
+from core.geo.crs import pixel_size_m
 from core.io.reader import Prefetcher, StripReader
 from core.io.writer import BlockWriter, check_writable, stack_to_geotiff
 from core.errors import SoftConError

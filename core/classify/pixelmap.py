@@ -51,10 +51,6 @@ class Grid:
         top_left_bottom_right = array_bounds(self.height, self.width, self.transform)  # (west, south, east, north)
         return tuple(float(v) for v in top_left_bottom_right)
 
-    @property
-    def pixel_size(self) -> float:
-        return float(abs(self.transform.a))
-
 
 class FeatureSource:
     """Features of the map's pixels, from an open embedding raster and (for ``pixel``) its source raster.

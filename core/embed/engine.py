@@ -33,9 +33,9 @@ import torch
 from ..device import autocast, pick_device, resolve_precision
 from ..errors import SoftConError
 from ..geo.bands import describe_order, resolve_bands
-from ..geo.extent import pixel_extent, to_geometry
+from ..geo.crs import pixel_extent, pixel_size_m, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
-from ..io.raster import band_names, gdal_env, open_raster, pixel_size_m, resample_to
+from ..io.raster import band_names, gdal_env, open_raster, resample_to
 from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
 from ..io.writer import BlockWriter, check_writable
 from ..models.record import ModelRecord

@@ -17,12 +17,11 @@ from typing import Sequence
 import numpy as np
 import shapely
 from pyogrio.raw import read
-from rasterio.crs import CRS
 from rasterio.features import rasterize
-from rasterio.warp import transform as warp_points
 from rasterio.windows import transform as window_transform, Window
 
 from ..errors import SoftConError
+from .crs import reproject
 
 MIN_PER_CLASS = 2  # fewer cannot be cross-validated; 10+ per class is advisable
 
@@ -124,28 +123,6 @@ def read_vector(path: str | Path, label_field: str | None, layer: str | int | No
     values = fields[names.index(label_field)]
     geoms = shapely.from_wkb(wkb) if len(wkb) else np.array([], dtype=object)
     return VectorSamples(geoms, [_label_text(v) for v in values], meta.get("crs"), np.asarray(fids), str(path))
-
-
-def reproject(geoms: np.ndarray, src_crs, dst_crs) -> np.ndarray:
-    """Geometries from ``src_crs`` to ``dst_crs`` (EPSG code, WKT, rasterio CRS...), always x/y order.
-
-    GDAL's transformer (through rasterio), not pyproj: QGIS runs Processing algorithms in threads that
-    Python did not create, where pyproj 3.7's per-thread PROJ context crashes the second time round
-    (pyproj issue 1509). GDAL keeps its own per-thread contexts, and each call builds its own transform.
-    """
-    if src_crs is None or dst_crs is None:
-        return geoms
-    src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
-    if src == dst:
-        return geoms
-
-    def fn(xy: np.ndarray) -> np.ndarray:
-        if len(xy) == 0:
-            return xy
-        xs, ys = warp_points(src, dst, xy[:, 0], xy[:, 1])
-        return np.column_stack([xs, ys])
-
-    return shapely.transform(geoms, fn)
 
 
 def _class_order(labels: Sequence[str]) -> list[str]:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import rasterio
-from pyproj import Geod
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 
 from ..errors import SoftConError
 from ..geo.bands import canonical, S2_GSD
+from ..geo.crs import pixel_size_m
 
 
 #: GDAL block cache for reads and writes (MB). GDAL's default (5 % of RAM) would let memory grow
@@ -157,23 +157,6 @@ def band_names(ds: rasterio.DatasetReader, sources: PathLike | Sequence[PathLike
     if ds.count == 1 and not names[0] and isinstance(sources, (str, os.PathLike)):
         names = [Path(sources).stem]
     return [n or None for n in names]
-
-
-def pixel_size_m(ds: rasterio.DatasetReader) -> float:
-    """Mean pixel size in metres (geographic CRSs are converted at the raster's centre)."""
-    if ds.crs is None:
-        raise SoftConError(
-            "The raster has no coordinate reference system. Assign one (e.g. gdal_edit.py -a_srs EPSG:32632 FILE)."
-        )
-    rx, ry = abs(ds.transform.a), abs(ds.transform.e)
-    if ds.crs.is_geographic:
-        lon, lat = ds.transform @ (ds.width / 2, ds.height / 2)
-        geod = Geod(ellps="WGS84")
-        _, _, dx = geod.inv(lon, lat, lon + rx, lat)
-        _, _, dy = geod.inv(lon, lat, lon, lat + ry)
-        return float((abs(dx) + abs(dy)) / 2)
-    factor = ds.crs.linear_units_factor[1] if ds.crs.linear_units_factor else 1.0
-    return float((rx + ry) / 2 * factor)
 
 
 def resample_to(ds: rasterio.DatasetReader, res_m: float, upsample: str = "bilinear") -> WarpedVRT:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -40,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import SoftConError
+from ..io.atomic import atomic_path
 from .galileo import fixed_time_month
 
 StateDict = dict[str, torch.Tensor]
@@ -371,12 +370,6 @@ def save_safetensors(encoder: nn.Module, path: str | Path, metadata: Mapping[str
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
