@@ -80,6 +80,11 @@ def test_provider_lists_every_algorithm(plugin):
         assert len(alg.shortHelpString()) > 100, alg.id()
         names = [p.name() for p in alg.parameterDefinitions()]
         assert all(n == n.upper() for n in names), (alg.id(), names)
+        mode = alg.parameterDefinition("MODE")
+        if mode is not None:  # every MODE enum defaults to the mode the plugin falls back to, which is core's
+            from core.embed.spec import DEFAULT_MODE
+
+            assert mode.defaultValue() == DEFAULT_MODE, alg.id()
 
 
 def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):

@@ -175,22 +175,23 @@ def test_an_unreadable_cache_entry_is_dropped_and_recomputed(crop, tmp_path, mon
 
 def test_classify_recomputes_a_poisoned_cache_entry(crop, tmp_path, monkeypatch):
     from core.classify.embedding import get_embedding
+    from core.embed.spec import EmbedSpec
     from core.progress import Progress
 
     root = tmp_path / "cache"
     root.mkdir()
     monkeypatch.setattr(embcache, "cache_root", lambda: root)
-    kw = dict(pretrained=False, mode="dense", device="cpu", precision="fp32")
-    first = get_embedding(crop, **kw)
+    spec = EmbedSpec(pretrained=False, mode="dense", device="cpu", precision="fp32")
+    first = get_embedding(crop, spec)
     data = first.path.read_bytes()
     first.path.write_bytes(data[: len(data) // 2])  # what a full disk left: truncated raster, 0-byte side-car
     first.path.with_suffix(".json").write_text("")
     logs = []
-    again = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
+    again = get_embedding(crop, spec, progress=Progress(on_log=logs.append))
     assert again.from_cache is False and again.path == first.path
     verify_geotiff(again.path)  # complete again (random weights: not the same bytes)
     assert sum("unreadable" in m for m in logs) == 1
-    hit = get_embedding(crop, progress=Progress(on_log=logs.append), **kw)
+    hit = get_embedding(crop, spec, progress=Progress(on_log=logs.append))
     assert hit.from_cache is True and "B8A<-B8A" in logs[-1]  # the band order is logged on a hit too
 
 

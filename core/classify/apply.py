@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import rasterio
 
+from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
@@ -39,6 +40,7 @@ def apply_classifier(
     mode: str | None = None,
     features: str | Sequence[str] | None = None,
     grid: str | None = None,
+    embed_spec: EmbedSpec | None = None,
 ) -> ClassifyResult:
     """Map another raster (or the same one) with a classifier saved by :func:`classify`.
 
@@ -47,6 +49,8 @@ def apply_classifier(
     ``grid`` (None = the classifier's) and the weights (``pretrained``, ``checkpoint``, or those recorded
     in an embedding raster) must match the classifier, or nothing runs (:func:`core.classify.compat.check_compatible`).
     Writes the same outputs as :func:`classify`, without cross-validation.
+    ``embed_spec`` (:class:`core.embed.spec.EmbedSpec`), when given, replaces ``bands``, ``checkpoint``,
+    ``pretrained``, ``device``, ``precision`` and ``bbox``; model, mode and stride are the classifier's.
     """
     progress = progress or Progress()
     t0 = time.perf_counter()
@@ -55,6 +59,10 @@ def apply_classifier(
     meta = saved.embedding
     asked = dict(model=model, mode=mode, features=parse_features(features), grid=grid)
     model = meta.get("model") or model or DEFAULT_MODEL
+    embed_spec = (embed_spec or EmbedSpec(checkpoint=checkpoint, pretrained=pretrained, bands=bands, device=device,
+                                          precision=precision, bbox=bbox, bbox_crs=bbox_crs)).replace(
+        model=model, mode=meta.get("mode") or "pooled", stride=meta.get("stride"))
+    bands, checkpoint, pretrained = embed_spec.bands, embed_spec.checkpoint, embed_spec.pretrained
     if is_embedding_raster(raster):
         info = embedding_info(raster)
         check_compatible(saved, info, info.get("weights_id") or "", what=Path(raster).name, **asked)
@@ -62,9 +70,7 @@ def apply_classifier(
         record = get_record(model)
         check_compatible(saved, {"model": model, "bands": list(record.bands)},
                          weights_id(record, pretrained, checkpoint), what="this raster with these options", **asked)
-    emb = get_embedding(raster, model=model, checkpoint=checkpoint, pretrained=pretrained,
-                        mode=meta.get("mode") or "pooled", stride=meta.get("stride"), bands=bands, bbox=bbox,
-                        bbox_crs=bbox_crs, device=device, precision=precision, cache=cache, progress=progress)
+    emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
             check_compatible(saved, {**emb.info, "dim": ds.count}, emb.weights_id, what=emb.path.name)

@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 
+from ..embed.spec import EmbedSpec
 from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
 from ..progress import last_line, tqdm_progress
@@ -113,6 +114,12 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     return p
 
 
+def _embed_spec(a: argparse.Namespace) -> EmbedSpec:
+    """The embedding settings of a command line, in one value."""
+    return EmbedSpec(model=a.model, checkpoint=a.checkpoint, pretrained=not a.random_init, bands=a.bands, mode=a.mode,
+                     stride=a.stride, precision=a.precision, device=a.device, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
+
+
 def _one(raster: list[str]) -> str | list[str]:
     return raster[0] if len(raster) == 1 else raster
 
@@ -132,13 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cmd is None:
             a = get_args_parser().parse_args(argv)
-            res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, model=a.model, method=a.method, k=a.k,
-                           temperature=a.temperature, bands=a.bands, mode=a.mode, stride=a.stride,
-                           checkpoint=a.checkpoint, device=a.device, precision=a.precision, cv_folds=a.cv_folds,
-                           block_size_m=a.block_size, max_pixels_per_polygon=a.max_pixels_per_polygon,
-                           save_classifier=a.save_classifier, cache=not a.no_cache, progress=tqdm_progress("classify"),
-                           pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs,
-                           features=a.features, grid=a.grid)
+            res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, method=a.method, k=a.k,
+                           temperature=a.temperature, cv_folds=a.cv_folds, block_size_m=a.block_size,
+                           max_pixels_per_polygon=a.max_pixels_per_polygon, save_classifier=a.save_classifier,
+                           cache=not a.no_cache, progress=tqdm_progress("classify"), layer=a.layer,
+                           features=a.features, grid=a.grid, embed_spec=_embed_spec(a))
             print(summary_text(res))
             return 0
         a = _sub_parser(cmd).parse_args(argv[1:])
@@ -151,11 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_text(res))
         elif cmd == "similarity":
             fids = [int(v) for v in a.fids.split(",")] if a.fids else None
-            print(similarity_map(_one(a.raster), a.reference, a.out, fids, model=a.model, bands=a.bands, mode=a.mode,
-                                 stride=a.stride, checkpoint=a.checkpoint, device=a.device, precision=a.precision,
-                                 cache=not a.no_cache, progress=tqdm_progress("similarity"),
-                                 pretrained=not a.random_init, layer=a.layer, bbox=_bbox(a.bbox),
-                                 bbox_crs=a.bbox_crs, grid=a.grid))
+            print(similarity_map(_one(a.raster), a.reference, a.out, fids, cache=not a.no_cache,
+                                 progress=tqdm_progress("similarity"), layer=a.layer, grid=a.grid,
+                                 embed_spec=_embed_spec(a)))
         elif cmd == "pca":
             print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
         elif cmd == "kmeans":

@@ -7,11 +7,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..cache import cached_embedding, file_fingerprint
 from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
+from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
 from ..geo.crs import pixel_size_m
@@ -54,28 +55,14 @@ def raster_sources(raster: Any) -> str | list[str]:
     return str(files[0]) if isinstance(raster, (str, os.PathLike)) else [str(f) for f in files]
 
 
-def get_embedding(
-    raster: Any,
-    *,
-    model: str = DEFAULT_MODEL,
-    checkpoint: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    mode: str = "dense",
-    stride: int | None = None,
-    bands: Any = None,
-    bbox: Sequence[float] | None = None,
-    bbox_crs: Any = None,
-    device: str = "auto",
-    precision: str = "auto",
-    cache: bool = True,
-    scratch: Path | None = None,
-    progress: Progress | None = None,
-) -> Embedding:
+def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: Path | None = None,
+                  progress: Progress | None = None) -> Embedding:
     """The embedding raster of ``raster``: itself if it is one (model checked), else cached or computed.
 
     Raises:
-        SoftConError: an embedding raster made with another model than ``model``.
+        SoftConError: an embedding raster made with another model than ``spec.model``.
     """
+    model = spec.model
     if is_embedding_raster(raster):
         info = embedding_info(raster)
         if info.get("model") != model:
@@ -90,21 +77,16 @@ def get_embedding(
                          weights_id=info.get("weights_id") or "")
     sources = raster_sources(raster)
     record = get_record(model)
-    weights_file = checkpoint or (cached_path(record) if pretrained else None)
-    dev = pick_device(device)
-    params = dict(model=model, pretrained=bool(pretrained), weights=file_fingerprint(weights_file), mode=mode,
-                  stride=stride, bands=bands if isinstance(bands, (str, type(None))) else list(bands),
-                  bbox=list(bbox) if bbox is not None else None, bbox_crs=str(bbox_crs) if bbox_crs else None,
-                  precision=str(resolve_precision(dev, precision)), device=dev.type)
+    weights_file = spec.checkpoint or (cached_path(record) if spec.pretrained else None)
+    dev = pick_device(spec.device)
+    key = spec.cache_key(file_fingerprint(weights_file), dev, resolve_precision(dev, spec.precision))
 
     def compute(out: Path) -> Path:
-        return embed_raster(sources, out, model=model, checkpoint=checkpoint, pretrained=pretrained, mode=mode,
-                            stride=stride, bands=bands, bbox=bbox, bbox_crs=bbox_crs, device=device,
-                            precision=precision, progress=progress)
+        return embed_raster(sources, out, progress=progress, **spec.engine_kwargs())
 
     t = time.perf_counter()
     if cache:
-        path, hit = cached_embedding(sources, params, compute, log=progress.log if progress else None,
+        path, hit = cached_embedding(sources, key, compute, log=progress.log if progress else None,
                                      validate=lambda p: (verify_geotiff(p), embedding_info(p)))
     else:
         scratch = scratch or Path(tempfile.gettempdir())
@@ -113,8 +95,8 @@ def get_embedding(
     if hit and progress is not None:  # the embedding run that logged the band order was an earlier one
         progress.log(f"Bands (as when the cached embedding was computed): "
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
-    return Embedding(path, info, weights_label(model, pretrained, checkpoint), hit, time.perf_counter() - t,
-                     info.get("weights_id") or weights_id(record, pretrained, checkpoint))
+    return Embedding(path, info, weights_label(model, spec.pretrained, spec.checkpoint), hit, time.perf_counter() - t,
+                     info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint))
 
 
 def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:

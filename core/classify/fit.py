@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import rasterio
 
+from ..embed.spec import EmbedSpec
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..geo.crs import pixel_xy_m
@@ -71,7 +72,7 @@ def _check_method(method: str, k: int, temperature: float, features: Any = None,
         raise SoftConError(f"The temperature must be positive, not {temperature}.")
 
 
-def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox, bbox_crs) -> None:
+def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox: Any) -> None:
     """Fail before the (slow) embedding when the samples miss the raster or a class is too small."""
     if is_embedding_raster(raster):
         return
@@ -110,6 +111,7 @@ def classify(
     compare_methods: bool = True,
     features: str | Sequence[str] | None = None,
     grid: str = "pixel",
+    embed_spec: EmbedSpec | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -137,6 +139,8 @@ def classify(
         layer: layer name or index in a multi-layer vector file.
         compare_methods: also cross-validate the other methods and feature sets (cheap; reported as
             ``method_comparison``, one row per feature set and method).
+        embed_spec: every embedding setting at once (:class:`core.embed.spec.EmbedSpec`; the plugin builds
+            one); when given, it replaces the keywords above that it carries.
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -146,6 +150,10 @@ def classify(
             embedding raster from another model...); nothing is written in that case.
     """
     progress = progress or Progress()
+    embed_spec = embed_spec or EmbedSpec(model=model, checkpoint=checkpoint, pretrained=pretrained, bands=bands,
+                                         mode=mode, stride=stride, precision=precision, device=device, bbox=bbox,
+                                         bbox_crs=bbox_crs)
+    bands = embed_spec.bands
     _check_method(method, k, temperature, features, grid)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -154,10 +162,8 @@ def classify(
         raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
                            f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
-    _precheck_samples(raster, vec, max_pixels_per_polygon, bbox, bbox_crs)
-    emb = get_embedding(raster, model=model, checkpoint=checkpoint, pretrained=pretrained, mode=mode, stride=stride,
-                        bands=bands, bbox=bbox, bbox_crs=bbox_crs, device=device, precision=precision,
-                        cache=cache, progress=progress)
+    _precheck_samples(raster, vec, max_pixels_per_polygon, embed_spec.bbox)
+    emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import rasterio
 
+from ..embed.spec import EmbedSpec
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
@@ -38,6 +39,7 @@ def similarity_map(
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
     grid: str = "pixel",
+    embed_spec: EmbedSpec | None = None,
 ) -> Path:
     """Cosine similarity of every embedding pixel to the mean embedding of reference points/polygons.
 
@@ -47,10 +49,12 @@ def similarity_map(
         grid: ``pixel``: on the raster's own grid (the similarity of the tokens, upsampled bilinearly;
             needs the original raster or an embedding raster whose source is still there);
             ``embedding``: on the token grid.
+        embed_spec: the embedding settings at once (:class:`core.embed.spec.EmbedSpec`); replaces the keywords.
     """
-    emb = get_embedding(raster_or_embedding, model=model, checkpoint=checkpoint, pretrained=pretrained, mode=mode,
-                        stride=stride, bands=bands, bbox=bbox, bbox_crs=bbox_crs, device=device,
-                        precision=precision, cache=cache, progress=progress)
+    embed_spec = embed_spec or EmbedSpec(model=model, checkpoint=checkpoint, pretrained=pretrained, bands=bands,
+                                         mode=mode, stride=stride, precision=precision, device=device, bbox=bbox,
+                                         bbox_crs=bbox_crs)
+    emb = get_embedding(raster_or_embedding, embed_spec, cache=cache, progress=progress)
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise SoftConError(f"The output folder {out_path.parent} does not exist; create it first.")

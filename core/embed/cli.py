@@ -20,6 +20,7 @@ from ..models.record import ModelRecord
 from ..models.registry import create_encoder, DEFAULT_MODEL
 from ..progress import last_line, Progress, tqdm_progress
 from .engine import embed_raster, rank_info
+from .spec import EmbedSpec
 from .windows import MODES
 
 
@@ -92,28 +93,29 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    kw: dict[str, Any] = dict(
-        mode=args.mode, stride=args.stride, bands=args.bands, bbox_crs=args.bbox_crs, polygon=args.polygon,
-        polygon_crs=args.polygon_crs, device=args.device, precision=args.precision, batch_size=args.batch_size,
-        dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, offset=args.offset, cog=args.cog,
-    )
     try:
+        bbox = None
         if args.bbox:
             try:
-                kw["bbox"] = [float(v) for v in args.bbox.split(",")]
+                bbox = [float(v) for v in args.bbox.split(",")]
             except ValueError:
                 raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
+        spec = EmbedSpec(model=args.model, checkpoint=args.checkpoint, pretrained=not args.random_weights,
+                         bands=args.bands, mode=args.mode, stride=args.stride, precision=args.precision,
+                         device=args.device, batch_size=args.batch_size, bbox=bbox, bbox_crs=args.bbox_crs)
+        kw: dict[str, Any] = dict(spec.engine_kwargs(), polygon=args.polygon, polygon_crs=args.polygon_crs,
+                                  dtype=args.dtype, resample=args.resample, min_valid=args.min_valid,
+                                  offset=args.offset, cog=args.cog)
         rasters = args.rasters
         stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
-        encoder = create_encoder(args.model, pretrained=not args.random_weights, checkpoint=args.checkpoint)
+        encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
         if len(rasters) == 1 or stack:
             if rank_info()[0] != 0:
                 return 0  # one scene: rank 0 does it
-            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, checkpoint=args.checkpoint,
-                         progress=tqdm_progress("embed"), **kw)
+            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, progress=tqdm_progress("embed"),
+                         **kw)
         else:  # torchrun: each rank its own files
-            embed_many(rasters, args.out, checkpoint=args.checkpoint, encoder=encoder,
-                       progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
+            embed_many(rasters, args.out, encoder=encoder, progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
     except Cancelled as e:
         print(e, file=sys.stderr)
         return 130

@@ -13,7 +13,6 @@ from qgis.core import (
 from .base import (
     SoftConAlgorithm,
     StagingDir,
-    extent_bbox,
     make_progress,
     raster_source,
     require_core,
@@ -72,15 +71,12 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         if not classifier or not Path(classifier).is_file():
             raise QgsProcessingException(tr(f"Saved classifier not found: {classifier!r}. Save one with the "
                                             "'Trained classifier' output of 'Classify land cover'."))
-        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
-        bands = self.bands_choice(parameters, context)
-        device = self.device_choice(parameters, context)
+        spec = self.embed_spec(parameters, context, layer)  # model, mode and stride: the classifier's
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
-        self.log_setup(feedback, "as trained (from the classifier)", checkpoint, bands, device)
+        self.log_setup(feedback, "as trained (from the classifier)", spec.checkpoint, spec.bands, spec.device)
         with StagingDir(outputs.classes) as stage:
             result = run_core(
-                feedback, apply_classifier, source, classifier, stage, bands=bands, checkpoint=checkpoint,
-                device=device, progress=make_progress(feedback),
-                bbox=extent_bbox(self, parameters, self.EXTENT, context, layer))
+                feedback, apply_classifier, source, classifier, stage, progress=make_progress(feedback),
+                embed_spec=spec)
             return outputs.publish(result, context, feedback)

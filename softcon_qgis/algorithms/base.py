@@ -36,7 +36,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 #: Embedding modes of core.embed, in the order the MODE enums show them; every algorithm defaults to dense.
 MODES = ("pooled", "dense")
-DEFAULT_MODE = "dense"
+DEFAULT_MODE = "dense"  # = core.embed.spec.DEFAULT_MODE (test_plugin_processing checks it)
 
 #: Appended to the help of every algorithm with an embedding mode, so all explain it the same way.
 MODE_HELP = (
@@ -343,6 +343,19 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
             return [b.strip() for b in explicit.replace(";", ",").split(",") if b.strip()]
         preset = self.parameterAsEnumString(parameters, self.BANDS, context) or "auto"
         return None if preset == "auto" else preset
+
+    def embed_spec(self, parameters, context, layer: QgsRasterLayer):
+        """The embedding settings of this run as one ``core.embed.spec.EmbedSpec``, the only place the plugin
+        reads them: model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
+        from ..core.embed.spec import EmbedSpec
+
+        model, checkpoint = self.model_choice(parameters, context)
+        mode = self.parameterAsEnumString(parameters, "MODE", context) if self.parameterDefinition("MODE") else ""
+        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
+        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
+        return EmbedSpec(model=model, checkpoint=checkpoint, bands=self.bands_choice(parameters, context),
+                         mode=mode or DEFAULT_MODE, stride=stride or None, bbox=bbox,
+                         device=self.device_choice(parameters, context))
 
     def device_choice(self, parameters, context) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"

@@ -19,7 +19,6 @@ from .base import (
     MODES,
     SoftConAlgorithm,
     StagingDir,
-    extent_bbox,
     make_progress,
     raster_source,
     require_core,
@@ -143,26 +142,21 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         method = self.parameterAsEnumString(parameters, self.METHOD, context) or "auto"
         features = self.parameterAsEnumString(parameters, self.FEATURES, context) or "auto"
         grid = self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"
-        model, checkpoint = self.model_choice(parameters, context)
-        bands = self.bands_choice(parameters, context)
-        device = self.device_choice(parameters, context)
+        spec = self.embed_spec(parameters, context, layer)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         classifier_out = self.parameterAsFileOutput(parameters, self.OUTPUT_CLASSIFIER, context) or None
-        self.log_setup(feedback, model, checkpoint, bands, device)
+        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
                              f"method {method}"))
         with StagingDir(require_tif(outputs.classes, "Class raster")) as stage:
             result = run_core(
-                feedback, classify, source, samples, field, stage, model=model, method=method,
+                feedback, classify, source, samples, field, stage, method=method,
                 k=self.parameterAsInt(parameters, self.K, context),
                 temperature=self.parameterAsDouble(parameters, self.TEMPERATURE, context),
-                bands=bands, mode=self.parameterAsEnumString(parameters, self.MODE, context) or "pooled",
-                stride=self.parameterAsInt(parameters, self.STRIDE, context) or None,
-                checkpoint=checkpoint, device=device,
                 cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
                 max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
                 save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
-                bbox=extent_bbox(self, parameters, self.EXTENT, context, layer), features=features, grid=grid)
+                features=features, grid=grid, embed_spec=spec)
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:

@@ -10,10 +10,8 @@ from qgis.core import (
 )
 
 from .base import (
-    DEFAULT_MODE,
     SoftConAlgorithm,
     StagingDir,
-    extent_bbox,
     make_progress,
     move_raster,
     name_output,
@@ -77,20 +75,15 @@ class EmbedAlgorithm(SoftConAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
-        model, checkpoint = self.model_choice(parameters, context)
-        bands = self.bands_choice(parameters, context)
-        device = self.device_choice(parameters, context)
-        mode = self.parameterAsEnumString(parameters, self.MODE, context) or DEFAULT_MODE
-        stride = self.parameterAsInt(parameters, self.STRIDE, context) or None
-        bbox = extent_bbox(self, parameters, self.EXTENT, context, layer)
+        spec = self.embed_spec(parameters, context, layer)
         cog = self.parameterAsBoolean(parameters, self.COG, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        self.log_setup(feedback, model, checkpoint, bands, device)
-        feedback.pushInfo(tr(f"Mode: {mode}, stride: {stride or 'default'}"))
+        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
+        feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
         with StagingDir(out) as stage:
             tmp = stage / "embedding.tif"
-            run_core(feedback, embed_raster, source, tmp, model=model, checkpoint=checkpoint, mode=mode,
-                     stride=stride, bands=bands, bbox=bbox, device=device, cog=cog, progress=make_progress(feedback))
+            run_core(feedback, embed_raster, source, tmp, cog=cog, progress=make_progress(feedback),
+                     **spec.engine_kwargs())
             move_raster(tmp, out)
         name_output(context, out, output_name(layer, tr("embeddings")))
         return {self.OUTPUT: out}

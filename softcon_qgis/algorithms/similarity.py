@@ -13,10 +13,8 @@ from qgis.core import (
 
 from ..styles import StyleOnLoad, ramp_renderer, write_style
 from .base import (
-    DEFAULT_MODE,
     SoftConAlgorithm,
     StagingDir,
-    extent_bbox,
     make_progress,
     output_name,
     move_raster,
@@ -78,17 +76,13 @@ class SimilarityAlgorithm(SoftConAlgorithm):
             parameters, self.REFERENCE, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
         if not reference:
             raise QgsProcessingException(tr("Reference layer: no valid vector layer was given."))
-        model, checkpoint = self.model_choice(parameters, context)
-        bands = self.bands_choice(parameters, context)
-        device = self.device_choice(parameters, context)
+        spec = self.embed_spec(parameters, context, layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
-        self.log_setup(feedback, model, checkpoint, bands, device)
+        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         with StagingDir(out) as stage:
             tmp = stage / "similarity.tif"
-            run_core(feedback, similarity_map, source, reference, tmp, model=model, bands=bands,
-                     mode=self.parameterAsEnumString(parameters, self.MODE, context) or DEFAULT_MODE,
-                     checkpoint=checkpoint, device=device, progress=make_progress(feedback),
-                     layer=ref_layer or None, bbox=extent_bbox(self, parameters, self.EXTENT, context, layer),
+            run_core(feedback, similarity_map, source, reference, tmp, progress=make_progress(feedback),
+                     layer=ref_layer or None, embed_spec=spec,
                      grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
             move_raster(tmp, out)
         qml = write_style(out, ramp_renderer)
