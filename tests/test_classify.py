@@ -314,9 +314,10 @@ def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_fi
 
 def test_training_features_are_the_map_features(demo):
     from core.classify.pixelmap import FeatureSource, full_spec, open_source
+    from core.embed.tags import embedding_info
 
     emb = rasterio.open(demo.embedding)
-    info = __import__("core.classify.analysis", fromlist=["x"]).embedding_info(demo.embedding)
+    info = embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:
         spec, bands = full_spec(emb, src, info, None, "pixel")
         assert spec.groups == ("emb", "pixel") and spec.dim == 16 + 10 + 4
