@@ -43,11 +43,11 @@ def test_zip_contents(plugin_zip):
         infos = {i.filename: i for i in zf.infolist()}
     assert all(n.startswith("softcon_qgis/") for n in names)
     for needed in ("__init__.py", "plugin.py", "provider.py", "deps.py", "styles.py", "algorithms/base.py",
-                   "algorithms/classify.py", "core/__init__.py", "core/classify.py", "core/embed.py"):
+                   "algorithms/classify.py", "core/__init__.py", "core/classify/fit.py", "core/embed/engine.py"):
         assert f"softcon_qgis/{needed}" in names, needed
     # core is bundled whole (every module the plugin may import), as real files
-    for module in (H.ROOT / "core").glob("*.py"):
-        assert f"softcon_qgis/core/{module.name}" in names, module.name
+    for module in (H.ROOT / "core").rglob("*.py"):
+        assert f"softcon_qgis/core/{module.relative_to(H.ROOT / 'core').as_posix()}" in names, module
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
