@@ -78,7 +78,7 @@ def installed(plugin_zip, tmp_path_factory):
     root = tmp_path_factory.mktemp("qgis-zip")
     profile = root / "profile"
     folder = H.install_zip(plugin_zip, profile)
-    assert (folder / "metadata.txt").is_file() and (folder / "core" / "embed.py").is_file()
+    assert (folder / "metadata.txt").is_file() and (folder / "core" / "embed" / "engine.py").is_file()
     assert not (folder / "core").is_symlink()
     H.enable_plugin(profile)
     return profile, root
