@@ -73,7 +73,7 @@ class Config:
     soft_weight: float = opt(1.0, "lambda, weight of the label-guided soft term; 0 = the MoCo v3 control")
     soft_form: str = opt("soft_ce", "soft term: soft_ce (soft-target cross-entropy, chosen by the ablation in "
                          "docs/training.md) | bce | mse (core/loss.py)")
-    soft_temperature: float = opt(0.1, "temperature of the soft_ce row softmax")
+    soft_temperature: float = opt(0.2, "temperature of the soft_ce row softmax (ablation: docs/training.md)")
     symmetric: bool = opt(True, "average both directions (view 1 -> 2 and 2 -> 1), MoCo v3's symmetrised loss")
     momentum: float = opt(0.99, "EMA teacher momentum at step 0, cosine schedule to 1 at the end (BYOL)")
     log_grad_share: bool = opt(True, "on logged steps, measure each term's gradient on the encoder output "
