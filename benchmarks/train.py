@@ -88,8 +88,8 @@ def bench(arch: str, batch: int, img: int, repeats: int, precision: str, proj_hi
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         params = [p for p in model.parameters() if p.requires_grad]
         ctx = Context(0, 1, device, dtype, Path("."), 1, 1, 1e-6)
-        out[name] = _time(lambda: softcon_step(model, teacher, loss_fn, optim, scaler, data, params, 0, 0.99, cfg,
-                                                           ctx),
+        out[name] = _time(lambda: softcon_step(model, teacher, loss_fn, optim, scaler, data, params, 0, 0.99,
+                                               cfg, ctx),
                           repeats)
     out["softcon_over_plain"] = out["softcon_s"] / out["plain_s"]
     out["masked_over_unmasked"] = out["softcon_masked_s"] / out["softcon_s"]

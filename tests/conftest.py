@@ -33,3 +33,35 @@ def s2_scene_files() -> list[Path]:
     from core.io.sample_data import s2_scene_files as fetch
 
     return fetch()
+
+
+# --- the fast / slow split: `pytest -m "not slow"` is the quick loop while working (under 2 minutes here);
+# the default run (`make test`, CI) runs everything. Slow = starts real QGIS, runs the demo scene end to end,
+# spawns torchrun or pip, or took over ~1.5 s on this project's 2-core CPU (pytest --durations).
+SLOW_MODULES = {"test_classify", "test_pretrain_resume"}
+SLOW_TESTS = {
+    "test_kmeans_two_clusters_find_the_water", "test_published_vit_loads_strictly_and_matches_dinov2",
+    "test_cog_output_has_overviews_and_tags", "test_dense_embeddings_do_not_depend_on_tiling_or_batch",
+    "test_device_path_matches_reader_thread_path", "test_nodata_is_propagated",
+    "test_pooled_scene_output_is_georeferenced", "test_torchrun_ranks_take_their_own_rasters",
+    "test_pooled_and_dense_match_upstream", "test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model",
+    "test_methods_separate_real_eurosat_classes", "test_core_and_train_never_import_qgis",
+    "test_checkpoint_is_evaluated_through_core", "test_random_init_tiny_model_5fold", "test_spectral_baseline_5fold",
+    "test_texture_and_token_stats_features", "test_train_test_split_with_linear_probe_features",
+    "test_bigearthnet_map_streams_features_and_reports_micro_and_macro", "test_forests_round_trip_without_pickle",
+    "test_killed_run_resumes_with_identical_loss_curve", "test_short_run_on_real_imagery_lowers_the_loss_and_exports",
+    "test_torchrun_two_processes_match_one", "test_pretrain_runs_on_real_bigearthnet_s1_and_l2a",
+    "test_a_write_that_gdal_leaves_truncated_is_refused", "test_classify_recomputes_a_poisoned_cache_entry",
+    "test_disk_full_on_a_small_tmpfs_fails_and_keeps_the_earlier_file", "test_sigint_on_the_command_line",
+    "test_partly_named_bands_are_resolved_and_the_order_is_logged", "test_real_torchvision_ops_are_used_when_they_load",
+    "test_published_rn50_loads_strictly_and_matches_torchvision", "test_convert_and_save_safetensors_roundtrip",
+    "test_save_load_round_trip_without_pickle", "test_timm_creates_13_band_dinov2_vit", "test_init_from_rgb_dinov2",
+    "test_background_and_inline_reading_agree", "test_flake8_qgis_clean",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if item.get_closest_marker("qgis") or module in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -106,7 +106,8 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
     from train.features import encoder_features
 
     root = bigearthnet_dir("S2")
-    for args in (["--spectral"], ["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe"]):
+    for args in (["--model", "softcon_tiny_s2", "--spectral"],
+                 ["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe"]):
         feat = tmp_path / args[-1]
         r = lp.main(args + ["--train", str(root), "--folds", "3", "--threads", "1", "--batch-size", "4",
                             "--features-dir", str(feat)])

@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent('''
     app = QgsApplication([], False)
     app.initQgis()
     import qgis_helpers as H
-    from core.embed import embed_raster
-    from core.models import create_encoder
+    from core.embed.engine import embed_raster
+    from core.models.registry import create_encoder
 
     plugin = H.load_provider()
     out = {out!r}

@@ -249,7 +249,8 @@ def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
 
 
 def test_ssl4eo_layout_two_seasons_as_views(ssl4eo_root):
-    from train.data import Augment, SSL4EODataset, read_ssl4eo_patch
+    from train.augment import Augment
+    from train.data import SSL4EODataset, read_ssl4eo_patch
 
     root, labels = ssl4eo_root
     full = read_ssl4eo_patch(root / "s2c" / "0000000" / "20210301T000000")
@@ -340,7 +341,7 @@ def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
     from rasterio.windows import Window
 
     from core.io.raster import open_raster
-    from train.data import Augment
+    from train.augment import Augment
 
     with open_raster(s2_scene_files) as ds:
         x = torch.from_numpy(ds.read(window=Window(800, 800, 64, 64)).astype(np.float32))
@@ -357,7 +358,7 @@ def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
 
 
 def test_moco_v3_options_and_their_defaults():
-    """Predictor ends in BN for a ViT only; ResNet BN statistics per view; hard term x 2T; all reachable from the CLI."""
+    """Predictor ends in BN for a ViT only; ResNet BN statistics per view; hard term x 2T; all on the CLI."""
     from train.config import Config
     from train.heads import GlobalBatchNorm
     from train.model import build_model
@@ -486,7 +487,7 @@ def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, moda
 
 def test_sar_views_are_clamped_to_their_quantiles():
     """SoftCon's S1 preprocessing: a bright outlier (a ship, a corner reflector) does not stretch the scaling."""
-    from train.data import Augment
+    from train.augment import Augment
     from train.modality import MODALITIES
 
     mod = MODALITIES["s1"]
@@ -503,7 +504,8 @@ def test_packed_ssl4eo_reads_one_file_per_sample(ssl4eo_root, tmp_path, monkeypa
     """``python -m train.pack``: the same views from one file per location as from 13 band files per season."""
     import rasterio
 
-    from train.data import Augment, SSL4EODataset
+    from train.augment import Augment
+    from train.data import SSL4EODataset
     from train.pack import pack
 
     root = tmp_path / "ssl4eo"

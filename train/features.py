@@ -32,6 +32,7 @@ from core.models.record import ModelRecord
 from core.geo.normalize import preprocess
 from core.progress import Progress
 
+
 @dataclass
 class PatchSet:
     """Labelled patches in the model's band order.

@@ -274,8 +274,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0 = torch's default); 1 is much faster on a shared, busy CPU")
     p.add_argument("--out", default=None, help="also write the JSON results here")
     ben = p.add_argument_group("BigEarthNet (patch folders; features are streamed to disk in batches)")
-    ben.add_argument("--train-list", default=None, help="patch names of the training split (e.g. the official "
-                                                         "train.csv); default: every patch under --train")
+    ben.add_argument("--train-list", default=None,
+                     help="patch names of the training split (e.g. the official train.csv); default: every patch")
     ben.add_argument("--test-list", default=None, help="patch names of the test split; default: every patch")
     ben.add_argument("--train-fraction", type=float, default=1.0,
                      help="keep a uniform random share of the training split (0.1 = the paper's BigEarthNet-10%%)")

@@ -81,7 +81,8 @@ def pack(root: str | Path, modality: str = "s2c", size: int = 264, progress: Pro
     return dst
 
 
-def read_packed(path: Path, seasons: Sequence[int], bands: Sequence[str], files: Sequence[str]) -> dict[int, torch.Tensor]:
+def read_packed(path: Path, seasons: Sequence[int], bands: Sequence[str],
+                files: Sequence[str]) -> dict[int, torch.Tensor]:
     """Seasons (by position) of one packed location -> {season: (C, H, W) float32 in ``bands`` order}."""
     import rasterio
 

@@ -42,7 +42,8 @@ from core.models.registry import get_record
 
 from .checkpoint import export_encoder, resume, save_checkpoint, truncate_metrics, write_text
 from .config import Config, check, get_args_parser, parse_args  # noqa: F401 - the CLI's public names
-from .data import Augment, EpochSampler, build_dataset
+from .augment import Augment
+from .data import EpochSampler, build_dataset
 from .distributed import Context, all_mean, all_sum, broadcast_object, init_distributed, peak_flops
 from .model import SoftConModel, build_model, ema_update, make_teacher, student_masks, zero_invariant_grads
 from .modality import MODALITIES
@@ -186,7 +187,8 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
                 torch.cuda.synchronize(ctx.device)
             dt = (time.perf_counter() - t_last) / n_since
             t_last, n_since = time.perf_counter(), 0
-            loss, hard, soft = all_mean([float(out["loss"].detach()), float(out["hard"]), float(out["soft"])], ctx.device)
+            loss, hard, soft = all_mean([float(out["loss"].detach()), float(out["hard"]), float(out["soft"])],
+                                        ctx.device)
             rec = {"step": step, "epoch": epoch, "loss": loss, "hard": hard, "soft": soft, "lr": lr, "momentum": m,
                    "grad_norm": float(grad_norm), "skipped": not ok, "step_time": dt,
                    "img_per_s": cfg.batch_size * ctx.world / dt, "img_per_s_per_device": cfg.batch_size / dt}
