@@ -3,7 +3,7 @@
 A user has a Sentinel-2 raster and a layer of labelled points or polygons and wants a map they can trust,
 with its accuracy. Public API (used by the QGIS plugin)::
 
-    fit.classify(raster, samples, label_field, out_dir, spec=EmbedSpec(...), method="auto", ...) -> ClassifyResult
+    fit.classify(raster, samples, label_field, out_dir, method="auto", ..., embed_spec=EmbedSpec(...)) -> ClassifyResult
     apply.apply_classifier(raster, classifier_path, out_dir, ...) -> ClassifyResult
     maps.similarity_map(raster_or_embedding, reference_vector, out_path, ...) -> Path
     maps.pca_preview(embedding_raster, out_path) -> Path
