@@ -2,7 +2,7 @@
 
 Layout inside the zip (what QGIS's "Install from ZIP" and the plugin repository expect)::
 
-    softcon_qgis/__init__.py, plugin.py, provider.py, deps.py, styles.py, algorithms/*.py
+    softcon_qgis/__init__.py, plugin.py, provider.py, deps.py, install.py, styles.py, algorithms/*.py
     softcon_qgis/metadata.txt          copied from the repository's top-level metadata.txt
     softcon_qgis/LICENSE               when the repository has one
     softcon_qgis/core/...              the repository's core package (the symlink is dereferenced);

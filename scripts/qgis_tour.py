@@ -120,12 +120,12 @@ def screens_tour() -> None:
     from processing import createAlgorithmDialog
     from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
 
-    from softcon_qgis import deps
+    from softcon_qgis import deps, install
     from softcon_qgis.core.classify.demo import DEMO_POINTS, demo_raster
 
     missing = deps.check()
     if missing:
-        finish(False, error=deps.explain(missing))
+        finish(False, error=install.explain(missing))
         return
     raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
     renderer = raster.renderer()

@@ -13,7 +13,7 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
 
-from . import deps
+from . import deps, install
 
 LOG_TAG = "SoftCon"
 MENU = "&SoftCon"
@@ -47,14 +47,14 @@ class PlanTask(QgsTask):
         super().__init__("SoftCon: finding the Python packages to download", QgsTask.CanCancel)
         self.build = build
         self.on_done = on_done
-        self.plan: deps.Plan | None = None
+        self.plan: install.Plan | None = None
         self.output = ""
 
     def run(self) -> bool:
         self.setProgress(5)
-        cpu_index = deps.index_reachable()
+        cpu_index = install.index_reachable()
         self.setProgress(20)
-        self.plan, self.output = deps.plan(self.build, size_of=remote_size, cpu_index=cpu_index)
+        self.plan, self.output = install.plan(self.build, size_of=remote_size, cpu_index=cpu_index)
         return self.plan is not None
 
     def finished(self, result: bool) -> None:
@@ -90,9 +90,9 @@ class InstallTask(QgsTask):
             self.setProgress(90)
 
     def run(self) -> bool:
-        self.ok, self.output = deps.install(self.requirements, self.target, build=self.build,
-                                            on_line=self.on_line, is_cancelled=self.isCanceled,
-                                            cpu_index=self.cpu_index, verify_modules=self.verify_modules)
+        self.ok, self.output = install.install(self.requirements, self.target, build=self.build,
+                                               on_line=self.on_line, is_cancelled=self.isCanceled,
+                                               cpu_index=self.cpu_index, verify_modules=self.verify_modules)
         return self.ok
 
     def finished(self, result: bool) -> None:
@@ -106,7 +106,7 @@ class SoftConPlugin:
         self.provider = None
         self.action = None
         self.task = None
-        self.plan: deps.Plan | None = None
+        self.plan: install.Plan | None = None
         self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
         self.bar_item = None  # the message bar's "packages missing" item, removed once installing starts
 
@@ -154,7 +154,7 @@ class SoftConPlugin:
             if interactive and iface is not None:
                 iface.messageBar().pushMessage(LOG_TAG, "All Python dependencies import.", Qgis.Success, 5)
             return missing
-        log(deps.explain(missing), Qgis.Warning)
+        log(install.explain(missing), Qgis.Warning)
         if iface is None:
             return missing
         bar = iface.messageBar()
@@ -181,7 +181,7 @@ class SoftConPlugin:
                 iface.messageBar().pushMessage(LOG_TAG, "The install is already running (see the status bar).",
                                                Qgis.Info, 5)
             return
-        build = build or deps.default_build()
+        build = build or install.default_build()
         log(f"Finding the packages to install (torch {build.upper()} build) with "
             f"{deps.python_executable()}...")
         self.task = PlanTask(build, lambda plan, output: self._planned(build, plan, output))
@@ -194,7 +194,7 @@ class SoftConPlugin:
         except RuntimeError:  # the task manager deleted the finished task
             return False
 
-    def _planned(self, build: str, plan: deps.Plan | None, output: str) -> None:
+    def _planned(self, build: str, plan: install.Plan | None, output: str) -> None:
         """Step 2: state the size and the build, and let the user choose; then install."""
         if plan is None:
             log(output, Qgis.Critical)
@@ -205,7 +205,7 @@ class SoftConPlugin:
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
                 f"(no network, or the PyTorch index is unreachable); pip's output is in the SoftCon log. "
                 f"Once the package index is reachable, press Install… again or run this one command, then "
-                f"restart QGIS:\n\n{deps.fix_command(build=build)}")
+                f"restart QGIS:\n\n{install.fix_command(build=build)}")
             return
         self.plan = plan
         log(f"Plan: {plan.summary()}")
@@ -213,18 +213,18 @@ class SoftConPlugin:
         if choice in ("cpu", "cuda") and choice != build:
             self.start_install(choice)
         elif choice == build:
-            self.task = InstallTask(deps.install_requirements(build), self._install_done, build,
+            self.task = InstallTask(install.install_requirements(build), self._install_done, build,
                                     expected_packages=len(plan.packages), cpu_index=plan.cpu_index)
             QgsApplication.taskManager().addTask(self.task)
             self.show_installing()
 
-    def ask(self, plan: deps.Plan) -> str | None:
+    def ask(self, plan: install.Plan) -> str | None:
         """The confirmation dialog: returns the build to install (``plan.build``), the other build to plan
         instead, or None (cancel)."""
         from qgis.utils import iface
 
         other = "cuda" if plan.build == "cpu" else "cpu"
-        gpu = "An NVIDIA GPU was found." if deps.has_cuda_gpu() else "No NVIDIA GPU was found."
+        gpu = "An NVIDIA GPU was found." if install.has_cuda_gpu() else "No NVIDIA GPU was found."
         box = QMessageBox(iface.mainWindow() if iface is not None else None)
         box.setWindowTitle("SoftCon: install Python packages")
         box.setIcon(QMessageBox.Icon.Question)
@@ -232,13 +232,14 @@ class SoftConPlugin:
                     f"{gpu} The CPU build of torch is the small download and runs everywhere; the CUDA "
                     f"build (about 2.5 GB plus 3 GB of NVIDIA libraries) runs on NVIDIA GPUs. "
                     f"Restart QGIS afterwards.")
-        install = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)", QMessageBox.ButtonRole.AcceptRole)
+        install_button = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)",
+                                       QMessageBox.ButtonRole.AcceptRole)
         switch = box.addButton(f"Use the {other.upper()} build instead…", QMessageBox.ButtonRole.ActionRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(install)
+        box.setDefaultButton(install_button)
         box.exec()
         clicked = box.clickedButton()
-        return plan.build if clicked is install else other if clicked is switch else None
+        return plan.build if clicked is install_button else other if clicked is switch else None
 
     def show_installing(self) -> None:
         """Say where the progress and pip's log are, and open the log on SoftCon's tab."""

@@ -19,7 +19,7 @@ import pytest
 from qgis.core import Qgis, QgsApplication
 
 import qgis_helpers as H
-from softcon_qgis import deps
+from softcon_qgis import deps, install
 
 pytestmark = pytest.mark.qgis
 FAKE = ("softcon_absent_pkg", "softcon-absent-pkg==1.0")
@@ -63,27 +63,27 @@ def test_requirements_follow_pyproject(repo_root):
 def test_torch_pin_is_the_tested_cpu_build(repo_root):
     """The installer's torch is the project's tested one; CPU only needs ``+cpu`` on Linux."""
     pinned = re.search(r"^torch==(\S+)$", (repo_root / "constraints-cpu.txt").read_text(), re.M).group(1)
-    assert deps.torch_requirement("cpu", "Linux") == f"torch=={pinned}"
-    assert deps.torch_requirement("cuda", "Linux") == f"torch=={deps.TORCH_VERSION}"
-    assert deps.torch_requirement("cpu", "Windows") == deps.torch_requirement("cpu", "Darwin") == \
+    assert install.torch_requirement("cpu", "Linux") == f"torch=={pinned}"
+    assert install.torch_requirement("cuda", "Linux") == f"torch=={deps.TORCH_VERSION}"
+    assert install.torch_requirement("cpu", "Windows") == install.torch_requirement("cpu", "Darwin") == \
         f"torch=={deps.TORCH_VERSION}"
-    reqs = deps.install_requirements("cpu", "Linux")
+    reqs = install.install_requirements("cpu", "Linux")
     assert len(reqs) == len(deps.REQUIREMENTS) and f"torch=={pinned}" in reqs and "numpy>=1.26,<2" in reqs
 
 
 def test_pip_command(tmp_path):
-    cmd = deps.pip_command(deps.install_requirements("cpu"), tmp_path, python="/usr/bin/python3")
+    cmd = install.pip_command(install.install_requirements("cpu"), tmp_path, python="/usr/bin/python3")
     assert cmd[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert cmd[cmd.index("--target") + 1] == str(tmp_path)
     if sys.platform.startswith("linux"):
         assert deps.TORCH_CPU_INDEX in cmd
-        assert deps.TORCH_CPU_INDEX not in deps.pip_command(["torch==2.13.0+cpu"], tmp_path, cpu_index=False)
-        assert deps.TORCH_CPU_INDEX not in deps.pip_command(["torch==2.13.0"], tmp_path, build="cuda")
-    assert deps.TORCH_CPU_INDEX not in deps.pip_command(["timm==1.0.31"], tmp_path)
+        assert deps.TORCH_CPU_INDEX not in install.pip_command(["torch==2.13.0+cpu"], tmp_path, cpu_index=False)
+        assert deps.TORCH_CPU_INDEX not in install.pip_command(["torch==2.13.0"], tmp_path, build="cuda")
+    assert deps.TORCH_CPU_INDEX not in install.pip_command(["timm==1.0.31"], tmp_path)
 
 
 def test_index_reachable():
-    assert not deps.index_reachable("https://127.0.0.1:9/simple", timeout=2)  # the discard port: refused
+    assert not install.index_reachable("https://127.0.0.1:9/simple", timeout=2)  # the discard port: refused
 
 
 # ------------------------------------------------------------------------------------- the interpreter
@@ -164,9 +164,9 @@ def test_verify_catches_the_debian_sympy_shadowing():
                                      capture_output=True, text=True, check=True).stdout)
     base = [p for p in base if "-packages" not in p] + [str(DIST_PACKAGES)]
     module = ("torch.utils._sympy.functions",)  # the torch module that imports sympy's newer API
-    appended = deps.verify(venv_site, base + [str(venv_site)], str(SYSTEM_PYTHON), module)
+    appended = install.verify(venv_site, base + [str(venv_site)], str(SYSTEM_PYTHON), module)
     assert len(appended) == 1 and "equal_valued" in appended[0].error, appended
-    assert deps.verify(venv_site, deps.path_with_deps(venv_site, base), str(SYSTEM_PYTHON), module) == []
+    assert install.verify(venv_site, deps.path_with_deps(venv_site, base), str(SYSTEM_PYTHON), module) == []
 
 
 # ------------------------------------------------------------------------------------- check, explain
@@ -175,9 +175,9 @@ def test_check_finds_missing_and_explains_the_fix(tmp_path):
     missing = deps.check(deps.REQUIREMENTS + (FAKE,))
     assert [m.module for m in missing] == ["softcon_absent_pkg"]
     assert "No module named" in missing[0].error
-    text = deps.explain(missing, target=tmp_path / "deps")
+    text = install.explain(missing, target=tmp_path / "deps")
     assert "softcon_absent_pkg" in text and "softcon-absent-pkg==1.0" in text
-    fix = deps.fix_command(tmp_path / "deps")
+    fix = install.fix_command(tmp_path / "deps")
     assert fix in text and f"--target {tmp_path / 'deps'}" in fix and "-m pip install" in fix
     assert "torch==2.13.0" in fix and "numpy>=1.26,<2" in fix  # the whole set, never only the missing one
     assert "Install Python dependencies" in text
@@ -186,14 +186,14 @@ def test_check_finds_missing_and_explains_the_fix(tmp_path):
 # ------------------------------------------------------------------------------------- plan and install
 def test_plan_states_the_download_size(tmp_path):
     wheel = tiny_wheel(tmp_path)
-    plan, output = deps.plan("cpu", python=sys.executable, extra_args=("--no-index",), requirements=[str(wheel)])
+    plan, output = install.plan("cpu", python=sys.executable, extra_args=("--no-index",), requirements=[str(wheel)])
     assert plan is not None, output
     assert [(n, v) for n, v, _ in plan.packages] == [("softcon-tiny-dep", "1.0")]
     assert plan.download_bytes == wheel.stat().st_size and plan.unknown_sizes == []
     assert "1 packages" in plan.summary() and "Download: 0 MB" in plan.summary()
     assert importlib.util.find_spec("softcon_tiny_dep") is None  # a dry run installs nothing
-    plan, output = deps.plan("cpu", python=sys.executable, extra_args=("--no-index",),
-                             requirements=["softcon-absent-pkg==1.0"])
+    plan, output = install.plan("cpu", python=sys.executable, extra_args=("--no-index",),
+                                requirements=["softcon-absent-pkg==1.0"])
     assert plan is None and "softcon-absent-pkg" in output
 
 
@@ -203,9 +203,9 @@ def test_install_replaces_the_folder_only_when_the_new_one_imports(tmp_path, mon
     monkeypatch.setattr(sys, "path", list(sys.path))
     target = tmp_path / "deps"
     lines = []
-    ok, output = deps.install([str(tiny_project(tmp_path))], target=target, python=sys.executable,
-                              extra_args=OFFLINE, timeout=300, on_line=lines.append,
-                              verify_modules=("softcon_tiny_dep",))
+    ok, output = install.install([str(tiny_project(tmp_path))], target=target, python=sys.executable,
+                                 extra_args=OFFLINE, timeout=300, on_line=lines.append,
+                                 verify_modules=("softcon_tiny_dep",))
     assert ok, output
     assert (target / "softcon_tiny_dep" / "__init__.py").is_file()
     assert any(ln.startswith("$ ") and "--target" in ln for ln in lines)
@@ -216,23 +216,23 @@ def test_install_replaces_the_folder_only_when_the_new_one_imports(tmp_path, mon
     assert softcon_tiny_dep.VALUE == 42
     del sys.modules["softcon_tiny_dep"]
     # pip fails: nothing changes
-    ok, output = deps.install(["softcon-absent-pkg==1.0"], target=target, python=sys.executable,
-                              extra_args=("--no-index",), timeout=300)
+    ok, output = install.install(["softcon-absent-pkg==1.0"], target=target, python=sys.executable,
+                                 extra_args=("--no-index",), timeout=300)
     assert not ok and "softcon-absent-pkg" in output and "nothing was changed" in output
     assert (target / "softcon_tiny_dep").is_dir()
     # pip succeeds but the package does not import: the fix is named, nothing changes
     broken = tiny_project(tmp_path, "softcon_tiny_broken")
     (broken / "softcon_tiny_broken" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
-    ok, output = deps.install([str(broken)], target=target, python=sys.executable, extra_args=OFFLINE,
-                              timeout=300, verify_modules=("softcon_tiny_broken",))
+    ok, output = install.install([str(broken)], target=target, python=sys.executable, extra_args=OFFLINE,
+                                 timeout=300, verify_modules=("softcon_tiny_broken",))
     assert not ok and "broken on purpose" in output and "The one command that fixes it" in output
     assert (target / "softcon_tiny_dep").is_dir() and not (target / "softcon_tiny_broken").exists()
     assert list(tmp_path.glob(".deps-*")) == []  # no staging folder left behind
 
 
 def test_install_can_be_cancelled(tmp_path):
-    ok, output = deps.install([str(tiny_project(tmp_path))], target=tmp_path / "deps", python=sys.executable,
-                              extra_args=OFFLINE, timeout=300, is_cancelled=lambda: True)
+    ok, output = install.install([str(tiny_project(tmp_path))], target=tmp_path / "deps", python=sys.executable,
+                                 extra_args=OFFLINE, timeout=300, is_cancelled=lambda: True)
     assert not ok and "stopped" in output.lower() and not (tmp_path / "deps").exists()
     assert list(tmp_path.glob(".deps-new-*")) == []
 
@@ -297,7 +297,7 @@ def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
     SoftConPlugin()._planned("cpu", None, "ERROR: No matching distribution found for torch==2.13.0+cpu")
     assert any("cannot find the packages" in m for m in qgis_iface.messageBar().get_messages(Qgis.Critical))
-    assert any(deps.fix_command(build="cpu") in m for m in logged)
+    assert any(install.fix_command(build="cpu") in m for m in logged)
 
 
 def test_install_is_not_started_twice(qgis_iface, tmp_path):

@@ -26,7 +26,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps
+from .. import deps, install
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
 DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
@@ -95,7 +95,7 @@ def require_core() -> None:
     """Raise a QgsProcessingException that explains how to install whatever does not import."""
     missing = deps.check()
     if missing:
-        raise QgsProcessingException(deps.explain(missing))
+        raise QgsProcessingException(install.explain(missing))
 
 
 def gui_words(message: str) -> str:
