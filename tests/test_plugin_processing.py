@@ -154,6 +154,8 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert Path(res["OUTPUT_CLASSIFIER"]).is_file()
     log = "\n".join(fb.infos)
     assert "Model: galileo_nano_s2" in log and "Device: cpu" in log and "Bands:" in log
+    assert log.count("<- chosen") == 1, log  # the method comparison, once (it was printed twice)
+    assert "Spatially blocked cross-validation: overall accuracy" in log
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 

@@ -165,14 +165,10 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                 bbox=extent_bbox(self, parameters, self.EXTENT, context, layer), features=features, grid=grid)
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
-        if cv.get("overall_accuracy") is not None:
-            from ..core.selection import format_table
-
+        if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
                                  f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
                                  f"features {result.report.get('features')})"))
-            if cv.get("method_comparison"):
-                feedback.pushInfo(format_table(cv["method_comparison"]))
         results[self.ACCURACY] = cv.get("overall_accuracy")
         results[self.CLASS_NAMES] = ",".join(result.class_names)
         if classifier_out:
