@@ -185,13 +185,15 @@ def screens_tour() -> None:
     def step_log(dlg):
         note("classify finished", seconds=round(time.time() - STATE["classify_started"], 1),
              layers=[lyr.name() for lyr in QgsProject.instance().mapLayers().values()])
-        for log in dlg.findChildren(QTextEdit):  # scroll the log to the algorithm's own lines
-            cursor = log.document().find("Model: ")
+        dlg.setGeometry(dlg.x(), 0, dlg.width(), 1000)  # the whole height: the comparison and the result fit
+        for log in dlg.findChildren(QTextEdit, "txtLog"):  # scroll to the last windows, the method comparison
+            cursor = log.document().find("Spatially blocked")
             if not cursor.isNull():
+                (OUT / "classify_log.txt").write_text(log.toPlainText())
                 log.setTextCursor(cursor)
                 bar = log.verticalScrollBar()
-                bar.setValue(bar.value() + log.cursorRect().top() - 4)
-        QTimer.singleShot(500, lambda: step_log_shot(dlg))
+                bar.setValue(bar.value() + log.cursorRect().top() - 4 * log.fontMetrics().lineSpacing())
+        QTimer.singleShot(1000, lambda: step_log_shot(dlg))
 
     def step_log_shot(dlg):
         shot("dialog_classify_log")
@@ -202,6 +204,13 @@ def screens_tour() -> None:
             if lyr is not raster and lyr is not points:
                 root.findLayer(lyr.id()).setItemVisibilityChecked(lyr.name().endswith(" - classes"))
             root.findLayer(lyr.id()).setExpanded(lyr.name().endswith(" - classes"))  # legend: the class names
+        for dock in iface.mainWindow().findChildren(QDockWidget):  # the map as large as the screen allows
+            if dock.objectName() != "Layers":
+                dock.setVisible(False)
+        QTimer.singleShot(1000, step_map)
+
+    def step_map():
+        iface.mapCanvas().setExtent(raster.extent())
         iface.mapCanvas().refreshAllLayers()
         QTimer.singleShot(4000, lambda: (shot("map_classified"), finish(True)))
 
