@@ -1,9 +1,9 @@
 """The dependency check and installer: what a user without torch in QGIS's Python meets on first load.
 
 The full path (a fresh profile, the real pip against the package index, QGIS's system Python, then a
-Classify run) is ``scripts/try_install.sh``; it downloads about 1.3 GB, so it is not a test. These tests
-cover each piece with real pip runs on local projects, and the sympy shadowing a Debian user met with the
-real Debian dist-packages.
+Classify run) is ``scripts/try_install.sh``; it downloads about 370 MB (1.5 GB on disk), so it is not a
+test. These tests cover each piece with real pip runs on local projects, and the sympy shadowing a Debian
+user met with the real Debian dist-packages.
 """
 from __future__ import annotations
 
