@@ -27,6 +27,7 @@ MODE = os.environ.get("SOFTCON_TOUR", "screens")
 OUT.mkdir(parents=True, exist_ok=True)
 STATE = {"mode": MODE, "t0": time.time(), "events": []}
 _timers = []  # keep the polling timers alive
+DIALOG_AT = (440, 150)  # where the algorithm dialogs go (x, y), beside the Layers panel
 
 
 def note(what: str, **extra) -> None:
@@ -134,6 +135,8 @@ def screens_tour() -> None:
     points = QgsVectorLayer(str(DEMO_POINTS), "demo_points", "ogr")
     iface.mainWindow().setGeometry(0, 0, 1600, 1000)
     assert len(QgsProject.instance().addMapLayers([raster, points])) == 2
+    for dock in iface.mainWindow().findChildren(QDockWidget):  # the same panels on every run: the profile
+        dock.setVisible(dock.objectName() in ("Layers", "ProcessingToolbox"))  # keeps the last run's layout
     layers_panel = iface.mainWindow().findChild(QDockWidget, "Layers")
     if layers_panel is not None:  # wide enough for "<input> - class probabilities"
         iface.mainWindow().resizeDocks([layers_panel], [340], Qt.Orientation.Horizontal)
@@ -151,7 +154,7 @@ def screens_tour() -> None:
         shot("toolbox")
         dlg = createAlgorithmDialog("softcon:modelinfo", {})
         dlg.show()
-        dlg.resize(1150, 700)  # after show(): the dialog restores its saved size when shown
+        dlg.setGeometry(*DIALOG_AT, 1150, 700)  # after show(): the dialog restores its last geometry when shown
         QTimer.singleShot(2500, lambda: step_model_info(dlg))
 
     def step_model_info(dlg):
@@ -167,7 +170,7 @@ def screens_tour() -> None:
             search.setText("")
         cls = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id()})
         cls.show()
-        cls.resize(1150, 800)
+        cls.setGeometry(*DIALOG_AT, 1150, 840)
         QTimer.singleShot(3000, lambda: step_classify(cls))
 
     def step_classify(dlg):
@@ -185,13 +188,16 @@ def screens_tour() -> None:
     def step_log(dlg):
         note("classify finished", seconds=round(time.time() - STATE["classify_started"], 1),
              layers=[lyr.name() for lyr in QgsProject.instance().mapLayers().values()])
-        for log in dlg.findChildren(QTextEdit):  # scroll the log to the algorithm's own lines
-            cursor = log.document().find("Model: ")
+        dlg.setGeometry(DIALOG_AT[0], 0, dlg.width(), 1000)  # the whole height: the comparison and the result
+        for log in dlg.findChildren(QTextEdit, "txtLog"):  # scroll to the last windows, the method comparison
+            cursor = log.document().find("Spatially blocked")
             if not cursor.isNull():
+                (OUT / "classify_log.txt").write_text(log.toPlainText())
+                cursor.clearSelection()  # no highlight in the screenshot
                 log.setTextCursor(cursor)
                 bar = log.verticalScrollBar()
-                bar.setValue(bar.value() + log.cursorRect().top() - 4)
-        QTimer.singleShot(500, lambda: step_log_shot(dlg))
+                bar.setValue(bar.value() + log.cursorRect().top() - 4 * log.fontMetrics().lineSpacing())
+        QTimer.singleShot(1000, lambda: step_log_shot(dlg))
 
     def step_log_shot(dlg):
         shot("dialog_classify_log")
@@ -202,6 +208,13 @@ def screens_tour() -> None:
             if lyr is not raster and lyr is not points:
                 root.findLayer(lyr.id()).setItemVisibilityChecked(lyr.name().endswith(" - classes"))
             root.findLayer(lyr.id()).setExpanded(lyr.name().endswith(" - classes"))  # legend: the class names
+        for dock in iface.mainWindow().findChildren(QDockWidget):  # the map as large as the screen allows
+            if dock.objectName() != "Layers":
+                dock.setVisible(False)
+        QTimer.singleShot(1000, step_map)
+
+    def step_map():
+        iface.mapCanvas().setExtent(raster.extent())
         iface.mapCanvas().refreshAllLayers()
         QTimer.singleShot(4000, lambda: (shot("map_classified"), finish(True)))
 

@@ -53,8 +53,9 @@ REQUIREMENTS: tuple[tuple[str, str], ...] = (
 #: installer pins it exactly so the build (CPU or CUDA) is the one the user chose.
 TORCH_VERSION = "2.13.0"
 
-#: The modules whose import proves an install usable (the issue's list); :func:`verify` imports them.
-VERIFY_MODULES: tuple[str, ...] = ("torch", "timm", "rasterio", "pyproj", "shapely", "sklearn")
+#: The modules whose import proves an install usable; :func:`.install.verify` imports them. skops too: Classify's
+#: random forests (``--method rf``/``auto``) are saved and loaded with it.
+VERIFY_MODULES: tuple[str, ...] = ("torch", "timm", "rasterio", "pyproj", "shapely", "sklearn", "skops")
 
 #: timm is imported through core's shim, which makes a CUDA-built torchvision importable on CPU torch.
 IMPORT_THROUGH = {"timm": f"{__package__}.core.models.timm_compat"}

@@ -183,12 +183,17 @@ class RecordingFeedback(QgsProcessingFeedback):
         super().__init__()
         self.infos: list[str] = []
         self.errors: list[str] = []
+        self.commands: list[str] = []  # pushCommandInfo: fixed-width text in the dialog (tables)
         self.progress_values: list[float] = []
         self.progressChanged.connect(self.progress_values.append)
 
     def pushInfo(self, info):  # QGIS API name
         self.infos.append(info)
         super().pushInfo(info)
+
+    def pushCommandInfo(self, info):  # QGIS API name
+        self.commands.append(info)
+        super().pushCommandInfo(info)
 
     def reportError(self, error, fatalError=False):  # QGIS API name
         self.errors.append(error)

@@ -159,6 +159,12 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert Path(res["OUTPUT_CLASSIFIER"]).is_file()
     log = "\n".join(fb.infos)
     assert "Model: galileo_nano_s2" in log and "Device: cpu" in log and "Bands:" in log
+    tables = [c for c in fb.commands if "<-\u00a0chosen" in c]  # the method comparison, once (was twice)
+    assert len(tables) == 1 and "<- chosen" not in log, (fb.commands, log)
+    rows = tables[0].splitlines()  # fixed-width in the dialog: non-breaking spaces keep the columns lined up
+    assert " " not in tables[0] and len(rows) >= 3
+    assert len({len(r.split("\u00a0\u00a0<-")[0]) for r in rows}) == 1, rows
+    assert "Spatially blocked cross-validation: overall accuracy" in log
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 

@@ -109,7 +109,8 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     """A ``core.progress.Progress`` that drives ``feedback`` (percent, text, log) and reads its cancel flag.
 
     The dialog logs every progress text, so the text changes at most every 10 %, reads "n of N windows",
-    and log lines name no file inside a staging folder (it is gone when the user reads them).
+    and log lines name no file inside a staging folder (it is gone when the user reads them). A table
+    goes out as command info: the dialog shows that in a fixed-width font.
     """
     from ..core.progress import Progress
 
@@ -121,7 +122,11 @@ def make_progress(feedback: QgsProcessingFeedback | None):
         total = _WINDOWS_TOTAL.search(msg)
         if total:
             state["total"] = int(total.group(1))
-        feedback.pushInfo(gui_words(_STAGING.sub("", msg)))
+        text = gui_words(_STAGING.sub("", msg))
+        if "\n" in text and "  " in text:  # a table (the method comparison): monospace, columns kept
+            feedback.pushCommandInfo(text.replace(" ", "\u00a0"))  # the log is HTML: plain spaces collapse
+        else:
+            feedback.pushInfo(text)
 
     def on_progress(pct: float, msg: str = "") -> None:
         feedback.setProgress(pct)

@@ -66,7 +66,8 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         "Outputs: the class raster (styled with the class names and colours), one probability band per "
         "class, the confidence (highest class probability), and an HTML report with the accuracy, "
         "confusion matrix and per-class scores from spatially blocked cross-validation (training pixels "
-        "close together never end up on both sides of a split), plus a comparison of the three methods.\n"
+        "close together never end up on both sides of a split), and the comparison of every method and "
+        "feature set.\n"
         "Save the trained classifier to apply it to other rasters with 'Apply saved classifier'.\n\n"
         "Each class needs at least 2 training features (10 or more give a reliable map and report); the "
         "training layer must overlap the raster. Nothing is written when the run fails or is cancelled."
@@ -159,14 +160,10 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                 features=features, grid=grid, embed_spec=spec)
             results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
-        if cv.get("overall_accuracy") is not None:
-            from ..core.classify.report import format_table
-
+        if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
                                  f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
                                  f"features {result.report.get('features')})"))
-            if cv.get("method_comparison"):
-                feedback.pushInfo(format_table(cv["method_comparison"]))
         results[self.ACCURACY] = cv.get("overall_accuracy")
         results[self.CLASS_NAMES] = ",".join(result.class_names)
         if classifier_out:
