@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -41,6 +41,7 @@ def apply_classifier(
     features: str | Sequence[str] | None = None,
     grid: str | None = None,
     embed_spec: EmbedSpec | None = None,
+    destinations: Mapping[str, str | os.PathLike] | None = None,
 ) -> ClassifyResult:
     """Map another raster (or the same one) with a classifier saved by :func:`classify`.
 
@@ -51,6 +52,7 @@ def apply_classifier(
     Writes the same outputs as :func:`classify`, without cross-validation.
     ``embed_spec`` (:class:`core.embed.spec.EmbedSpec`), when given, replaces ``bands``, ``checkpoint``,
     ``pretrained``, ``device``, ``precision`` and ``bbox``; model, mode and stride are the classifier's.
+    ``destinations`` keeps only the outputs it names, at its paths (as in :func:`classify`).
     """
     progress = progress or Progress()
     t0 = time.perf_counter()
@@ -90,7 +92,7 @@ def apply_classifier(
             )
             describe_features(report, spec, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None)
+            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations)
     finally:
         drop_uncached(emb, cache)
     return result

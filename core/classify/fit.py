@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -112,6 +112,7 @@ def classify(
     features: str | Sequence[str] | None = None,
     grid: str = "pixel",
     embed_spec: EmbedSpec | None = None,
+    destinations: Mapping[str, str | os.PathLike] | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -141,6 +142,9 @@ def classify(
             ``method_comparison``, one row per feature set and method).
         embed_spec: every embedding setting at once (:class:`core.embed.spec.EmbedSpec`; the plugin builds
             one); when given, it replaces the keywords above that it carries.
+        destinations: output key (``class_raster``, ``report_html``... see ``outputs.NAMES``) -> path: keep only
+            these outputs, each at its path (the plugin passes the files the user chose); the stage folder
+            is still made in ``out_dir``, so same-folder destinations are renamed into place.
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -223,7 +227,8 @@ def classify(
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
             final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
-            result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to)
+            result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
+                            destinations)
     finally:
         drop_uncached(emb, cache)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

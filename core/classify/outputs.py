@@ -1,7 +1,9 @@
-"""Every output of a map run, written into a hidden stage folder in ``out_dir`` and moved into place together."""
+"""Every output of a map run, written into a hidden stage folder in ``out_dir`` and moved into place together:
+to ``out_dir`` under the standard names, or to the destinations a caller chose (the QGIS plugin)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -9,7 +11,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import rasterio
@@ -38,17 +40,18 @@ NAMES = dict(class_raster="classes.tif", style_qml="classes.qml", probability_ra
 
 @dataclass
 class ClassifyResult:
-    """Paths of everything a run wrote (all inside ``out_dir``, except a classifier saved elsewhere),
-    the report it computed, and the class names and colours (class value ``i + 1`` = ``class_names[i]``)."""
+    """Paths of everything a run wrote (all inside ``out_dir``, except a classifier saved elsewhere; None for an
+    output not asked for in ``destinations``), the report it computed, and the class names and colours (class
+    value ``i + 1`` = ``class_names[i]``)."""
 
     class_raster: Path
-    probability_raster: Path
-    confidence_raster: Path
+    probability_raster: Path | None
+    confidence_raster: Path | None
     report_json: Path | None
     report_txt: Path | None
     report_html: Path | None
-    style_qml: Path
-    quicklook_png: Path
+    style_qml: Path | None
+    quicklook_png: Path | None
     classifier: Path | None
     embedding: Path
     report: dict = field(default_factory=dict)
@@ -57,10 +60,21 @@ class ClassifyResult:
 
 
 class Stage:
-    """Outputs are written into a hidden folder inside ``out_dir`` and moved into place together."""
+    """Outputs are written into a hidden folder inside ``out_dir`` and moved into place together.
 
-    def __init__(self, out_dir: Path):
+    ``destinations`` (output key -> path), when given, are the only outputs kept, each moved to its path;
+    the others are discarded with the stage folder.
+    """
+
+    def __init__(self, out_dir: Path, destinations: Mapping[str, str | os.PathLike] | None = None):
         self.out_dir = out_dir
+        unknown = set(destinations or ()) - set(NAMES)
+        if unknown:
+            raise SoftConError(f"Unknown output(s) {', '.join(sorted(unknown))}; use: {', '.join(NAMES)}.")
+        if destinations is not None and "class_raster" not in destinations:
+            raise SoftConError("The outputs to keep must include the class raster (class_raster).")
+        self.dests = ({k: Path(v) for k, v in destinations.items()} if destinations is not None
+                      else {k: out_dir / name for k, name in NAMES.items()})
         self.created = not out_dir.exists()
         if out_dir.exists() and not out_dir.is_dir():
             raise SoftConError(f"The output folder {out_dir} is a file; choose a folder.")
@@ -73,13 +87,21 @@ class Stage:
     def path(self, key: str) -> Path:
         return self.dir / NAMES[key]
 
+    def dest(self, key: str) -> Path | None:
+        """Where output ``key`` ends up (None: it is not kept)."""
+        return self.dests.get(key)
+
     def commit(self) -> dict[str, Path]:
         moved = {}
-        for key, name in NAMES.items():
-            src = self.dir / name
+        for key, dest in self.dests.items():
+            src = self.path(key)
             if src.exists():
-                os.replace(src, self.out_dir / name)
-                moved[key] = self.out_dir / name
+                make_folder(dest.parent)
+                _move(src, dest)
+                aux = Path(f"{src}.aux.xml")
+                if aux.exists():
+                    _move(aux, Path(f"{dest}.aux.xml"))
+                moved[key] = dest
         shutil.rmtree(self.dir, ignore_errors=True)
         return moved
 
@@ -92,12 +114,29 @@ class Stage:
                 pass
 
 
+def _move(src: Path, dest: Path) -> None:
+    """``os.replace``, or, to another file system, a copy beside ``dest`` renamed over it (still atomic)."""
+    try:
+        os.replace(src, dest)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def finish(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
     raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
+    destinations: Mapping[str, str | os.PathLike] | None = None,
 ) -> ClassifyResult:
-    """Write every output into a stage folder in ``out_dir`` and move them in together; on error, nothing stays."""
-    stage = Stage(Path(out_dir))
+    """Write every output into a stage folder in ``out_dir`` and move them in together (to ``destinations``
+    when given, see :class:`Stage`); on error, nothing stays."""
+    stage = Stage(Path(out_dir), destinations)
     try:
         return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to)
     except BaseException:
@@ -141,22 +180,23 @@ def _write_outputs(
              + (f" - blocked CV accuracy {100 * acc:.1f}%" if acc is not None else ""))
     write_quicklook(stage.path("quicklook_png"), small, saved.class_names, saved.colors, rgb, title, area, left)
     if save_to is True:  # into out_dir, with the other outputs
-        report["classifier"] = str(stage.out_dir / NAMES["classifier"])
+        report["classifier"] = str(stage.dest("classifier") or stage.out_dir / NAMES["classifier"])
         save_classifier(saved, stage.path("classifier"))
     elif save_to:
         report["classifier"] = str(save_to)
     write_text_atomic(stage.path("report_json"), json.dumps(report, indent=1))
     write_text_atomic(stage.path("report_txt"), format_text(report))
-    write_text_atomic(stage.path("report_html"), format_html(report, NAMES["quicklook_png"]))
+    quicklook = stage.dest("quicklook_png") or Path(NAMES["quicklook_png"])  # the report names it
+    write_text_atomic(stage.path("report_html"), format_html(report, quicklook.name))
     moved = stage.commit()
     classifier_path = moved.get("classifier")
     if save_to and save_to is not True:
         classifier_path = save_classifier(saved, save_to)
     return ClassifyResult(
-        class_raster=moved["class_raster"], probability_raster=moved["probability_raster"],
-        confidence_raster=moved["confidence_raster"], report_json=moved["report_json"],
-        report_txt=moved["report_txt"], report_html=moved["report_html"], style_qml=moved["style_qml"],
-        quicklook_png=moved["quicklook_png"], classifier=classifier_path, embedding=emb.path, report=report,
+        class_raster=moved["class_raster"], probability_raster=moved.get("probability_raster"),
+        confidence_raster=moved.get("confidence_raster"), report_json=moved.get("report_json"),
+        report_txt=moved.get("report_txt"), report_html=moved.get("report_html"), style_qml=moved.get("style_qml"),
+        quicklook_png=moved.get("quicklook_png"), classifier=classifier_path, embedding=emb.path, report=report,
         class_names=list(saved.class_names), colors=[tuple(c) for c in saved.colors],
     )
 

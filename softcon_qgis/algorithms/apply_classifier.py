@@ -12,7 +12,6 @@ from qgis.core import (
 
 from .base import (
     SoftConAlgorithm,
-    StagingDir,
     make_progress,
     raster_source,
     require_core,
@@ -75,8 +74,7 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
         self.log_setup(feedback, "as trained (from the classifier)", spec.checkpoint, spec.bands, spec.device)
-        with StagingDir(outputs.classes) as stage:
-            result = run_core(
-                feedback, apply_classifier, source, classifier, stage, progress=make_progress(feedback),
-                embed_spec=spec)
-            return outputs.publish(result, context, feedback)
+        result = run_core(
+            feedback, apply_classifier, source, classifier, outputs.folder, progress=make_progress(feedback),
+            embed_spec=spec, destinations=outputs.destinations())
+        return outputs.publish(result, context, feedback)

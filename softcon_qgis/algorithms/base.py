@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 from pathlib import Path
 
 from qgis.core import (
@@ -70,7 +69,7 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--layer\b", "the training layer"),
 )
 
-#: A staging folder (StagingDir) in a path: its files are moved away before the user reads the log.
+#: core's hidden stage folder in a path: its files are moved away before the user reads the log.
 _STAGING = re.compile(r"\S*[/\\]\.softcon-[^/\\\s]+[/\\]")
 #: core's embedding progress ("64 windows") and its plan ("169 windows of 64 px").
 _WINDOWS_DONE = re.compile(r"^(\d+) windows$")
@@ -220,41 +219,6 @@ def make_parent(path: str | os.PathLike) -> Path:
         raise QgsProcessingException(tr(f"Cannot create the output folder {parent} ({exc.strerror or exc}); "
                                         "choose another output location.")) from None
     return parent
-
-
-class StagingDir:
-    """A temporary folder next to the outputs; results are moved into place only when all succeeded.
-
-    Same folder, same file system: ``os.replace`` is atomic, and a failed or cancelled run leaves
-    nothing behind (the folder is removed either way).
-    """
-
-    def __init__(self, near: str) -> None:
-        from ..core.io.atomic import clean_stale, stage_dir  # stdlib only: no torch here
-
-        parent = make_parent(near)
-        clean_stale(parent)  # left by a QGIS that was killed mid-run
-        self.path = stage_dir(parent)
-        try:
-            self.path.mkdir()
-        except OSError as exc:
-            raise QgsProcessingException(tr(
-                f"Cannot write in {parent} ({exc.strerror or exc}); choose another output location.")) from None
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def move_raster(src: str | os.PathLike, dest: str) -> str:
-    """Move a finished GeoTIFF (and its .aux.xml if any) over ``dest`` atomically."""
-    os.replace(src, dest)
-    aux = Path(str(src) + ".aux.xml")
-    if aux.exists():
-        os.replace(aux, dest + ".aux.xml")
-    return dest
 
 
 class SoftConAlgorithm(QgsProcessingAlgorithm):

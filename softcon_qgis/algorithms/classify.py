@@ -18,11 +18,9 @@ from qgis.core import (
 from .base import (
     MODES,
     SoftConAlgorithm,
-    StagingDir,
     make_progress,
     raster_source,
     require_core,
-    require_tif,
     run_core,
     tr,
 )
@@ -149,16 +147,15 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
                              f"method {method}"))
-        with StagingDir(require_tif(outputs.classes, "Class raster")) as stage:
-            result = run_core(
-                feedback, classify, source, samples, field, stage, method=method,
-                k=self.parameterAsInt(parameters, self.K, context),
-                temperature=self.parameterAsDouble(parameters, self.TEMPERATURE, context),
-                cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
-                max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
-                save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
-                features=features, grid=grid, embed_spec=spec)
-            results = outputs.publish(result, context, feedback)
+        result = run_core(
+            feedback, classify, source, samples, field, outputs.folder, method=method,
+            k=self.parameterAsInt(parameters, self.K, context),
+            temperature=self.parameterAsDouble(parameters, self.TEMPERATURE, context),
+            cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
+            max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
+            save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
+            features=features, grid=grid, embed_spec=spec, destinations=outputs.destinations())
+        results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "

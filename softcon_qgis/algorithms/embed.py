@@ -11,9 +11,7 @@ from qgis.core import (
 
 from .base import (
     SoftConAlgorithm,
-    StagingDir,
     make_progress,
-    move_raster,
     name_output,
     output_name,
     raster_source,
@@ -80,10 +78,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
-        with StagingDir(out) as stage:
-            tmp = stage / "embedding.tif"
-            run_core(feedback, embed_raster, source, tmp, cog=cog, progress=make_progress(feedback),
-                     **spec.engine_kwargs())
-            move_raster(tmp, out)
+        run_core(feedback, embed_raster, source, out, cog=cog, progress=make_progress(feedback),
+                 **spec.engine_kwargs())  # core writes a temp file beside ``out`` and renames it when complete
         name_output(context, out, output_name(layer, tr("embeddings")))
         return {self.OUTPUT: out}

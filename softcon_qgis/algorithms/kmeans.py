@@ -10,11 +10,9 @@ from qgis.core import (
 from ..styles import StyleOnLoad, class_renderer, write_style
 from .base import (
     SoftConAlgorithm,
-    StagingDir,
     embedding_source,
     make_progress,
     output_name,
-    move_raster,
     require_core,
     require_tif,
     run_core,
@@ -62,10 +60,7 @@ class KMeansAlgorithm(SoftConAlgorithm):
         seed = self.parameterAsInt(parameters, self.SEED, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
         feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
-        with StagingDir(out) as stage:
-            tmp = stage / "clusters.tif"
-            run_core(feedback, kmeans_map, source, k, tmp, seed=seed, progress=make_progress(feedback))
-            move_raster(tmp, out)
+        run_core(feedback, kmeans_map, source, k, out, seed=seed, progress=make_progress(feedback))
         names = [f"cluster {i + 1}" for i in range(k)]
         colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
         qml = write_style(out, class_renderer, names=names, colors=colors)

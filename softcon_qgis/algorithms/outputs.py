@@ -1,16 +1,14 @@
 """The outputs classification algorithms share: class, probability and confidence rasters and the report,
-moved from core's staging folder to the destinations the user chose, and styled."""
+which core writes straight to the destinations the user chose; here they are only styled and named."""
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
 
 from ..styles import StyleOnLoad, class_renderer, grey_renderer, ramp_renderer, write_style
-from .base import move_raster, output_name, require_tif, tr
+from .base import output_name, require_tif, tr
 
 
 @dataclass
@@ -56,34 +54,34 @@ class ClassificationOutputs:
         """An output layer's name: the input raster's name, then what the layer holds."""
         return f"{self.input_name}{what}"
 
+    @property
+    def folder(self) -> Path:
+        """Where core stages the outputs (beside the class raster, so that they are renamed into place)."""
+        return Path(self.classes).parent
+
+    def destinations(self) -> dict[str, str]:
+        """The outputs core keeps (its output keys) and where; the quicklook goes beside the report."""
+        report = Path(self.report) if self.report else None
+        dests = {"class_raster": self.classes, "probability_raster": self.probability,
+                 "confidence_raster": self.confidence, "report_html": self.report,
+                 "quicklook_png": str(report.with_name(report.stem + "_quicklook.png")) if report else ""}
+        return {key: path for key, path in dests.items() if path}
+
     def publish(self, result, context, feedback) -> dict:
-        """Move ``result``'s files (a core ``ClassifyResult`` in a staging folder) into place and style them."""
+        """Style the files core wrote (``result``, a ``ClassifyResult``) and name them for loading."""
         results = {}
-        move_raster(result.class_raster, self.classes)
         qml = write_style(self.classes, class_renderer, names=result.class_names, colors=result.colors)
         StyleOnLoad.attach(context, self.classes, qml, self.name(tr("classes")))
         results[self.CLASSES] = self.classes
         if self.probability:
-            move_raster(result.probability_raster, self.probability)
             qml = write_style(self.probability, ramp_renderer, vmin=0.0, vmax=1.0)
             StyleOnLoad.attach(context, self.probability, qml, self.name(tr("class probabilities")))
             results[self.PROBABILITY] = self.probability
         if self.confidence:
-            move_raster(result.confidence_raster, self.confidence)
             qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
             StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence")))
             results[self.CONFIDENCE] = self.confidence
-        if self.report and result.report_html is not None:
-            report = Path(self.report)
-            report.parent.mkdir(parents=True, exist_ok=True)
-            html = Path(result.report_html).read_text(encoding="utf-8")
-            if result.quicklook_png is not None and Path(result.quicklook_png).exists():
-                png = report.with_name(report.stem + "_quicklook.png")
-                shutil.copyfile(result.quicklook_png, png)
-                html = html.replace(f"src='{Path(result.quicklook_png).name}'", f"src='{png.name}'")
-            tmp = report.with_name(f".{report.name}.tmp")
-            tmp.write_text(html, encoding="utf-8")
-            os.replace(tmp, report)
-            results[self.REPORT] = str(report)
+        if result.report_html is not None:
+            results[self.REPORT] = str(result.report_html)
         feedback.pushInfo(tr(f"Classes: {', '.join(result.class_names)}"))
         return results

@@ -6,11 +6,9 @@ from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingPara
 from ..styles import StyleOnLoad, rgb_renderer, write_style
 from .base import (
     SoftConAlgorithm,
-    StagingDir,
     embedding_source,
     make_progress,
     output_name,
-    move_raster,
     require_core,
     require_tif,
     run_core,
@@ -47,10 +45,7 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
-        with StagingDir(out) as stage:
-            tmp = stage / "pca.tif"
-            run_core(feedback, pca_preview, source, tmp, progress=make_progress(feedback))
-            move_raster(tmp, out)
+        run_core(feedback, pca_preview, source, out, progress=make_progress(feedback))
         qml = write_style(out, rgb_renderer)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

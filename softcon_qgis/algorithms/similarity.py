@@ -14,10 +14,8 @@ from qgis.core import (
 from ..styles import StyleOnLoad, ramp_renderer, write_style
 from .base import (
     SoftConAlgorithm,
-    StagingDir,
     make_progress,
     output_name,
-    move_raster,
     raster_source,
     require_core,
     require_tif,
@@ -79,12 +77,9 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         spec = self.embed_spec(parameters, context, layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
-        with StagingDir(out) as stage:
-            tmp = stage / "similarity.tif"
-            run_core(feedback, similarity_map, source, reference, tmp, progress=make_progress(feedback),
-                     layer=ref_layer or None, embed_spec=spec,
-                     grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
-            move_raster(tmp, out)
+        run_core(feedback, similarity_map, source, reference, out, progress=make_progress(feedback),
+                 layer=ref_layer or None, embed_spec=spec,
+                 grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
         qml = write_style(out, ramp_renderer)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
         return {self.OUTPUT: out}
