@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import weights as W
+from core.models import weights
 from core.errors import SoftConError
 from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
 from core.models.cli import main as models_main
@@ -22,14 +22,14 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_cache_dir_follows_env(cache):
-    assert W.weights_dir() == cache / "weights" and W.weights_dir().is_dir()
+    assert weights.weights_dir() == cache / "weights" and weights.weights_dir().is_dir()
 
 
 def test_offline_error_says_where_to_put_the_file(cache):
     record = get_record("B13_vits14_softcon")
-    assert W.cached_path(record) is None
+    assert weights.cached_path(record) is None
     with pytest.raises(SoftConError) as err:
-        W.weights_path(record)
+        weights.weights_path(record)
     msg = str(err.value)
     print(msg)
     assert "https://huggingface.co/wangyi111/softcon/resolve/main/B13_vits14_softcon.pth" in msg
@@ -42,7 +42,7 @@ def test_hub_client_offline_is_a_clear_error(cache):
     """The hub client itself (offline mode from the test environment) -> same hint, no traceback."""
     record = get_record("B2_rn50_softcon")
     with pytest.raises(SoftConError) as err:
-        W._download_hf(record, None)
+        weights._download_hf(record, None)
     assert "B2_rn50_softcon.pth" in str(err.value) and "save it as" in str(err.value)
 
 
@@ -52,7 +52,7 @@ def test_unreachable_https_is_a_clear_error(cache, monkeypatch):
     monkeypatch.delenv("SOFTCON_OFFLINE", raising=False)
     record = dataclasses.replace(get_record("B2_rn50_softcon"), hf_repo=None, url="http://127.0.0.1:9/B2_rn50_softcon.pth")
     with pytest.raises(SoftConError) as err:
-        W.weights_path(record)
+        weights.weights_path(record)
     assert "http://127.0.0.1:9/B2_rn50_softcon.pth" in str(err.value) and "resume" in str(err.value)
     assert not (cache / "weights" / "B2_rn50_softcon.pth").exists()
 
@@ -62,13 +62,13 @@ def test_file_put_by_hand_is_used_and_sha256_checked(cache, tmp_path, capsys):
     target = cache / "weights" / "B2_rn50_softcon.pth"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not really weights")
-    assert W.cached_path(record) == target
-    assert W.weights_path(record) == target  # no sha256 in the record: accepted
+    assert weights.cached_path(record) == target
+    assert weights.weights_path(record) == target  # no sha256 in the record: accepted
     good = hashlib.sha256(b"not really weights").hexdigest()
-    assert W.weights_path(dataclasses.replace(record, sha256=good)) == target
+    assert weights.weights_path(dataclasses.replace(record, sha256=good)) == target
     bad = "0" * 64
     with pytest.raises(SoftConError) as err:
-        W.weights_path(dataclasses.replace(record, sha256=bad))
+        weights.weights_path(dataclasses.replace(record, sha256=bad))
     msg = str(err.value)
     assert good in msg and bad in msg and "Delete the file" in msg
     # the CLI reports it as cached, with its size
@@ -86,9 +86,9 @@ def test_file_put_by_hand_is_used_and_sha256_checked(cache, tmp_path, capsys):
 def test_default_model_ships_and_a_missing_local_file_says_where(cache, tmp_path):
     record = get_record(DEFAULT_MODEL)
     assert record.arch == "galileo_nano" and record.input_size == 64
-    assert W.weights_path(record) == Path(record.local_path)  # shipped: no download needed
+    assert weights.weights_path(record) == Path(record.local_path)  # shipped: no download needed
     gone = dataclasses.replace(record, local_path=str(tmp_path / "galileo_nano_s2.safetensors"))
     with pytest.raises(SoftConError) as err:
-        W.weights_path(gone)
+        weights.weights_path(gone)
     assert "galileo_nano_s2.safetensors" in str(err.value)
-    assert W.is_offline()
+    assert weights.is_offline()
