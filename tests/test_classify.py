@@ -137,6 +137,24 @@ def test_saved_classifier_reapplied_gives_the_same_map(demo, tmp_path):
         assert r.class_names == demo.class_names
 
 
+def test_destinations_keep_only_the_chosen_outputs_at_their_paths(demo, tmp_path):
+    """The plugin's path: core commits each chosen output to its own file, other outputs are not kept."""
+    maps, docs = tmp_path / "maps", tmp_path / "docs"
+    dests = {"class_raster": maps / "lc.tif", "confidence_raster": maps / "conf.tif",
+             "report_html": docs / "lc.html", "quicklook_png": docs / "lc_quicklook.png"}
+    r = apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations=dests,
+                         pretrained="random-init" not in demo.report["weights"])
+    assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]  # no stage folder, nothing else
+    assert sorted(p.name for p in docs.iterdir()) == ["lc.html", "lc_quicklook.png"]
+    assert (r.class_raster, r.probability_raster, r.report_json) == (maps / "lc.tif", None, None)
+    assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
+    assert "src='lc_quicklook.png'" in (docs / "lc.html").read_text(encoding="utf-8")
+    with pytest.raises(SoftConError, match="class_raster"):
+        apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations={"report_html": docs / "x"},
+                         pretrained="random-init" not in demo.report["weights"])
+    assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]
+
+
 def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
     from pyogrio.raw import write
 
