@@ -19,7 +19,7 @@ import rasterio
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..geo.crs import pixel_size_m
-from ..io.atomic import clean_stale, stage_dir, write_text_atomic
+from ..io.atomic import atomic_path, clean_stale, stage_dir, write_text_atomic
 from ..io.writer import make_folder
 from ..progress import Progress
 from . import analysis
@@ -121,12 +121,8 @@ def _move(src: Path, dest: Path) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        try:
+        with atomic_path(dest) as tmp:
             shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def finish(
