@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from qgis.core import Qgis, QgsApplication
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 from softcon_qgis import deps, install
 
 pytestmark = pytest.mark.qgis
@@ -277,7 +277,7 @@ def test_plugin_gui_reports_missing_packages(qgis_iface, monkeypatch):
                    for tag, msg, level in logged)
     finally:
         plugin.unload()
-        H.drop_layers()
+        helpers.drop_layers()
     assert QgsApplication.processingRegistry().providerById("softcon") is None
 
 
@@ -330,10 +330,10 @@ def test_install_is_not_started_twice(qgis_iface, tmp_path):
 
 
 def test_algorithm_explains_missing_packages_instead_of_a_traceback(qgis_processing, monkeypatch):
-    plugin = H.load_provider()
+    plugin = helpers.load_provider()
     try:
         monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (FAKE,))
-        ok, _, fb = H.run("softcon:modelinfo", {"ACTION": "list"})
+        ok, _, fb = helpers.run("softcon:modelinfo", {"ACTION": "list"})
     finally:
         plugin.unload()
     message = "\n".join(fb.errors)

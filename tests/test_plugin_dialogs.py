@@ -11,16 +11,16 @@ import pytest
 from qgis.core import QgsFeature, QgsField, QgsProcessingFeedback, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 pytestmark = pytest.mark.qgis
 
 
 @pytest.fixture(scope="module")
 def plugin(qgis_processing):
-    plugin = H.load_provider()
+    plugin = helpers.load_provider()
     yield plugin
-    H.drop_layers()
+    helpers.drop_layers()
     plugin.unload()
 
 
@@ -101,7 +101,7 @@ def test_class_field_guess():
     no_text = memory_points([("id", QVariant.Int), ("code", QVariant.Int)], [[i, i % 4] for i in range(12)])
     assert guess_class_field(no_text) == "code"
     assert guess_class_field(memory_points([("id", QVariant.Int)], [[i] for i in range(5)])) is None
-    demo = QgsVectorLayer(str(H.demo_points()), "demo", "ogr")
+    demo = QgsVectorLayer(str(helpers.demo_points()), "demo", "ogr")
     assert guess_class_field(demo) == "class"
 
 
@@ -142,11 +142,11 @@ def test_core_errors_name_the_dialog_not_the_command_line(plugin, tmp_path):
     import rasterio
 
     unnamed = tmp_path / "unnamed.tif"
-    with rasterio.open(H.scene_crop()) as src:
+    with rasterio.open(helpers.scene_crop()) as src:
         profile = src.profile | {"count": 4}
         with rasterio.open(unnamed, "w", **profile) as dst:
             dst.write(src.read([2, 3, 4, 8]))
-    ok, _, fb = H.run("softcon:embed", {"INPUT": str(unnamed), "OUTPUT": str(tmp_path / "emb.tif")})
+    ok, _, fb = helpers.run("softcon:embed", {"INPUT": str(unnamed), "OUTPUT": str(tmp_path / "emb.tif")})
     message = "\n".join(fb.errors)
     assert not ok and message, message
     assert not re.search(r"--[a-z]", message), message
@@ -193,14 +193,15 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
     or per-batch line in the log."""
     from qgis import processing
 
-    monkeypatch.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache-dialogs"))
+    monkeypatch.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-dialogs"))
     fb = TextFeedback()
     res = processing.runAndLoadResults("softcon:classify", {
-        "INPUT": str(H.scene_crop()), "TRAINING": str(H.demo_points()), "CLASS_FIELD": "class", "METHOD": "knn",
+        "INPUT": str(helpers.scene_crop()), "TRAINING": str(helpers.demo_points()), "CLASS_FIELD": "class",
+        "METHOD": "knn",
         "OUTPUT_CLASSES": str(tmp_path / "classes.tif"), "OUTPUT_CONFIDENCE": str(tmp_path / "confidence.tif"),
         "OUTPUT_PROBABILITY": "", "OUTPUT_REPORT": ""}, feedback=fb)
     try:
-        stem = H.scene_crop().stem
+        stem = helpers.scene_crop().stem
         names = {lyr.source(): lyr.name() for lyr in QgsProject.instance().mapLayers().values()}
         assert names[res["OUTPUT_CLASSES"]] == f"{stem} - classes"
         assert names[res["OUTPUT_CONFIDENCE"]] == f"{stem} - confidence"
@@ -208,7 +209,7 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
         assert len(fb.texts) <= 15, fb.texts
         assert any(re.fullmatch(r"\d+ of \d+ windows", t) for t in fb.texts), fb.texts
     finally:
-        H.drop_layers()
+        helpers.drop_layers()
 
 
 # ------------------------------------------------------------------------------------------ icon

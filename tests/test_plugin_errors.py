@@ -8,23 +8,23 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 pytestmark = pytest.mark.qgis
 
 
 @pytest.fixture(scope="module")
 def data():
-    return {"crop": H.scene_crop(), "points": H.demo_points()}
+    return {"crop": helpers.scene_crop(), "points": helpers.demo_points()}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def plugin(qgis_processing, data):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache-errors"))
-        plugin = H.load_provider()
+        mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-errors"))
+        plugin = helpers.load_provider()
         yield plugin
-        H.drop_layers()
+        helpers.drop_layers()
         plugin.unload()
 
 
@@ -39,7 +39,7 @@ def classify_params(data, out: Path, **over) -> dict:
     return params
 
 
-def assert_failed_cleanly(ok: bool, fb: H.RecordingFeedback, out: Path, *words: str) -> str:
+def assert_failed_cleanly(ok: bool, fb: helpers.RecordingFeedback, out: Path, *words: str) -> str:
     """The run failed, said why (every word in ``words`` appears), and left the output folder empty."""
     assert not ok
     message = "\n".join(fb.errors)
@@ -51,7 +51,7 @@ def assert_failed_cleanly(ok: bool, fb: H.RecordingFeedback, out: Path, *words: 
 
 
 def test_wrong_band_mapping(data, tmp_path):
-    ok, _, fb = H.run("softcon:classify", classify_params(data, tmp_path, BAND_LIST="B2,B3,B4"))
+    ok, _, fb = helpers.run("softcon:classify", classify_params(data, tmp_path, BAND_LIST="B2,B3,B4"))
     assert_failed_cleanly(ok, fb, tmp_path, "3 bands", "13")
 
 
@@ -62,7 +62,7 @@ def test_training_layer_without_overlap(data, tmp_path):
     (tmp_path.parent / "far").mkdir(exist_ok=True)
     path = tmp_path.parent / "far" / "far_points.geojson"
     path.write_text(json.dumps(far))
-    ok, _, fb = H.run("softcon:classify", classify_params(data, tmp_path, TRAINING=str(path)))
+    ok, _, fb = helpers.run("softcon:classify", classify_params(data, tmp_path, TRAINING=str(path)))
     message = assert_failed_cleanly(ok, fb, tmp_path)
     assert "raster" in message.lower() and any(w in message.lower() for w in ("outside", "overlap", "none of"))
 
@@ -72,12 +72,14 @@ def test_field_with_one_class(data, tmp_path):
     feats = []
     for i in range(6):
         f = QgsFeature(layer.fields())
-        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(H.CROP_BOUNDS[0] + 500 + 400 * i, H.CROP_BOUNDS[1] + 2000)))
+        x, y = helpers.CROP_BOUNDS[0] + 500 + 400 * i, helpers.CROP_BOUNDS[1] + 2000
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
         f["kind"] = "water"
         feats.append(f)
     assert layer.dataProvider().addFeatures(feats)[0]
     assert QgsProject.instance().addMapLayer(layer)
-    ok, _, fb = H.run("softcon:classify", classify_params(data, tmp_path, TRAINING=layer.id(), CLASS_FIELD="kind"))
+    ok, _, fb = helpers.run("softcon:classify",
+                            classify_params(data, tmp_path, TRAINING=layer.id(), CLASS_FIELD="kind"))
     QgsProject.instance().removeMapLayer(layer.id())
     del layer
     message = assert_failed_cleanly(ok, fb, tmp_path, "class")
@@ -85,15 +87,15 @@ def test_field_with_one_class(data, tmp_path):
 
 
 def test_cancelled_run_leaves_nothing(data, tmp_path):
-    fb = H.RecordingFeedback()
+    fb = helpers.RecordingFeedback()
     fb.progressChanged.connect(lambda pct: fb.cancel() if pct > 0 else None)  # the user presses Cancel
-    ok, _, fb = H.run("softcon:embed", {"INPUT": str(data["crop"]), "MODE": "dense", "DEVICE": "cpu",
+    ok, _, fb = helpers.run("softcon:embed", {"INPUT": str(data["crop"]), "MODE": "dense", "DEVICE": "cpu",
                                         "OUTPUT": str(tmp_path / "emb.tif")},
                       feedback=fb)
     assert_failed_cleanly(ok, fb, tmp_path, "cancel")
 
 
 def test_wrong_output_extension(data, tmp_path):
-    ok, _, fb = H.run("softcon:embed", {"INPUT": str(data["crop"]), "DEVICE": "cpu",
+    ok, _, fb = helpers.run("softcon:embed", {"INPUT": str(data["crop"]), "DEVICE": "cpu",
                                         "OUTPUT": str(tmp_path / "emb.png")})
     assert_failed_cleanly(ok, fb, tmp_path, ".tif")

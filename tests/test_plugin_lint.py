@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 BIN = Path(sys.executable).parent
 HEAVY = {"torch", "timm", "numpy", "rasterio", "sklearn", "shapely", "pyproj", "safetensors", "huggingface_hub"}
@@ -24,7 +24,7 @@ HEAVY = {"torch", "timm", "numpy", "rasterio", "sklearn", "shapely", "pyproj", "
 def unpacked(tmp_path_factory) -> Path:
     """The built zip, unpacked: the exact files the repository's scanner sees."""
     out = tmp_path_factory.mktemp("lint")
-    subprocess.run([sys.executable, str(H.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out)],
+    subprocess.run([sys.executable, str(helpers.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out)],
                    check=True, capture_output=True, timeout=120)
     with zipfile.ZipFile(next(out.glob("*.zip"))) as zf:
         zf.extractall(out / "unpacked")
@@ -97,7 +97,8 @@ def test_qt_only_through_qgis_pyqt(unpacked):
 def test_plugin_shell_is_thin():
     """No heavy import at module level in softcon_qgis (outside core), and importing every module of the
     shell in a fresh interpreter loads neither torch nor numpy."""
-    shell = [p for p in (H.ROOT / "softcon_qgis").rglob("*.py") if "core" not in p.relative_to(H.ROOT).parts]
+    shell = [p for p in (helpers.ROOT / "softcon_qgis").rglob("*.py")
+             if "core" not in p.relative_to(helpers.ROOT).parts]
     for path in shell:
         tree = ast.parse(path.read_text())
         for node in tree.body:
@@ -110,6 +111,6 @@ def test_plugin_shell_is_thin():
             "    importlib.import_module(m)\n"
             "print(sorted(m for m in ('torch', 'numpy', 'rasterio', 'timm') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=H.qgis_env(H.shared_dir() / "thin-profile"))
+                         env=helpers.qgis_env(helpers.shared_dir() / "thin-profile"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -22,18 +22,18 @@ SCRIPT = textwrap.dedent('''
     from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback
     app = QgsApplication([], False)
     app.initQgis()
-    import qgis_helpers as H
+    import qgis_helpers as helpers
     from core.embed.engine import embed_raster
     from core.models.registry import create_encoder
 
-    plugin = H.load_provider()
+    plugin = helpers.load_provider()
     out = {out!r}
-    emb = embed_raster(H.scene_crop(), os.path.join(out, "emb.tif"), encoder=create_encoder(pretrained=False),
+    emb = embed_raster(helpers.scene_crop(), os.path.join(out, "emb.tif"), encoder=create_encoder(pretrained=False),
                        mode="dense", device="cpu", precision="fp32")
 
     def start(name):
         alg = QgsApplication.processingRegistry().createAlgorithmById("softcon:classify")
-        params = dict(INPUT=str(emb), TRAINING=str(H.demo_points()), CLASS_FIELD="class", METHOD="knn", K=5,
+        params = dict(INPUT=str(emb), TRAINING=str(helpers.demo_points()), CLASS_FIELD="class", METHOD="knn", K=5,
                       MODE="dense", DEVICE="cpu", OUTPUT_CLASSES=os.path.join(out, name + ".tif"))
         context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
         task = QgsProcessingAlgRunnerTask(alg, params, context, feedback)
@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent('''
             app.processEvents()
             time.sleep(0.02)
         print(batch, [r[1].get("ok") for r in runs], flush=True)
-    H.drop_layers()
+    helpers.drop_layers()
     plugin.unload()
 ''')
 
@@ -70,37 +70,37 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
 
 @pytest.fixture(scope="module")
 def plugin(qgis_processing):
-    import qgis_helpers as H
+    import qgis_helpers as helpers
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache-reliability"))
-        plugin = H.load_provider()
+        mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-reliability"))
+        plugin = helpers.load_provider()
         yield plugin
-        H.drop_layers()
+        helpers.drop_layers()
         plugin.unload()
 
 
 def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
-    import qgis_helpers as H
+    import qgis_helpers as helpers
     from rasterio.shutil import copy
 
     full = tmp_path / "full.tif"
-    copy(H.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
+    copy(helpers.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
     cut = tmp_path / "cut.tif"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     out = tmp_path / "out"
     out.mkdir()
     (out / ".softcon-999999-0123abcd").mkdir()  # the staging folder of a QGIS killed mid-run
-    params = {"INPUT": str(cut), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+    params = {"INPUT": str(cut), "CHECKPOINT": str(helpers.random_checkpoint()), "DEVICE": "cpu",
               "OUTPUT": str(out / "emb.tif")}
-    ok, _, fb = H.run("softcon:embed", params)
+    ok, _, fb = helpers.run("softcon:embed", params)
     message = "\n".join(fb.errors)
     assert not ok and "truncated or corrupt" in message and "Traceback" not in message, message
     assert list(out.iterdir()) == []
 
 
 def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tmp_path, monkeypatch):
-    import qgis_helpers as H
+    import qgis_helpers as helpers
 
     mkdir = Path.mkdir
 
@@ -110,8 +110,8 @@ def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tm
         return mkdir(self, *a, **k)
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    params = {"INPUT": str(H.scene_crop()), "CHECKPOINT": str(H.random_checkpoint()), "DEVICE": "cpu",
+    params = {"INPUT": str(helpers.scene_crop()), "CHECKPOINT": str(helpers.random_checkpoint()), "DEVICE": "cpu",
               "OUTPUT": str(tmp_path / "new" / "emb.tif")}
-    ok, _, fb = H.run("softcon:embed", params)
+    ok, _, fb = helpers.run("softcon:embed", params)
     message = "\n".join(fb.errors)
     assert not ok and "Cannot create the output folder" in message and "Traceback" not in message, message
