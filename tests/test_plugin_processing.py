@@ -19,7 +19,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 pytestmark = pytest.mark.qgis
 CLASSES = {"inland water", "salt marsh", "beach/bare sand"}
@@ -27,16 +27,16 @@ CLASSES = {"inland water", "salt marsh", "beach/bare sand"}
 
 @pytest.fixture(scope="module")
 def plugin(qgis_processing):
-    plugin = H.load_provider()
+    plugin = helpers.load_provider()
     yield plugin
-    H.drop_layers()
+    helpers.drop_layers()
     plugin.unload()
 
 
 @pytest.fixture(scope="module")
 def data():
     """The crop, the checkpoint and the training points (built once, before the cache is redirected)."""
-    return {"crop": H.scene_crop(), "checkpoint": H.random_checkpoint(), "points": H.demo_points()}
+    return {"crop": helpers.scene_crop(), "checkpoint": helpers.random_checkpoint(), "points": helpers.demo_points()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,14 +44,14 @@ def own_cache(data):
     """Weights and embedding caches of these tests live in a temporary folder, never the user's
     (set after ``data`` fetched the real scene into the real cache)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache"))
+        mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache"))
         yield
 
 
 def processing_run(alg_id: str, params: dict):
     from qgis import processing
 
-    return processing.run(alg_id, params, feedback=H.RecordingFeedback())
+    return processing.run(alg_id, params, feedback=helpers.RecordingFeedback())
 
 
 def assert_on_crop(path: str, crop: Path, bands: int) -> QgsRasterLayer:
@@ -99,19 +99,19 @@ def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):
     shipped = Path(get_record("softcon_tiny_s2").local_path)
     copy = tmp_path / "copied_by_hand.safetensors"
     shutil.copyfile(shipped, copy)
-    ok, results, fb = H.run("softcon:modelinfo", {"MODEL": "softcon_tiny_s2", "ACTION": "register",
+    ok, results, fb = helpers.run("softcon:modelinfo", {"MODEL": "softcon_tiny_s2", "ACTION": "register",
                                                   "CHECKPOINT": str(copy)})
     assert ok, fb.errors
     assert results["AVAILABLE"] is True and Path(results["WEIGHTS"]) == shipped  # shipped file comes first
-    cached = H.shared_dir() / "cache" / "weights" / "softcon_tiny_s2.safetensors"
+    cached = helpers.shared_dir() / "cache" / "weights" / "softcon_tiny_s2.safetensors"
     assert cached.read_bytes() == shipped.read_bytes()
     assert any("ships its own weights" in e for e in fb.errors)  # a warning, not a failure
     # other weights under the default model's name are refused: they are not the published file
-    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "galileo_nano_s2", "ACTION": "register",
+    ok, _, fb = helpers.run("softcon:modelinfo", {"MODEL": "galileo_nano_s2", "ACTION": "register",
                                             "CHECKPOINT": str(data["checkpoint"])})
     assert not ok and any("sha256" in e for e in fb.errors), fb.errors
     # a checkpoint of another architecture is refused with the keys that do not fit
-    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "B13_vits14_softcon", "ACTION": "register",
+    ok, _, fb = helpers.run("softcon:modelinfo", {"MODEL": "B13_vits14_softcon", "ACTION": "register",
                                             "CHECKPOINT": str(data["checkpoint"])})
     assert not ok and any("B13_vits14_softcon" in e or "key" in e.lower() for e in fb.errors), fb.errors
 
@@ -126,7 +126,7 @@ def classified(plugin, data, tmp_path_factory):
         "OUTPUT_CONFIDENCE": str(out / "confidence.tif"), "OUTPUT_REPORT": str(out / "report.html"),
         "OUTPUT_CLASSIFIER": str(out / "classifier.npz"),
     }
-    ok, results, fb = H.run("softcon:classify", params)
+    ok, results, fb = helpers.run("softcon:classify", params)
     assert ok, fb.errors
     return {"params": params, "results": results, "feedback": fb, "dir": out}
 
@@ -155,6 +155,10 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert set(values.tolist()) - {0} <= {1, 2, 3} and len(set(values.tolist()) - {0}) >= 2
     report = Path(res["OUTPUT_REPORT"]).read_text()
     assert "accuracy" in report.lower() and "salt marsh" in report
+    # core wrote the report and its quicklook to the chosen names; none of its other outputs, no stage folder
+    assert "src='report_quicklook.png'" in report and (classified["dir"] / "report_quicklook.png").is_file()
+    extra = [p.name for p in classified["dir"].iterdir() if p.name.startswith(".") or p.suffix in (".json", ".txt")]
+    assert not extra, extra
     assert 0.0 <= res["ACCURACY"] <= 1.0
     assert Path(res["OUTPUT_CLASSIFIER"]).is_file()
     log = "\n".join(fb.infos)
@@ -170,7 +174,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
 
 
 def test_apply_saved_classifier_reproduces_the_map(classified, data, tmp_path):
-    ok, res, fb = H.run("softcon:applyclassifier", {
+    ok, res, fb = helpers.run("softcon:applyclassifier", {
         "INPUT": str(data["crop"]), "CLASSIFIER": classified["results"]["OUTPUT_CLASSIFIER"],
         "DEVICE": "cpu", "OUTPUT_CLASSES": str(tmp_path / "applied.tif"),
         "OUTPUT_PROBABILITY": None, "OUTPUT_CONFIDENCE": None, "OUTPUT_REPORT": None})
@@ -194,7 +198,7 @@ def test_classify_from_polygons_in_a_memory_layer(classified, data, tmp_path):
     params = dict(classified["params"], TRAINING=polygons, METHOD="prototype", OUTPUT_CLASSIFIER=None,
                   OUTPUT_CLASSES=str(tmp_path / "classes.tif"), OUTPUT_PROBABILITY=None, OUTPUT_CONFIDENCE=None,
                   OUTPUT_REPORT=str(tmp_path / "report.html"))
-    ok, res, fb = H.run("softcon:classify", params)
+    ok, res, fb = helpers.run("softcon:classify", params)
     del utm, polygons
     assert ok, fb.errors
     layer = assert_on_crop(res["OUTPUT_CLASSES"], data["crop"], 1)
@@ -206,7 +210,7 @@ def test_classify_from_polygons_in_a_memory_layer(classified, data, tmp_path):
 @pytest.fixture(scope="module")
 def embedding(plugin, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("embed") / "embedding.tif"
-    ok, res, fb = H.run("softcon:embed", {"INPUT": str(data["crop"]), "BANDS": "s2_l1c", "MODE": "dense",
+    ok, res, fb = helpers.run("softcon:embed", {"INPUT": str(data["crop"]), "BANDS": "s2_l1c", "MODE": "dense",
                                           "CHECKPOINT": str(data["checkpoint"]), "DEVICE": "cpu", "OUTPUT": str(out)})
     assert ok, fb.errors
     return res["OUTPUT"]
@@ -222,7 +226,7 @@ def test_embed_writes_a_128_band_raster_on_the_crop(embedding, data):
 
 def test_embed_writes_a_cog_when_asked(plugin, data, tmp_path):
     out = tmp_path / "cog.tif"
-    ok, res, fb = H.run("softcon:embed", {"INPUT": str(data["crop"]), "BANDS": "s2_l1c", "COG": True,
+    ok, res, fb = helpers.run("softcon:embed", {"INPUT": str(data["crop"]), "BANDS": "s2_l1c", "COG": True,
                                           "CHECKPOINT": str(data["checkpoint"]), "DEVICE": "cpu", "OUTPUT": str(out)})
     assert ok, fb.errors
     with rasterio.open(res["OUTPUT"]) as ds:
@@ -236,7 +240,7 @@ def test_similarity_from_selected_features(embedding, data, tmp_path):
     assert QgsProject.instance().addMapLayer(points)
     water = [f.id() for f in points.getFeatures() if f["class"] == "inland water"]
     points.selectByIds(water)
-    ok, res, fb = H.run("softcon:similarity", {
+    ok, res, fb = helpers.run("softcon:similarity", {
         "INPUT": embedding, "REFERENCE": QgsProcessingFeatureSourceDefinition(points.id(), True),
         "OUTPUT": str(tmp_path / "similarity.tif")})
     QgsProject.instance().removeMapLayer(points.id())
@@ -262,11 +266,11 @@ def test_similarity_from_selected_features(embedding, data, tmp_path):
 
 
 def test_pca_preview_and_kmeans(embedding, data, tmp_path):
-    ok, res, fb = H.run("softcon:pcapreview", {"INPUT": embedding, "OUTPUT": str(tmp_path / "pca.tif")})
+    ok, res, fb = helpers.run("softcon:pcapreview", {"INPUT": embedding, "OUTPUT": str(tmp_path / "pca.tif")})
     assert ok, fb.errors
     pca = assert_on_crop(res["OUTPUT"], data["crop"], 3)
     assert pca.renderer().type() == "multibandcolor"
-    ok, res, fb = H.run("softcon:kmeans", {"INPUT": embedding, "CLUSTERS": 4, "OUTPUT": str(tmp_path / "km.tif")})
+    ok, res, fb = helpers.run("softcon:kmeans", {"INPUT": embedding, "CLUSTERS": 4, "OUTPUT": str(tmp_path / "km.tif")})
     assert ok, fb.errors
     km = assert_on_crop(res["OUTPUT"], data["crop"], 1)
     assert km.renderer().type() == "paletted"
@@ -275,7 +279,8 @@ def test_pca_preview_and_kmeans(embedding, data, tmp_path):
         assert set(np.unique(ds.read(1)).tolist()) - {0} == {1, 2, 3, 4}
     del pca, km
     # PCA and k-means need embeddings: imagery is refused with what to do instead
-    ok, _, fb = H.run("softcon:kmeans", {"INPUT": str(data["crop"]), "CLUSTERS": 4, "OUTPUT": str(tmp_path / "x.tif")})
+    ok, _, fb = helpers.run("softcon:kmeans",
+                            {"INPUT": str(data["crop"]), "CLUSTERS": 4, "OUTPUT": str(tmp_path / "x.tif")})
     assert not ok and any("Compute embeddings" in e for e in fb.errors)
     assert not (tmp_path / "x.tif").exists()
 
@@ -296,7 +301,7 @@ def test_graphical_modeler_chains_embed_and_kmeans(plugin, data, tmp_path):
     model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
     embed = QgsProcessingModelChildAlgorithm("softcon:embed")
     embed.setChildId("embed")
-    x0, y0 = H.CROP_BOUNDS[:2]
+    x0, y0 = helpers.CROP_BOUNDS[:2]
     for name, source in {
         "INPUT": QgsProcessingModelChildParameterSource.fromModelParameter("scene"),
         "MODE": QgsProcessingModelChildParameterSource.fromStaticValue("dense"),
@@ -324,7 +329,7 @@ def test_graphical_modeler_chains_embed_and_kmeans(plugin, data, tmp_path):
     from qgis import processing
 
     res = processing.run(loaded, {"scene": str(data["crop"]), "cluster:clusters": str(tmp_path / "clusters.tif")},
-                         feedback=H.RecordingFeedback())
+                         feedback=helpers.RecordingFeedback())
     layer = QgsRasterLayer(res["cluster:clusters"], "clusters", "gdal")
     assert layer.isValid() and layer.crs().authid() == "EPSG:32618"
     assert layer.extent().width() < 2600 and layer.extent().height() < 2600  # the extent was honoured
@@ -333,7 +338,7 @@ def test_graphical_modeler_chains_embed_and_kmeans(plugin, data, tmp_path):
 
 
 def test_download_offline_says_where_to_put_the_file(plugin):
-    ok, _, fb = H.run("softcon:modelinfo", {"MODEL": "B13_vits14_softcon", "ACTION": "download"})
+    ok, _, fb = helpers.run("softcon:modelinfo", {"MODEL": "B13_vits14_softcon", "ACTION": "download"})
     assert not ok
     message = "\n".join(fb.errors)
     assert "huggingface.co" in message and "B13_vits14_softcon" in message, message
@@ -354,4 +359,4 @@ def test_outputs_loaded_by_the_toolbox_get_their_style(embedding, tmp_path):
         assert [c.label for c in layers[0].renderer().classes()] == ["cluster 1", "cluster 2", "cluster 3"]
     finally:
         del layers
-        H.drop_layers()
+        helpers.drop_layers()

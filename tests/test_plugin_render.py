@@ -21,7 +21,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 pytestmark = pytest.mark.qgis
 DOCS_PICTURE = os.environ.get("SOFTCON_DOCS_PICTURE")
@@ -30,13 +30,13 @@ DOCS_BOUNDS = (438230.0, 4160990.0, 446230.0, 4168990.0)
 
 @pytest.fixture(scope="module")
 def classes_tif(qgis_processing, tmp_path_factory):
-    crop = H.scene_crop(DOCS_BOUNDS) if DOCS_PICTURE else H.scene_crop()
+    crop = helpers.scene_crop(DOCS_BOUNDS) if DOCS_PICTURE else helpers.scene_crop()
     out = tmp_path_factory.mktemp("render")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache"))  # shares the embedding with the other tests
-        plugin = H.load_provider()
-        ok, res, fb = H.run("softcon:classify", {
-            "INPUT": str(crop), "TRAINING": str(H.demo_points()), "CLASS_FIELD": "class", "MODE": "dense",
+        mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache"))  # shares the embedding with the other tests
+        plugin = helpers.load_provider()
+        ok, res, fb = helpers.run("softcon:classify", {
+            "INPUT": str(crop), "TRAINING": str(helpers.demo_points()), "CLASS_FIELD": "class", "MODE": "dense",
             "DEVICE": "cpu", "OUTPUT_CLASSES": str(out / "classes.tif"),
             "OUTPUT_PROBABILITY": None, "OUTPUT_CONFIDENCE": None, "OUTPUT_REPORT": None})
         plugin.unload()

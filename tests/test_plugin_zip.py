@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-import qgis_helpers as H
+import qgis_helpers as helpers
 
 pytestmark = pytest.mark.qgis
 
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.qgis
 def plugin_zip(tmp_path_factory) -> Path:
     """``scripts/build_plugin_zip.py`` (what ``make plugin-zip`` runs), into a temporary folder."""
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(H.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out)],
+    script = helpers.ROOT / "scripts" / "build_plugin_zip.py"
+    proc = subprocess.run([sys.executable, str(script), "--out-dir", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     zips = list(out.glob("*.zip"))
@@ -31,7 +32,7 @@ def plugin_zip(tmp_path_factory) -> Path:
 
 def metadata_version() -> str:
     cp = configparser.ConfigParser(interpolation=None)
-    cp.read(H.ROOT / "metadata.txt")
+    cp.read(helpers.ROOT / "metadata.txt")
     return cp["general"]["version"]
 
 
@@ -39,15 +40,15 @@ def test_zip_contents(plugin_zip):
     assert plugin_zip.name == f"softcon_qgis-{metadata_version()}.zip"
     with zipfile.ZipFile(plugin_zip) as zf:
         names = zf.namelist()
-        assert zf.read("softcon_qgis/metadata.txt") == (H.ROOT / "metadata.txt").read_bytes()
+        assert zf.read("softcon_qgis/metadata.txt") == (helpers.ROOT / "metadata.txt").read_bytes()
         infos = {i.filename: i for i in zf.infolist()}
     assert all(n.startswith("softcon_qgis/") for n in names)
     for needed in ("__init__.py", "plugin.py", "provider.py", "deps.py", "styles.py", "algorithms/base.py",
                    "algorithms/classify.py", "core/__init__.py", "core/classify/fit.py", "core/embed/engine.py"):
         assert f"softcon_qgis/{needed}" in names, needed
     # core is bundled whole (every module the plugin may import), as real files
-    for module in (H.ROOT / "core").rglob("*.py"):
-        assert f"softcon_qgis/core/{module.relative_to(H.ROOT / 'core').as_posix()}" in names, module
+    for module in (helpers.ROOT / "core").rglob("*.py"):
+        assert f"softcon_qgis/core/{module.relative_to(helpers.ROOT / 'core').as_posix()}" in names, module
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
@@ -67,7 +68,7 @@ def test_zip_contents(plugin_zip):
 
 
 def test_zip_is_reproducible(plugin_zip, tmp_path):
-    subprocess.run([sys.executable, str(H.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(tmp_path)],
+    subprocess.run([sys.executable, str(helpers.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(tmp_path)],
                    check=True, capture_output=True, timeout=120)
     assert (tmp_path / plugin_zip.name).read_bytes() == plugin_zip.read_bytes()
 
@@ -77,46 +78,46 @@ def installed(plugin_zip, tmp_path_factory):
     """The zip unpacked into a fresh profile, as 'Install from ZIP' does, and enabled there."""
     root = tmp_path_factory.mktemp("qgis-zip")
     profile = root / "profile"
-    folder = H.install_zip(plugin_zip, profile)
+    folder = helpers.install_zip(plugin_zip, profile)
     assert (folder / "metadata.txt").is_file() and (folder / "core" / "embed" / "engine.py").is_file()
     assert not (folder / "core").is_symlink()
-    H.enable_plugin(profile)
+    helpers.enable_plugin(profile)
     return profile, root
 
 
 def test_installed_zip_runs_model_info(installed):
     profile, root = installed
-    out = H.run_algorithm("softcon:modelinfo", {"ACTION": "list"}, profile, None,
+    out = helpers.run_algorithm("softcon:modelinfo", {"ACTION": "list"}, profile, None,
                           env={"SOFTCON_CACHE": str(root / "cache")})
     assert "galileo_nano_s2" in out["results"]["MODELS"]
     # offline, the default model runs on the weights inside the installed plugin
     assert out["results"]["AVAILABLE"] is True
-    assert Path(out["results"]["WEIGHTS"]) == H.profile_plugins_dir(profile) / "softcon_qgis" / "core" / "weights" / \
-        "galileo_nano_s2.safetensors"
+    plugin = helpers.profile_plugins_dir(profile) / "softcon_qgis"
+    assert Path(out["results"]["WEIGHTS"]) == plugin / "core" / "weights" / "galileo_nano_s2.safetensors"
 
 
 def test_installed_zip_classifies_like_the_in_process_plugin(installed, qgis_processing, tmp_path):
     """The same classification in qgis_process (plugin from the zip, its own fresh embedding cache)
     and in this process (plugin from the repository) gives the same class raster."""
     profile, root = installed
-    crop, points = H.scene_crop(), H.demo_points()
+    crop, points = helpers.scene_crop(), helpers.demo_points()
     params = {"INPUT": crop, "TRAINING": points, "CLASS_FIELD": "class", "METHOD": "knn", "MODE": "dense",
               "DEVICE": "cpu", "OUTPUT_PROBABILITY": "skip", "OUTPUT_CONFIDENCE": "skip"}
     cli = dict(params, OUTPUT_CLASSES=tmp_path / "cli" / "classes.tif", OUTPUT_REPORT=tmp_path / "cli" / "report.html")
     for k in ("OUTPUT_PROBABILITY", "OUTPUT_CONFIDENCE"):
         cli.pop(k)
-    res = H.run_algorithm("softcon:classify", cli, profile, None, timeout=400,
+    res = helpers.run_algorithm("softcon:classify", cli, profile, None, timeout=400,
                           env={"SOFTCON_CACHE": str(root / "cache-zip")})["results"]
     assert Path(res["OUTPUT_CLASSES"]).is_file() and Path(res["OUTPUT_REPORT"]).is_file()
     assert Path(res["OUTPUT_CLASSES"]).with_suffix(".qml").is_file()
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTCON_CACHE", str(H.shared_dir() / "cache"))
-        plugin = H.load_provider()
+        mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache"))
+        plugin = helpers.load_provider()
         inproc = {k: str(v) for k, v in params.items()}
         inproc.update(OUTPUT_CLASSES=str(tmp_path / "py" / "classes.tif"), OUTPUT_PROBABILITY=None,
                       OUTPUT_CONFIDENCE=None, OUTPUT_REPORT=None)
-        ok, res_py, fb = H.run("softcon:classify", inproc)
+        ok, res_py, fb = helpers.run("softcon:classify", inproc)
         plugin.unload()
     assert ok, fb.errors
     with rasterio.open(res["OUTPUT_CLASSES"]) as a, rasterio.open(res_py["OUTPUT_CLASSES"]) as b:
@@ -133,7 +134,7 @@ def _fake_repo(root: Path) -> Path:
     (root / "softcon_qgis" / "__init__.py").write_text("")
     (root / "softcon_qgis" / "core").symlink_to("../core", target_is_directory=True)
     (root / "softcon_qgis" / "metadata.txt").symlink_to("../metadata.txt")
-    (root / "metadata.txt").write_text((H.ROOT / "metadata.txt").read_text())
+    (root / "metadata.txt").write_text((helpers.ROOT / "metadata.txt").read_text())
     (root / "LICENSE").write_text("MIT")
     git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(git[:3] + ["init", "-q"], check=True)
@@ -143,7 +144,7 @@ def _fake_repo(root: Path) -> Path:
 
 
 def _build(root: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(H.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out),
+    return subprocess.run([sys.executable, str(helpers.ROOT / "scripts" / "build_plugin_zip.py"), "--out-dir", str(out),
                            "--root", str(root)], capture_output=True, text=True, timeout=120)
 
 
