@@ -6,7 +6,7 @@ export QT_QPA_PLATFORM ?= offscreen
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test plugin-zip bench clean
+.PHONY: setup demo test test-fast plugin-zip bench clean
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# the quick loop while working: no real QGIS, no demo end to end, no torchrun/pip (tests/conftest.py)
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 plugin-zip: setup
 	$(PY) scripts/build_plugin_zip.py

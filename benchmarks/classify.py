@@ -6,7 +6,9 @@ under 3 GB. The raster is a mosaic of the real demo scene (tiled and cropped to 
 13 bands), so the encoder and the features see real data. Three phases, each in its own process so
 that each one's peak RSS is its own:
 
-1. ``train``: the demo classifier (``--method``, ``--features``) on the demo scene's embedding (cached).
+1. ``train``: the demo classifier (``--method``, ``--features``) on the demo scene's embedding (cached), twice:
+   the second run's embedding time is the warm-cache figure (``warm_cache_embedding_s``, seconds to find and
+   open the cached embedding instead of computing it).
 2. ``embed``: the mosaic's dense embedding alone (no cache) - the reference time.
 3. ``apply``: :func:`core.classify.apply.apply_classifier` on that embedding raster: upsampled embeddings and
    pixel features strip by strip, prediction, class / probability / confidence rasters, quicklook, report.
@@ -75,8 +77,13 @@ def phase(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     t = time.perf_counter()
     if args.phase == "train":
-        classify(demo_raster(), DEMO_POINTS, DEMO_LABEL_FIELD, work / "train", model=args.model, method=args.method,
-                 features=args.features, cv_folds=0, device="cpu", save_classifier=work / "classifier.npz")
+        for run in ("train", "again"):  # the second run finds the demo's embedding in the cache
+            r = classify(demo_raster(), DEMO_POINTS, DEMO_LABEL_FIELD, work / run, model=args.model,
+                         method=args.method, features=args.features, cv_folds=0, device="cpu",
+                         save_classifier=work / "classifier.npz")
+        emb = r.report["embedding"]
+        return {"seconds": round(time.perf_counter() - t, 2), "warm_cache_hit": emb["from_cache"],
+                "warm_cache_embedding_s": r.report["timings_s"]["embedding"]}
     elif args.phase == "mosaic":
         make_mosaic(work / "mosaic.tif", args.size)
     elif args.phase == "embed":
@@ -126,6 +133,8 @@ def main() -> None:
         "embed_s": e["seconds"], "apply_s": a["seconds"],
         "classify_over_embed": round((e["seconds"] + a["seconds"]) / e["seconds"], 3),
         "apply_mpix_per_s": round(args.size ** 2 / 1e6 / a["seconds"], 2),
+        "warm_cache_embedding_s": res["train"]["warm_cache_embedding_s"],   # the demo scene's, from the cache
+        "warm_cache_hit": res["train"]["warm_cache_hit"],
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in res.items()},
         "targets": {"classify_over_embed": "<= 2", "peak_rss_mb": "< 3072"},
     }, indent=1))

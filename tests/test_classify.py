@@ -122,11 +122,11 @@ def test_style_loads_in_qgis(demo, qgis_new_project):
     assert r.classes()[demo.class_names.index("forest")].color.name() == "#%02x%02x%02x" % demo.colors[3]
 
 
-def test_warm_cache_gives_the_same_map_quickly(demo, tmp_path):
+def test_warm_cache_gives_the_same_map(demo, tmp_path):
+    """The second run reuses the cached embedding (its time: benchmarks/classify.py, warm_cache_embedding_s)."""
     r = run_demo(tmp_path / "again", mode="dense", stride=64, device="cpu")
     assert r.report["embedding"]["from_cache"] is True and r.embedding == demo.embedding
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
-    assert r.report["timings_s"]["embedding"] < 5
 
 
 def test_saved_classifier_reapplied_gives_the_same_map(demo, tmp_path):

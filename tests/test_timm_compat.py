@@ -25,7 +25,7 @@ def test_real_torchvision_ops_are_used_when_they_load():
         "    real = False\n"
         "import sys\n"
         "for m in [m for m in sys.modules if m.startswith('torchvision')]: del sys.modules[m]\n"
-        "from core import timm_compat\n"
+        "from core.models import timm_compat\n"
         "assert timm_compat.TORCHVISION_OPS_REAL == real, (timm_compat.TORCHVISION_OPS_REAL, real)\n"
         "print(real)\n"
     )

@@ -86,16 +86,14 @@ def resize_kernel(weight: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 class PatchEmbed(nn.Module):
-    """One channel group's patch embedding (``proj``: Conv2d weights stored at 8 px)."""
+    """One channel group's patch embedding (``proj``: Conv2d weights stored at 8 px).
+
+    Holds the weights under their upstream names; :meth:`GalileoNano.embed` applies all groups at once.
+    """
 
     def __init__(self, in_chans: int):
         super().__init__()
         self.proj = nn.Conv2d(in_chans, DIM, STORED_PATCH, STORED_PATCH)
-
-    def forward(self, x: torch.Tensor, patch: int) -> torch.Tensor:
-        """(B, c, H, W) -> (B, H/p, W/p, D)."""
-        w = resize_kernel(self.proj.weight, patch)
-        return F.conv2d(x, w, self.proj.bias, stride=patch).permute(0, 2, 3, 1)
 
 
 class Attention(nn.Module):
@@ -155,26 +153,40 @@ class GalileoNano(nn.Module):
         self.s_t_channel_embed = nn.Parameter(torch.zeros(len(GROUPS) + 2, DIM // 4))
         self.blocks = nn.ModuleList(Block(drop_path) for _ in range(DEPTH))
         self.norm = nn.LayerNorm(DIM, eps=1e-5)
+        self._fixed_cache: dict[tuple, torch.Tensor] = {}
 
     def embed(self, x: torch.Tensor, patch: int) -> torch.Tensor:
-        """(B, 10, H, W) -> tokens with their encodings, (B, h w, G, D); position order (row, column)."""
-        b, _, height, width = x.shape
+        """(B, 10, H, W) -> tokens with their encodings, (B, h w, G, D); position order (row, column).
+
+        The input is cut into patches once, (B, h w, 10 p²); each group's kernel is then a matmul on
+        its slice of columns and the concatenated outputs are already in token order (cheaper than five
+        convolutions on band slices followed by a stack and a permute).
+        """
+        b, c, height, width = x.shape
         h, w = height // patch, width // patch
-        x = x[..., : h * patch, : w * patch]
-        tokens, start = [], 0
-        for g, bands in GROUPS:
-            tokens.append(self.space_time_embed[g](x[:, start:start + len(bands)], patch))
-            start += len(bands)
-        t = torch.stack(tokens, dim=3)  # (B, h, w, G, D)
+        patches = (x[..., : h * patch, : w * patch].reshape(b, c, h, patch, w, patch)
+                   .permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, c * patch * patch))
+        embeds = [self.space_time_embed[g].proj for g, _ in GROUPS]
+        bounds = torch.tensor([0] + [len(bands) for _, bands in GROUPS]).cumsum(0) * patch * patch
+        t = torch.cat([F.linear(patches[..., a:z], resize_kernel(e.weight, patch).flatten(1))
+                       for e, a, z in zip(embeds, bounds[:-1].tolist(), bounds[1:].tolist())], dim=-1)
+        t = t.view(b, h * w, len(GROUPS), DIM)
+        bias = torch.cat([e.bias for e in embeds]).view(len(GROUPS), DIM)
+        return t + (bias + self._encoding(h, w, patch))
+
+    def _encoding(self, h: int, w: int, patch: int) -> torch.Tensor:
+        """(h w, G, D) token encodings: the learned channel part plus the fixed time, month and space
+        parts, which are cached per (h, w, patch, device) in a plain dict (not in the state dict)."""
         g = len(GROUPS)
         channel = self.s_t_channel_embed[1:g + 1]  # (G, 32)
-        space = space_encoding(h, w, patch).to(x.device)  # (h, w, 32)
-        enc = torch.cat([
-            channel[None, None].expand(h, w, -1, -1),
-            fixed_time_month().to(channel)[None, None, None].expand(h, w, g, -1),
-            space[:, :, None].expand(-1, -1, g, -1),
-        ], dim=-1)
-        return (t + enc).reshape(b, h * w, g, DIM)
+        key = (h, w, patch, channel.device)
+        fixed = self._fixed_cache.get(key)
+        if fixed is None:
+            space = space_encoding(h, w, patch).reshape(h * w, 1, -1).expand(-1, g, -1)
+            time_month = fixed_time_month()[None, None].expand(h * w, g, -1)
+            fixed = torch.cat([time_month, space], dim=-1).to(channel.device)  # (h w, G, 96)
+            self._fixed_cache[key] = fixed
+        return torch.cat([channel[None].expand(h * w, -1, -1), fixed.to(channel.dtype)], dim=-1)
 
 
 class GalileoEncoder(Encoder):
