@@ -97,11 +97,8 @@ def test_disk_full_on_a_small_tmpfs_fails_and_keeps_the_earlier_file(crop, encod
         assert hidden(full) == []  # no temp file left
 
 
-def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, monkeypatch):
-    """The same fault everywhere: the file GDAL closed is cut short (as a full disk leaves it)."""
-    out = tmp_path / "emb.tif"
-    embed_raster(crop, out, encoder=encoder, **FAST)
-    good = out.read_bytes()
+def truncate_on_close(monkeypatch) -> None:
+    """Every file BlockWriter closes is cut to half its size (what a full disk leaves behind)."""
     close = BlockWriter._close
 
     def truncating_close(self):
@@ -110,6 +107,14 @@ def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, 
             fh.truncate(os.path.getsize(self.tmp) // 2)
 
     monkeypatch.setattr(BlockWriter, "_close", truncating_close)
+
+
+def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, monkeypatch):
+    """The same fault everywhere: the file GDAL closed is cut short (as a full disk leaves it)."""
+    out = tmp_path / "emb.tif"
+    embed_raster(crop, out, encoder=encoder, **FAST)
+    good = out.read_bytes()
+    truncate_on_close(monkeypatch)
     with pytest.raises(SoftConError, match="left as it was"):
         embed_raster(crop, out, encoder=encoder, **FAST)
     assert out.read_bytes() == good and hidden(tmp_path) == []
@@ -354,14 +359,7 @@ def test_disk_full_in_classify_leaves_no_outputs(points_embedding, tmp_path, mon
     from core.classify.fit import classify
 
     out = tmp_path / "out"
-    close = BlockWriter._close
-
-    def truncating_close(self):
-        close(self)
-        with open(self.tmp, "r+b") as fh:
-            fh.truncate(os.path.getsize(self.tmp) // 2)
-
-    monkeypatch.setattr(BlockWriter, "_close", truncating_close)
+    truncate_on_close(monkeypatch)
     with pytest.raises(SoftConError, match="left as it was"):
         classify(points_embedding, DEMO_POINTS, "class", out, model="softcon_tiny_s2", cv_folds=0)
     assert not out.exists()  # created by the run, removed with everything in it
