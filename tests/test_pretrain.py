@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import write_scene_crop
 from train.pretrain import main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,17 +38,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def crop(tmp_path_factory, s2_scene_files) -> Path:
     """A 13-band GeoTIFF crop (land, water, settlements) of the real scene."""
-    import rasterio
-
-    from train.data import stack_bands
-
-    stack, grid = stack_bands(s2_scene_files)
-    path = tmp_path_factory.mktemp("scene") / "crop.tif"
-    t = grid["transform"] @ rasterio.Affine.translation(256, 0)
-    with rasterio.open(path, "w", driver="GTiff", width=320, height=320, count=13, dtype="uint16",
-                       crs=grid["crs"], transform=t) as dst:
-        dst.write(stack[:, 0:320, 256:576])
-    return path
+    return write_scene_crop(s2_scene_files, tmp_path_factory.mktemp("scene") / "crop.tif", 320)
 
 
 LR = 3e-5   # small: a float-rounding change in a gradient near Adam's eps moves a weight by up to 2 lr
