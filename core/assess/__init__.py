@@ -1,0 +1,1 @@
+"""Accuracy assessment and area estimation by the book (``python -m core.assess sample|estimate``)."""
