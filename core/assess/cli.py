@@ -21,8 +21,8 @@ def _expected_ua(text: str) -> float | dict[str, float]:
         pairs = [p.rsplit("=", 1) for p in text.split(",") if p.strip()]
         return {k.strip(): float(v) for k, v in pairs}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--expected-ua takes a number (0.85) or class=number pairs (water=0.95,forest=0.8), "
-                           f"not {text!r}.") from None
+        raise argparse.ArgumentTypeError(f"takes a number (0.85) or class=number pairs (water=0.95,forest=0.8), "
+                                         f"not {text!r}") from None
 
 
 def get_args_parser() -> argparse.ArgumentParser:

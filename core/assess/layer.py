@@ -35,7 +35,6 @@ STYLES_DDL = (
     '"styleQML" TEXT, "styleSLD" TEXT, "useAsDefault" BOOLEAN, "description" TEXT, "owner" TEXT(30), "ui" TEXT(30), '
     "\"update_time\" DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
 )
-NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 
 def _marker(name: str, fill: str, outline: str, size: str) -> str:
@@ -76,8 +75,8 @@ def add_default_style(gpkg: Path, layer: str, qml: str, geometry_column: str = "
     try:
         with con:
             con.execute(STYLES_DDL)
-            con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, last_change) "
-                        f"VALUES ('layer_styles', 'attributes', 'layer_styles', {NOW})")
+            con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, last_change) VALUES "
+                        "('layer_styles', 'attributes', 'layer_styles', strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
             con.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
                         "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui) "
                         "VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', '')",

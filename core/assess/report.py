@@ -74,7 +74,8 @@ def build_report(cmap: ClassMap, sample: LabelledSample, design: "Design", est: 
     for k, (v, name, px) in enumerate(zip(cmap.values, cmap.names, cmap.counts)):
         classes.append({
             "value": int(v), "name": name, "mapped_pixels": int(px), "mapped_area_ha": float(cmap.hectares(px)),
-            "mapped_proportion": px / max(cmap.total, 1), "points_mapped": int(n_map[k]), "points_reference": int(n_ref[k]),
+            "mapped_proportion": px / max(cmap.total, 1),
+            "points_mapped": int(n_map[k]), "points_reference": int(n_ref[k]),
             "users_accuracy": figure(est.users[k], est.users_se[k]),
             "producers_accuracy": figure(est.producers[k], est.producers_se[k]),
             "area_proportion": figure(est.area[k], est.area_se[k]),

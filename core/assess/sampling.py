@@ -181,9 +181,9 @@ def create_sample(map_path: str | Path, out_path: str | Path, size: int | None =
     alloc = allocate(n, np.asarray(cmap.counts), min_per_class)
     design = {"size": int(alloc.sum()), "size_from_eq13": eq13, "size_given": size, "target_se": target_se,
               "expected_ua": dict(zip(cmap.names, ua.tolist())), "min_per_class": min_per_class, "seed": seed}
-    progress.log(f"{cmap.total} mapped pixels in {int(strata.sum())} classes; sample of {int(alloc.sum())} points"
-                 + ("" if size else f" (Olofsson et al. 2014 eq. 13: standard error of overall accuracy {target_se} "
-                                   f"with expected user's accuracies {sorted(set(ua.tolist()))})"))
+    why = "" if size else (f" (Olofsson et al. 2014 eq. 13: standard error of overall accuracy {target_se} with "
+                           f"expected user's accuracies {sorted(set(ua.tolist()))})")
+    progress.log(f"{cmap.total} mapped pixels in {int(strata.sum())} classes; sample of {int(alloc.sum())} points{why}")
     sample = draw(map_path, cmap, alloc, seed, progress)
     make_folder(out_path.parent)
     write_sample_layer(out_path, cmap, sample.rows, sample.cols, sample.classes)
