@@ -126,3 +126,29 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         processor = cls(qml)
         cls._alive[output_path] = processor
         details.setPostProcessor(processor)
+
+
+class DefaultStyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Applies a layer's own default style (for a GeoPackage: its ``layer_styles`` table, written by core) when
+    Processing loads the output on completion: Processing loads outputs without their default style."""
+
+    _alive: dict[str, "DefaultStyleOnLoad"] = {}  # Processing keeps only a C++ pointer: hold the Python object
+
+    def postProcessLayer(self, layer, context, feedback) -> None:
+        message, ok = layer.loadDefaultStyle()
+        if not ok and feedback is not None:
+            feedback.reportError(f"Could not apply the default style of {layer.source()}: {message}",
+                                 fatalError=False)
+        layer.triggerRepaint()
+
+    @classmethod
+    def attach(cls, context, output_path: str, name: str | None = None) -> None:
+        """Style (and name) the output ``output_path`` when it is loaded on completion."""
+        if not context.willLoadLayerOnCompletion(output_path):
+            return
+        details = context.layerToLoadOnCompletionDetails(output_path)
+        if name:
+            details.name = name
+        processor = cls()
+        cls._alive[output_path] = processor
+        details.setPostProcessor(processor)

@@ -41,7 +41,7 @@ def write_map(path: Path, data: np.ndarray, res: float, names=None, values=None,
 
 def pixel_centres(map_path: Path, rows, cols) -> tuple[np.ndarray, np.ndarray]:
     with rasterio.open(map_path) as ds:
-        return ds.transform * (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
+        return ds.transform @ (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
 
 
 def write_points(path: Path, x, y, fields: dict, crs: str = UTM, geometries=None) -> Path:
@@ -195,7 +195,7 @@ def test_sample_of_400_gives_every_class_at_least_20_points(rare_class_map, tmp_
     assert dict(zip(names, n)) == {"water": 167, "forest": 193, "crop": 20, "built-up": 20}
     # one point per pixel centre, on a pixel of the class it records; no pixel twice; nothing labelled yet
     with rasterio.open(rare_class_map) as ds:
-        c, r = ~ds.transform * (s["xy"][:, 0], s["xy"][:, 1])
+        c, r = ~ds.transform @ (s["xy"][:, 0], s["xy"][:, 1])
     assert np.allclose(c % 1, 0.5) and np.allclose(r % 1, 0.5)
     assert (data[r.astype(int), c.astype(int)] == s["map_value"]).all()
     assert len({(int(a), int(b)) for a, b in zip(r, c)}) == 400
@@ -353,3 +353,13 @@ def test_cli_errors_are_one_line(rare_class_map, tmp_path, capsys):
     assert "Traceback" not in err and not list(tmp_path.glob("*.gpkg"))
     assert main(["estimate", str(rare_class_map), str(tmp_path / "missing.gpkg"), "--out-dir", str(tmp_path)]) == 2
     assert "Validation sample file" in capsys.readouterr().err
+
+
+def test_the_classify_report_says_how_to_get_a_design_based_estimate():
+    from core.classify.report import build_report, format_html, format_text
+
+    report = build_report(class_names=["water"], colors=[(0, 0, 255)], counts={"water": 3}, feature_counts={"water": 3},
+                          dropped={}, n_features=3, cv=None, method="knn", params={}, embedding={"model": "m"},
+                          weights="w")
+    for text in (format_text(report), format_html(report)):
+        assert "python -m core.assess sample CLASSES.tif" in text and "Create validation sample" in text

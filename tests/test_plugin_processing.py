@@ -75,7 +75,7 @@ def test_provider_lists_every_algorithm(plugin):
     assert provider is not None and provider.name() == "SoftCon"
     ids = {a.id() for a in provider.algorithms()}
     assert ids == {f"softcon:{n}" for n in ("modelinfo", "embed", "classify", "applyclassifier", "similarity",
-                                            "pcapreview", "kmeans")}
+                                            "pcapreview", "kmeans", "validationsample", "assessaccuracy")}
     for alg in provider.algorithms():
         assert len(alg.shortHelpString()) > 100, alg.id()
         names = [p.name() for p in alg.parameterDefinitions()]

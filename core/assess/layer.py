@@ -93,7 +93,7 @@ def write_sample_layer(out_path: Path, cmap: ClassMap, rows: np.ndarray, cols: n
     ``stratum`` (the map class name: the strata of this design), ``stratum_pixels`` (pixels of the stratum,
     so that the sample stays assessable if the map changes) and ``reference`` (empty, to be labelled).
     """
-    x, y = cmap.transform * (cols + 0.5, rows + 0.5)
+    x, y = cmap.transform @ (cols + 0.5, rows + 0.5)
     names = np.array(cmap.names, object)[classes]
     n = len(rows)
     fields = {

@@ -100,7 +100,7 @@ def read_labelled_sample(path: str | Path, reference_field: str, cmap: ClassMap,
     xy = np.full((n, 2), np.nan)
     ok = ~shapely.is_empty(geoms) if n else np.zeros(0, bool)
     xy[ok] = shapely.get_coordinates(geoms[ok])
-    c, r = ~cmap.transform * (xy[:, 0], xy[:, 1])
+    c, r = ~cmap.transform @ (xy[:, 0], xy[:, 1])
     with np.errstate(invalid="ignore"):
         rows, cols = np.floor(r), np.floor(c)
         inside = ok & (rows >= 0) & (rows < cmap.height) & (cols >= 0) & (cols < cmap.width)

@@ -81,4 +81,8 @@ def summary_text(result: ClassifyResult) -> str:
         p = getattr(result, key)
         if p is not None:
             lines.append(f"{key:19s} {p}")
+    out = result.class_raster.parent / "validation"
+    lines.append(f"accuracy and areas by the book: python -m core.assess sample {result.class_raster} --out-dir {out}, "
+                 f"label its 'reference' field, then python -m core.assess estimate {result.class_raster} "
+                 f"{out / 'validation_sample.gpkg'} --out-dir {out}")
     return "\n".join(lines)

@@ -67,6 +67,8 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
+    (r"\(--size\)", "(the Sample size)"),
+    (r"--min-per-class\b", "the Fewest points per class"),
 )
 
 #: core's hidden stage folder in a path: its files are moved away before the user reads the log.

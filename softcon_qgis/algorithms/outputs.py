@@ -84,4 +84,7 @@ class ClassificationOutputs:
         if result.report_html is not None:
             results[self.REPORT] = str(result.report_html)
         feedback.pushInfo(tr(f"Classes: {', '.join(result.class_names)}"))
+        feedback.pushInfo(tr(f"Next: the map's accuracy and class areas by the book. Run SoftCon > Accuracy "
+                             f"assessment > Create validation sample on '{self.name(tr('classes'))}', label its "
+                             "points, then Assess accuracy and estimate areas."))
         return results
