@@ -354,12 +354,3 @@ def test_cli_errors_are_one_line(rare_class_map, tmp_path, capsys):
     assert main(["estimate", str(rare_class_map), str(tmp_path / "missing.gpkg"), "--out-dir", str(tmp_path)]) == 2
     assert "Validation sample file" in capsys.readouterr().err
 
-
-def test_the_classify_report_says_how_to_get_a_design_based_estimate():
-    from core.classify.report import build_report, format_html, format_text
-
-    report = build_report(class_names=["water"], colors=[(0, 0, 255)], counts={"water": 3}, feature_counts={"water": 3},
-                          dropped={}, n_features=3, cv=None, method="knn", params={}, embedding={"model": "m"},
-                          weights="w")
-    for text in (format_text(report), format_html(report)):
-        assert "python -m core.assess sample CLASSES.tif" in text and "Create validation sample" in text

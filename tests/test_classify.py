@@ -95,6 +95,9 @@ def test_demo_report_is_honest_and_accurate(demo):
     assert r["samples"]["features_per_class"]["forest"] == 17
     assert abs(sum(r["area_fraction"].values()) - 1) < 1e-6
     assert "overall accuracy" in demo.report_txt.read_text() and "<table>" in demo.report_html.read_text()
+    # cross-validation is a hint: both reports say how to get a design-based estimate of the map
+    assert "python -m core.assess sample CLASSES.tif" in demo.report_txt.read_text()
+    assert "Create validation sample" in demo.report_html.read_text()
 
 
 def test_quicklook_shows_rgb_and_classes(demo):

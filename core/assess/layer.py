@@ -54,7 +54,7 @@ def style_qml(class_names: list[str]) -> str:
                  f'<Option type="Map"><Option type="List" name="map">{entries}</Option></Option>'
                  f'</config></editWidget></field>')
     hidden = "".join(f'<field name="{f}" configurationFlags="None"><editWidget type="Hidden"><config>'
-                     f'<Option/></config></editWidget></field>' for f in HIDDEN)
+                     f'<Option/></config></editWidget></field>' for f in ("fid",) + HIDDEN)
     editable = "".join(f'<field name="{f}" editable="0"/>' for f in ("sample_id",) + HIDDEN)
     unlabelled = f'&quot;{REFERENCE}&quot; IS NULL OR trim(&quot;{REFERENCE}&quot;) = \'\''
     renderer = (

@@ -111,10 +111,9 @@ def draw(path: str | Path, cmap: ClassMap, allocation: np.ndarray, seed: int = 0
                 n_here = int(here.sum())
                 lo, hi = np.searchsorted(chosen[k], [seen[k], seen[k] + n_here])
                 if hi > lo:
-                    r, c = np.nonzero(here)
-                    pick = chosen[k][lo:hi] - seen[k]
-                    rows.append(r[pick] + row)
-                    cols.append(c[pick])
+                    r, c = np.divmod(np.flatnonzero(here)[chosen[k][lo:hi] - seen[k]], ds.width)
+                    rows.append(r + row)
+                    cols.append(c)
                     classes.append(np.full(hi - lo, k))
                 seen[k] += n_here
             progress.update(s + 1, len(parts), "drawing the sample")
