@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 from pyogrio import list_layers, read_info
+from pyogrio.errors import DataLayerError, DataSourceError
 
 from ..errors import SoftConError
 from ..geo.crs import reproject
@@ -47,7 +48,7 @@ def pick_layer(path: Path, layer: str | int | None) -> str | int | None:
         return layer
     try:
         names = [str(n) for n, _ in list_layers(path)]
-    except Exception:  # pyogrio's own errors; read_vector reports an unreadable file clearly
+    except (DataSourceError, DataLayerError):  # read_vector reports an unreadable file clearly
         return None
     if LAYER in names:
         return LAYER
@@ -61,7 +62,7 @@ def _field(path: Path, layer, name: str | None) -> str | None:
         return None
     try:
         fields = [str(f) for f in read_info(path, layer=layer)["fields"]]
-    except Exception:  # unreadable: read_vector has already said why
+    except (DataSourceError, DataLayerError):  # unreadable: read_vector has already said why
         return None
     return {f.casefold(): f for f in fields}.get(name.casefold())
 
