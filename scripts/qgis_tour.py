@@ -234,7 +234,9 @@ def assess_tour() -> None:
 
     from softcon_qgis.core.classify.demo import demo_raster
 
-    labels = {int(k): v for k, v in json.loads(Path(os.environ["SOFTCON_TOUR_LABELS"]).read_text()).items()}
+    given = json.loads(Path(os.environ["SOFTCON_TOUR_LABELS"]).read_text())
+    labels = {int(k): v for k, v in given["labels"].items()}
+    form_id = int(given.get("form", min(labels)))  # the point labelled in its form, on screen
     size = int(os.environ.get("SOFTCON_TOUR_SIZE", "400"))
     raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
     renderer = raster.renderer()
@@ -276,14 +278,14 @@ def assess_tour() -> None:
     def step_form():
         layer = state["layer"]
         assert layer.startEditing()
-        first = next(f for f in layer.getFeatures() if f["sample_id"] == min(labels))
-        layer.selectByIds([first.id()])  # the point being labelled, in the selection colour
+        first = next(f for f in layer.getFeatures() if f["sample_id"] == form_id)
         p = first.geometry().asPoint()
-        iface.mapCanvas().setExtent(QgsRectangle(p.x() - 900, p.y() - 560, p.x() + 900, p.y() + 560))
+        iface.mapCanvas().setExtent(QgsRectangle(p.x() - 1500, p.y() - 950, p.x() + 1500, p.y() + 950))
         iface.mapCanvas().refreshAllLayers()
         form = iface.getFeatureForm(layer, first)
         form.show()
         form.setGeometry(1000, 120, 520, 360)
+        layer.selectByIds([first.id()])  # the point being labelled, in the selection colour
         combo = form.findChild(QComboBox, "reference")  # the value map of the class names
         state.update(form=form, combo=combo, first=first)
         QTimer.singleShot(2500, lambda: (combo.showPopup(), QTimer.singleShot(1500, step_pick)))

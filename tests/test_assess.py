@@ -145,6 +145,14 @@ def test_stratified_estimator_reduces_to_simple_random_sampling():
     assert e.area == pytest.approx(np.bincount(r, minlength=3) / 200)
 
 
+def test_intervals_are_clipped_to_what_the_figure_can_be():
+    from core.assess.report import figure
+
+    assert figure(0.01, 0.02, 100.0) == {"estimate": 1.0, "se": 2.0, "ci95": [0.0, pytest.approx(4.92)]}
+    assert figure(0.99, 0.02)["ci95"] == [pytest.approx(0.9508), 1.0]
+    assert figure(float("nan"), float("nan")) == {"estimate": None, "se": None, "ci95": None}
+
+
 def test_sample_size_is_olofsson_eq13():
     """The paper's example: W = 0.02, 0.015, 0.32, 0.645; U = 0.7, 0.6, 0.9, 0.95; S(O) = 0.01 gives n = 641."""
     assert sample_size(np.array([0.02, 0.015, 0.32, 0.645]), np.array([0.7, 0.6, 0.9, 0.95]), 0.01) == 641
@@ -242,6 +250,7 @@ def test_unlabelled_points_are_counted_and_a_perfect_map_scores_one(rare_class_m
     rep = assess_accuracy(rare_class_map, sample, tmp_path / "out").report
     assert rep["points"] == {"read": 120, "used": 117, "skipped": {"unlabelled": 3}}
     assert rep["overall_accuracy"]["estimate"] == 1.0 and "3 unlabelled point(s) skipped." in rep["warnings"]
+    assert rep["overall_accuracy"]["ci95"] == [1.0, 1.0]
     mapped = {c["name"]: c["mapped_area_ha"] for c in rep["classes"]}
     assert {c["name"]: c["area_ha"]["estimate"] for c in rep["classes"]} == pytest.approx(mapped)
 
@@ -297,6 +306,9 @@ def test_points_outside_the_map_or_on_nodata_are_reported_and_left_out(rare_clas
                           {"reference": ref, "stratum": list(s["stratum"]) + ["water"] * 3})
     rep = assess_accuracy(rare_class_map, sample, tmp_path / "out").report
     assert rep["points"] == {"read": 103, "used": 100, "skipped": {"outside the map": 1, "on nodata": 2}}
+    for c in rep["classes"]:                                           # intervals clipped to what areas can be
+        lo, hi = c["area_ha"]["ci95"]
+        assert 0 <= lo <= c["area_ha"]["estimate"] <= hi <= rep["strata_area_ha"]
     assert any("1 outside the map, 2 on nodata" in w for w in rep["warnings"])
 
 
@@ -353,4 +365,3 @@ def test_cli_errors_are_one_line(rare_class_map, tmp_path, capsys):
     assert "Traceback" not in err and not list(tmp_path.glob("*.gpkg"))
     assert main(["estimate", str(rare_class_map), str(tmp_path / "missing.gpkg"), "--out-dir", str(tmp_path)]) == 2
     assert "Validation sample file" in capsys.readouterr().err
-

@@ -63,6 +63,7 @@ def test_sample_layer_opens_with_a_value_map_of_the_class_names(plugin, class_ma
     rules = layer.renderer().rootRule().children()
     assert [r.label() for r in rules] == ["to label", "labelled"]
     assert layer.featureCount() == 40 and layer.crs().authid() == "EPSG:32618"
+    assert layer.displayExpression() == '"sample_id"'                    # the status bar does not name the class
     del layer
 
 

@@ -17,7 +17,7 @@ from ..errors import SoftConError
 from ..io.writer import check_folder
 from ..progress import Progress
 from .classmap import ClassMap, read_class_map
-from .estimation import Estimates, estimate, Z95
+from .estimation import Estimates, estimate
 from .layer import REFERENCE, STRATUM
 from .reference import LabelledSample, read_labelled_sample
 from .report import build_report, write_outputs
@@ -108,7 +108,5 @@ def assess_accuracy(map_path: str | Path, sample_path: str | Path, out_dir: str 
     check_strata(design, sample.skipped.get("unlabelled", 0))
     est: Estimates = estimate(design.strata, sample.mapped, sample.reference, design.sizes, len(cmap.values))
     report = build_report(cmap, sample, design, est, sample_path=str(sample_path), reference_field=reference_field)
-    progress.log(f"{design.estimator}: {len(sample.mapped)} labelled points in {len(design.names)} strata; overall "
-                 f"accuracy {est.overall:.3f} +- {Z95 * est.overall_se:.3f}")
     paths = write_outputs(out_dir, report)
     return AssessResult(*paths, report=report)

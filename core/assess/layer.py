@@ -66,6 +66,7 @@ def style_qml(class_names: list[str]) -> str:
     return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
             '<qgis version="3.22.0" styleCategories="Symbology|Fields|Forms">'
             f"{renderer}<fieldConfiguration>{value_map}{hidden}</fieldConfiguration>"
+            '<previewExpression>"sample_id"</previewExpression>'  # not the map class: labelling stays blind
             f"<editable>{editable}</editable></qgis>")
 
 

@@ -39,11 +39,16 @@ def _num(v: float) -> float | None:
 
 
 def figure(value: float, se: float, scale: float = 1.0) -> dict[str, Any]:
-    """An estimate with its standard error and 95 % interval (None where undefined), times ``scale``."""
+    """An estimate with its standard error and 95 % interval (None where undefined), times ``scale``.
+
+    The interval is estimate +- 1.96 SE clipped to what the figure can be, [0, scale]: with few points the normal
+    interval of a small area can reach below 0.
+    """
     v, s = _num(value * scale), _num(se * scale)
     if v is None:
         return {"estimate": None, "se": None, "ci95": None}
-    return {"estimate": v, "se": s, "ci95": None if s is None else [v - Z95 * s, v + Z95 * s]}
+    return {"estimate": v, "se": s,
+            "ci95": None if s is None else [max(v - Z95 * s, 0.0), min(v + Z95 * s, scale)]}
 
 
 def build_report(cmap: ClassMap, sample: LabelledSample, design: "Design", est: Estimates, sample_path: str,
@@ -160,7 +165,7 @@ def format_html(report: dict[str, Any]) -> str:
         f"<p>Map <b>{e(report['map'])}</b>; sample <b>{e(report['sample'])}</b> (reference field "
         f"<b>{e(report['reference_field'])}</b>): {pts['used']} labelled points used of {pts['read']}. "
         f"Overall accuracy <b>{e(_p(report['overall_accuracy']))}</b>. Intervals are 95 % "
-        f"(± {report['confidence']['z']} standard errors).</p>",
+        f"(± {report['confidence']['z']} standard errors; the interval columns clipped to the possible range).</p>",
         "<h3>Accuracy</h3><table><tr><th class='l'>class</th><th>user's accuracy</th><th>producer's accuracy</th>"
         "<th>points (map)</th><th>points (reference)</th></tr>",
     ]
