@@ -27,7 +27,7 @@ done
 /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print(e) for e in d['events']]" "$SHOTS/out/tour.json"
 grep -q '"ok": true' "$SHOTS/out/tour.json" || { echo "the tour failed; see $SHOTS" >&2; exit 1; }
 mkdir -p "$DEST"
-for f in assess_1_dialog_sample assess_2_sample assess_3_label_value_map assess_4_labelled assess_5_log assess_6_report; do
+for f in assess_3_label_value_map assess_4_labelled assess_5_log assess_6_report; do  # 1 and 2 (the dialog, the sample) stay in SHOTS
     convert "$SHOTS/out/$f.png" -resize 1280x "$DEST/$f.png"
 done
 echo "screenshots in $DEST (raw ones, the sample, the accuracy outputs and the logs in $SHOTS)"

@@ -116,7 +116,7 @@ def _p(fig: dict[str, Any], digits: int = 3) -> str:
 def _ha(v: float | None) -> str:
     if v is None:
         return "n/a"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{v:,.0f}" if abs(v) >= 100 or v == 0 else f"{v:,.2f}"
 
 
 def format_csv(report: dict[str, Any]) -> str:
