@@ -232,11 +232,17 @@ def assess_tour() -> None:
     from processing import createAlgorithmDialog
     from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin, QgsRectangle
 
+    from softcon_qgis.core.assess.classmap import read_class_map
     from softcon_qgis.core.classify.demo import demo_raster
 
     given = json.loads(Path(os.environ["SOFTCON_TOUR_LABELS"]).read_text())
     labels = {int(k): v for k, v in given["labels"].items()}
     form_id = int(given.get("form", min(labels)))  # the point labelled in its form, on screen
+    cmap = read_class_map(os.environ["SOFTCON_TOUR_MAP"])
+    if given.get("map_counts") and dict(zip(cmap.names, cmap.counts)) != given["map_counts"]:
+        finish(False, error="the labels are for another map (its pixel counts differ): a new map draws other "
+                            "points; label them again")
+        return
     size = int(os.environ.get("SOFTCON_TOUR_SIZE", "400"))
     raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
     renderer = raster.renderer()
