@@ -79,12 +79,13 @@ def test_sample_label_assess_through_processing(plugin, class_map, tmp_path):
     assert not (tmp_path / "small.gpkg").exists()
     # label in an edit session, as a user does with the value map: the truth is the map except 6 points
     layer = open_sample(sample)
+    QgsProject.instance().addMapLayer(layer)  # as in the desktop: the project owns it
     assert layer.startEditing()
     idx = layer.fields().indexOf("reference")
     for i, f in enumerate(layer.getFeatures()):
         truth = f["map_class"] if i % 10 else NAMES[(NAMES.index(f["map_class"]) + 1) % 4]
         assert layer.changeAttributeValue(f.id(), idx, truth)
-    ok, _, fb = helpers.run("softcon:assessaccuracy", {"INPUT": str(class_map), "SAMPLE": layer,
+    ok, _, fb = helpers.run("softcon:assessaccuracy", {"INPUT": str(class_map), "SAMPLE": layer.id(),
                                                        "OUTPUT_FOLDER": str(tmp_path / "acc")})
     assert not ok and "unsaved edits" in fb.errors[-1]                     # labels not saved yet: refused
     assert layer.commitChanges()
@@ -97,7 +98,7 @@ def test_sample_label_assess_through_processing(plugin, class_map, tmp_path):
     assert res["OVERALL_ACCURACY"] == pytest.approx(report["overall_accuracy"]["estimate"])
     assert Path(res["OUTPUT_HTML"]).name == "accuracy.html" and Path(res["OUTPUT_CSV"]).exists()
     assert any("overall\u00a0accuracy" in c for c in fb.commands)         # the table, monospace
-    del layer
+    helpers.drop_layers()
 
 
 def test_processing_loads_the_sample_with_its_labelling_style(plugin, class_map, tmp_path):
