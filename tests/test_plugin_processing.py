@@ -170,6 +170,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert " " not in tables[0] and len(rows) >= 3
     assert len({len(r.split("\u00a0\u00a0<-")[0]) for r in rows}) == 1, rows
     assert "Spatially blocked cross-validation: overall accuracy" in log
+    assert "Create validation sample" in log  # the next step: the map's accuracy by the book
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 
