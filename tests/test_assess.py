@@ -355,6 +355,7 @@ def test_a_sample_without_strata_is_one_stratum(rare_class_map, tmp_path):
     rep = assess_accuracy(rare_class_map, sample, tmp_path / "out").report
     assert rep["estimator"] == "stehman2014" and rep["strata"][0]["name"] == "whole map"
     assert rep["strata"][0]["pixels"] == sum(c["mapped_pixels"] for c in rep["classes"])
+    assert any("Points placed by hand are not" in w for w in rep["warnings"])
 
 
 def test_cli_errors_are_one_line(rare_class_map, tmp_path, capsys):

@@ -64,6 +64,9 @@ def build_report(cmap: ClassMap, sample: LabelledSample, design: "Design", est: 
     left_out = {k: v for k, v in skipped.items() if k != "unlabelled"}
     if left_out:
         warnings.append("Labelled points left out: " + ", ".join(f"{v} {k}" for k, v in left_out.items()) + ".")
+    if design.names == ["whole map"]:
+        warnings.append("The sample records no strata, so it is taken as a simple random (or systematic) sample of the "
+                        "map. Points placed by hand are not: for them these figures are not design-based estimates.")
     if cmap.geographic:
         warnings.append("The map is in a geographic CRS: areas use the pixel area at its centre. Project the map to "
                         "an equal-area CRS for exact areas.")
