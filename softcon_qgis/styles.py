@@ -100,23 +100,29 @@ def write_style(path: str, make_renderer, **kwargs) -> str:
 
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
-    """Applies a saved ``.qml`` to an output layer when Processing loads it into the project."""
+    """Applies a saved ``.qml`` to an output raster when Processing loads it into the project; with ``qml=None``,
+    the layer's own default style (a GeoPackage's ``layer_styles`` table): Processing loads outputs without it."""
 
     _alive: dict[str, "StyleOnLoad"] = {}  # Processing keeps only a C++ pointer: hold the Python object
 
-    def __init__(self, qml: str) -> None:
+    def __init__(self, qml: str | None) -> None:
         super().__init__()
         self.qml = qml
 
     def postProcessLayer(self, layer, context, feedback) -> None:
-        if isinstance(layer, QgsRasterLayer):
+        if self.qml is None:
+            message, ok = layer.loadDefaultStyle()
+        elif isinstance(layer, QgsRasterLayer):
             message, ok = layer.loadNamedStyle(self.qml)
-            if not ok and feedback is not None:
-                feedback.reportError(f"Could not apply the style {self.qml}: {message}", fatalError=False)
-            layer.triggerRepaint()
+        else:
+            return
+        if not ok and feedback is not None:
+            feedback.reportError(f"Could not apply the style {self.qml or 'of ' + layer.source()}: {message}",
+                                 fatalError=False)
+        layer.triggerRepaint()
 
     @classmethod
-    def attach(cls, context, output_path: str, qml: str, name: str | None = None) -> None:
+    def attach(cls, context, output_path: str, qml: str | None, name: str | None = None) -> None:
         """Style (and name) the output ``output_path`` when it is loaded on completion."""
         if not context.willLoadLayerOnCompletion(output_path):
             return
@@ -124,31 +130,5 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         if name:
             details.name = name
         processor = cls(qml)
-        cls._alive[output_path] = processor
-        details.setPostProcessor(processor)
-
-
-class DefaultStyleOnLoad(QgsProcessingLayerPostProcessorInterface):
-    """Applies a layer's own default style (for a GeoPackage: its ``layer_styles`` table, written by core) when
-    Processing loads the output on completion: Processing loads outputs without their default style."""
-
-    _alive: dict[str, "DefaultStyleOnLoad"] = {}  # Processing keeps only a C++ pointer: hold the Python object
-
-    def postProcessLayer(self, layer, context, feedback) -> None:
-        message, ok = layer.loadDefaultStyle()
-        if not ok and feedback is not None:
-            feedback.reportError(f"Could not apply the default style of {layer.source()}: {message}",
-                                 fatalError=False)
-        layer.triggerRepaint()
-
-    @classmethod
-    def attach(cls, context, output_path: str, name: str | None = None) -> None:
-        """Style (and name) the output ``output_path`` when it is loaded on completion."""
-        if not context.willLoadLayerOnCompletion(output_path):
-            return
-        details = context.layerToLoadOnCompletionDetails(output_path)
-        if name:
-            details.name = name
-        processor = cls()
         cls._alive[output_path] = processor
         details.setPostProcessor(processor)

@@ -11,7 +11,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..styles import DefaultStyleOnLoad
+from ..styles import StyleOnLoad
 from .base import SoftConAlgorithm, make_parent, make_progress, output_name, raster_source, require_core, run_core, tr
 
 
@@ -83,7 +83,7 @@ class ValidationSampleAlgorithm(SoftConAlgorithm):
             expected_ua=self.parameterAsDouble(parameters, self.EXPECTED_UA, context),
             target_se=self.parameterAsDouble(parameters, self.TARGET_SE, context),
             seed=self.parameterAsInt(parameters, self.SEED, context), progress=make_progress(feedback))
-        DefaultStyleOnLoad.attach(context, out, output_name(layer, tr("validation sample")))
+        StyleOnLoad.attach(context, out, None, output_name(layer, tr("validation sample")))  # its layer_styles
         feedback.pushInfo(tr(f"{result.size} points. Label the 'reference' field of each, save the edits, then run "
                              "'Assess accuracy and estimate areas' with this map and this layer."))
         return {self.OUTPUT: out, self.POINTS: result.size}
