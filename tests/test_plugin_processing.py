@@ -149,7 +149,11 @@ def test_classify_outputs_are_styled_layers(classified, data):
     prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)
     assert prob.renderer().type() == "singlebandpseudocolor"
     conf = assert_on_crop(res["OUTPUT_CONFIDENCE"], data["crop"], 1)
-    assert conf.renderer().type() == "singlebandgray"
+    assert conf.renderer().type() == "singlebandpseudocolor"  # core's ramp, as the command line's .qml draws it
+    from core.classify.styles import CONFIDENCE
+
+    items = conf.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [(i.value, i.color.getRgb()[:3]) for i in items] == [(v, tuple(c)) for v, c in CONFIDENCE.items()]
     with rasterio.open(res["OUTPUT_CLASSES"]) as ds:
         values = np.unique(ds.read(1))
     assert set(values.tolist()) - {0} <= {1, 2, 3} and len(set(values.tolist()) - {0}) >= 2
