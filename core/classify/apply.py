@@ -54,6 +54,7 @@ def apply_classifier(
     asked = {key: (expect or {}).get(key) for key in ("model", "mode", "features", "grid")}
     asked["features"] = parse_features(asked["features"])
     model = meta.get("model") or asked["model"] or DEFAULT_MODEL
+    # classifiers of format 1 recorded no mode: they were trained on pooled embeddings
     spec = spec.replace(model=model, mode=meta.get("mode") or "pooled", stride=meta.get("stride"))
     bands, checkpoint, pretrained = spec.bands, spec.checkpoint, spec.pretrained
     if is_embedding_raster(raster):

@@ -157,7 +157,7 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
 
 def embedding_source(layer: QgsRasterLayer | None) -> str:
     """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.embed.tags import is_embedding_raster
+    from ..core.embed.tags import is_embedding_raster  # rasterio: only where the dependencies are there
 
     path = raster_source(layer, "Embedding raster")
     if not is_embedding_raster(path):
@@ -329,7 +329,7 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
         """Log model, weights, bands and the device that will actually run."""
-        from ..core.device import pick_device
+        from ..core.device import pick_device  # torch: only once require_core() found it
 
         dev = run_core(feedback, pick_device, device)
         feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
