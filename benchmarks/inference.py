@@ -38,16 +38,15 @@ import rasterio  # noqa: E402
 import torch  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from core.io.writer import stack_to_geotiff  # noqa: E402
+from core.classify.demo import demo_raster  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
 from core.embed import engine  # noqa: E402
 from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
 from core.embed.spec import EmbedSpec  # noqa: E402
 from core.geo.bands import resolve_bands, select_bands  # noqa: E402
+from core.geo.normalize import preprocess  # noqa: E402
 from core.models.encoders import create_encoder  # noqa: E402
 from core.models.registry import DEFAULT_MODEL  # noqa: E402
-from core.geo.normalize import preprocess  # noqa: E402
-from core.io.sample_data import s2_scene_files  # noqa: E402
 
 VALID = 1920  # the scene's fully valid square (its 60 m bands stop 50 m short of the 10 m grid)
 
@@ -56,9 +55,7 @@ def scene_tif(workdir: Path, size: int = VALID) -> Path:
     """The real scene stacked onto 10 m and cut to ``size`` px of its valid 1920 x 1920 px, as a tiled GeoTIFF."""
     out = workdir / f"scene_{size}.tif"
     if not out.exists():
-        full = workdir / "scene_full.tif"
-        if not full.exists():
-            stack_to_geotiff(s2_scene_files(), full)
+        full = demo_raster()  # the scene stacked to 10 m, made once in the cache
         with rasterio.open(full) as src:
             win = Window(0, 0, size, size)
             prof = src.profile | dict(width=size, height=size, transform=src.window_transform(win))
