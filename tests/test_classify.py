@@ -248,7 +248,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         apply_classifier(other, demo.classifier, out, EmbedSpec())
     _assert_nothing_written(out)
 
-    with pytest.raises(SoftConError, match="Unknown method"):
+    with pytest.raises(SoftConError, match="Unknown --method .svm.; use one of: auto, linear"):
         classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec(method="svm"))
     _assert_nothing_written(out)
 
