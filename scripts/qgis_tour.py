@@ -124,6 +124,7 @@ def install_tour() -> None:
 
 # ---------------------------------------------------------------------------------------- screens
 def screens_tour() -> None:
+    # the screens tour only: Processing and the plugin's packages (torch...) are there once QGIS loaded the plugin
     from processing import createAlgorithmDialog
     from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
 

@@ -129,7 +129,7 @@ def python_executable() -> str:
 def deps_dir(settings_dir: str | os.PathLike | None = None) -> Path:
     """The plugin's own package folder for this Python version (not created here)."""
     if settings_dir is None:
-        from qgis.core import QgsApplication
+        from qgis.core import QgsApplication  # only inside QGIS: the installer's checks run without it
 
         settings_dir = QgsApplication.qgisSettingsDirPath()
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
@@ -210,6 +210,7 @@ def check(requirements: tuple[tuple[str, str], ...] | None = None) -> list[Missi
 
 def versions() -> str:
     """One line naming the versions that matter when something goes wrong (for the log)."""
+    # the packages this module checks for: imported only here, once they are known to be installed
     import rasterio
     import torch
 

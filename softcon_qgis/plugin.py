@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis import utils as qgis_utils
+from qgis.core import Qgis, QgsApplication, QgsBlockingNetworkRequest, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
+from qgis.PyQt.QtNetwork import QNetworkRequest
+from qgis.PyQt.QtWidgets import QAction, QDockWidget, QMessageBox, QPushButton, QTabWidget
 
 from . import deps, install
+from .provider import SoftConProvider
 
 LOG_TAG = "SoftCon"
 MENU = "&SoftCon"
@@ -25,12 +29,14 @@ def log(text: str, level=Qgis.Info) -> None:
     QgsMessageLog.logMessage(text, LOG_TAG, level)
 
 
+def desktop():
+    """QGIS's interface (``qgis.utils.iface``), read when needed: QGIS sets it after importing plugins, and it
+    is None headless (``qgis_process``, tests without a window)."""
+    return qgis_utils.iface
+
+
 def remote_size(url: str) -> int | None:
     """Size of a remote file from a HEAD request through QGIS's network settings (proxy, certificates)."""
-    from qgis.core import QgsBlockingNetworkRequest
-    from qgis.PyQt.QtCore import QUrl
-    from qgis.PyQt.QtNetwork import QNetworkRequest
-
     request = QgsBlockingNetworkRequest()
     if request.head(QNetworkRequest(QUrl(url))) != QgsBlockingNetworkRequest.NoError:
         return None
@@ -112,8 +118,6 @@ class SoftConPlugin:
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
-        from .provider import SoftConProvider
-
         if self.provider is None:
             provider = SoftConProvider()
             if QgsApplication.processingRegistry().addProvider(provider):
@@ -124,7 +128,7 @@ class SoftConPlugin:
     # --- desktop ----------------------------------------------------------------------------
     def initGui(self) -> None:
         self.initProcessing()
-        from qgis.utils import iface
+        iface = desktop()
 
         if iface is None:  # headless (qgis_process, tests without an interface)
             return
@@ -139,7 +143,7 @@ class SoftConPlugin:
                 log("The SoftCon provider was already removed.")
             self.provider = None
         if self.action is not None:
-            from qgis.utils import iface
+            iface = desktop()
 
             if iface is not None:
                 iface.removePluginMenu(MENU, self.action)
@@ -148,7 +152,7 @@ class SoftConPlugin:
     def check_dependencies(self, interactive: bool = False) -> list[deps.Missing]:
         """Import torch, timm, rasterio...; tell the user what is missing and offer to install it."""
         missing = deps.check()
-        from qgis.utils import iface
+        iface = desktop()
 
         if not missing:
             if interactive and iface is not None:
@@ -175,7 +179,7 @@ class SoftConPlugin:
     def start_install(self, build: str | None = None) -> None:
         """Step 1: find what pip would download for ``build`` (default: CPU unless an NVIDIA GPU is present)."""
         if self.busy():
-            from qgis.utils import iface
+            iface = desktop()
 
             if iface is not None:
                 iface.messageBar().pushMessage(LOG_TAG, "The install is already running (see the status bar).",
@@ -221,7 +225,7 @@ class SoftConPlugin:
     def ask(self, plan: install.Plan) -> str | None:
         """The confirmation dialog: returns the build to install (``plan.build``), the other build to plan
         instead, or None (cancel)."""
-        from qgis.utils import iface
+        iface = desktop()
 
         other = "cuda" if plan.build == "cpu" else "cpu"
         gpu = "An NVIDIA GPU was found." if install.has_cuda_gpu() else "No NVIDIA GPU was found."
@@ -243,8 +247,7 @@ class SoftConPlugin:
 
     def show_installing(self) -> None:
         """Say where the progress and pip's log are, and open the log on SoftCon's tab."""
-        from qgis.PyQt.QtWidgets import QDockWidget, QTabWidget
-        from qgis.utils import iface
+        iface = desktop()
 
         if iface is None:
             return
@@ -262,14 +265,14 @@ class SoftConPlugin:
                 tabs.setCurrentIndex(i)
 
     def report_failure(self, text: str) -> None:
-        from qgis.utils import iface
+        iface = desktop()
 
         log(text, Qgis.Critical)
         if iface is not None:  # the first line in the bar, the whole text (with the fix) under "Show more"
             iface.messageBar().pushMessage(LOG_TAG, text.splitlines()[0], text, Qgis.Critical, 0)
 
     def _install_done(self, ok: bool, output: str) -> None:
-        from qgis.utils import iface
+        iface = desktop()
 
         self.last_install = (ok, output)
         log(output.splitlines()[-1] if output else "", Qgis.Info if ok else Qgis.Critical)

@@ -15,6 +15,9 @@ import pytest
 import rasterio
 import shapely
 import torch
+from PIL import Image
+from pyogrio.raw import write
+from rasterio.windows import Window
 
 import toy_classifier
 from core import cache as embcache
@@ -22,11 +25,15 @@ from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
 from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
+from core.classify.pixelmap import FeatureSource, full_spec, open_source
 from core.classify.spec import FitSpec
 from core.embed.spec import EmbedSpec
+from core.embed.tags import embedding_info
 from core.errors import SoftConError
 from core.geo.samples import read_vector
 from core.geo.crs import reproject
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.weights import cached_path
 
 OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
            "report.html", "quicklook.png")
@@ -81,9 +88,6 @@ def test_demo_writes_every_output(demo):
 
 
 def test_demo_report_is_honest_and_accurate(demo):
-    from core.models.registry import DEFAULT_MODEL, get_record
-    from core.models.weights import cached_path
-
     r = json.loads(demo.report_json.read_text())
     trained = cached_path(get_record(DEFAULT_MODEL)) is not None
     assert ("random-init" in r["weights"]) != trained
@@ -109,8 +113,6 @@ def test_demo_report_is_honest_and_accurate(demo):
 
 
 def test_quicklook_shows_rgb_and_classes(demo):
-    from PIL import Image
-
     img = np.asarray(Image.open(demo.quicklook_png).convert("RGB"))
     assert img.shape[1] > 1200 and img.shape[0] > 600
     left, right = img[60:600, 20:600], img[60:600, 680:1250]
@@ -121,7 +123,7 @@ def test_quicklook_shows_rgb_and_classes(demo):
 
 @pytest.mark.qgis
 def test_style_loads_in_qgis(demo, qgis_new_project):
-    from qgis.core import QgsRasterLayer
+    from qgis.core import QgsRasterLayer  # the module's one QGIS test: qgis only here
 
     layer = QgsRasterLayer(str(demo.class_raster), "classes")
     assert layer.isValid()
@@ -166,8 +168,6 @@ def test_destinations_keep_only_the_chosen_outputs_at_their_paths(demo, tmp_path
 
 
 def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
-    from pyogrio.raw import write
-
     vec = read_vector(DEMO_POINTS, "class")
     utm = reproject(vec.geometries, vec.crs, "EPSG:32618")
     gpkg = tmp_path / "utm.gpkg"
@@ -181,8 +181,6 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
 
 
 def test_polygon_layer(demo, tmp_path):
-    from pyogrio.raw import write
-
     vec = read_vector(DEMO_POINTS, "class")
     polys = shapely.buffer(reproject(vec.geometries, vec.crs, "EPSG:32618"), 100.0, cap_style="square")
     path = tmp_path / "polys.geojson"
@@ -253,7 +251,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         apply_classifier(other, demo.classifier, out, EmbedSpec())
     _assert_nothing_written(out)
 
-    with pytest.raises(SoftConError, match="Unknown method"):
+    with pytest.raises(SoftConError, match="Unknown --method .svm.; use one of: auto, linear"):
         classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec(method="svm"))
     _assert_nothing_written(out)
 
@@ -300,8 +298,6 @@ def test_embedding_cache_keys_hits_and_size_limit(tmp_path, monkeypatch):
 
 
 def _crop(src_path, out_path, row, col, size):
-    from rasterio.windows import Window
-
     with rasterio.open(src_path) as src:
         win = Window(col, row, size, size)
         profile = dict(src.profile, width=size, height=size, transform=src.window_transform(win))
@@ -320,8 +316,6 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
     (features ``emb``), trained on labels read off the demo's own map, so that the border windows'
     embeddings alone decide the ring.
     """
-    from pyogrio.raw import write
-
     scene = demo_raster()
     r0 = c0 = 640  # a multiple of the stride: both crops share the window grid
     big = _crop(scene, tmp_path / "big.tif", r0 - margin, c0 - margin, inner + 2 * margin)
@@ -357,9 +351,6 @@ def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_fi
 
 
 def test_training_features_are_the_map_features(demo):
-    from core.classify.pixelmap import FeatureSource, full_spec, open_source
-    from core.embed.tags import embedding_info
-
     emb = rasterio.open(demo.embedding)
     info = embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:

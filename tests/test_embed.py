@@ -6,8 +6,12 @@ nodata and error handling, which do not depend on what the weights learned.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,10 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from safetensors.torch import save_file
+from shapely.geometry import Polygon
 
+from core.embed import engine
 from core.io.raster import open_raster
 from core.embed.engine import embed_raster
 from core.embed.spec import EmbedSpec
@@ -36,8 +43,6 @@ def encoder(tmp_path_factory):
     torch.manual_seed(0)
     enc, record = create_encoder("softcon_tiny_s2", pretrained=False)
     if all(importlib.util.find_spec(m) is not None for m in ("core.models.checkpoint", "core.models.weights")):
-        from safetensors.torch import save_file
-
         path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
         save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(path))
         enc, record = create_encoder("softcon_tiny_s2", checkpoint=path)
@@ -135,8 +140,6 @@ def test_dense_embeddings_do_not_depend_on_tiling_or_batch(s2_scene_files, crop,
 
 def test_device_path_matches_reader_thread_path(s2_scene_files, encoder, tmp_path, monkeypatch):
     """The GPU path (raw uint16 shipped as int16 bits, normalised on the device) gives the same numbers."""
-    from core.embed import engine
-
     src = tmp_path / "holes.tif"
     _with_holes(s2_scene_files, src)
     a = embed_raster(src, tmp_path / "a.tif", FP32.replace(mode="dense"), encoder=encoder)
@@ -184,8 +187,6 @@ def test_nodata_is_propagated(s2_scene_files, encoder, tmp_path):
 
 
 def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):
-    from shapely.geometry import Polygon
-
     with rasterio.open(crop) as ds:
         t = ds.transform
     tri = Polygon([(t.c + 20, t.f - 20), (t.c + 1500, t.f - 20), (t.c + 20, t.f - 1500)])
@@ -198,8 +199,6 @@ def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):
 
 def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatch):
     """Reading in a background thread (GPU, spare cores) or between batches (busy CPU) gives the same file."""
-    from core.embed import engine
-
     outs = []
     for background in (True, False):
         monkeypatch.setattr(engine, "read_in_background", lambda dev, b=background: b)
@@ -211,8 +210,6 @@ def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("background", [True, False])
 def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path, monkeypatch, background):
-    from core.embed import engine
-
     monkeypatch.setattr(engine, "read_in_background", lambda dev: background)
     calls = {"n": 0}
 
@@ -303,13 +300,6 @@ def test_cog_output_has_overviews_and_tags(s2_scene_files, encoder, tmp_path):
 
 def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path):
     """Two ranks, two rasters: each rank embeds one, and the files equal a single-process run."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
     root = Path(__file__).resolve().parents[1]
     enc, _ = encoder
     ckpt = tmp_path / "tiny.safetensors"
@@ -338,8 +328,6 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
 
 
 def test_reader_thread_only_where_a_core_is_free(monkeypatch):
-    from core.embed import engine
-
     monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 2)
     assert not engine.read_in_background(torch.device("cpu"))  # both cores run torch: read between batches

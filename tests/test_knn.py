@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+import torch
 
 from core.errors import SoftConError
 from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
 from core.classify.methods import METHODS
+from train.linear_probe import knn_scores
 
 
 def _dino_reference(train, labels, test, k, t, n_classes):
@@ -87,9 +91,6 @@ def test_linear_and_prototype_handle_a_class_missing_from_training():
 
 
 def test_linear_binary_matches_sklearn():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     rng = np.random.default_rng(3)
     x = rng.normal(size=(80, 6)).astype(np.float32)
     y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
@@ -132,10 +133,6 @@ def test_bad_classifier_inputs(tmp_path):
 def test_centred_knn_is_the_probes_knn_and_survives_saving(eurosat_features, tmp_path):
     """The map's kNN with center=True gives the linear probe's kNN scores on real EuroSAT features, is
     unchanged by a common offset (which moves the uncentred one), and reads back centred."""
-    import torch
-
-    from train.linear_probe import knn_scores
-
     x, y, classes = eurosat_features
     rng = np.random.default_rng(0)
     test = rng.random(len(y)) < 0.3

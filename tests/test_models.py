@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from core.errors import SoftConError
+from core.geo.bands import S2_SURFACE
 from core.geo.stats import S1_MEAN, S2C_MEAN
 from core.models.checkpoint import save_safetensors
 from core.models.encoders import ARCHS, build_encoder, create_encoder, is_empty
+from core.models.galileo import BANDS
 from core.models.record import record_metadata
 from core.models.registry import (ARCHITECTURES, DEFAULT_MODEL, HF_REPO, REGISTRY, get_record, record_from_checkpoint,
                                   register)
@@ -93,9 +95,6 @@ def test_vit_dense_on_larger_windows():
 
 def test_the_torch_free_registry_agrees_with_the_builders():
     """Architectures, parameter counts (the plugin's download sizes) and Galileo's bands, declared without torch."""
-    from core.geo.bands import S2_SURFACE
-    from core.models.galileo import BANDS
-
     assert set(ARCHS) == set(ARCHITECTURES) and BANDS == S2_SURFACE
     for r in REGISTRY.values():
         encoder = build_encoder(r.arch, r.in_chans, r.input_size, empty=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skops.io as sio
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from core.classify.compat import check_compatible
 from core.errors import SoftConError
@@ -87,9 +89,6 @@ class Rogue:
 
 
 def test_forest_file_with_untrusted_or_wrong_types_is_refused(tmp_path):
-    import skops.io as sio
-    from sklearn.linear_model import LogisticRegression
-
     clf = make_classifier("rf", 2).fit(np.eye(4), [0, 1, 0, 1])
     for obj, message in ((Rogue(), "holds types this tool does not load.*Rogue"),
                          (LogisticRegression().fit(np.eye(4), [0, 1, 0, 1]), "holds a LogisticRegression, not")):

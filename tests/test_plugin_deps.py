@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from qgis.core import Qgis, QgsApplication
+from qgis.PyQt.QtWidgets import QPushButton
 
 import qgis_helpers as helpers
+import softcon_qgis
 from softcon_qgis import deps, install
+from softcon_qgis.plugin import InstallTask, SoftConPlugin
 
 pytestmark = pytest.mark.qgis
 FAKE = ("softcon_absent_pkg", "softcon-absent-pkg==1.0")
@@ -229,7 +232,7 @@ def test_install_replaces_the_folder_only_when_the_new_one_imports(tmp_path, mon
     assert any(ln.startswith("$ ") and "--target" in ln for ln in lines)
     assert any("Checking that the packages import" in ln for ln in lines)
     assert str(target) in sys.path
-    import softcon_tiny_dep
+    import softcon_tiny_dep  # the package the install above just put on the path
 
     assert softcon_tiny_dep.VALUE == 42
     del sys.modules["softcon_tiny_dep"]
@@ -259,9 +262,6 @@ def test_install_can_be_cancelled(tmp_path):
 def test_plugin_gui_reports_missing_packages(qgis_iface, monkeypatch):
     """Desktop start-up with a package missing: a message bar with an Install button and the full
     explanation in the log, no traceback; the menu action is added and removed."""
-    import softcon_qgis
-    from qgis.PyQt.QtWidgets import QPushButton
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg, level)))
     monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (FAKE,))
@@ -284,8 +284,6 @@ def test_plugin_gui_reports_missing_packages(qgis_iface, monkeypatch):
 def test_install_task_shows_progress_and_logs_pip(qgis_iface, tmp_path, monkeypatch):
     """The task behind Install…: pip's lines in the SoftCon log tab, the progress bar moving, the result
     in the message bar."""
-    from softcon_qgis.plugin import InstallTask, SoftConPlugin
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg)))
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -309,8 +307,6 @@ def test_install_task_shows_progress_and_logs_pip(qgis_iface, tmp_path, monkeypa
 def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
     """When pip cannot resolve (no network, CPU index unreachable) the message bar says so and the full
     text, with the one command that fixes it, is in the log."""
-    from softcon_qgis.plugin import SoftConPlugin
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
     SoftConPlugin()._planned("cpu", None, "ERROR: No matching distribution found for torch==2.13.0+cpu")
@@ -319,8 +315,6 @@ def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
 
 
 def test_install_is_not_started_twice(qgis_iface, tmp_path):
-    from softcon_qgis.plugin import InstallTask, SoftConPlugin
-
     plugin = SoftConPlugin()
     queued = InstallTask(["softcon-absent-pkg==1.0"], plugin._install_done, target=tmp_path / "deps")
     plugin.task = queued  # queued, not yet run: pressing Install… again must not start a second pip

@@ -8,10 +8,16 @@ import configparser
 import re
 
 import pytest
-from qgis.core import QgsFeature, QgsField, QgsProcessingFeedback, QgsProject, QgsVectorLayer
+import rasterio
+from processing import createAlgorithmDialog
+from qgis import processing
+from qgis.core import QgsApplication, QgsFeature, QgsField, QgsProcessingFeedback, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
+from qgis.PyQt.QtSvg import QSvgRenderer
 
 import qgis_helpers as helpers
+from softcon_qgis.algorithms.base import gui_words, make_progress
+from softcon_qgis.algorithms.widgets import guess_class_field, model_label, ModelWrapper
 
 pytestmark = pytest.mark.qgis
 
@@ -25,8 +31,6 @@ def plugin(qgis_processing):
 
 
 def algorithms():
-    from qgis.core import QgsApplication
-
     return QgsApplication.processingRegistry().providerById("softcon").algorithms()
 
 
@@ -38,8 +42,6 @@ def panel(monkeypatch):
 
 
 def dialog(alg_id: str, params: dict | None = None):
-    from processing import createAlgorithmDialog
-
     dlg = createAlgorithmDialog(alg_id, params or {})
     assert dlg is not None, alg_id
     return dlg
@@ -64,8 +66,6 @@ def memory_points(fields: list[tuple[str, QVariant.Type]], rows: list[list]) -> 
 
 # ------------------------------------------------------------------------------------------ models
 def test_models_are_listed_by_human_name(plugin, panel):
-    from softcon_qgis.algorithms.widgets import model_label
-
     assert model_label("B13_vits14_softcon").startswith("SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - ")
     size = re.search(r" - (\d+) MB download$", model_label("B13_vits14_softcon"))
     assert size and 80 <= int(size.group(1)) <= 95, model_label("B13_vits14_softcon")  # 22 M float32 weights
@@ -73,8 +73,6 @@ def test_models_are_listed_by_human_name(plugin, panel):
     assert model_label("B13_vitb14_softcon").endswith("MB download")
     dlg = dialog("softcon:classify")
     try:
-        from softcon_qgis.algorithms.widgets import ModelWrapper
-
         model = wrapper(dlg, "MODEL")
         assert isinstance(model, ModelWrapper)
         combo = model.widget
@@ -92,8 +90,6 @@ def test_models_are_listed_by_human_name(plugin, panel):
 
 # ------------------------------------------------------------------------------------------ class field
 def test_class_field_guess():
-    from softcon_qgis.algorithms.widgets import guess_class_field
-
     rows = [[i, 100 + i, f"site {i}", ["water", "marsh", "sand"][i % 3], i % 4] for i in range(12)]
     fields = [("fid", QVariant.Int), ("id", QVariant.Int), ("name", QVariant.String), ("landcover", QVariant.String),
               ("code", QVariant.Int)]
@@ -134,12 +130,9 @@ def test_labels_and_help_read_like_the_dialog(plugin):
 
 def test_core_errors_name_the_dialog_not_the_command_line(plugin, tmp_path):
     """A real band-order failure from core: no unnamed bands are guessed, and the fix is said in GUI words."""
-    from softcon_qgis.algorithms.base import gui_words
-
     text = gui_words("Give the band order explicitly (e.g. --bands eurosat or --bands B1,B2,...) or use a raster "
                      "with those bands. Use --bbox and --device cpu.")
     assert "--" not in text and "choose a band order in Advanced" in text and "the Extent" in text
-    import rasterio
 
     unnamed = tmp_path / "unnamed.tif"
     with rasterio.open(helpers.scene_crop()) as src:
@@ -172,8 +165,6 @@ class TextFeedback(QgsProcessingFeedback):
 
 
 def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path):
-    from softcon_qgis.algorithms.base import make_progress
-
     fb = TextFeedback()
     progress = make_progress(fb)
     progress.log("softcon_tiny_s2: dense embeddings, 3000 windows of 64 px every 32 px -> 50 x 50 x 192 on cpu")
@@ -191,8 +182,6 @@ def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path
 def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
     """A real Classify run loaded as the dialog loads it: outputs named after the input, no staging path
     or per-batch line in the log."""
-    from qgis import processing
-
     monkeypatch.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-dialogs"))
     fb = TextFeedback()
     res = processing.runAndLoadResults("softcon:classify", {
@@ -214,8 +203,6 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ icon
 def test_plugin_icon_in_toolbox_and_plugin_manager(plugin, repo_root):
-    from qgis.PyQt.QtSvg import QSvgRenderer
-
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(repo_root / "metadata.txt")
     icon = repo_root / "softcon_qgis" / meta["general"]["icon"]

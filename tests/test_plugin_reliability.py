@@ -10,6 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rasterio.shutil import copy
+
+import qgis_helpers as helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.qgis
@@ -72,8 +75,6 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
 
 @pytest.fixture(scope="module")
 def plugin(qgis_processing):
-    import qgis_helpers as helpers
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-reliability"))
         plugin = helpers.load_provider()
@@ -83,9 +84,6 @@ def plugin(qgis_processing):
 
 
 def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
-    import qgis_helpers as helpers
-    from rasterio.shutil import copy
-
     full = tmp_path / "full.tif"
     copy(helpers.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
     cut = tmp_path / "cut.tif"
@@ -102,8 +100,6 @@ def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
 
 
 def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tmp_path, monkeypatch):
-    import qgis_helpers as helpers
-
     mkdir = Path.mkdir
 
     def refuse(self, *a, **k):  # as under a read-only parent (root may write anywhere here)

@@ -61,8 +61,8 @@ def test_plugin_renderers_hold_the_style_data(qgis_app, tmp_path):
     layer = QgsRasterLayer(_raster(tmp_path / "g.tif", GRADIENT), "g", "gdal")
     layer.setRenderer(renderer(layer, ramp))  # the layer owns it (a bare renderer's shader dies with it)
     items = layer.renderer().shader().rasterShaderFunction().colorRampItemList()
-    assert [(i.value, i.color.getRgb()[:3]) for i in items] == [(0.0, (0, 0, 0)), (1.0, (255, 0, 0)),
-                                                                 (2.0, (255, 255, 255))]
+    want = [(0.0, (0, 0, 0)), (1.0, (255, 0, 0)), (2.0, (255, 255, 255))]
+    assert [(i.value, i.color.getRgb()[:3]) for i in items] == want
     style = class_style(["a", "b"], [(1, 2, 3), (4, 5, 6)])
     layer = QgsRasterLayer(_raster(tmp_path / "c.tif", CLASSES), "c", "gdal")
     layer.setRenderer(renderer(layer, style))

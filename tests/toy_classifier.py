@@ -39,11 +39,12 @@ CENTROID = Method("centroid", "Nearest centroid", "nearest class mean, standardi
 
 
 @contextlib.contextmanager
-def registered() -> Iterator[Method]:
-    """The toy method registered (one call), and the registry as it was afterwards."""
-    before = dict(methods.METHODS)
+def registered(registry: Any = methods) -> Iterator[Method]:
+    """The toy method registered (one call), and the registry as it was afterwards. ``registry``: the methods
+    module to register in (the QGIS plugin runs its own copy of core, ``softcon_qgis.core``)."""
+    before = dict(registry.METHODS)
     try:
-        yield methods.register_method(CENTROID)
+        yield registry.register_method(CENTROID)
     finally:
-        methods.METHODS.clear()
-        methods.METHODS.update(before)
+        registry.METHODS.clear()
+        registry.METHODS.update(before)

@@ -54,6 +54,7 @@ def apply_classifier(
     asked = {key: (expect or {}).get(key) for key in ("model", "mode", "features", "grid")}
     asked["features"] = parse_features(asked["features"])
     model = meta.get("model") or asked["model"] or DEFAULT_MODEL
+    # classifiers of format 1 recorded no mode: they were trained on pooled embeddings
     spec = spec.replace(model=model, mode=meta.get("mode") or "pooled", stride=meta.get("stride"))
     bands, checkpoint, pretrained = spec.bands, spec.checkpoint, spec.pretrained
     if is_embedding_raster(raster):
@@ -75,12 +76,8 @@ def apply_classifier(
                                        components=np.eye(dim, dtype=np.float32))
             _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in features.groups else ({}, {})
             source = FeatureSource(ds, src, features, emb.info.get("cell") or 1, band_index)
-            report = build_report(
-                class_names=saved.class_names, colors=saved.colors, counts={n: 0 for n in saved.class_names},
-                feature_counts={}, dropped={}, n_features=0, cv=None,
-                method=saved.classifier.method, params=saved.classifier.params, embedding=summary,
-                weights=emb.weights, timings={"embedding": round(time.perf_counter() - t0, 3)},
-            )
+            report = build_report(saved, None, None, summary, emb.weights,
+                                  timings={"embedding": round(time.perf_counter() - t0, 3)})
             describe_features(report, features, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
             result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations)

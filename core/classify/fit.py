@@ -24,7 +24,7 @@ from ..io.writer import check_folder
 from ..progress import Progress
 from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
-from .methods import get_method, METHODS
+from .methods import get_method
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
 from .report import build_report, format_table
@@ -135,7 +135,6 @@ def classify(
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
             pairs = candidates(fit.method, sets)
-            params = {m: fit.method_params(m) for m in METHODS}
             t = time.perf_counter()
             rows, cv, chosen = [], None, None
             if fit.cv_folds >= 2:
@@ -144,8 +143,7 @@ def classify(
                 todo = list(pairs)
                 if fit.compare_methods and fit.method != "auto":  # the others too, for the comparison table
                     todo += [p for p in candidates("auto", sets) if p not in pairs]
-                rows = compare(feats, full, px.labels, px.groups, xy, px.class_names, todo, fit.cv_folds, block,
-                               params, fit.seed, progress)
+                rows = compare(feats, full, px, xy, todo, fit, block, progress)
                 chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
                 cv = chosen["cv"]
                 cv["method_comparison"] = table_rows(rows, chosen)
@@ -155,14 +153,12 @@ def classify(
             feats = feats[:, spec.columns(full)]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
-            clf = make_classifier(method, len(px.class_names), **params[method]).fit(feats, px.labels)
+            clf = make_classifier(method, len(px.class_names), **fit.method_params(method)).fit(feats, px.labels)
             needs = {key: summary[key] for key in ("model", "bands", "mode", "stride", "dim", "weights")}
             needs["weights_id"] = emb.weights_id
             saved = SavedClassifier(clf, px.class_names, colors, needs, spec)
             report = build_report(
-                class_names=px.class_names, colors=colors, counts=px.counts(), feature_counts=px.feature_counts(),
-                dropped=px.dropped, n_features=px.n_features, cv=cv, method=method, params=clf.params,
-                embedding=summary, weights=emb.weights,
+                saved, px, cv, summary, emb.weights,
                 timings={"embedding": round(t_embed, 3), "cross_validation": round(t_cv, 3)},
                 extra_warnings=_feature_warnings(feats, emb.weights, method) if fs == "emb" else [],
             )

@@ -68,7 +68,7 @@ class Method:
 
     name: str
     title: str
-    help: str
+    help: str  # words for a dialog as well as a command line: no --flags in it
     impl: str | type
     params: tuple[Param, ...] = ()
     features: str = "any"
@@ -135,8 +135,8 @@ register_method(Method("linear", "Logistic regression", "logistic regression on 
                        ".classifiers:LinearClassifier", features="standardised"))
 register_method(Method("hgb", "Gradient boosting", "histogram gradient boosting",
                        ".classifiers:BoostingClassifier", seeded=True))
-register_method(Method("rf", "Random forest", "random forest (with --features pixel: the per-pixel baseline)",
-                       ".classifiers:ForestClassifier", seeded=True))
+register_method(Method("rf", "Random forest", "random forest (on the pixel features alone: the per-pixel "
+                       "baseline of GIS tools)", ".classifiers:ForestClassifier", seeded=True))
 register_method(Method("knn", "k nearest neighbours", "cosine k nearest neighbours, votes weighted by "
                        "exp(similarity / temperature)", ".classifiers:KNNClassifier", (K, TEMPERATURE),
                        features="cosine"))

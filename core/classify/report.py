@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .classifiers import make_classifier
+from ..geo.samples import PixelSamples
+from .classifiers import make_classifier, SavedClassifier
 
 MIN_ADVISED_PER_CLASS = 10
 
@@ -134,23 +135,24 @@ def cross_validate(
 
 
 def build_report(
-    *,
-    class_names: Sequence[str],
-    colors: Sequence[Sequence[int]],
-    counts: dict[str, int],
-    feature_counts: dict[str, int],
-    dropped: dict[str, int],
-    n_features: int,
+    saved: SavedClassifier,
+    samples: PixelSamples | None,
     cv: dict[str, Any] | None,
-    method: str,
-    params: dict[str, Any],
     embedding: dict[str, Any],
     weights: str,
-    area_fraction: dict[str, float] | None = None,
+    *,
     timings: dict[str, float] | None = None,
     extra_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything a run learned, as one JSON-ready dict (``report.json``)."""
+    """Everything a run learned, as one JSON-ready dict (``report.json``): the classifier (method, parameters,
+    classes and colours), its training ``samples`` (None when a saved classifier is applied), the
+    cross-validation, the embeddings and weights."""
+    class_names, colors = saved.class_names, saved.colors
+    if samples is None:
+        counts, feature_counts, dropped, n_features = {n: 0 for n in class_names}, {}, {}, 0
+    else:
+        counts, feature_counts = samples.counts(), samples.feature_counts()
+        dropped, n_features = samples.dropped, samples.n_features
     warns = list(extra_warnings)
     n_dropped = sum(dropped.values())
     if n_dropped:
@@ -163,8 +165,8 @@ def build_report(
     if cv:
         warns.extend(cv.get("warnings", []))
     return {
-        "method": method,
-        "params": params,
+        "method": saved.classifier.method,
+        "params": saved.classifier.params,
         "weights": weights,
         "embedding": embedding,
         "classes": [{"value": i + 1, "name": n, "color": "#%02x%02x%02x" % tuple(colors[i])}
@@ -172,7 +174,7 @@ def build_report(
         "samples": {"features_read": n_features + n_dropped, "features_used": n_features,
                     "dropped": dropped, "features_per_class": feature_counts, "pixels_per_class": counts},
         "cross_validation": cv,
-        "area_fraction": area_fraction or {},
+        "area_fraction": {},
         "timings_s": timings or {},
         "warnings": warns,
     }

@@ -10,11 +10,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..geo.samples import PixelSamples
 from ..progress import Progress
 from .features import FeatureSpec
 from .methods import auto_methods, METHODS
 from .report import cells, cross_validate
-from .spec import FEATURE_SETS
+from .spec import FEATURE_SETS, FitSpec
 
 
 def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]]:
@@ -28,14 +29,17 @@ def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]
     return out
 
 
-def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups: np.ndarray, xy: np.ndarray,
-            class_names: Sequence[str], pairs: Sequence[tuple[str, str]], folds: int, block_m: float,
-            params: dict[str, dict[str, Any]], seed: int = 0, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Blocked CV of each (feature set, method); one row per pair with its metrics and full CV result."""
+def compare(features: np.ndarray, full: FeatureSpec, px: PixelSamples, xy: np.ndarray,
+            pairs: Sequence[tuple[str, str]], fit: FitSpec, block_m: float,
+            progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Blocked CV (``fit.cv_folds`` folds, blocks of ``block_m``) of each (feature set, method) on the training
+    pixels ``px`` (features (M, D) in ``full``'s columns, map coordinates ``xy`` (M, 2)); one row per pair with
+    its metrics and full CV result."""
     rows = []
     for fs, m in pairs:
         cols = full.select(FEATURE_SETS[fs]).columns(full)
-        res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed)
+        res = cross_validate(features[:, cols], px.labels, px.groups, xy, px.class_names, m, fit.method_params(m),
+                             fit.cv_folds, block_m, fit.seed)
         rows.append({"features": fs, "method": m, "overall_accuracy": res["overall_accuracy"],
                      "kappa": res["kappa"], "macro_f1": res["macro_f1"], "cv": res})
         if progress is not None:

@@ -62,7 +62,7 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.apply import apply_classifier
+        from ..core.classify.apply import apply_classifier  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

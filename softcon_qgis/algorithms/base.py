@@ -159,7 +159,7 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
 
 def embedding_source(layer: QgsRasterLayer | None) -> str:
     """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.embed.tags import is_embedding_raster
+    from ..core.embed.tags import is_embedding_raster  # rasterio: only where the dependencies are there
 
     path = raster_source(layer, "Embedding raster")
     if not is_embedding_raster(path):
@@ -295,10 +295,13 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def model_choice(self, parameters, context) -> tuple[str, str | None]:
         name = self.parameterAsEnumString(parameters, self.MODEL, context) or model_names()[0]
+        return name, self.checkpoint_choice(parameters, context)
+
+    def checkpoint_choice(self, parameters, context) -> str | None:
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         if checkpoint and not Path(checkpoint).is_file():
             raise QgsProcessingException(tr(f"Checkpoint file not found: {checkpoint}"))
-        return name, checkpoint
+        return checkpoint
 
     def bands_choice(self, parameters, context):
         """None (auto from descriptions), a preset name, or a list of band names."""
@@ -312,12 +315,12 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         """The embedding settings of this run as one ``EmbedSpec``, the only place the plugin reads them: model
         and checkpoint, bands, device; mode, stride and extent where the algorithm has them; ``settings`` add
         the algorithm's own (``cog``). A value the spec refuses is one message in the dialog's words."""
-        kw = dict(settings, bands=self.bands_choice(parameters, context), device=self.device_choice(parameters,
-                  context))
+        kw = dict(settings, bands=self.bands_choice(parameters, context),
+                  device=self.device_choice(parameters, context))
         if self.parameterDefinition(self.MODEL) is not None:
-            kw["model"], kw["checkpoint"] = self.model_choice(parameters, context)
-        elif self.parameterDefinition(self.CHECKPOINT) is not None:
-            kw["checkpoint"] = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
+            kw["model"] = self.parameterAsEnumString(parameters, self.MODEL, context) or model_names()[0]
+        if self.parameterDefinition(self.CHECKPOINT) is not None:
+            kw["checkpoint"] = self.checkpoint_choice(parameters, context)
         if self.parameterDefinition("MODE") is not None:
             kw["mode"] = self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE
         if self.parameterDefinition("STRIDE") is not None:
@@ -331,7 +334,7 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
         """Log model, weights, bands and the device that will actually run."""
-        from ..core.device import pick_device
+        from ..core.device import pick_device  # torch: only once require_core() found it
 
         dev = run_core(feedback, pick_device, device)
         feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))

@@ -150,7 +150,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.fit import classify
+        from ..core.classify.fit import classify  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

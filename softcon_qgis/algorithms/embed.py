@@ -71,7 +71,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.embed.engine import embed_raster
+        from ..core.embed.engine import embed_raster  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

@@ -52,7 +52,7 @@ class KMeansAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.explore import kmeans_map
+        from ..core.classify.explore import kmeans_map  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)

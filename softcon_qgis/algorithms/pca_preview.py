@@ -41,7 +41,7 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.explore import pca_preview
+        from ..core.classify.explore import pca_preview  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)

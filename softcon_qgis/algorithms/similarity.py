@@ -67,7 +67,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.explore import similarity_map
+        from ..core.classify.explore import similarity_map  # torch, rasterio: after require_core()
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)

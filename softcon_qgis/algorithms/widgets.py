@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from processing.gui.wrappers import WidgetWrapper
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeatureSourceDefinition,
@@ -16,9 +17,12 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
+from qgis.gui import QgsFieldComboBox
+from qgis.PyQt.QtWidgets import QComboBox
 
 from ..core.models.registry import DEFAULT_MODEL, get_record
 from ..core.models.weights import cached_path
+from .base import model_names
 
 #: Field names that identify features rather than classify them.
 ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index|.*_id|id_.*)$", re.I)
@@ -77,12 +81,6 @@ def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str |
     return None
 
 
-def _processing_wrapper_base():
-    from processing.gui.wrappers import WidgetWrapper
-
-    return WidgetWrapper
-
-
 def _layer_from_value(value) -> QgsVectorLayer | None:
     """The vector layer a feature-source widget holds (a layer id, a path, or 'selected features only')."""
     if isinstance(value, QgsProcessingFeatureSourceDefinition):
@@ -99,14 +97,10 @@ def _layer_from_value(value) -> QgsVectorLayer | None:
     return layer if isinstance(layer, QgsVectorLayer) else None
 
 
-class ModelWrapper(_processing_wrapper_base()):
+class ModelWrapper(WidgetWrapper):
     """A combo box of models by human name; its value is the registry name."""
 
     def createWidget(self):
-        from qgis.PyQt.QtWidgets import QComboBox
-
-        from .base import model_names
-
         combo = QComboBox()
         for name in model_names():
             combo.addItem(model_label(name), name)
@@ -123,12 +117,10 @@ class ModelWrapper(_processing_wrapper_base()):
         return self.widget.currentData()
 
 
-class ClassFieldWrapper(_processing_wrapper_base()):
+class ClassFieldWrapper(WidgetWrapper):
     """The field list of the training layer, with the field that looks like classes already chosen."""
 
     def createWidget(self):
-        from qgis.gui import QgsFieldComboBox
-
         combo = QgsFieldComboBox()
         combo.fieldChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo
