@@ -101,6 +101,11 @@ def test_class_field_guess():
     no_text = memory_points([("id", QVariant.Int), ("code", QVariant.Int)], [[i, i % 4] for i in range(12)])
     assert guess_class_field(no_text) == "code"
     assert guess_class_field(memory_points([("id", QVariant.Int)], [[i] for i in range(5)])) is None
+    # integer class codes in class_id (the trial's layer): not fid, not a unique integer, not a measurement
+    codes = [[i, 1000 + i, 10 * (1 + i % 7), i * 3] for i in range(30)]
+    layer = memory_points([("fid", QVariant.Int), ("plot", QVariant.Int), ("class_id", QVariant.Int),
+                           ("height", QVariant.Int)], codes)
+    assert guess_class_field(layer) == "class_id"
     demo = QgsVectorLayer(str(helpers.demo_points()), "demo", "ogr")
     assert guess_class_field(demo) == "class"
 
@@ -116,6 +121,15 @@ def test_class_field_is_preselected_in_the_dialog(plugin, panel):
     finally:
         dlg.close()
         QgsProject.instance().removeMapLayer(layer.id())
+    # nothing looks like classes: no field is chosen (not the first one, fid), so the run asks for one
+    ids = memory_points([("fid", QVariant.Int), ("name", QVariant.String)], [[i, f"p{i}"] for i in range(9)])
+    QgsProject.instance().addMapLayer(ids)
+    dlg = dialog("softcon:classify", {"TRAINING": ids.id()})
+    try:
+        assert not wrapper(dlg, "CLASS_FIELD").parameterValue()
+    finally:
+        dlg.close()
+        QgsProject.instance().removeMapLayer(ids.id())
 
 
 # ------------------------------------------------------------------------------------------ wording
