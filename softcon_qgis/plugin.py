@@ -1,5 +1,6 @@
 """The plugin object QGIS creates through ``classFactory``: registers the Processing provider and,
-in desktop QGIS, checks the Python dependencies and installs them on request (see ``deps.py``).
+in desktop QGIS, checks the install record of the Python packages the worker needs (a file read: no import,
+see ``deps.py``) and installs them on request, usable at once (no restart).
 
 Installing is two background tasks: :class:`PlanTask` asks pip what it would download (so the dialog
 can state the size and the torch build before anything is fetched), then :class:`InstallTask` runs pip
@@ -145,23 +146,23 @@ class SoftConPlugin:
                 iface.removePluginMenu(MENU, self.action)
             self.action = None
 
-    def check_dependencies(self, interactive: bool = False) -> list[deps.Missing]:
-        """Import torch, timm, rasterio...; tell the user what is missing and offer to install it."""
-        missing = deps.check()
+    def check_dependencies(self, interactive: bool = False) -> str:
+        """Whether the worker has its packages (:func:`.deps.problem`: cheap, on every start); if not, say so
+        and offer to install them. Returns the problem, or ``""``."""
+        problem = deps.problem()
         from qgis.utils import iface
 
-        if not missing:
+        if not problem:
             if interactive and iface is not None:
-                iface.messageBar().pushMessage(LOG_TAG, "All Python dependencies import.", Qgis.Success, 5)
-            return missing
-        log(install.explain(missing), Qgis.Warning)
+                iface.messageBar().pushMessage(LOG_TAG, f"SoftCon's Python packages are installed ("
+                                                        f"{deps.python_executable()}).", Qgis.Success, 5)
+            return problem
+        log(f"SoftCon's algorithms need Python packages: {problem}\n{install.explain_fix()}", Qgis.Warning)
         if iface is None:
-            return missing
+            return problem
         bar = iface.messageBar()
-        names = ", ".join(m.module for m in missing[:3]) + (", …" if len(missing) > 3 else "")
-        widget = bar.createMessage(
-            LOG_TAG, f"The algorithms need {len(missing)} Python package{'s' * (len(missing) > 1)} that QGIS's "
-                     f"Python lacks ({names}; details in the SoftCon log).")
+        widget = bar.createMessage(LOG_TAG, f"The algorithms need Python packages that are not installed yet "
+                                            f"({problem} Details in the SoftCon log.)")
         button = QPushButton("Install…", widget)
         button.clicked.connect(lambda: self.start_install())
         widget.layout().addWidget(button)
@@ -169,7 +170,7 @@ class SoftConPlugin:
         self.bar_item = widget
         if interactive:
             self.start_install()
-        return missing
+        return problem
 
     # --- installing -------------------------------------------------------------------------
     def start_install(self, build: str | None = None) -> None:
@@ -204,8 +205,8 @@ class SoftConPlugin:
             self.report_failure(
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
                 f"(no network, or the PyTorch index is unreachable); pip's output is in the SoftCon log. "
-                f"Once the package index is reachable, press Install… again or run this one command, then "
-                f"restart QGIS:\n\n{install.fix_command(build=build)}")
+                f"Once the package index is reachable, press Install… again or run this one command:"
+                f"\n\n{install.fix_command(build=build)}")
             return
         self.plan = plan
         log(f"Plan: {plan.summary()}")
@@ -231,7 +232,7 @@ class SoftConPlugin:
         box.setText(f"Install the Python packages SoftCon needs into\n{deps.deps_dir()}?\n\n{plan.summary()}\n\n"
                     f"{gpu} The CPU build of torch is the small download and runs everywhere; the CUDA "
                     f"build (about 2.5 GB plus 3 GB of NVIDIA libraries) runs on NVIDIA GPUs. "
-                    f"Restart QGIS afterwards.")
+                    f"No restart is needed.")
         install_button = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)",
                                        QMessageBox.ButtonRole.AcceptRole)
         switch = box.addButton(f"Use the {other.upper()} build instead…", QMessageBox.ButtonRole.ActionRole)
@@ -278,5 +279,7 @@ class SoftConPlugin:
             self.report_failure(f"Installing SoftCon's Python packages failed.\n\n{tail}")
             return
         if iface is not None:
+            iface.messageBar().clearWidgets()  # the "packages missing" and "installing" messages
             iface.messageBar().pushMessage(
-                LOG_TAG, "Python packages installed and checked. Restart QGIS to use SoftCon.", Qgis.Success, 0)
+                LOG_TAG, "Python packages installed and checked: SoftCon's algorithms are ready (no restart "
+                         "needed).", Qgis.Success, 0)

@@ -8,12 +8,13 @@ import time
 from ..embed.spec import EmbedSpec
 from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
-from ..progress import last_line, tqdm_progress
+from ..progress import cli_progress, emit_result, json_lines, last_line
 from .apply import apply_classifier
 from .demo import run_demo, summary_text
 from .features import GRIDS
 from .fit import classify, METHOD_CHOICES
 from .maps import kmeans_map, pca_preview, similarity_map
+from .outputs import ClassifyResult, NAMES
 
 
 FEATURES_HELP = ("feature groups: auto (default: every available set, the best by blocked CV), emb (embeddings "
@@ -31,6 +32,25 @@ def _bbox(text: str | None) -> list[float] | None:
     if len(vals) != 4:
         raise SoftConError(f"--bbox takes minx,miny,maxx,maxy, not {text!r}.")
     return vals
+
+
+def _destinations(items: list[str] | None) -> dict[str, str] | None:
+    """``--output KEY=PATH`` (repeated) as {key: path}; None = every output under its name in --out-dir."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise SoftConError(f"--output takes KEY=PATH (e.g. class_raster=map.tif), not {item!r}.")
+        out[key] = path
+    return out
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", action="append", metavar="KEY=PATH",
+                   help="keep only these outputs, each at its path (repeatable; keys: " + ", ".join(NAMES) +
+                        "); default: every output under its own name in --out-dir")
 
 
 def _common(p: argparse.ArgumentParser, apply: bool = False) -> None:
@@ -76,6 +96,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels-per-polygon", type=int, default=200)
     p.add_argument("--save-classifier", nargs="?", const=True, default=None, metavar="PATH",
                    help="save the classifier (default out-dir/classifier.npz)")
+    _outputs(p)
     _common(p)
     return p
 
@@ -98,6 +119,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd == "apply":
         p.add_argument("--classifier", required=True)
         p.add_argument("--out-dir", required=True)
+        _outputs(p)
         _common(p, apply=True)
     elif cmd == "similarity":
         p.add_argument("--reference", required=True, help="vector file of reference points/polygons")
@@ -124,6 +146,15 @@ def _one(raster: list[str]) -> str | list[str]:
     return raster[0] if len(raster) == 1 else raster
 
 
+def _done(res: ClassifyResult) -> None:
+    """The result: the summary on stdout, or for the plugin the protocol's result line."""
+    emit_result(res.summary()) if json_lines() else print(summary_text(res))
+
+
+def _wrote(path) -> None:
+    emit_result({"output": str(path)}) if json_lines() else print(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cmd = argv[0] if argv and argv[0] in ("apply", "similarity", "pca", "kmeans", "demo") else None
@@ -132,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
             t = time.perf_counter()
             res = run_demo(a.out_dir, a.method, a.mode, _bbox(a.bbox), a.bbox_crs, not a.no_cache, a.device,
-                           tqdm_progress("demo"), features=a.features, grid=a.grid, model=a.model)
+                           cli_progress("demo"), features=a.features, grid=a.grid, model=a.model)
             print(summary_text(res))
             print(f"demo time {time.perf_counter() - t:.1f} s "
                   f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
@@ -142,27 +173,28 @@ def main(argv: list[str] | None = None) -> int:
             res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, method=a.method, k=a.k,
                            temperature=a.temperature, cv_folds=a.cv_folds, block_size_m=a.block_size,
                            max_pixels_per_polygon=a.max_pixels_per_polygon, save_classifier=a.save_classifier,
-                           cache=not a.no_cache, progress=tqdm_progress("classify"), layer=a.layer,
-                           features=a.features, grid=a.grid, embed_spec=_embed_spec(a))
-            print(summary_text(res))
+                           cache=not a.no_cache, progress=cli_progress("classify"), layer=a.layer,
+                           features=a.features, grid=a.grid, embed_spec=_embed_spec(a),
+                           destinations=_destinations(a.output))
+            _done(res)
             return 0
         a = _sub_parser(cmd).parse_args(argv[1:])
         if cmd == "apply":
             res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
                                    device=a.device, precision=a.precision, cache=not a.no_cache,
-                                   progress=tqdm_progress("apply"), pretrained=not a.random_init,
+                                   progress=cli_progress("apply"), pretrained=not a.random_init,
                                    bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, model=a.model, mode=a.mode,
-                                   features=a.features, grid=a.grid)
-            print(summary_text(res))
+                                   features=a.features, grid=a.grid, destinations=_destinations(a.output))
+            _done(res)
         elif cmd == "similarity":
             fids = [int(v) for v in a.fids.split(",")] if a.fids else None
-            print(similarity_map(_one(a.raster), a.reference, a.out, fids, cache=not a.no_cache,
-                                 progress=tqdm_progress("similarity"), layer=a.layer, grid=a.grid,
+            _wrote(similarity_map(_one(a.raster), a.reference, a.out, fids, cache=not a.no_cache,
+                                 progress=cli_progress("similarity"), layer=a.layer, grid=a.grid,
                                  embed_spec=_embed_spec(a)))
         elif cmd == "pca":
-            print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
+            _wrote(pca_preview(a.raster, a.out, cli_progress("PCA")))
         elif cmd == "kmeans":
-            print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
+            _wrote(kmeans_map(a.raster, a.clusters, a.out, a.seed, cli_progress("k-means")))
         return 0
     except KeyboardInterrupt:
         last_line("Interrupted; no output was written.")

@@ -58,6 +58,18 @@ class ClassifyResult:
     class_names: list[str] = field(default_factory=list)
     colors: list[tuple[int, int, int]] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """What a front end needs to load and style the outputs (JSON-ready): every output's path (None when
+        not written), the classes with their pixel values and colours, the method and the accuracy."""
+        cv = self.report.get("cross_validation") or {}
+        out: dict[str, Any] = {key: str(p) if p is not None else None for key, p in
+                               ((k, getattr(self, k)) for k in NAMES)}
+        out.update(class_names=list(self.class_names), colors=[list(c) for c in self.colors],
+                   method=self.report.get("method"), features=self.report.get("features"),
+                   overall_accuracy=cv.get("overall_accuracy"), kappa=cv.get("kappa"),
+                   warnings=list(self.report.get("warnings", [])))
+        return out
+
 
 class Stage:
     """Outputs are written into a hidden folder inside ``out_dir`` and moved into place together.

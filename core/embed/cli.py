@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,7 +17,7 @@ from ..errors import Cancelled, SoftConError
 from ..io.writer import make_folder
 from ..models.record import ModelRecord
 from ..models.registry import create_encoder, DEFAULT_MODEL
-from ..progress import last_line, Progress, tqdm_progress
+from ..progress import cli_progress, emit_result, last_line, Progress
 from .engine import embed_raster, rank_info
 from .spec import EmbedSpec
 from .windows import MODES
@@ -112,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         if len(rasters) == 1 or stack:
             if rank_info()[0] != 0:
                 return 0  # one scene: rank 0 does it
-            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, progress=tqdm_progress("embed"),
-                         **kw)
+            out = embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder,
+                               progress=cli_progress("embed"), **kw)
+            emit_result({"output": str(out)})
         else:  # torchrun: each rank its own files
-            embed_many(rasters, args.out, encoder=encoder, progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
+            outs = embed_many(rasters, args.out, encoder=encoder, progress_for=lambda r: cli_progress(Path(r).name),
+                              **kw)
+            emit_result({"outputs": [str(o) for o in outs]})
     except Cancelled as e:
-        print(e, file=sys.stderr)
+        last_line(str(e))
         return 130
     except KeyboardInterrupt:
         last_line("Interrupted; no output was written.")

@@ -1,20 +1,26 @@
-"""``python -m core.models list`` / ``info NAME`` / ``convert NAME IN.pth OUT.safetensors``."""
+"""``python -m core.models list`` / ``info NAME`` / ``download NAME`` / ``register NAME FILE`` /
+``convert NAME IN.pth OUT.safetensors``."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import platform
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import rasterio
 import torch
 
 from ..errors import SoftConError
+from ..io.atomic import atomic_path
+from ..progress import cli_progress, emit_result, json_lines, last_line
 from .checkpoint import load_weights, save_safetensors
 from .encoders import build_encoder
 from .record import ModelRecord, record_metadata
-from .registry import get_record, REGISTRY
-from .weights import cached_path, download_url, sha256sum
+from .registry import create_encoder, get_record, REGISTRY
+from .timm_compat import timm
+from .weights import cached_path, download_url, sha256sum, verify_sha256, weights_dir, weights_path
 
 
 def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -39,12 +45,53 @@ def _info(record: ModelRecord) -> dict:
     return d
 
 
+def register(name: str, src: str | Path) -> tuple[Path, list[str]]:
+    """Check that ``src`` loads strictly into model ``name`` (and is the published file, by sha256), and copy it
+    into the weights cache, where every command finds it (computers without internet access).
+    Returns the cached file and warnings."""
+    record = get_record(name)
+    create_encoder(record.name, pretrained=False, checkpoint=src)
+    verify_sha256(src, record.sha256)
+    target = weights_dir() / (record.filename or f"{record.name}.safetensors")
+    warnings = []
+    shipped = cached_path(record)
+    if shipped is not None and record.local_path and Path(record.local_path) == shipped:
+        warnings.append(f"{record.name} ships its own weights ({shipped}); those take precedence over the cache. "
+                        f"Pass your file as the checkpoint instead.")
+    if Path(src).resolve() != target.resolve():
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+    return target, warnings
+
+
+def environment() -> str:
+    """One line naming the versions that matter when something goes wrong."""
+    return (f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
+            f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
+
+
+def catalogue() -> list[dict]:
+    """Every registered model with whether (and where) its weights are on this computer."""
+    out = []
+    for r in REGISTRY.values():
+        local = cached_path(r)
+        out.append(dict(name=r.name, arch=r.arch, bands=list(r.bands), input_size=r.input_size, dim=r.embed_dim,
+                        license=r.license, citation=r.citation, source=download_url(r) or "shipped",
+                        weights=str(local) if local else None))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="one line per registered model")
     info = sub.add_parser("info", help="bands, statistics, size, cached or not (JSON)")
     info.add_argument("name")
+    down = sub.add_parser("download", help="fetch a model's published weights into the cache (sha256 checked)")
+    down.add_argument("name")
+    reg = sub.add_parser("register", help="check that a weights file loads into a model and copy it into the cache")
+    reg.add_argument("name")
+    reg.add_argument("file")
     conv = sub.add_parser("convert", help="strict-load a published .pth and write this project's safetensors")
     conv.add_argument("name")
     conv.add_argument("src", help="published .pth file")
@@ -52,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
     args = p.parse_args(argv)
     try:
+        if args.cmd == "list" and json_lines():
+            emit_result({"models": catalogue(), "environment": environment()})
+            return 0
         if args.cmd == "list":
             for r in REGISTRY.values():
                 cached = cached_path(r)
@@ -61,10 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "info":
             print(json.dumps(_info(get_record(args.name)), indent=2))
             return 0
+        if args.cmd in ("download", "register"):
+            if args.cmd == "download":
+                path, warnings = weights_path(get_record(args.name), progress=cli_progress("download")), []
+            else:
+                path, warnings = register(args.name, args.file)
+            if json_lines():
+                emit_result({"weights": str(path), "warnings": warnings, "models": catalogue(),
+                             "environment": environment()})
+            else:
+                print("\n".join([f"warning: {w}" for w in warnings] + [f"{args.name}: {path}"]))
+            return 0
         dtype = getattr(torch, args.dtype) if args.dtype else None
         out = convert(args.name, args.src, args.dst, dtype)
         print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         return 0
+    except KeyboardInterrupt:
+        last_line("Interrupted; no output was written.")
+        return 130
     except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
+        last_line(f"error: {e}")
         return 2

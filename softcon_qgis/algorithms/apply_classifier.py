@@ -10,14 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    raster_source,
-    require_core,
-    run_core,
-    tr,
-)
+from .base import SoftConAlgorithm, raster_source, run_worker, tr
 from .outputs import ClassificationOutputs
 
 
@@ -61,20 +54,14 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         ClassificationOutputs.add_parameters(self)
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.apply import apply_classifier
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         classifier = self.parameterAsFile(parameters, self.CLASSIFIER, context)
         if not classifier or not Path(classifier).is_file():
             raise QgsProcessingException(tr(f"Saved classifier not found: {classifier!r}. Save one with the "
                                             "'Trained classifier' output of 'Classify land cover'."))
-        spec = self.embed_spec(parameters, context, layer)  # model, mode and stride: the classifier's
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
-        self.log_setup(feedback, "as trained (from the classifier)", spec.checkpoint, spec.bands, spec.device)
-        result = run_core(
-            feedback, apply_classifier, source, classifier, outputs.folder, progress=make_progress(feedback),
-            embed_spec=spec, destinations=outputs.destinations())
+        args = ["apply", source, "--classifier", classifier] + self.embed_args(parameters, context, layer)
+        result = run_worker(feedback, "classify", args + outputs.args())  # model, mode, stride: the classifier's
         return outputs.publish(result, context, feedback)

@@ -1,8 +1,9 @@
-"""What every SoftCon algorithm shares: parameter builders, the feedback -> Progress adapter, and the
-translation of ``core`` errors into ``QgsProcessingException``.
+"""What every SoftCon algorithm shares: parameter builders, running the work in the worker process
+(:func:`run_worker`: the command line, with its progress in the dialog) and the translation of its errors
+into ``QgsProcessingException``.
 
-Nothing here imports torch at module level; ``core`` is imported inside ``processAlgorithm`` (through
-:func:`require_core`) so QGIS starts fast and a missing package gives an explanation, not a traceback.
+QGIS's own process imports only the plugin and core's stdlib-only modules (progress, errors): never torch,
+numpy or the installed packages, so QGIS starts fast and needs no restart after Install….
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps, install
+from .. import deps, install, worker
+from ..core.errors import Cancelled
+from ..core.io.sample_data import cache_dir  # stdlib-only
+from ..core.progress import Progress
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
-DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
 BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -80,21 +83,21 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 
 
+#: The models of core's registry, default first (test_plugin_processing keeps this in step with
+#: ``core.models.registry``, which imports torch and so stays out of QGIS's process).
+MODELS = ("galileo_nano_s2", "B13_rn50_softcon", "B13_vits14_softcon", "B13_vitb14_softcon", "B2_rn50_softcon",
+          "B2_vits14_softcon", "B2_vitb14_softcon", "softcon_tiny_s2")
+#: Models with no download: offered only where their weights are on disk (the zip leaves softcon_tiny_s2 out).
+NO_DOWNLOAD = ("softcon_tiny_s2",)
+
+
 @functools.lru_cache(maxsize=1)
 def model_names() -> tuple[str, ...]:
-    """Registry names, default first (just the default when core's dependencies are missing)."""
-    try:
-        from ..core.models.registry import DEFAULT_MODEL, REGISTRY
-    except Exception:  # deps missing: the provider still loads; running explains what to install
-        return (DEFAULT_MODEL_NAME,)
-    return (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
-
-
-def require_core() -> None:
-    """Raise a QgsProcessingException that explains how to install whatever does not import."""
-    missing = deps.check()
-    if missing:
-        raise QgsProcessingException(install.explain(missing))
+    """The models a dialog offers, default first: every registered model that can get its weights."""
+    shipped = Path(__file__).resolve().parents[1] / "core" / "weights"
+    cached = cache_dir() / "weights"
+    return tuple(n for n in MODELS if n not in NO_DOWNLOAD or any(
+        (folder / f"{n}.safetensors").is_file() for folder in (shipped, cached)))
 
 
 def gui_words(message: str) -> str:
@@ -111,8 +114,6 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     and log lines name no file inside a staging folder (it is gone when the user reads them). A table
     goes out as command info: the dialog shows that in a fixed-width font.
     """
-    from ..core.progress import Progress
-
     if feedback is None:
         return Progress()
     state = {"msg": None, "step": -1, "total": None}
@@ -141,15 +142,26 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     return Progress(on_progress=on_progress, is_cancelled=feedback.isCanceled, on_log=on_log)
 
 
-def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
-    """Call ``fn`` and turn ``SoftConError`` (including ``Cancelled``) into ``QgsProcessingException``."""
-    from ..core.errors import Cancelled, SoftConError
-
+def run_worker(feedback: QgsProcessingFeedback | None, module: str, args: list[str]) -> dict:
+    """Run ``python -m softcon_qgis.core.<module> ARGS`` in the worker process (:mod:`..worker`) and return
+    its result; its progress and log go to ``feedback``. Errors, a crash or Cancel become a
+    ``QgsProcessingException`` in the dialog's words; the command is logged so a user can run it again."""
+    env = worker.environment()
+    if feedback is not None:
+        feedback.pushCommandInfo(tr("The same on the command line:"))
+        feedback.pushCommandInfo(worker.shell_line(worker.command(module, args), env))
+    console = feedback.pushConsoleInfo if feedback is not None else None
     try:
-        return fn(*args, **kwargs)
+        return worker.run(module, args, make_progress(feedback), on_stderr=console, env=env)
     except Cancelled as exc:
-        raise QgsProcessingException(str(exc) or tr("Cancelled by the user.")) from None
-    except SoftConError as exc:
+        raise QgsProcessingException(str(exc)) from None
+    except worker.MissingPackages as exc:
+        name = re.search(r"No module named '([^'.]+)", str(exc))
+        module_name = name.group(1) if name else str(exc)
+        requirement = dict(deps.REQUIREMENTS).get(module_name, module_name)
+        raise QgsProcessingException(install.explain([deps.Missing(module_name, requirement, str(exc))],
+                                                     python=worker.python())) from None
+    except worker.WorkerError as exc:
         raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
 
 
@@ -162,18 +174,6 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
             f"{what} '{layer.name()}' comes from the {layer.providerType()} provider; SoftCon reads files. "
             "Save it as a GeoTIFF (Export > Save As...) and use that."))
     return layer.source().split("|")[0]
-
-
-def embedding_source(layer: QgsRasterLayer | None) -> str:
-    """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.embed.tags import is_embedding_raster
-
-    path = raster_source(layer, "Embedding raster")
-    if not is_embedding_raster(path):
-        raise QgsProcessingException(tr(
-            f"'{layer.name()}' is not an embedding raster (it has no SoftCon tags). Run 'Compute embeddings' "
-            "on the imagery first and use its output here."))
-    return path
 
 
 def extent_bbox(alg: QgsProcessingAlgorithm, parameters, name: str, context, layer: QgsRasterLayer):
@@ -330,10 +330,29 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
 
     def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
-        """Log model, weights, bands and the device that will actually run."""
-        from ..core.device import pick_device
-
-        dev = run_core(feedback, pick_device, device)
+        """Log model, weights, bands and device as asked (the worker logs the device that actually runs)."""
         feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
         feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
-        feedback.pushInfo(tr(f"Device: {device} -> {dev}"))
+        feedback.pushInfo(tr(f"Device: {device}"))
+
+    def embed_args(self, parameters, context, layer: QgsRasterLayer) -> list[str]:
+        """The embedding settings of this run as command-line arguments (``core.embed`` / ``core.classify``):
+        model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
+        model, checkpoint = self.model_choice(parameters, context)
+        args = ["--device", self.device_choice(parameters, context)]
+        if self.parameterDefinition(self.MODEL) is not None:  # Apply takes the classifier's model
+            args += ["--model", model]
+        if checkpoint:
+            args += ["--checkpoint", checkpoint]
+        bands = self.bands_choice(parameters, context)
+        if bands is not None:
+            args += ["--bands", bands if isinstance(bands, str) else ",".join(bands)]
+        if self.parameterDefinition("MODE") is not None:
+            args += ["--mode", self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE]
+        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
+        if stride:
+            args += ["--stride", str(stride)]
+        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
+        if bbox is not None:
+            args += ["--bbox", ",".join(repr(v) for v in bbox)]
+        return args

@@ -15,15 +15,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import (
-    MODES,
-    SoftConAlgorithm,
-    make_progress,
-    raster_source,
-    require_core,
-    run_core,
-    tr,
-)
+from .base import MODES, SoftConAlgorithm, raster_source, run_worker, tr
 from .outputs import ClassificationOutputs
 
 
@@ -126,9 +118,6 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputString(self.CLASS_NAMES, tr("Class names")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.fit import classify
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         samples, sample_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
@@ -139,30 +128,28 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         if not field:
             raise QgsProcessingException(tr("Choose the field of the training layer that holds the class."))
         method = self.parameterAsEnumString(parameters, self.METHOD, context) or "auto"
-        features = self.parameterAsEnumString(parameters, self.FEATURES, context) or "auto"
-        grid = self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"
-        spec = self.embed_spec(parameters, context, layer)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         classifier_out = self.parameterAsFileOutput(parameters, self.OUTPUT_CLASSIFIER, context) or None
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
+        args = [source, "--samples", samples, "--label-field", field, "--method", method,
+                "--features", self.parameterAsEnumString(parameters, self.FEATURES, context) or "auto",
+                "--grid", self.parameterAsEnumString(parameters, self.GRID, context) or "pixel",
+                "--k", str(self.parameterAsInt(parameters, self.K, context)),
+                "--temperature", repr(self.parameterAsDouble(parameters, self.TEMPERATURE, context)),
+                "--cv-folds", str(self.parameterAsInt(parameters, self.CV_FOLDS, context)),
+                "--max-pixels-per-polygon", str(self.parameterAsInt(parameters, self.MAX_PIXELS, context))]
+        args += ["--layer", sample_layer] if sample_layer else []
+        args += ["--save-classifier", classifier_out] if classifier_out else []
+        args += self.embed_args(parameters, context, layer) + outputs.args()
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
                              f"method {method}"))
-        result = run_core(
-            feedback, classify, source, samples, field, outputs.folder, method=method,
-            k=self.parameterAsInt(parameters, self.K, context),
-            temperature=self.parameterAsDouble(parameters, self.TEMPERATURE, context),
-            cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
-            max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
-            save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
-            features=features, grid=grid, embed_spec=spec, destinations=outputs.destinations())
+        result = run_worker(feedback, "classify", args)
         results = outputs.publish(result, context, feedback)
-        cv = result.report.get("cross_validation") or {}
-        if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
+        if result.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
-                                 f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
-                                 f"features {result.report.get('features')})"))
-        results[self.ACCURACY] = cv.get("overall_accuracy")
-        results[self.CLASS_NAMES] = ",".join(result.class_names)
+                                 f"{100 * result['overall_accuracy']:.1f}% ({result['method']} on "
+                                 f"features {result['features']})"))
+        results[self.ACCURACY] = result.get("overall_accuracy")
+        results[self.CLASS_NAMES] = ",".join(result["class_names"])
         if classifier_out:
-            results[self.OUTPUT_CLASSIFIER] = str(result.classifier)
+            results[self.OUTPUT_CLASSIFIER] = result["classifier"]
         return results

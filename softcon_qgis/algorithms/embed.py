@@ -9,17 +9,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    name_output,
-    output_name,
-    raster_source,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from .base import SoftConAlgorithm, name_output, output_name, raster_source, require_tif, run_worker, tr
 
 
 class EmbedAlgorithm(SoftConAlgorithm):
@@ -68,17 +58,12 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.embed.engine import embed_raster
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
-        spec = self.embed_spec(parameters, context, layer)
-        cog = self.parameterAsBoolean(parameters, self.COG, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
-        feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
-        run_core(feedback, embed_raster, source, out, cog=cog, progress=make_progress(feedback),
-                 **spec.engine_kwargs())  # core writes a temp file beside ``out`` and renames it when complete
+        args = [source, "--out", out] + self.embed_args(parameters, context, layer)
+        if self.parameterAsBoolean(parameters, self.COG, context):
+            args.append("--cog")
+        result = run_worker(feedback, "embed", args)  # core writes a temp file beside ``out``, renamed when complete
         name_output(context, out, output_name(layer, tr("embeddings")))
-        return {self.OUTPUT: out}
+        return {self.OUTPUT: result["output"]}

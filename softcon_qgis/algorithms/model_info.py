@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -15,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from .base import SoftConAlgorithm, make_progress, require_core, run_core, tr
+from .base import SoftConAlgorithm, run_worker, tr
 
 ACTIONS = ("list", "download", "register")
 
@@ -62,66 +59,36 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputString(self.ENVIRONMENT, tr("Python packages in use")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.models.registry import REGISTRY, create_encoder, get_record
-        from ..core.models.weights import cached_path, verify_sha256, weights_dir, weights_path
-
-        from .. import deps
-
-        environment = deps.versions()
-        feedback.pushInfo(environment)
         name, checkpoint = self.model_choice(parameters, context)
         action = self.parameterAsEnumString(parameters, self.ACTION, context) or "list"
-        record = run_core(feedback, get_record, name)
-        feedback.pushInfo(tr(f"Model: {record.name} ({record.arch}, {len(record.bands)} bands "
-                             f"{','.join(record.bands)}, {record.input_size}px, {record.embed_dim}-d)"))
-
-        if action == "download":
-            path = run_core(feedback, weights_path, record, progress=make_progress(feedback))
-            feedback.pushInfo(tr(f"Weights of {record.name}: {path}"))
-        elif action == "register":
-            if not checkpoint:
-                raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
-            run_core(feedback, create_encoder, record.name, pretrained=False, checkpoint=checkpoint)
-            run_core(feedback, verify_sha256, checkpoint, record.sha256)
-            target = weights_dir() / (record.filename or f"{record.name}.safetensors")
-            shipped = cached_path(record)
-            if shipped is not None and record.local_path and Path(record.local_path) == shipped:
-                feedback.reportError(tr(
-                    f"{record.name} ships its own weights ({shipped}); those take precedence over the cache. "
-                    "Pass your file as 'Checkpoint file' to the other algorithms instead."), fatalError=False)
-            if Path(checkpoint).resolve() != target.resolve():
-                fd, tmp = tempfile.mkstemp(prefix=".register-", dir=target.parent)
-                os.close(fd)
-                try:
-                    shutil.copyfile(checkpoint, tmp)
-                    os.replace(tmp, target)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
-            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {target}"))
-
-        available = cached_path(record)
-        rows = []
-        for r in REGISTRY.values():
-            local = cached_path(r)
-            rows.append((r, local))
-            feedback.pushInfo(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands {r.input_size:4d}px  "
-                              f"{'weights: ' + str(local) if local else 'not downloaded'}")
-        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if action == "register" and not checkpoint:
+            raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
+        args = {"list": ["list"], "download": ["download", name], "register": ["register", name, checkpoint]}[action]
+        result = run_worker(feedback, "models", args)
+        feedback.pushInfo(result["environment"])
+        for warning in result.get("warnings", []):
+            feedback.reportError(tr(warning), fatalError=False)
+        if action != "list":
+            feedback.pushInfo(tr(f"Weights of {name}: {result['weights']}"))
+        models = result["models"]
+        for m in models:
+            feedback.pushInfo(f"{m['name']:24s} {m['arch']:26s} {len(m['bands']):2d} bands {m['input_size']:4d}px  "
+                              f"{'weights: ' + m['weights'] if m['weights'] else 'not downloaded'}")
+        chosen = next(m for m in models if m["name"] == name)
         results = {
-            self.WEIGHTS: str(available) if available else "",
-            self.AVAILABLE: available is not None,
-            self.MODELS: ",".join(REGISTRY),
-            self.ENVIRONMENT: environment,
+            self.WEIGHTS: chosen["weights"] or "",
+            self.AVAILABLE: chosen["weights"] is not None,
+            self.MODELS: ",".join(m["name"] for m in models),
+            self.ENVIRONMENT: result["environment"],
         }
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         if out:
-            _write_report(out, rows, record.name)
+            _write_report(out, models, name)
             results[self.OUTPUT] = out
         return results
 
 
-def _write_report(path: str, rows, selected: str) -> None:
+def _write_report(path: str, models: list[dict], selected: str) -> None:
     esc = html.escape
     body = [
         "<html><head><meta charset='utf-8'><title>SoftCon models</title></head><body>",
@@ -129,12 +96,12 @@ def _write_report(path: str, rows, selected: str) -> None:
         "<tr><th>name</th><th>architecture</th><th>bands</th><th>input</th><th>dim</th><th>licence</th>"
         "<th>weights on this computer</th><th>source</th></tr>",
     ]
-    for r, local in rows:
-        style = " style='font-weight:bold'" if r.name == selected else ""
+    for m in models:
+        style = " style='font-weight:bold'" if m["name"] == selected else ""
         body.append(
-            f"<tr{style}><td>{esc(r.name)}</td><td>{esc(r.arch)}</td><td>{esc(','.join(r.bands))}</td>"
-            f"<td>{r.input_size}px</td><td>{r.embed_dim}</td><td>{esc(r.license)}</td>"
-            f"<td>{esc(str(local)) if local else 'no'}</td><td>{esc(r.url or r.hf_repo or 'shipped')}</td></tr>")
-    body.append("</table><p>" + esc(rows[0][0].citation if rows else "") + "</p></body></html>")
+            f"<tr{style}><td>{esc(m['name'])}</td><td>{esc(m['arch'])}</td><td>{esc(','.join(m['bands']))}</td>"
+            f"<td>{m['input_size']}px</td><td>{m['dim']}</td><td>{esc(m['license'])}</td>"
+            f"<td>{esc(m['weights'] or 'no')}</td><td>{esc(m['source'])}</td></tr>")
+    body.append("</table><p>" + esc(models[0]["citation"] if models else "") + "</p></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(body), encoding="utf-8")

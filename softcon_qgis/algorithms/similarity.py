@@ -12,16 +12,7 @@ from qgis.core import (
 )
 
 from ..styles import StyleOnLoad, ramp_renderer, write_style
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    output_name,
-    raster_source,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class SimilarityAlgorithm(SoftConAlgorithm):
@@ -65,21 +56,17 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.maps import similarity_map
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         reference, ref_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
             parameters, self.REFERENCE, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
         if not reference:
             raise QgsProcessingException(tr("Reference layer: no valid vector layer was given."))
-        spec = self.embed_spec(parameters, context, layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
-        run_core(feedback, similarity_map, source, reference, out, progress=make_progress(feedback),
-                 layer=ref_layer or None, embed_spec=spec,
-                 grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
+        args = ["similarity", source, "--reference", reference, "--out", out,
+                "--grid", self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"]
+        args += (["--layer", ref_layer] if ref_layer else []) + self.embed_args(parameters, context, layer)
+        out = run_worker(feedback, "classify", args)["output"]
         qml = write_style(out, ramp_renderer)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
         return {self.OUTPUT: out}
