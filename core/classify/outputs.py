@@ -28,7 +28,7 @@ from .embedding import Embedding
 from .pixelmap import FeatureSource, predict_map
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
-from .styles import write_class_qml, write_ramp_qml
+from .styles import class_values, write_class_qml, write_ramp_qml
 
 
 #: Output file names inside ``out_dir``.
@@ -63,8 +63,9 @@ class ClassifyResult:
         not written), the classes with their pixel values and colours, the method and the accuracy."""
         cv = self.report.get("cross_validation") or {}
         out: dict[str, Any] = {key: str(p) if p is not None else None for key, p in
-                               ((k, getattr(self, k)) for k in NAMES)}
-        out.update(class_names=list(self.class_names), colors=[list(c) for c in self.colors],
+                               ((k, getattr(self, k)) for k in NAMES if hasattr(self, k))}
+        out.update(class_names=list(self.class_names), class_values=class_values(self.class_names),
+                   colors=[list(c) for c in self.colors],
                    method=self.report.get("method"), features=self.report.get("features"),
                    overall_accuracy=cv.get("overall_accuracy"), kappa=cv.get("kappa"),
                    warnings=list(self.report.get("warnings", [])))

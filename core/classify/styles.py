@@ -49,6 +49,16 @@ def class_colors(names: Sequence[str]) -> list[tuple[int, int, int]]:
     return out
 
 
+def class_values(names: Sequence[str]) -> list[int]:
+    """The pixel value of each class in a class raster: the user's own integer codes when every class name is
+    one (1..65535, e.g. 10..70 as in many land-cover legends, so maps join by code), else 1..C in order.
+    0 is nodata, so a code 0 (or anything else) falls back to 1..C."""
+    codes = [int(n) for n in names if str(n).isdigit()]
+    if len(codes) == len(names) and codes and min(codes) >= 1 and max(codes) <= 65535:
+        return codes
+    return list(range(1, len(names) + 1))
+
+
 def _hex(c: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
@@ -113,8 +123,8 @@ VIRIDIS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.
 
 
 def write_class_qml(path: str | Path, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> Path:
-    """Write the paletted style of a class raster (values 1..C) to ``path`` (atomically)."""
-    entries = [(i + 1, n, c) for i, (n, c) in enumerate(zip(class_names, colors))]
+    """Write the paletted style of a class raster (values :func:`class_values`) to ``path`` (atomically)."""
+    entries = list(zip(class_values(class_names), class_names, colors))
     return write_text_atomic(Path(path), paletted_qml(entries))
 
 

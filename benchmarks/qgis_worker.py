@@ -1,0 +1,85 @@
+"""QGIS's 'Compute embeddings' against the command line it runs: ``qgis_process run softcon:embed`` vs.
+``python -m core.embed`` on the same 640 px crop of the demo scene, alternately, with no BLAS or OpenMP
+variables set (the plugin's worker runs in its own process, away from QGIS's OpenBLAS: it was 42x slower
+in QGIS's process). Also QGIS's start-up with and without the plugin (``qgis_process list``). Prints JSON.
+
+    .venv/bin/python benchmarks/qgis_worker.py [--size 640] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import qgis_helpers as helpers  # noqa: E402  (the test helpers run qgis_process with a throw-away profile)
+from conftest import write_scene_crop  # noqa: E402
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
+               "OPENBLAS_MAIN_FREE", "OMP_WAIT_POLICY")
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=640)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    from core.io.sample_data import s2_scene_files
+
+    base = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    with tempfile.TemporaryDirectory(prefix="softcon-bench-") as tmp:
+        tmp = Path(tmp)
+        crop = write_scene_crop(s2_scene_files(), tmp / "crop.tif", args.size)
+        profile, plugins = tmp / "profile", helpers.repo_plugin_path(tmp)
+        helpers.enable_plugin(profile)
+        qgis_env = helpers.qgis_env(profile, plugins, SOFTCON_PYTHON=sys.executable,
+                                    SOFTCON_CACHE=str(tmp / "cache"))
+        qgis_env = {k: v for k, v in qgis_env.items() if k not in THREAD_VARS}
+        cli_env = dict(base, SOFTCON_CACHE=str(tmp / "cache"))
+        common = ["--mode", "dense", "--device", "cpu"]
+        cli = [sys.executable, "-m", "core.embed", str(crop), "--out", str(tmp / "cli.tif")] + common
+        qgis = [str(helpers.QGIS_PROCESS), "run", "softcon:embed", "--", f"INPUT={crop}", "MODE=dense", "DEVICE=cpu",
+                f"OUTPUT={tmp / 'qgis.tif'}"]
+        timed(cli, cli_env, ROOT)  # warm the file cache and the weights
+        load = [os.getloadavg()[0]]
+        cli_s, qgis_s = [], []
+        for _ in range(args.repeats):
+            cli_s.append(timed(cli, cli_env, ROOT))
+            qgis_s.append(timed(qgis, qgis_env, tmp))
+            load.append(os.getloadavg()[0])
+        # QGIS start-up: qgis_process lists the algorithms with and without the plugin enabled
+        bare = tmp / "bare"
+        start_with, start_without = [], []
+        for _ in range(args.repeats):
+            start_with.append(timed([str(helpers.QGIS_PROCESS), "list"], qgis_env, tmp))
+            start_without.append(timed([str(helpers.QGIS_PROCESS), "list"],
+                                       helpers.qgis_env(bare, None, SOFTCON_PYTHON=sys.executable), tmp))
+    med = statistics.median
+    print(json.dumps({
+        "size_px": args.size, "repeats": args.repeats,
+        "cli_s": [round(v, 2) for v in cli_s], "qgis_process_s": [round(v, 2) for v in qgis_s],
+        "qgis_over_cli": round(med(qgis_s) / med(cli_s), 3),
+        "startup_with_plugin_s": round(med(start_with), 3), "startup_without_plugin_s": round(med(start_without), 3),
+        "startup_added_s": round(med(start_with) - med(start_without), 3),
+        "loadavg_1min": [round(v, 2) for v in load],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
