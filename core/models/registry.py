@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import SoftConError
-from ..geo.bands import parse_band_list, S1_GRD, S2_L1C
+from ..geo.bands import parse_band_list, S1_GRD, S2_L1C, ZERO_FILLABLE
 from ..geo.normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
 from ..progress import Progress
 from .checkpoint import load_weights, read_safetensors_metadata
@@ -127,6 +128,12 @@ register(ModelRecord(
     stats="galileo_s2",
     clip=False,
 ))
+
+def models_for(bands: Sequence[str]) -> list[str]:
+    """The registered models whose every band is among ``bands`` (or zero-filled, as B10 for L2A)."""
+    have = set(bands) | set(ZERO_FILLABLE)
+    return [name for name, r in REGISTRY.items() if set(r.bands) <= have]
+
 
 #: Name used when no model is given: the best shipped model on EuroSAT (core/weights/MODEL_CARD.md).
 DEFAULT_MODEL = "galileo_nano_s2"
