@@ -109,7 +109,7 @@ class SoftConPlugin:
         self.task = None
         self.plan: install.Plan | None = None
         self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
-        self.bar_item = None  # the message bar's "packages missing" item, removed once installing starts
+        self.bar_item = None  # our message bar item ("packages missing", then "installing"), removed when done
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
@@ -253,8 +253,9 @@ class SoftConPlugin:
         if self.bar_item is not None:
             bar.popWidget(self.bar_item)
             self.bar_item = None
-        bar.pushMessage(LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the "
-                                 "SoftCon tab of the Log Messages panel.", Qgis.Info, 0)
+        self.bar_item = bar.pushWidget(bar.createMessage(
+            LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the SoftCon tab of "
+                     "the Log Messages panel."), Qgis.Info)
         iface.openMessageLog()
         dock = iface.mainWindow().findChild(QDockWidget, "MessageLog")
         tabs = dock.findChild(QTabWidget) if dock is not None else None
@@ -279,7 +280,9 @@ class SoftConPlugin:
             self.report_failure(f"Installing SoftCon's Python packages failed.\n\n{tail}")
             return
         if iface is not None:
-            iface.messageBar().clearWidgets()  # the "packages missing" and "installing" messages
+            if self.bar_item is not None:  # "installing": done
+                iface.messageBar().popWidget(self.bar_item)
+                self.bar_item = None
             iface.messageBar().pushMessage(
                 LOG_TAG, "Python packages installed and checked: SoftCon's algorithms are ready (no restart "
                          "needed).", Qgis.Success, 0)

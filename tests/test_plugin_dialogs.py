@@ -203,8 +203,8 @@ def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path
 
 
 def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
-    """A real Classify run loaded as the dialog loads it: outputs named after the input, no staging path
-    or per-batch line in the log."""
+    """A real Classify run loaded as the dialog loads it: outputs named after the input, the method and the
+    time, no staging path or per-batch line in the log."""
     from qgis import processing
 
     monkeypatch.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-dialogs"))
@@ -217,8 +217,9 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
     try:
         stem = helpers.scene_crop().stem
         names = {lyr.source(): lyr.name() for lyr in QgsProject.instance().mapLayers().values()}
-        assert names[res["OUTPUT_CLASSES"]] == f"{stem} - classes"
-        assert names[res["OUTPUT_CONFIDENCE"]] == f"{stem} - confidence"
+        # repeated runs are told apart: method and time after what the layer holds
+        assert re.fullmatch(rf"{stem} - classes \(knn, \d\d:\d\d\)", names[res["OUTPUT_CLASSES"]]), names
+        assert re.fullmatch(rf"{stem} - confidence \(knn, \d\d:\d\d\)", names[res["OUTPUT_CONFIDENCE"]]), names
         assert not any(".softcon-" in line for line in fb.infos + fb.texts), fb.infos
         assert len(fb.texts) <= 15, fb.texts
         assert any(re.fullmatch(r"\d+ of \d+ windows", t) for t in fb.texts), fb.texts
