@@ -123,13 +123,13 @@ def test_a_worker_killed_mid_run_is_a_readable_error(plugin, tmp_path):
 def test_the_plugin_map_is_the_command_line_map(plugin, tmp_path):
     """The same inputs through the dialog's task and through ``python -m core.classify``: identical maps."""
     params = {"INPUT": str(plugin["crop"]), "TRAINING": str(helpers.demo_points()), "CLASS_FIELD": "class",
-              "METHOD": "rf", "FEATURES": "emb+pixel", "DEVICE": "cpu",
+              "METHOD": "rf", "FEATURES": "emb+pixel", "DEVICE": "cpu", "CV_FOLDS": 0,
               "OUTPUT_CLASSES": str(tmp_path / "qgis" / "classes.tif"), "OUTPUT_PROBABILITY": None,
               "OUTPUT_CONFIDENCE": None, "OUTPUT_REPORT": None}
     done, fb, _ = in_task("softcon:classify", params)
     assert done["ok"], fb.errors
     cmd = [sys.executable, "-m", "core.classify", str(plugin["crop"]), "--samples", str(helpers.demo_points()),
-           "--label-field", "class", "--method", "rf", "--features", "emb+pixel", "--device", "cpu",
+           "--label-field", "class", "--method", "rf", "--features", "emb+pixel", "--device", "cpu", "--cv-folds", "0",
            "--out-dir", str(tmp_path / "cli")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=helpers.ROOT,
                           env=dict(os.environ, SOFTCON_CACHE=str(tmp_path / "cli-cache")))  # computed afresh
