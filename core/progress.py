@@ -41,8 +41,10 @@ class Progress:
     _last: float = field(default=-1.0, repr=False)
 
     def update(self, done: float, total: float, message: str = "") -> None:
+        """Report ``done`` of ``total`` (at most every 0.5 %); a value below the last one starts a new phase
+        (embedding, cross-validation, classifying), which is reported from its start."""
         pct = 100.0 * done / max(total, 1e-12)
-        if pct - self._last >= 0.5 or done >= total:
+        if pct < self._last or pct - self._last >= 0.5 or done >= total:
             self._last = pct
             self.on_progress(min(pct, 100.0), message)
 

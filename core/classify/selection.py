@@ -45,13 +45,18 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
             params: dict[str, dict[str, Any]], seed: int = 0, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Blocked CV of each (feature set, method); one row per pair with its metrics and full CV result."""
     rows = []
-    for fs, m in pairs:
+    for i, (fs, m) in enumerate(pairs):
+        if progress is not None:  # the bar moves during the comparison (tens of seconds for auto), and Cancel acts
+            progress.check()
+            progress.update(i, len(pairs), f"cross-validating {i + 1} of {len(pairs)}: {m} on {fs}")
         cols = full.select(FEATURE_SETS[fs]).columns(full)
         res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed)
         rows.append({"features": fs, "method": m, "overall_accuracy": res["overall_accuracy"],
                      "kappa": res["kappa"], "macro_f1": res["macro_f1"], "cv": res})
         if progress is not None:
             progress.log(f"  {fs:10s} {m:9s} " + cells(rows[-1]))
+    if progress is not None:
+        progress.update(len(pairs), len(pairs), "cross-validation done")
     return rows
 
 
