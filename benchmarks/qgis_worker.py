@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project before benchmarks/ (its train.py)
 
 import qgis_helpers as helpers  # noqa: E402  (the test helpers run qgis_process with a throw-away profile)
 from conftest import write_scene_crop  # noqa: E402

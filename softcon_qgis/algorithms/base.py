@@ -26,9 +26,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps, install, worker
+from .. import catalogue, deps, install, worker
 from ..core.errors import Cancelled
-from ..core.io.sample_data import cache_dir  # stdlib-only
 from ..core.progress import Progress
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
@@ -83,21 +82,10 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 
 
-#: The models of core's registry, default first (test_plugin_processing keeps this in step with
-#: ``core.models.registry``, which imports torch and so stays out of QGIS's process).
-MODELS = ("galileo_nano_s2", "B13_rn50_softcon", "B13_vits14_softcon", "B13_vitb14_softcon", "B2_rn50_softcon",
-          "B2_vits14_softcon", "B2_vitb14_softcon", "softcon_tiny_s2")
-#: Models with no download: offered only where their weights are on disk (the zip leaves softcon_tiny_s2 out).
-NO_DOWNLOAD = ("softcon_tiny_s2",)
-
-
 @functools.lru_cache(maxsize=1)
 def model_names() -> tuple[str, ...]:
-    """The models a dialog offers, default first: every registered model that can get its weights."""
-    shipped = Path(__file__).resolve().parents[1] / "core" / "weights"
-    cached = cache_dir() / "weights"
-    return tuple(n for n in MODELS if n not in NO_DOWNLOAD or any(
-        (folder / f"{n}.safetensors").is_file() for folder in (shipped, cached)))
+    """The models a dialog offers, default first (:func:`..catalogue.offered`)."""
+    return tuple(m.name for m in catalogue.offered())
 
 
 def gui_words(message: str) -> str:
