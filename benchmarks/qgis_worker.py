@@ -1,9 +1,11 @@
 """QGIS's 'Compute embeddings' against the command line it runs: ``qgis_process run softcon:embed`` vs.
 ``python -m core.embed`` on the same 640 px crop of the demo scene, alternately, with no BLAS or OpenMP
 variables set (the plugin's worker runs in its own process, away from QGIS's OpenBLAS: it was 42x slower
-in QGIS's process). Also QGIS's start-up with and without the plugin (``qgis_process list``). Prints JSON.
+in QGIS's process). Also QGIS's start-up with and without the plugin: ``qgis_process list``, and with
+``--desktop`` the QGIS desktop under Xvfb (from launch until a ``--code`` script runs, i.e. QGIS is up with its
+plugins loaded). Prints JSON.
 
-    .venv/bin/python benchmarks/qgis_worker.py [--size 640] [--repeats 3]
+    .venv/bin/python benchmarks/qgis_worker.py [--size 640] [--repeats 3] [--desktop]
 """
 from __future__ import annotations
 
@@ -35,10 +37,29 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - t
 
 
+QUIT = "import time, pathlib\npathlib.Path(__file__).with_suffix('.up').write_text(repr(time.time()))\n" \
+       "from qgis.PyQt.QtCore import QTimer\nfrom qgis.PyQt.QtWidgets import QApplication\n" \
+       "QTimer.singleShot(0, QApplication.instance().quit)\n"
+
+
+def desktop_start(profile: Path, plugins: Path | None, tmp: Path) -> float:
+    """Seconds from launching the QGIS desktop (Xvfb) to its start-up script running."""
+    script = tmp / "quit.py"
+    script.write_text(QUIT)
+    up = script.with_suffix(".up")
+    up.unlink(missing_ok=True)
+    env = {k: v for k, v in helpers.qgis_env(profile, plugins).items() if k not in THREAD_VARS + ("QT_QPA_PLATFORM",)}
+    t = time.time()
+    subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--profiles-path", str(profile),
+                    "--nologo", "--noversioncheck", "--code", str(script)], env=env, capture_output=True, timeout=600)
+    return float(up.read_text()) - t
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--desktop", action="store_true", help="also the desktop's start-up under Xvfb")
     args = p.parse_args()
     from core.io.sample_data import s2_scene_files
 
@@ -70,6 +91,13 @@ def main() -> None:
             start_with.append(timed([str(helpers.QGIS_PROCESS), "list"], qgis_env, tmp))
             start_without.append(timed([str(helpers.QGIS_PROCESS), "list"],
                                        helpers.qgis_env(bare, None, SOFTCON_PYTHON=sys.executable), tmp))
+        desktop = {}
+        if args.desktop:  # a fresh profile each: with the plugin enabled (it finds no packages), and without it
+            desktop_start(bare, None, tmp)  # warm the file cache
+            runs = [(desktop_start(bare, None, tmp), desktop_start(profile, plugins, tmp)) for _ in range(args.repeats)]
+            desktop = {"desktop_start_without_s": [round(a, 2) for a, _ in runs],
+                       "desktop_start_with_s": [round(b, 2) for _, b in runs],
+                       "desktop_added_s": round(statistics.median([b - a for a, b in runs]), 3)}
     med = statistics.median
     print(json.dumps({
         "size_px": args.size, "repeats": args.repeats,
@@ -77,7 +105,7 @@ def main() -> None:
         "qgis_over_cli": round(med(qgis_s) / med(cli_s), 3),
         "startup_with_plugin_s": round(med(start_with), 3), "startup_without_plugin_s": round(med(start_without), 3),
         "startup_added_s": round(med(start_with) - med(start_without), 3),
-        "loadavg_1min": [round(v, 2) for v in load],
+        **desktop, "loadavg_1min": [round(v, 2) for v in load] + [round(os.getloadavg()[0], 2)],
     }, indent=1))
 
 
