@@ -148,11 +148,18 @@ def _one(raster: list[str]) -> str | list[str]:
 
 def _done(res: ClassifyResult) -> None:
     """The result: the summary on stdout, or for the plugin the protocol's result line."""
-    emit_result(res.summary()) if json_lines() else print(summary_text(res))
+    if json_lines():
+        emit_result(res.summary())
+    else:
+        print(summary_text(res))
 
 
 def _wrote(path) -> None:
-    emit_result({"output": str(path)}) if json_lines() else print(path)
+    """An output file: its path on stdout, or for the plugin the protocol's result line."""
+    if json_lines():
+        emit_result({"output": str(path)})
+    else:
+        print(path)
 
 
 def main(argv: list[str] | None = None) -> int:
