@@ -48,7 +48,7 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
     for i, (fs, m) in enumerate(pairs):
         if progress is not None:  # the bar moves during the comparison (tens of seconds for auto), and Cancel acts
             progress.check()
-            progress.update(i, len(pairs), f"cross-validating {i + 1} of {len(pairs)}: {m} on {fs}")
+            progress.update(i, len(pairs), "cross-validating")  # each row is logged below, with its scores
         cols = full.select(FEATURE_SETS[fs]).columns(full)
         res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed)
         rows.append({"features": fs, "method": m, "overall_accuracy": res["overall_accuracy"],
@@ -56,7 +56,7 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
         if progress is not None:
             progress.log(f"  {fs:10s} {m:9s} " + cells(rows[-1]))
     if progress is not None:
-        progress.update(len(pairs), len(pairs), "cross-validation done")
+        progress.update(len(pairs), len(pairs), "cross-validating")
     return rows
 
 
