@@ -62,6 +62,6 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
                                             "'Trained classifier' output of 'Classify land cover'."))
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
-        args = ["apply", source, "--classifier", classifier] + self.embed_args(parameters, context, layer)
+        args = ["apply", source, "--classifier", classifier] + self.embed_args(parameters, context, layer, feedback)
         result = run_worker(feedback, "classify", args + outputs.args())  # model, mode, stride: the classifier's
         return outputs.publish(result, context, feedback)

@@ -69,6 +69,9 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
+    (r"compute one first with `python -m core\.embed RASTER --out EMB\.tif`\.",
+     "run 'Compute embeddings' on it first."),
+    (r"run python -m core\.embed first", "run 'Compute embeddings' on it first"),
 )
 
 #: core's hidden stage folder in a path: its files are moved away before the user reads the log.
@@ -301,35 +304,20 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         preset = self.parameterAsEnumString(parameters, self.BANDS, context) or "auto"
         return None if preset == "auto" else preset
 
-    def embed_spec(self, parameters, context, layer: QgsRasterLayer):
-        """The embedding settings of this run as one ``core.embed.spec.EmbedSpec``, the only place the plugin
-        reads them: model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
-        from ..core.embed.spec import EmbedSpec
-
-        model, checkpoint = self.model_choice(parameters, context)
-        mode = self.parameterAsEnumString(parameters, "MODE", context) if self.parameterDefinition("MODE") else ""
-        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
-        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
-        return EmbedSpec(model=model, checkpoint=checkpoint, bands=self.bands_choice(parameters, context),
-                         mode=mode or DEFAULT_MODE, stride=stride or None, bbox=bbox,
-                         device=self.device_choice(parameters, context))
-
     def device_choice(self, parameters, context) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
 
-    def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
-        """Log model, weights, bands and device as asked (the worker logs the device that actually runs)."""
-        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
-        feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
-        feedback.pushInfo(tr(f"Device: {device}"))
-
-    def embed_args(self, parameters, context, layer: QgsRasterLayer) -> list[str]:
+    def embed_args(self, parameters, context, layer: QgsRasterLayer, feedback=None) -> list[str]:
         """The embedding settings of this run as command-line arguments (``core.embed`` / ``core.classify``):
-        model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
+        model and checkpoint, bands, device; mode, stride and extent where the algorithm has them. Logs model,
+        weights, bands and device as asked (the worker logs the device that actually runs)."""
         model, checkpoint = self.model_choice(parameters, context)
-        args = ["--device", self.device_choice(parameters, context)]
+        device = self.device_choice(parameters, context)
+        args = ["--device", device]
         if self.parameterDefinition(self.MODEL) is not None:  # Apply takes the classifier's model
             args += ["--model", model]
+        else:
+            model = "as trained (from the classifier)"
         if checkpoint:
             args += ["--checkpoint", checkpoint]
         bands = self.bands_choice(parameters, context)
@@ -343,4 +331,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
         if bbox is not None:
             args += ["--bbox", ",".join(repr(v) for v in bbox)]
+        if feedback is not None:
+            feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
+            feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
+            feedback.pushInfo(tr(f"Device: {device}"))
         return args

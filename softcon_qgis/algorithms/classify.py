@@ -139,7 +139,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                 "--max-pixels-per-polygon", str(self.parameterAsInt(parameters, self.MAX_PIXELS, context))]
         args += ["--layer", sample_layer] if sample_layer else []
         args += ["--save-classifier", classifier_out] if classifier_out else []
-        args += self.embed_args(parameters, context, layer) + outputs.args()
+        args += self.embed_args(parameters, context, layer, feedback) + outputs.args()
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
                              f"method {method}"))
         result = run_worker(feedback, "classify", args)

@@ -61,7 +61,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        args = [source, "--out", out] + self.embed_args(parameters, context, layer)
+        args = [source, "--out", out] + self.embed_args(parameters, context, layer, feedback)
         if self.parameterAsBoolean(parameters, self.COG, context):
             args.append("--cog")
         result = run_worker(feedback, "embed", args)  # core writes a temp file beside ``out``, renamed when complete

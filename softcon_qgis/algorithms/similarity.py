@@ -65,7 +65,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
         args = ["similarity", source, "--reference", reference, "--out", out,
                 "--grid", self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"]
-        args += (["--layer", ref_layer] if ref_layer else []) + self.embed_args(parameters, context, layer)
+        args += (["--layer", ref_layer] if ref_layer else []) + self.embed_args(parameters, context, layer, feedback)
         out = run_worker(feedback, "classify", args)["output"]
         qml = write_style(out, ramp_renderer)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
