@@ -43,6 +43,33 @@ QUIT = "import os, time, pathlib\npathlib.Path(os.environ['SOFTCON_UP']).write_t
        "QTimer.singleShot(0, QApplication.instance().quit)\n"
 
 
+#: What the plugin itself costs at start-up, timed inside QGIS: classFactory, the provider and the dependency check.
+PLUGIN_LOAD = """
+import sys, time
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+sys.path.append("/usr/share/qgis/python/plugins")
+from processing.core.Processing import Processing
+Processing.initialize()
+t, c = time.perf_counter(), time.process_time()
+import softcon_qgis
+plugin = softcon_qgis.classFactory(None)
+plugin.initProcessing()
+softcon_qgis.deps.problem()
+heavy = [m for m in ("torch", "rasterio", "sklearn") if m in sys.modules]
+print(time.perf_counter() - t, time.process_time() - c, heavy)
+"""
+
+
+def plugin_load() -> tuple[float, float, list[str]]:
+    """(wall s, CPU s, heavy modules imported) of loading the plugin in a QGIS that is already up."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PLUGIN_LOAD], capture_output=True, text=True, env=env, timeout=300)
+    wall, cpu, heavy = out.stdout.strip().splitlines()[-1].split(" ", 2)
+    return float(wall), float(cpu), heavy
+
+
 def desktop_start(profile: Path, plugins: Path | None, tmp: Path) -> float:
     """Seconds from launching the QGIS desktop (Xvfb) to its start-up script running."""
     script = tmp / "quit.py"
@@ -58,6 +85,7 @@ def desktop_start(profile: Path, plugins: Path | None, tmp: Path) -> float:
 
 
 def main() -> None:
+    med = statistics.median
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--repeats", type=int, default=3)
@@ -95,14 +123,15 @@ def main() -> None:
             start_with.append(timed([str(helpers.QGIS_PROCESS), "list"], qgis_env, tmp))
             start_without.append(timed([str(helpers.QGIS_PROCESS), "list"],
                                        helpers.qgis_env(bare, None, SOFTCON_PYTHON=sys.executable), tmp))
-        desktop = {}
+        loads = [plugin_load() for _ in range(args.repeats)]
+        desktop = {"plugin_load_wall_s": round(med([w for w, _, _ in loads]), 3),
+                   "plugin_load_cpu_s": round(med([c for _, c, _ in loads]), 3), "heavy_modules_in_qgis": loads[0][2]}
         if args.desktop:  # a fresh profile each: with the plugin enabled (it finds no packages), and without it
             desktop_start(bare, None, tmp)  # warm the file cache
             runs = [(desktop_start(bare, None, tmp), desktop_start(profile, plugins, tmp)) for _ in range(args.repeats)]
-            desktop = {"desktop_start_without_s": [round(a, 2) for a, _ in runs],
-                       "desktop_start_with_s": [round(b, 2) for _, b in runs],
-                       "desktop_added_s": round(statistics.median([b - a for a, b in runs]), 3)}
-    med = statistics.median
+            desktop |= {"desktop_start_without_s": [round(a, 2) for a, _ in runs],
+                        "desktop_start_with_s": [round(b, 2) for _, b in runs],
+                        "desktop_added_s": round(med([b - a for a, b in runs]), 3)}
     print(json.dumps({
         "size_px": args.size, "repeats": args.repeats,
         "cli_s": [round(v, 2) for v in cli_s], "qgis_process_s": [round(v, 2) for v in qgis_s],
