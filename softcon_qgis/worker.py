@@ -39,8 +39,6 @@ GRACE_S = 2.0
 TAIL_LINES = 15
 #: The folder that holds the plugin package (a profile's ``python/plugins``, or the repository root).
 PLUGIN_PARENT = Path(__file__).resolve().parent.parent
-#: Environment variable naming the Python to run the worker with (developers: the repository's .venv).
-PYTHON_OVERRIDE = "SOFTCON_PYTHON"
 
 
 class WorkerError(Exception):
@@ -49,13 +47,6 @@ class WorkerError(Exception):
 
 class MissingPackages(WorkerError):
     """The worker could not import a package it needs (the message is Python's import error)."""
-
-
-def python() -> str:
-    """The interpreter for the worker: ``$SOFTCON_PYTHON``, else the Python QGIS itself runs
-    (:func:`.deps.python_executable`: ``/usr/bin/python3.X``, OSGeo4W's ``apps/Python3X/python.exe``,
-    the Python inside ``QGIS.app``)."""
-    return os.environ.get(PYTHON_OVERRIDE) or deps.python_executable()
 
 
 def environment(deps_folder: str | os.PathLike | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -76,7 +67,7 @@ def environment(deps_folder: str | os.PathLike | None = None, base: dict[str, st
 
 def command(module: str, args: list[str]) -> list[str]:
     """``python -m softcon_qgis.core.<module> ARGS`` (``module``: ``embed``, ``classify``, ``models``)."""
-    return [python(), "-m", f"{__package__}.core.{module}", *map(str, args)]
+    return [deps.python_executable(), "-m", f"{__package__}.core.{module}", *map(str, args)]
 
 
 def shell_line(cmd: list[str], env: dict[str, str] | None = None) -> str:
@@ -122,7 +113,8 @@ def run(module: str, args: list[str], progress: Progress, on_stderr: Callable[[s
                                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
     except OSError as exc:
         raise WorkerError(f"Could not start the Python that runs SoftCon ({cmd[0]}): {exc}. Set the environment "
-                          f"variable {PYTHON_OVERRIDE} to a Python {platform.python_version()} interpreter.") from None
+                          f"variable {deps.PYTHON_OVERRIDE} to a Python {platform.python_version()} "
+                          f"interpreter.") from None
     lines: queue.Queue = queue.Queue()
     for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
         threading.Thread(target=_pump, args=(stream, tag, lines), daemon=True).start()

@@ -82,6 +82,7 @@ def test_missing_bands_are_named():
 def test_a_raster_the_model_cannot_use_names_the_models_that_can(tmp_path):
     """A 10-band stack (no B1, B9) with a 13-band L1C model: the message names the model that fits."""
     from core.embed.engine import embed_raster
+    from core.embed.spec import EmbedSpec
     from core.models.registry import models_for
 
     ten = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
@@ -93,7 +94,7 @@ def test_a_raster_the_model_cannot_use_names_the_models_that_can(tmp_path):
         dst.write(np.full((10, 8, 8), 1000, np.uint16))
         dst.descriptions = ten
     with pytest.raises(SoftConError) as err:
-        embed_raster(path, tmp_path / "e.tif", model="softcon_tiny_s2", pretrained=False)
+        embed_raster(path, tmp_path / "e.tif", EmbedSpec(model="softcon_tiny_s2", pretrained=False))
     assert "Models that can use this raster: galileo_nano_s2" in str(err.value), str(err.value)
 
 

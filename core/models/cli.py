@@ -1,35 +1,24 @@
-"""``python -m core.models list`` / ``info NAME`` / ``download NAME`` / ``register NAME FILE`` /
-``convert NAME IN.pth OUT.safetensors``."""
+"""``python -m core.models list`` / ``info NAME`` / ``download NAME`` / ``convert NAME IN.pth OUT.safetensors`` /
+``register FILE``. For the plugin (``SOFTCON_PROGRESS=jsonl``) list, download and register end with a result line:
+every model with its weights on this computer, and the versions in use."""
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import shutil
 from dataclasses import asdict
-from pathlib import Path
 
 import rasterio
 import torch
 
 from ..errors import SoftConError
-from ..io.atomic import atomic_path
 from ..progress import cli_progress, emit_result, json_lines, last_line
-from .checkpoint import load_weights, save_safetensors
 from .encoders import build_encoder
-from .record import ModelRecord, record_metadata
-from .registry import create_encoder, get_record, REGISTRY
+from .manage import convert, register_weights
+from .record import ModelRecord
+from .registry import get_record, REGISTRY
 from .timm_compat import timm
-from .weights import cached_path, download_url, sha256sum, verify_sha256, weights_dir, weights_path
-
-
-def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Strictly load a published ``.pth`` for model ``name`` and save it in this project's safetensors format."""
-    record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    notes = load_weights(encoder, src, record)
-    meta = record_metadata(record, source_file=Path(src).name, source_sha256=sha256sum(src), conversion=notes)
-    return save_safetensors(encoder, dst, meta, dtype=dtype)
+from .weights import cached_path, download_url, weights_path
 
 
 def _info(record: ModelRecord) -> dict:
@@ -43,25 +32,6 @@ def _info(record: ModelRecord) -> dict:
     encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
     d["parameters"] = sum(p.numel() for p in encoder.parameters())
     return d
-
-
-def register(name: str, src: str | Path) -> tuple[Path, list[str]]:
-    """Check that ``src`` loads strictly into model ``name`` (and is the published file, by sha256), and copy it
-    into the weights cache, where every command finds it (computers without internet access).
-    Returns the cached file and warnings."""
-    record = get_record(name)
-    create_encoder(record.name, pretrained=False, checkpoint=src)
-    verify_sha256(src, record.sha256)
-    target = weights_dir() / (record.filename or f"{record.name}.safetensors")
-    warnings = []
-    shipped = cached_path(record)
-    if shipped is not None and record.local_path and Path(record.local_path) == shipped:
-        warnings.append(f"{record.name} ships its own weights ({shipped}); those take precedence over the cache. "
-                        f"Pass your file as the checkpoint instead.")
-    if Path(src).resolve() != target.resolve():
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
-    return target, warnings
 
 
 def environment() -> str:
@@ -82,21 +52,23 @@ def catalogue() -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
+    p = argparse.ArgumentParser(prog="python -m core.models",
+                                description="List, inspect, convert and register SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="one line per registered model")
     info = sub.add_parser("info", help="bands, statistics, size, cached or not (JSON)")
     info.add_argument("name")
-    down = sub.add_parser("download", help="fetch a model's published weights into the cache (sha256 checked)")
-    down.add_argument("name")
-    reg = sub.add_parser("register", help="check that a weights file loads into a model and copy it into the cache")
-    reg.add_argument("name")
-    reg.add_argument("file")
     conv = sub.add_parser("convert", help="strict-load a published .pth and write this project's safetensors")
     conv.add_argument("name")
     conv.add_argument("src", help="published .pth file")
     conv.add_argument("dst", help="output .safetensors file")
     conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    down = sub.add_parser("download", help="fetch a model's published weights into the cache (sha256 checked)")
+    down.add_argument("name")
+    reg = sub.add_parser("register", help="check a weights file copied by hand (sha256, strict load) and copy it "
+                                          "into the weights cache")
+    reg.add_argument("file", help="the published .pth, or a .safetensors file of this project")
+    reg.add_argument("--model", help="the registered model it holds (default: the one its metadata names)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "list" and json_lines():
@@ -113,14 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd in ("download", "register"):
             if args.cmd == "download":
-                path, warnings = weights_path(get_record(args.name), progress=cli_progress("download")), []
+                target, warnings = weights_path(get_record(args.name), progress=cli_progress("download")), []
             else:
-                path, warnings = register(args.name, args.file)
+                target, warnings = register_weights(args.file, args.model)
             if json_lines():
-                emit_result({"weights": str(path), "warnings": warnings, "models": catalogue(),
+                emit_result({"weights": str(target), "warnings": warnings, "models": catalogue(),
                              "environment": environment()})
             else:
-                print("\n".join([f"warning: {w}" for w in warnings] + [f"{args.name}: {path}"]))
+                what = args.file if args.cmd == "register" else args.name
+                print("\n".join([f"warning: {w}" for w in warnings] + [f"{what}: {target}"]))
             return 0
         dtype = getattr(torch, args.dtype) if args.dtype else None
         out = convert(args.name, args.src, args.dst, dtype)

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.settings import to_argv
 from .base import SoftConAlgorithm, raster_source, run_worker, tr
 from .outputs import ClassificationOutputs
 
@@ -60,8 +61,10 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         if not classifier or not Path(classifier).is_file():
             raise QgsProcessingException(tr(f"Saved classifier not found: {classifier!r}. Save one with the "
                                             "'Trained classifier' output of 'Classify land cover'."))
+        spec = self.embed_spec(parameters, context, layer)  # model, mode and stride: the classifier's
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
-        args = ["apply", source, "--classifier", classifier] + self.embed_args(parameters, context, layer, feedback)
-        result = run_worker(feedback, "classify", args + outputs.args())  # model, mode, stride: the classifier's
+        self.log_setup(feedback, spec, "as trained (from the classifier)")
+        result = run_worker(feedback, "classify", ["apply", source, "--classifier", classifier] + to_argv(spec)
+                            + outputs.args())
         return outputs.publish(result, context, feedback)

@@ -1,13 +1,13 @@
-"""What every SoftCon algorithm shares: parameter builders, running the work in the worker process
-(:func:`run_worker`: the command line, with its progress in the dialog) and the translation of its errors
-into ``QgsProcessingException``.
+"""What every SoftCon algorithm shares: parameter builders, the settings as specs (``EmbedSpec``, ``FitSpec``),
+running the work in the worker process (:func:`run_worker`: the command line the specs give, with its progress
+in the dialog) and the translation of its errors into ``QgsProcessingException``.
 
-QGIS's own process imports only the plugin and core's stdlib-only modules (progress, errors): never torch,
-numpy or the installed packages, so QGIS starts fast and needs no restart after Install….
+QGIS's own process imports only the plugin and core's standard-library modules (the specs, the model and method
+registries, errors, progress): never torch, numpy or the installed packages, so QGIS starts fast and needs no
+restart after Install….
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 from pathlib import Path
@@ -26,18 +26,17 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import catalogue, deps, install, worker
-from ..core.errors import Cancelled
+from .. import deps, install, worker
+from ..core.embed.spec import DEFAULT_MODE, DEVICES, EmbedSpec, MODES
+from ..core.errors import Cancelled, SoftConError
+from ..core.geo.bands import PRESETS
+from ..core.models.registry import DEFAULT_MODEL, REGISTRY
+from ..core.models.weights import cached_path, download_url
 from ..core.progress import Progress
+from ..core.settings import default
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
-BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-#: Embedding modes of core.embed, in the order the MODE enums show them; every algorithm defaults to dense.
-MODES = ("pooled", "dense")
-DEFAULT_MODE = "dense"  # = core.embed.spec.DEFAULT_MODE (test_plugin_processing checks it)
+BAND_CHOICES = ("auto",) + tuple(PRESETS)
 
 #: Appended to the help of every algorithm with an embedding mode, so all explain it the same way.
 MODE_HELP = (
@@ -69,6 +68,8 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
+    (r"\(--size\)", "(the Sample size)"),
+    (r"--min-per-class\b", "the Fewest points per class"),
     (r"compute one first with `python -m core\.embed RASTER --out EMB\.tif`\.",
      "run 'Compute embeddings' on it first."),
     (r"run python -m core\.embed first", "run 'Compute embeddings' on it first"),
@@ -85,10 +86,12 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 
 
-@functools.lru_cache(maxsize=1)
 def model_names() -> tuple[str, ...]:
-    """The models a dialog offers, default first (:func:`..catalogue.offered`)."""
-    return tuple(m.name for m in catalogue.offered())
+    """Registry names, default first (the registry is standard library: no torch needed to list it). A model
+    without a download (softcon_tiny_s2, the pretraining reference, left out of the plugin zip) is offered only
+    where its weights are on disk."""
+    names = (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
+    return tuple(n for n in names if download_url(REGISTRY[n]) or cached_path(REGISTRY[n]) is not None)
 
 
 def gui_words(message: str) -> str:
@@ -133,6 +136,14 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     return Progress(on_progress=on_progress, is_cancelled=feedback.isCanceled, on_log=on_log)
 
 
+def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
+    """Call ``fn`` (a spec's check) and turn ``SoftConError`` into ``QgsProcessingException``."""
+    try:
+        return fn(*args, **kwargs)
+    except SoftConError as exc:
+        raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
+
+
 def run_worker(feedback: QgsProcessingFeedback | None, module: str, args: list[str]) -> dict:
     """Run ``python -m softcon_qgis.core.<module> ARGS`` in the worker process (:mod:`..worker`) and return
     its result; its progress and log go to ``feedback``. Errors, a crash or Cancel become a
@@ -151,7 +162,7 @@ def run_worker(feedback: QgsProcessingFeedback | None, module: str, args: list[s
         module_name = name.group(1) if name else str(exc)
         requirement = dict(deps.REQUIREMENTS).get(module_name, module_name)
         raise QgsProcessingException(install.explain([deps.Missing(module_name, requirement, str(exc))],
-                                                     python=worker.python())) from None
+                                                     python=deps.python_executable())) from None
     except worker.WorkerError as exc:
         raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
 
@@ -263,7 +274,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
     def add_model_parameters(self) -> None:
         names = model_names()
         model = QgsProcessingParameterEnum(
-            self.MODEL, tr("Model"), options=list(names), defaultValue=names[0], usesStaticStrings=True)
+            self.MODEL, tr("Model"), options=list(names), defaultValue=default(EmbedSpec, "model"),
+            usesStaticStrings=True)
         model.setMetadata(MODEL_WIDGET)  # human names, and whether the weights are on disk
         self.param(model)
         self.param(QgsProcessingParameterFile(
@@ -281,7 +293,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def add_device_parameter(self) -> None:
         param = QgsProcessingParameterEnum(
-            self.DEVICE, tr("Device"), options=list(DEVICE_CHOICES), defaultValue="auto", usesStaticStrings=True)
+            self.DEVICE, tr("Device"), options=list(DEVICES), defaultValue=default(EmbedSpec, "device"),
+            usesStaticStrings=True)
         self.param(param, advanced=True)
 
     def add_mode_parameter(self, name: str = "MODE") -> None:
@@ -304,35 +317,31 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         preset = self.parameterAsEnumString(parameters, self.BANDS, context) or "auto"
         return None if preset == "auto" else preset
 
-    def device_choice(self, parameters, context) -> str:
-        return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
-
-    def embed_args(self, parameters, context, layer: QgsRasterLayer, feedback=None) -> list[str]:
-        """The embedding settings of this run as command-line arguments (``core.embed`` / ``core.classify``):
-        model and checkpoint, bands, device; mode, stride and extent where the algorithm has them. Logs model,
-        weights, bands and device as asked (the worker logs the device that actually runs)."""
-        model, checkpoint = self.model_choice(parameters, context)
-        device = self.device_choice(parameters, context)
-        args = ["--device", device]
-        if self.parameterDefinition(self.MODEL) is not None:  # Apply takes the classifier's model
-            args += ["--model", model]
-        else:
-            model = "as trained (from the classifier)"
-        if checkpoint:
-            args += ["--checkpoint", checkpoint]
-        bands = self.bands_choice(parameters, context)
-        if bands is not None:
-            args += ["--bands", bands if isinstance(bands, str) else ",".join(bands)]
+    def embed_spec(self, parameters, context, layer: QgsRasterLayer, **settings) -> EmbedSpec:
+        """The embedding settings of this run as one ``EmbedSpec``, the only place the plugin reads them: model
+        and checkpoint, bands, device; mode, stride and extent where the algorithm has them; ``settings`` add
+        the algorithm's own (``cog``). A value the spec refuses is one message in the dialog's words."""
+        kw = dict(settings, bands=self.bands_choice(parameters, context), device=self.device_choice(parameters,
+                  context))
+        if self.parameterDefinition(self.MODEL) is not None:
+            kw["model"], kw["checkpoint"] = self.model_choice(parameters, context)
+        elif self.parameterDefinition(self.CHECKPOINT) is not None:
+            kw["checkpoint"] = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         if self.parameterDefinition("MODE") is not None:
-            args += ["--mode", self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE]
-        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
-        if stride:
-            args += ["--stride", str(stride)]
-        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
-        if bbox is not None:
-            args += ["--bbox", ",".join(repr(v) for v in bbox)]
-        if feedback is not None:
-            feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
-            feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
-            feedback.pushInfo(tr(f"Device: {device}"))
-        return args
+            kw["mode"] = self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE
+        if self.parameterDefinition("STRIDE") is not None:
+            kw["stride"] = self.parameterAsInt(parameters, "STRIDE", context) or None
+        if self.parameterDefinition("EXTENT") is not None:
+            kw["bbox"] = extent_bbox(self, parameters, "EXTENT", context, layer)
+        return run_core(None, EmbedSpec, **kw)
+
+    def device_choice(self, parameters, context) -> str:
+        return self.parameterAsEnumString(parameters, self.DEVICE, context) or default(EmbedSpec, "device")
+
+    def log_setup(self, feedback, spec: EmbedSpec, model: str | None = None) -> None:
+        """Log model, weights, bands and device as asked (the worker logs the device that actually runs)."""
+        model = model or spec.model
+        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {spec.checkpoint})" if spec.checkpoint else "")))
+        bands = spec.bands if not isinstance(spec.bands, tuple) else ",".join(spec.bands)
+        feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
+        feedback.pushInfo(tr(f"Device: {spec.device}"))

@@ -9,6 +9,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.embed.spec import EmbedSpec
+from ..core.settings import default, to_argv
 from .base import SoftConAlgorithm, name_output, output_name, raster_source, require_tif, run_worker, tr
 
 
@@ -54,16 +56,17 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterBoolean(
-            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=False))
+            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=default(EmbedSpec, "cog")))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
+        spec = self.embed_spec(parameters, context, layer, cog=self.parameterAsBoolean(parameters, self.COG, context))
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        args = [source, "--out", out] + self.embed_args(parameters, context, layer, feedback)
-        if self.parameterAsBoolean(parameters, self.COG, context):
-            args.append("--cog")
-        result = run_worker(feedback, "embed", args)  # core writes a temp file beside ``out``, renamed when complete
+        self.log_setup(feedback, spec)
+        feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
+        # the worker writes a temp file beside ``out`` and renames it when complete
+        result = run_worker(feedback, "embed", [source, "--out", out] + to_argv(spec))
         name_output(context, out, output_name(layer, tr("embeddings")))
         return {self.OUTPUT: result["output"]}

@@ -7,8 +7,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.classify.styles import PALETTE  # stdlib-only
-from ..styles import StyleOnLoad, class_renderer, write_style
+from ..core.classify.styles import cluster_style
+from ..styles import StyleOnLoad, write_style
 from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
@@ -48,10 +48,8 @@ class KMeansAlgorithm(SoftConAlgorithm):
         seed = self.parameterAsInt(parameters, self.SEED, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
         feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
-        result = run_worker(feedback, "classify", ["kmeans", source, "--clusters", str(k), "--seed", str(seed),
-                                                   "--out", out])
-        names = [f"cluster {i + 1}" for i in range(k)]
-        colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
-        qml = write_style(result["output"], class_renderer, names=names, colors=colors)
-        StyleOnLoad.attach(context, result["output"], qml, output_name(layer, tr("clusters")))
-        return {self.OUTPUT: result["output"]}
+        out = run_worker(feedback, "classify", ["kmeans", source, "--clusters", str(k), "--seed", str(seed),
+                                                "--out", out])["output"]
+        qml = write_style(out, cluster_style(k))
+        StyleOnLoad.attach(context, out, qml, output_name(layer, tr("clusters")))
+        return {self.OUTPUT: out}

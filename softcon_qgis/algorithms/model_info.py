@@ -12,7 +12,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from .base import SoftConAlgorithm, run_worker, tr
+from ..core.io.atomic import write_text_atomic
+from ..core.models.registry import get_record, REGISTRY
+from ..core.models.weights import cached_path
+from .base import SoftConAlgorithm, run_core, run_worker, tr
 
 ACTIONS = ("list", "download", "register")
 
@@ -61,34 +64,44 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         name, checkpoint = self.model_choice(parameters, context)
         action = self.parameterAsEnumString(parameters, self.ACTION, context) or "list"
+        record = run_core(feedback, get_record, name)
+        feedback.pushInfo(tr(f"Model: {record.name} ({record.arch}, {len(record.bands)} bands "
+                             f"{','.join(record.bands)}, {record.input_size}px, {record.embed_dim}-d)"))
         if action == "register" and not checkpoint:
             raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
-        args = {"list": ["list"], "download": ["download", name], "register": ["register", name, checkpoint]}[action]
-        result = run_worker(feedback, "models", args)
-        feedback.pushInfo(result["environment"])
+        args = {"list": ["list"], "download": ["download", record.name],
+                "register": ["register", checkpoint, "--model", record.name]}[action]
+        result = run_worker(feedback, "models", args)  # the download, the strict load: in the worker
+        environment = result["environment"]
+        feedback.pushInfo(environment)
         for warning in result.get("warnings", []):
             feedback.reportError(tr(warning), fatalError=False)
-        if action != "list":
-            feedback.pushInfo(tr(f"Weights of {name}: {result['weights']}"))
-        models = result["models"]
-        for m in models:
-            feedback.pushInfo(f"{m['name']:24s} {m['arch']:26s} {len(m['bands']):2d} bands {m['input_size']:4d}px  "
-                              f"{'weights: ' + m['weights'] if m['weights'] else 'not downloaded'}")
-        chosen = next(m for m in models if m["name"] == name)
-        results = {
-            self.WEIGHTS: chosen["weights"] or "",
-            self.AVAILABLE: chosen["weights"] is not None,
-            self.MODELS: ",".join(m["name"] for m in models),
-            self.ENVIRONMENT: result["environment"],
-        }
+        if action == "download":
+            feedback.pushInfo(tr(f"Weights of {record.name}: {result['weights']}"))
+        elif action == "register":
+            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {result['weights']}"))
+
+        available = cached_path(record)
+        rows = []
+        for r in REGISTRY.values():
+            local = cached_path(r)
+            rows.append((r, local))
+            feedback.pushInfo(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands {r.input_size:4d}px  "
+                              f"{'weights: ' + str(local) if local else 'not downloaded'}")
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        results = {
+            self.WEIGHTS: str(available) if available else "",
+            self.AVAILABLE: available is not None,
+            self.MODELS: ",".join(REGISTRY),
+            self.ENVIRONMENT: environment,
+        }
         if out:
-            _write_report(out, models, name)
+            _write_report(out, rows, record.name)
             results[self.OUTPUT] = out
         return results
 
 
-def _write_report(path: str, models: list[dict], selected: str) -> None:
+def _write_report(path: str, rows, selected: str) -> None:
     esc = html.escape
     body = [
         "<html><head><meta charset='utf-8'><title>SoftCon models</title></head><body>",
@@ -96,12 +109,12 @@ def _write_report(path: str, models: list[dict], selected: str) -> None:
         "<tr><th>name</th><th>architecture</th><th>bands</th><th>input</th><th>dim</th><th>licence</th>"
         "<th>weights on this computer</th><th>source</th></tr>",
     ]
-    for m in models:
-        style = " style='font-weight:bold'" if m["name"] == selected else ""
+    for r, local in rows:
+        style = " style='font-weight:bold'" if r.name == selected else ""
         body.append(
-            f"<tr{style}><td>{esc(m['name'])}</td><td>{esc(m['arch'])}</td><td>{esc(','.join(m['bands']))}</td>"
-            f"<td>{m['input_size']}px</td><td>{m['dim']}</td><td>{esc(m['license'])}</td>"
-            f"<td>{esc(m['weights'] or 'no')}</td><td>{esc(m['source'])}</td></tr>")
-    body.append("</table><p>" + esc(models[0]["citation"] if models else "") + "</p></body></html>")
+            f"<tr{style}><td>{esc(r.name)}</td><td>{esc(r.arch)}</td><td>{esc(','.join(r.bands))}</td>"
+            f"<td>{r.input_size}px</td><td>{r.embed_dim}</td><td>{esc(r.license)}</td>"
+            f"<td>{esc(str(local)) if local else 'no'}</td><td>{esc(r.url or r.hf_repo or 'shipped')}</td></tr>")
+    body.append("</table><p>" + esc(rows[0][0].citation if rows else "") + "</p></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(body), encoding="utf-8")
+    write_text_atomic(Path(path), "\n".join(body))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
 
-from ..styles import StyleOnLoad, class_renderer, grey_renderer, write_style
+from ..core.classify.styles import class_style, CONFIDENCE
+from ..styles import StyleOnLoad, write_style
 from .base import output_name, require_tif, tr
 
 
@@ -77,13 +78,13 @@ class ClassificationOutputs:
 
     def publish(self, result: dict, context, feedback) -> dict:
         """Style the files the worker wrote (``result``: ``ClassifyResult.summary()``) and name them for loading.
-        The probabilities (one band per class) are written but not loaded: one band in grey says little, and
+        The probabilities (one band per class) are written but not loaded: one band of them says little, and
         the confidence layer shows how sure the map is; the log says which band is which class."""
         results = {}
         names, method = result["class_names"], result.get("method") or ""
-        values = result.get("class_values") or list(range(1, len(names) + 1))
-        qml = write_style(self.classes, class_renderer, names=names, colors=result["colors"], values=values)
-        StyleOnLoad.attach(context, self.classes, qml, self.name(tr("classes"), method))
+        qml = write_style(self.classes, class_style(names, result["colors"]))
+        classes = self.name(tr("classes"), method)
+        StyleOnLoad.attach(context, self.classes, qml, classes)
         results[self.CLASSES] = self.classes
         if self.probability:
             if context.willLoadLayerOnCompletion(self.probability):
@@ -94,7 +95,7 @@ class ClassificationOutputs:
                                  f"{self.probability}"))
             results[self.PROBABILITY] = self.probability
         if self.confidence:
-            qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
+            qml = write_style(self.confidence, CONFIDENCE)
             StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence"), method))
             results[self.CONFIDENCE] = self.confidence
         if result.get("report_html"):
@@ -102,4 +103,7 @@ class ClassificationOutputs:
         for warning in result.get("warnings", []):
             feedback.reportError(tr(f"Warning: {warning}"), fatalError=False)
         feedback.pushInfo(tr(f"Classes: {', '.join(names)}"))
+        feedback.pushInfo(tr(f"Next: the map's accuracy and class areas by the book. Run SoftCon > Accuracy "
+                             f"assessment > Create validation sample on '{classes}', label its "
+                             "points, then Assess accuracy and estimate areas."))
         return results

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
 
-from ..styles import StyleOnLoad, rgb_renderer, write_style
+from ..core.classify.styles import PCA_RGB
+from ..styles import StyleOnLoad, write_style
 from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
@@ -34,6 +35,6 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
         source = raster_source(layer, "Embedding raster")
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
         out = run_worker(feedback, "classify", ["pca", source, "--out", out])["output"]
-        qml = write_style(out, rgb_renderer)
+        qml = write_style(out, PCA_RGB)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

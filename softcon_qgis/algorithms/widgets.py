@@ -17,13 +17,38 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..catalogue import label
+from ..core.models.registry import DEFAULT_MODEL, get_record
+from ..core.models.weights import cached_path
 
 #: Field names that identify features rather than classify them (``class_id`` may well be a class code:
 #: its values decide, see :func:`guess_class_field`).
 ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index)$", re.I)
 #: A class field has a handful of values, each shared by several features.
 MAX_CLASSES = 50
+
+
+def sensor_text(record) -> str:
+    """'Sentinel-2 L1C, 13 bands', 'Sentinel-1 VV/VH', 'Sentinel-2, 10 bands'."""
+    if record.modality == "s1":
+        return "Sentinel-1 " + "/".join(record.bands)
+    level = " L1C" if len(record.bands) == 13 else ""
+    return f"Sentinel-2{level}, {len(record.bands)} bands"
+
+
+def model_label(name: str) -> str:
+    """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk' (from the registry's
+    records, without torch: a float32 download holds 4 bytes per parameter)."""
+    record = get_record(name)
+    title = record.title or name
+    if name == DEFAULT_MODEL:
+        title += " (default, small)"
+    try:
+        on_disk = cached_path(record) is not None
+    except OSError:  # an unreadable cache folder: the file counts as absent here, and is reported when used
+        on_disk = False
+    size = f"{record.parameters * 4 / 1e6:,.0f} MB download" if record.parameters else "download"
+    where = "on disk" if on_disk else size
+    return f"{title} - {sensor_text(record)} - {where}"
 
 
 def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str | None:
@@ -91,7 +116,7 @@ class ModelWrapper(_processing_wrapper_base()):
 
         combo = QComboBox()
         for name in model_names():
-            combo.addItem(label(name), name)
+            combo.addItem(model_label(name), name)
             combo.setItemData(combo.count() - 1, name, 3)  # Qt.ToolTipRole: the name scripts use
         combo.currentIndexChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo
