@@ -64,6 +64,7 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--device\b", "the Device in Advanced"),
     (r"--model\b", "the Model"),
     (r"--method\b", "the Method"),
+    (r"--features\b", "Features"),
     (r"--mode\b", "the Embedding mode"),
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),

@@ -23,7 +23,7 @@ from qgis.core import (
 from ..core.classify import methods
 from ..core.classify.spec import feature_choices, FitSpec, GRIDS
 from ..core.settings import default, to_argv
-from .base import SoftConAlgorithm, raster_source, run_core, run_worker, tr
+from .base import gui_words, raster_source, run_core, run_worker, SoftConAlgorithm, tr
 from .outputs import ClassificationOutputs
 
 _HELP = (
@@ -70,7 +70,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
 
     @property
     def _help(self) -> str:  # the registry's methods as they are now
-        return _HELP.format(methods=", ".join(f"'{m.name}' ({m.help})" for m in methods.METHODS.values()))
+        return _HELP.format(methods=", ".join(f"'{m.name}' ({gui_words(m.help)})" for m in methods.METHODS.values()))
 
     def name(self) -> str:
         return "classify"
