@@ -194,10 +194,9 @@ def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     gpkg = tmp_path / "codes.gpkg"
     write(gpkg, shapely.to_wkb(vec.geometries), [np.array([code[v] for v in vec.labels], dtype=np.int32)],
           ["class_id"], geometry_type="Point", crs="EPSG:4326", driver="GPKG")
-    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", method="prototype", compare_methods=False,
-                 save_classifier=True)
-    b = classify(demo.embedding, gpkg, "class_id", tmp_path / "b", method="prototype", compare_methods=False,
-                 save_classifier=True)
+    fit = FitSpec(method="prototype", compare_methods=False)
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
+    b = classify(demo.embedding, gpkg, "class_id", tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
     renamed = {i + 1: code[n] for i, n in enumerate(a.class_names)}
     mapped = np.vectorize(lambda v: renamed.get(int(v), 0))(_classes(a.class_raster))
     assert np.array_equal(_classes(b.class_raster), mapped)
@@ -206,8 +205,7 @@ def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
         assert json.loads(ds.tags()["CLASS_VALUES"]) == sorted(code.values()) and ds.colormap(1)[10][3] == 255
     assert 'paletteEntry value="70"' in b.style_qml.read_text()
     assert b.summary()["class_values"] == sorted(code.values())
-    again = apply_classifier(demo.embedding, b.classifier, tmp_path / "c", device="cpu",
-                             pretrained="random-init" not in demo.report["weights"])
+    again = apply_classifier(demo.embedding, b.classifier, tmp_path / "c", as_trained(demo))
     assert np.array_equal(_classes(again.class_raster), _classes(b.class_raster))
 
 
