@@ -5,7 +5,10 @@ for ``install``, the network). ``SOFTCON_TOUR`` picks the tour, ``SOFTCON_TOUR_O
 screenshots and ``tour.json`` (what happened, with times):
 
 - ``install``: a fresh profile with the plugin just installed from the zip: press the message bar's
-  *Install…*, accept the dialog that states the download, wait for pip, and record the outcome.
+  *Install…*, accept the dialog that states the download, wait for pip, and record the outcome; then, in the
+  same session (no restart), the ``kill`` step and the ``screens`` tour.
+- ``kill``: Classify started from its dialog, its worker process killed with SIGKILL mid-run (as the kernel's
+  out-of-memory killer does): the dialog must show a readable message and QGIS must stay up.
 - ``screens``: the demo scene and training points loaded; the toolbox, the Classify and Model info
   dialogs, a Classify run pressed in the dialog, and the map after it.
 - ``assess``: the demo scene and a class map (``SOFTCON_TOUR_MAP``); *Create validation sample* run from its
@@ -14,9 +17,12 @@ screenshots and ``tour.json`` (what happened, with times):
   its dialog, and its report.
 
 Each step waits for what it needs (a widget, a finished task) by polling; the tour quits QGIS at the end.
+``SOFTCON_DEMO_RASTER`` is the demo scene stacked onto one GeoTIFF (the shell scripts make it): QGIS's own
+process never imports core's heavy modules.
 """
 import json
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -115,33 +121,96 @@ def install_tour() -> None:
 
     def report(result):
         ok, output = result
-        QTimer.singleShot(1500, lambda: (shot("install_4_done"), finish(
-            ok, install_s=round(time.time() - STATE["install_started"], 1), output_tail=output[-3000:],
-            plan=plugin().plan.summary() if plugin().plan else None)))
+        note("install finished", ok=ok, install_s=round(time.time() - STATE["install_started"], 1),
+             output_tail=output[-3000:], plan=plugin().plan.summary() if plugin().plan else None)
+        if not ok:
+            QTimer.singleShot(1500, lambda: (shot("install_4_done"), finish(False, error="the install failed")))
+            return
+        QTimer.singleShot(1500, lambda: (shot("install_4_done"), kill_tour(screens_tour)))  # no restart
 
     poll(install_button, press_install, timeout_s=120, what="the Install… button")
 
 
-# ---------------------------------------------------------------------------------------- screens
-def screens_tour() -> None:
-    # the screens tour only: Processing and the plugin's packages (torch...) are there once QGIS loaded the plugin
+# ---------------------------------------------------------------------------------------- kill
+def worker_pids() -> list[int]:
+    """The SoftCon worker processes running now (their command line names softcon_qgis.core)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"softcon_qgis.core." in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def kill_tour(then) -> None:
     from processing import createAlgorithmDialog
+
+    raster, points = demo_layers()
+    dlg = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id(), "METHOD": "knn"})
+    dlg.show()
+    dlg.setGeometry(*DIALOG_AT, 1150, 840)
+    dlg.runAlgorithm()
+    seen = {}
+
+    def running():  # a worker that has run for a while (torch imported, the scene being embedded)
+        pids = worker_pids()
+        if pids and "t" not in seen:
+            seen["t"] = time.time()
+        return pids if pids and time.time() - seen["t"] > 15 else None
+
+    def kill(pids):
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        note("killed the worker with SIGKILL", pids=pids)
+        poll(message, shown, what="the dialog's message about the killed worker")
+
+    def message():
+        return next((log.toPlainText() for log in dlg.findChildren(QTextEdit, "txtLog")
+                     if "killed by SIGKILL" in log.toPlainText()), None)
+
+    def shown(text):
+        start = text.index("The SoftCon worker process")
+        note("the dialog shows", message=text[start:start + 400], qgis_alive=True)
+        for log in dlg.findChildren(QTextEdit, "txtLog"):
+            log.moveCursor(log.textCursor().End)
+        QTimer.singleShot(1000, lambda: (shot("kill_worker_message"), dlg.close(), QTimer.singleShot(1000, then)))
+
+    poll(running, kill, every_ms=500, timeout_s=600, what="the worker process")
+
+
+# ---------------------------------------------------------------------------------------- screens
+def demo_layers():
+    """The demo scene (RGB) and its training points in the project (added once)."""
     from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
 
-    from softcon_qgis import deps, install
-    from softcon_qgis.core.classify.demo import DEMO_POINTS, demo_raster
+    import softcon_qgis
 
-    missing = deps.check()
-    if missing:
-        finish(False, error=install.explain(missing))
-        return
-    raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
+    if "layers" in STATE:
+        return STATE["layers"]
+    raster = QgsRasterLayer(os.environ["SOFTCON_DEMO_RASTER"], "S2 L1C demo scene")  # made by the shell script
+    points_file = Path(softcon_qgis.__file__).parent / "core" / "data" / "demo_points.geojson"
     renderer = raster.renderer()
     renderer.setRedBand(4), renderer.setGreenBand(3), renderer.setBlueBand(2)
     raster.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
-    points = QgsVectorLayer(str(DEMO_POINTS), "demo_points", "ogr")
-    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
+    points = QgsVectorLayer(str(points_file), "demo_points", "ogr")
     assert len(QgsProject.instance().addMapLayers([raster, points])) == 2
+    STATE["layers"] = (raster, points)
+    return raster, points
+
+
+def screens_tour() -> None:
+    from processing import createAlgorithmDialog
+
+    from softcon_qgis import deps
+
+    problem = deps.problem()
+    if problem:
+        finish(False, error=problem)
+        return
+    raster, points = demo_layers()
+    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
     for dock in iface.mainWindow().findChildren(QDockWidget):  # the same panels on every run: the profile
         dock.setVisible(dock.objectName() in ("Layers", "ProcessingToolbox"))  # keeps the last run's layout
     layers_panel = iface.mainWindow().findChild(QDockWidget, "Layers")
@@ -186,7 +255,7 @@ def screens_tour() -> None:
         dlg.runAlgorithm()
 
         def loaded():
-            return dlg if any(lyr.name().endswith(" - classes") for lyr in QgsProject.instance().mapLayers().values()) \
+            return dlg if any(" - classes (" in lyr.name() for lyr in QgsProject.instance().mapLayers().values()) \
                 else None
 
         poll(loaded, lambda d: QTimer.singleShot(2000, lambda: step_log(d)), timeout_s=1800,
@@ -213,8 +282,8 @@ def screens_tour() -> None:
         root = QgsProject.instance().layerTreeRoot()
         for lyr in QgsProject.instance().mapLayers().values():  # the class map over the scene and the points
             if lyr is not raster and lyr is not points:
-                root.findLayer(lyr.id()).setItemVisibilityChecked(lyr.name().endswith(" - classes"))
-            root.findLayer(lyr.id()).setExpanded(lyr.name().endswith(" - classes"))  # legend: the class names
+                root.findLayer(lyr.id()).setItemVisibilityChecked(" - classes (" in lyr.name())
+            root.findLayer(lyr.id()).setExpanded(" - classes (" in lyr.name())  # legend: the class names
         for dock in iface.mainWindow().findChildren(QDockWidget):  # the map as large as the screen allows
             if dock.objectName() != "Layers":
                 dock.setVisible(False)
@@ -357,4 +426,5 @@ iface.mainWindow().setGeometry(0, 0, 1600, 1000)  # no window manager under Xvfb
 QgsApplication.messageLog().messageReceived.connect(  # the SoftCon log tab, kept in a file
     lambda msg, tag, level: tag == "SoftCon" and open(OUT / "softcon_log.txt", "a").write(msg + "\n"))
 note("started", qgis_settings=str(QgsApplication.qgisSettingsDirPath()))
-QTimer.singleShot(3000, {"install": install_tour, "assess": assess_tour}.get(MODE, screens_tour))
+TOURS = {"install": install_tour, "kill": lambda: kill_tour(lambda: finish(True)), "assess": assess_tour}
+QTimer.singleShot(3000, TOURS.get(MODE, screens_tour))

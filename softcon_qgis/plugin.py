@@ -1,5 +1,6 @@
 """The plugin object QGIS creates through ``classFactory``: registers the Processing provider and,
-in desktop QGIS, checks the Python dependencies and installs them on request (see ``deps.py``).
+in desktop QGIS, checks the install record of the Python packages the worker needs (a file read: no import,
+see ``deps.py``) and installs them on request, usable at once (no restart).
 
 Installing is two background tasks: :class:`PlanTask` asks pip what it would download (so the dialog
 can state the size and the torch build before anything is fetched), then :class:`InstallTask` runs pip
@@ -114,7 +115,7 @@ class SoftConPlugin:
         self.task = None
         self.plan: install.Plan | None = None
         self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
-        self.bar_item = None  # the message bar's "packages missing" item, removed once installing starts
+        self.bar_item = None  # our message bar item ("packages missing", then "installing"), removed when done
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
@@ -149,23 +150,22 @@ class SoftConPlugin:
                 iface.removePluginMenu(MENU, self.action)
             self.action = None
 
-    def check_dependencies(self, interactive: bool = False) -> list[deps.Missing]:
-        """Import torch, timm, rasterio...; tell the user what is missing and offer to install it."""
-        missing = deps.check()
+    def check_dependencies(self, interactive: bool = False) -> str:
+        """Whether the worker has its packages (:func:`.deps.problem`: cheap, on every start); if not, say so
+        and offer to install them. Returns the problem, or ``""``."""
+        problem = deps.problem()
         iface = desktop()
-
-        if not missing:
+        if not problem:
             if interactive and iface is not None:
-                iface.messageBar().pushMessage(LOG_TAG, "All Python dependencies import.", Qgis.Success, 5)
-            return missing
-        log(install.explain(missing), Qgis.Warning)
+                iface.messageBar().pushMessage(LOG_TAG, f"SoftCon's Python packages are installed ("
+                                                        f"{deps.python_executable()}).", Qgis.Success, 5)
+            return problem
+        log(f"SoftCon's algorithms need Python packages: {problem}\n{install.explain_fix()}", Qgis.Warning)
         if iface is None:
-            return missing
+            return problem
         bar = iface.messageBar()
-        names = ", ".join(m.module for m in missing[:3]) + (", …" if len(missing) > 3 else "")
-        widget = bar.createMessage(
-            LOG_TAG, f"The algorithms need {len(missing)} Python package{'s' * (len(missing) > 1)} that QGIS's "
-                     f"Python lacks ({names}; details in the SoftCon log).")
+        widget = bar.createMessage(LOG_TAG, f"The algorithms need Python packages that are not installed yet "
+                                            f"({problem} Details in the SoftCon log.)")
         button = QPushButton("Install…", widget)
         button.clicked.connect(lambda: self.start_install())
         widget.layout().addWidget(button)
@@ -173,7 +173,7 @@ class SoftConPlugin:
         self.bar_item = widget
         if interactive:
             self.start_install()
-        return missing
+        return problem
 
     # --- installing -------------------------------------------------------------------------
     def start_install(self, build: str | None = None) -> None:
@@ -208,8 +208,8 @@ class SoftConPlugin:
             self.report_failure(
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
                 f"(no network, or the PyTorch index is unreachable); pip's output is in the SoftCon log. "
-                f"Once the package index is reachable, press Install… again or run this one command, then "
-                f"restart QGIS:\n\n{install.fix_command(build=build)}")
+                f"Once the package index is reachable, press Install… again or run this one command:"
+                f"\n\n{install.fix_command(build=build)}")
             return
         self.plan = plan
         log(f"Plan: {plan.summary()}")
@@ -235,7 +235,7 @@ class SoftConPlugin:
         box.setText(f"Install the Python packages SoftCon needs into\n{deps.deps_dir()}?\n\n{plan.summary()}\n\n"
                     f"{gpu} The CPU build of torch is the small download and runs everywhere; the CUDA "
                     f"build (about 2.5 GB plus 3 GB of NVIDIA libraries) runs on NVIDIA GPUs. "
-                    f"Restart QGIS afterwards.")
+                    f"No restart is needed.")
         install_button = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)",
                                        QMessageBox.ButtonRole.AcceptRole)
         switch = box.addButton(f"Use the {other.upper()} build instead…", QMessageBox.ButtonRole.ActionRole)
@@ -255,8 +255,9 @@ class SoftConPlugin:
         if self.bar_item is not None:
             bar.popWidget(self.bar_item)
             self.bar_item = None
-        bar.pushMessage(LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the "
-                                 "SoftCon tab of the Log Messages panel.", Qgis.Info, 0)
+        self.bar_item = bar.pushWidget(bar.createMessage(
+            LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the SoftCon tab of "
+                     "the Log Messages panel."), Qgis.Info)
         iface.openMessageLog()
         dock = iface.mainWindow().findChild(QDockWidget, "MessageLog")
         tabs = dock.findChild(QTabWidget) if dock is not None else None
@@ -281,5 +282,9 @@ class SoftConPlugin:
             self.report_failure(f"Installing SoftCon's Python packages failed.\n\n{tail}")
             return
         if iface is not None:
+            if self.bar_item is not None:  # "installing": done
+                iface.messageBar().popWidget(self.bar_item)
+                self.bar_item = None
             iface.messageBar().pushMessage(
-                LOG_TAG, "Python packages installed and checked. Restart QGIS to use SoftCon.", Qgis.Success, 0)
+                LOG_TAG, "Python packages installed and checked: SoftCon's algorithms are ready (no restart "
+                         "needed).", Qgis.Success, 0)

@@ -180,6 +180,35 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
     assert a.report["cross_validation"]["confusion_matrix"] == b.report["cross_validation"]["confusion_matrix"]
 
 
+def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
+    """Codes such as 10..70 (a land-cover legend) stay the class raster's values, in its tags, style and saved
+    classifier: GIS users join maps by code. The map is the text-labelled one with the values renamed."""
+    from pyogrio.raw import write
+
+    from core.classify.styles import class_values
+
+    assert class_values(["10", "20", "70"]) == [10, 20, 70] and class_values(["0", "1"]) == [1, 2]
+    assert class_values(["water", "10"]) == [1, 2] and class_values(["300", "1000"]) == [300, 1000]
+    vec = read_vector(DEMO_POINTS, "class")
+    code = {name: 10 * (i + 1) for i, name in enumerate(demo.class_names)}
+    gpkg = tmp_path / "codes.gpkg"
+    write(gpkg, shapely.to_wkb(vec.geometries), [np.array([code[v] for v in vec.labels], dtype=np.int32)],
+          ["class_id"], geometry_type="Point", crs="EPSG:4326", driver="GPKG")
+    fit = FitSpec(method="prototype", compare_methods=False)
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
+    b = classify(demo.embedding, gpkg, "class_id", tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
+    renamed = {i + 1: code[n] for i, n in enumerate(a.class_names)}
+    mapped = np.vectorize(lambda v: renamed.get(int(v), 0))(_classes(a.class_raster))
+    assert np.array_equal(_classes(b.class_raster), mapped)
+    assert b.class_names == [str(code[n]) for n in a.class_names]  # numeric order = the codes' order
+    with rasterio.open(b.class_raster) as ds:
+        assert json.loads(ds.tags()["CLASS_VALUES"]) == sorted(code.values()) and ds.colormap(1)[10][3] == 255
+    assert 'paletteEntry value="70"' in b.style_qml.read_text()
+    assert b.summary()["class_values"] == sorted(code.values())
+    again = apply_classifier(demo.embedding, b.classifier, tmp_path / "c", as_trained(demo))
+    assert np.array_equal(_classes(again.class_raster), _classes(b.class_raster))
+
+
 def test_polygon_layer(demo, tmp_path):
     vec = read_vector(DEMO_POINTS, "class")
     polys = shapely.buffer(reproject(vec.geometries, vec.crs, "EPSG:32618"), 100.0, cap_style="square")

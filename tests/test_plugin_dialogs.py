@@ -97,6 +97,11 @@ def test_class_field_guess():
     no_text = memory_points([("id", QVariant.Int), ("code", QVariant.Int)], [[i, i % 4] for i in range(12)])
     assert guess_class_field(no_text) == "code"
     assert guess_class_field(memory_points([("id", QVariant.Int)], [[i] for i in range(5)])) is None
+    # integer class codes in class_id (the trial's layer): not fid, not a unique integer, not a measurement
+    codes = [[i, 1000 + i, 10 * (1 + i % 7), i * 3] for i in range(30)]
+    layer = memory_points([("fid", QVariant.Int), ("plot", QVariant.Int), ("class_id", QVariant.Int),
+                           ("height", QVariant.Int)], codes)
+    assert guess_class_field(layer) == "class_id"
     demo = QgsVectorLayer(str(helpers.demo_points()), "demo", "ogr")
     assert guess_class_field(demo) == "class"
 
@@ -112,6 +117,15 @@ def test_class_field_is_preselected_in_the_dialog(plugin, panel):
     finally:
         dlg.close()
         QgsProject.instance().removeMapLayer(layer.id())
+    # nothing looks like classes: no field is chosen (not the first one, fid), so the run asks for one
+    ids = memory_points([("fid", QVariant.Int), ("name", QVariant.String)], [[i, f"p{i}"] for i in range(9)])
+    QgsProject.instance().addMapLayer(ids)
+    dlg = dialog("softcon:classify", {"TRAINING": ids.id()})
+    try:
+        assert not wrapper(dlg, "CLASS_FIELD").parameterValue()
+    finally:
+        dlg.close()
+        QgsProject.instance().removeMapLayer(ids.id())
 
 
 # ------------------------------------------------------------------------------------------ wording
@@ -180,8 +194,8 @@ def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path
 
 
 def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
-    """A real Classify run loaded as the dialog loads it: outputs named after the input, no staging path
-    or per-batch line in the log."""
+    """A real Classify run loaded as the dialog loads it: outputs named after the input, the method and the
+    time, no staging path or per-batch line in the log."""
     monkeypatch.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-dialogs"))
     fb = TextFeedback()
     res = processing.runAndLoadResults("softcon:classify", {
@@ -192,8 +206,9 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
     try:
         stem = helpers.scene_crop().stem
         names = {lyr.source(): lyr.name() for lyr in QgsProject.instance().mapLayers().values()}
-        assert names[res["OUTPUT_CLASSES"]] == f"{stem} - classes"
-        assert names[res["OUTPUT_CONFIDENCE"]] == f"{stem} - confidence"
+        # repeated runs are told apart: method and time after what the layer holds
+        assert re.fullmatch(rf"{stem} - classes \(knn, \d\d:\d\d\)", names[res["OUTPUT_CLASSES"]]), names
+        assert re.fullmatch(rf"{stem} - confidence \(knn, \d\d:\d\d\)", names[res["OUTPUT_CONFIDENCE"]]), names
         assert not any(".softcon-" in line for line in fb.infos + fb.texts), fb.infos
         assert len(fb.texts) <= 15, fb.texts
         assert any(re.fullmatch(r"\d+ of \d+ windows", t) for t in fb.texts), fb.texts

@@ -160,8 +160,8 @@ def test_classify_outputs_are_styled_layers(classified, data):
     expected = dict(zip(names, class_colors(names)))
     for c in renderer.classes():
         assert (c.color.red(), c.color.green(), c.color.blue()) == tuple(expected[c.label])
-    prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)
-    assert prob.renderer().type() == "singlebandpseudocolor"
+    prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)  # written, one band per class
+    assert any(f"one band per class: 1 = {names[0]}" in i for i in fb.infos), fb.infos  # not loaded: said in the log
     conf = assert_on_crop(res["OUTPUT_CONFIDENCE"], data["crop"], 1)
     assert conf.renderer().type() == "singlebandpseudocolor"  # core's ramp, as the command line's .qml draws it
 

@@ -400,7 +400,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(crop, tmp_path, capsy
             raise KeyboardInterrupt
         return False
 
-    monkeypatch.setattr(embed_cli, "tqdm_progress", lambda desc="": Progress(is_cancelled=interrupt))
+    monkeypatch.setattr(embed_cli, "cli_progress", lambda desc="": Progress(is_cancelled=interrupt))
     out = tmp_path / "out"
     out.mkdir()
     try:

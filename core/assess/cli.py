@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SoftConError
-from ..progress import last_line, tqdm_progress
+from ..progress import cli_progress, emit_result, json_lines, last_line
 from .accuracy import assess_accuracy
 from .layer import LAYER, REFERENCE, STRATUM
 from .report import format_text
@@ -62,15 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "sample":
             out = Path(a.out) if a.out else Path(a.out_dir) / f"{LAYER}.gpkg"
             res = create_sample(a.map, out, a.size, a.min_per_class, a.expected_ua, a.target_se, a.seed,
-                                tqdm_progress("sample"))
-            print(f"{res.size} points: " + ", ".join(f"{k} {v}" for k, v in res.allocation.items()))
-            print(f"wrote {res.path}; label the field '{REFERENCE}', then: python -m core.assess estimate "
-                  f"{a.map} {res.path} --out-dir DIR")
+                                cli_progress("sample"))
+            if json_lines():
+                emit_result({"output": str(res.path), "size": res.size, "allocation": res.allocation})
+            else:
+                print(f"{res.size} points: " + ", ".join(f"{k} {v}" for k, v in res.allocation.items()))
+                print(f"wrote {res.path}; label the field '{REFERENCE}', then: python -m core.assess estimate "
+                      f"{a.map} {res.path} --out-dir DIR")
         else:
             res = assess_accuracy(a.map, a.sample, a.out_dir, a.reference_field, a.stratum_field or None, a.layer,
-                                  tqdm_progress("estimate"))
-            print(format_text(res.report))
-            print(f"wrote {res.json}, {res.html.name}, {res.csv.name}")
+                                  cli_progress("estimate"))
+            if json_lines():
+                emit_result({"html": str(res.html), "json": str(res.json), "csv": str(res.csv),
+                             "overall_accuracy": res.report["overall_accuracy"]["estimate"],
+                             "text": format_text(res.report)})
+            else:
+                print(format_text(res.report))
+                print(f"wrote {res.json}, {res.html.name}, {res.csv.name}")
         return 0
     except KeyboardInterrupt:
         last_line("Interrupted; no output was written.")

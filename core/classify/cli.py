@@ -12,13 +12,13 @@ import time
 
 from ..embed.spec import EmbedSpec
 from ..errors import SoftConError
-from ..progress import last_line, tqdm_progress
+from ..progress import cli_progress, emit_result, json_lines, last_line
 from ..settings import add_arguments, from_args
 from .apply import apply_classifier
 from .demo import DEMO_OUT_DIR, run_demo, summary_text
 from .explore import kmeans_map, pca_preview, similarity_map
 from .fit import classify
-from .outputs import NAMES
+from .outputs import ClassifyResult, NAMES
 from .spec import FitSpec, GRIDS
 
 COMMANDS = ("apply", "similarity", "pca", "kmeans", "demo")
@@ -113,6 +113,22 @@ def _fids(text: str | None) -> list[int] | None:
         raise SoftConError(f"--fids takes comma-separated feature ids, not {text!r}.") from None
 
 
+def _done(res: ClassifyResult) -> None:
+    """The result: the summary on stdout, or for the plugin the protocol's result line."""
+    if json_lines():
+        emit_result(res.summary())
+    else:
+        print(summary_text(res))
+
+
+def _wrote(path) -> None:
+    """An output file: its path on stdout, or for the plugin the protocol's result line."""
+    if json_lines():
+        emit_result({"output": str(path)})
+    else:
+        print(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
@@ -121,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
             t = time.perf_counter()
             res = run_demo(a.out_dir, from_args(EmbedSpec, a), from_args(FitSpec, a), cache=not a.no_cache,
-                           progress=tqdm_progress("demo"))
+                           progress=cli_progress("demo"))
             print(summary_text(res))
             print(f"demo time {time.perf_counter() - t:.1f} s "
                   f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
@@ -131,24 +147,24 @@ def main(argv: list[str] | None = None) -> int:
             res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, from_args(EmbedSpec, a),
                            from_args(FitSpec, a), layer=a.layer, save_classifier=a.save_classifier,
                            cache=not a.no_cache, destinations=destinations(a.output),
-                           progress=tqdm_progress("classify"))
-            print(summary_text(res))
+                           progress=cli_progress("classify"))
+            _done(res)
             return 0
         a = _sub_parser(cmd).parse_args(argv[1:])
         if cmd == "apply":
             expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
             res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
                                    cache=not a.no_cache, destinations=destinations(a.output),
-                                   progress=tqdm_progress("apply"))
-            print(summary_text(res))
+                                   progress=cli_progress("apply"))
+            _done(res)
         elif cmd == "similarity":
-            print(similarity_map(_one(a.raster), a.reference, a.out, from_args(EmbedSpec, a), fids=_fids(a.fids),
-                                 layer=a.layer, grid=a.grid, cache=not a.no_cache,
-                                 progress=tqdm_progress("similarity")))
+            _wrote(similarity_map(_one(a.raster), a.reference, a.out, from_args(EmbedSpec, a), fids=_fids(a.fids),
+                                  layer=a.layer, grid=a.grid, cache=not a.no_cache,
+                                  progress=cli_progress("similarity")))
         elif cmd == "pca":
-            print(pca_preview(a.raster, a.out, progress=tqdm_progress("PCA")))
+            _wrote(pca_preview(a.raster, a.out, progress=cli_progress("PCA")))
         elif cmd == "kmeans":
-            print(kmeans_map(a.raster, a.clusters, a.out, seed=a.seed, progress=tqdm_progress("k-means")))
+            _wrote(kmeans_map(a.raster, a.clusters, a.out, seed=a.seed, progress=cli_progress("k-means")))
         return 0
     except KeyboardInterrupt:
         last_line("Interrupted; no output was written.")

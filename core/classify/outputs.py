@@ -28,7 +28,7 @@ from .explore import pca_raster
 from .pixelmap import FeatureSource, predict_map
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
-from .styles import class_style, CONFIDENCE, write_qml
+from .styles import class_style, class_values, CONFIDENCE, write_qml
 
 
 #: Output file names inside ``out_dir``.
@@ -57,6 +57,19 @@ class ClassifyResult:
     report: dict = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     colors: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What a front end needs to load and style the outputs (JSON-ready): every output's path (None when
+        not written), the classes with their pixel values and colours, the method and the accuracy."""
+        cv = self.report.get("cross_validation") or {}
+        out: dict[str, Any] = {key: str(p) if p is not None else None for key, p in
+                               ((k, getattr(self, k)) for k in NAMES if hasattr(self, k))}
+        out.update(class_names=list(self.class_names), class_values=class_values(self.class_names),
+                   colors=[list(c) for c in self.colors],
+                   method=self.report.get("method"), features=self.report.get("features"),
+                   overall_accuracy=cv.get("overall_accuracy"), kappa=cv.get("kappa"),
+                   warnings=list(self.report.get("warnings", [])))
+        return out
 
 
 class Stage:

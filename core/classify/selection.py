@@ -36,7 +36,10 @@ def compare(features: np.ndarray, full: FeatureSpec, px: PixelSamples, xy: np.nd
     pixels ``px`` (features (M, D) in ``full``'s columns, map coordinates ``xy`` (M, 2)); one row per pair with
     its metrics and full CV result."""
     rows = []
-    for fs, m in pairs:
+    for i, (fs, m) in enumerate(pairs):
+        if progress is not None:  # the bar moves during the comparison (tens of seconds for auto), and Cancel acts
+            progress.check()
+            progress.update(i, len(pairs), "cross-validating")  # each row is logged below, with its scores
         cols = full.select(FEATURE_SETS[fs]).columns(full)
         res = cross_validate(features[:, cols], px.labels, px.groups, xy, px.class_names, m, fit.method_params(m),
                              fit.cv_folds, block_m, fit.seed)
@@ -44,6 +47,8 @@ def compare(features: np.ndarray, full: FeatureSpec, px: PixelSamples, xy: np.nd
                      "kappa": res["kappa"], "macro_f1": res["macro_f1"], "cv": res})
         if progress is not None:
             progress.log(f"  {fs:10s} {m:9s} " + cells(rows[-1]))
+    if progress is not None:
+        progress.update(len(pairs), len(pairs), "cross-validating")
     return rows
 
 

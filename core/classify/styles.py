@@ -56,6 +56,16 @@ def class_colors(names: Sequence[str]) -> list[tuple[int, int, int]]:
     return out
 
 
+def class_values(names: Sequence[str]) -> list[int]:
+    """The pixel value of each class in a class raster: the user's own integer codes when every class name is
+    one (1..65535, e.g. 10..70 as in many land-cover legends, so maps join by code), else 1..C in order.
+    0 is nodata, so a code 0 (or anything else) falls back to 1..C."""
+    codes = [int(n) for n in names if str(n).isdigit()]
+    if len(codes) == len(names) and codes and min(codes) >= 1 and max(codes) <= 65535:
+        return codes
+    return list(range(1, len(names) + 1))
+
+
 def _hex(c: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
@@ -168,9 +178,9 @@ PCA_RGB = RgbStyle((1, 2, 3), 1.0, 255.0)
 
 
 def class_style(names: Sequence[str], colors: Sequence[Sequence[int]]) -> ClassStyle:
-    """The style of a class raster whose value ``i + 1`` is class ``names[i]``."""
-    return ClassStyle(tuple((i + 1, str(n), tuple(int(v) for v in c[:3])) for i, (n, c) in enumerate(zip(names,
-                      colors))))
+    """The style of a class raster: class ``names[i]`` at pixel value ``class_values(names)[i]``."""
+    return ClassStyle(tuple((v, str(n), tuple(int(x) for x in c[:3]))
+                            for v, n, c in zip(class_values(names), names, colors)))
 
 
 def cluster_style(n_clusters: int) -> ClassStyle:

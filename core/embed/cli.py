@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,7 +17,7 @@ from ..errors import Cancelled, SoftConError
 from ..io.writer import make_folder
 from ..models.encoders import create_encoder
 from ..models.record import ModelRecord
-from ..progress import last_line, Progress, tqdm_progress
+from ..progress import cli_progress, emit_result, last_line, Progress
 from ..settings import add_arguments, from_args
 from .engine import embed_raster, rank_info
 from .spec import EmbedSpec
@@ -76,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         if len(rasters) == 1 or stack:
             if rank_info()[0] != 0:
                 return 0  # one scene: rank 0 does it
-            embed_raster(rasters if stack else rasters[0], args.out, spec, encoder=encoder,
-                         progress=tqdm_progress("embed"))
+            out = embed_raster(rasters if stack else rasters[0], args.out, spec, encoder=encoder,
+                               progress=cli_progress("embed"))
+            emit_result({"output": str(out)})
         else:  # torchrun: each rank its own files
-            embed_many(rasters, args.out, spec, encoder=encoder, progress_for=lambda r: tqdm_progress(Path(r).name))
+            outs = embed_many(rasters, args.out, spec, encoder=encoder,
+                              progress_for=lambda r: cli_progress(Path(r).name))
+            emit_result({"outputs": [str(o) for o in outs]})
     except Cancelled as e:
-        print(e, file=sys.stderr)
+        last_line(str(e))
         return 130
     except KeyboardInterrupt:
         last_line("Interrupted; no output was written.")

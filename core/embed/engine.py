@@ -32,7 +32,7 @@ import torch
 
 from ..device import autocast, pick_device, resolve_precision
 from ..errors import SoftConError
-from ..geo.bands import describe_order, resolve_bands
+from ..geo.bands import describe_order, MissingBands, resolve_bands
 from ..geo.crs import pixel_extent, pixel_size_m, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
 from ..io.raster import band_names, gdal_env, open_raster, resample_to
@@ -40,6 +40,7 @@ from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
 from ..io.writer import BlockWriter, check_writable
 from ..models.encoders import create_encoder
 from ..models.record import ModelRecord
+from ..models.registry import models_for
 from ..models.weights import weights_id
 from ..progress import Progress
 from .spec import EmbedSpec
@@ -252,7 +253,13 @@ def embed_raster(
             names = band_names(src, sources)
             _check_values(src, record, progress)
             notes: list[str] = []
-            mapping = resolve_bands(names, record.bands, spec.bands, notes)
+            try:
+                mapping = resolve_bands(names, record.bands, spec.bands, notes)
+            except MissingBands as e:
+                usable = [m for m in models_for(e.bands) if m != record.name]
+                raise SoftConError(f"{e} " + (f"Models that can use this raster: {', '.join(usable)} (--model)."
+                                              if usable else "No registered model can use these bands: each needs "
+                                              "10 or 13 Sentinel-2 bands, or Sentinel-1 VV and VH.")) from None
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
             geometry = to_geometry(spec.polygon, spec.polygon_crs, ds.crs) if spec.polygon is not None else None

@@ -79,6 +79,14 @@ def parse_band_list(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+class MissingBands(SoftConError):
+    """The raster lacks bands the model needs; ``bands`` holds the raster's known band names."""
+
+    def __init__(self, message: str, bands: Sequence[str]):
+        super().__init__(message)
+        self.bands = tuple(bands)
+
+
 def map_bands(source: Sequence[str | None], model_bands: Sequence[str]) -> list[int | None]:
     """Index into ``source`` for each model band (``None`` = fill with zeros).
 
@@ -103,11 +111,11 @@ def map_bands(source: Sequence[str | None], model_bands: Sequence[str]) -> list[
         else:
             missing.append(band)
     if missing:
-        raise SoftConError(
-            f"The raster lacks band(s) {', '.join(missing)} needed by the model "
-            f"(raster bands: {', '.join(str(s) for s in source)}). Give the band order explicitly "
-            f"(e.g. --bands eurosat or --bands B1,B2,...) or use a raster with those bands."
-        )
+        shown = ", ".join(str(s) if s else "(no name)" for s in source)
+        fix = ("" if all(source) else " Give the band order explicitly (e.g. --bands eurosat or --bands "
+               "B1,B2,...), or use a raster with those bands.")
+        raise MissingBands(f"The raster's bands are {shown}, but the model needs {', '.join(missing)} too.{fix}",
+                           [s for s in source if s])
     return index
 
 

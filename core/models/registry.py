@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import SoftConError
-from ..geo.bands import parse_band_list, S1_GRD, S2_L1C, S2_SURFACE
+from ..geo.bands import parse_band_list, S1_GRD, S2_L1C, S2_SURFACE, ZERO_FILLABLE
 from ..geo.stats import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
 from .record import META_FIELDS, ModelRecord, read_safetensors_header, SOFTCON_CITATION
 
@@ -141,6 +142,13 @@ register(ModelRecord(
     title="Galileo nano",
     parameters=876128,
 ))
+
+
+def models_for(bands: Sequence[str]) -> list[str]:
+    """The registered models whose every band is among ``bands`` (or zero-filled, as B10 for L2A)."""
+    have = set(bands) | set(ZERO_FILLABLE)
+    return [name for name, r in REGISTRY.items() if set(r.bands) <= have]
+
 
 #: Name used when no model is given: the best shipped model on EuroSAT (core/weights/MODEL_CARD.md).
 DEFAULT_MODEL = "galileo_nano_s2"

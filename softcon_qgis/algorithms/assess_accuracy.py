@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import SoftConAlgorithm, make_parent, make_progress, raster_source, require_core, run_core, tr
+from .base import SoftConAlgorithm, make_parent, raster_source, run_worker, tr
 
 
 class AssessAccuracyAlgorithm(SoftConAlgorithm):
@@ -65,10 +65,6 @@ class AssessAccuracyAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, tr("Overall accuracy")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.assess.accuracy import assess_accuracy
-        from ..core.assess.report import format_text
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer, "Class raster")
         vector = self.parameterAsVectorLayer(parameters, self.SAMPLE, context)
@@ -80,12 +76,12 @@ class AssessAccuracyAlgorithm(SoftConAlgorithm):
         if not sample:
             raise QgsProcessingException(tr("Labelled validation sample: no valid point layer was given."))
         reference = self.parameterAsString(parameters, self.REFERENCE_FIELD, context) or "reference"
-        stratum = self.parameterAsString(parameters, self.STRATUM_FIELD, context) or None
+        stratum = self.parameterAsString(parameters, self.STRATUM_FIELD, context) or ""
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         make_parent(Path(folder) / "accuracy.json")
-        result = run_core(feedback, assess_accuracy, source, sample, folder, reference_field=reference,
-                          stratum_field=stratum, layer=sample_layer or None, progress=make_progress(feedback))
-        feedback.pushCommandInfo(format_text(result.report).replace(" ", "\u00a0"))  # the log is HTML
-        return {self.OUTPUT_FOLDER: folder, self.OUTPUT_HTML: str(result.html), self.OUTPUT_JSON: str(result.json),
-                self.OUTPUT_CSV: str(result.csv),
-                self.OVERALL_ACCURACY: result.report["overall_accuracy"]["estimate"]}
+        args = ["estimate", source, sample, "--reference-field", reference, "--stratum-field", stratum,
+                "--out-dir", folder] + (["--layer", sample_layer] if sample_layer else [])
+        result = run_worker(feedback, "assess", args)
+        feedback.pushCommandInfo(result["text"].replace(" ", "\u00a0"))  # the log is HTML
+        return {self.OUTPUT_FOLDER: folder, self.OUTPUT_HTML: result["html"], self.OUTPUT_JSON: result["json"],
+                self.OUTPUT_CSV: result["csv"], self.OVERALL_ACCURACY: result["overall_accuracy"]}

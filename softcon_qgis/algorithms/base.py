@@ -1,10 +1,10 @@
-"""What every SoftCon algorithm shares: parameter builders, the feedback -> Progress adapter, and the
-translation of ``core`` errors into ``QgsProcessingException``.
+"""What every SoftCon algorithm shares: parameter builders, the settings as specs (``EmbedSpec``, ``FitSpec``),
+running the work in the worker process (:func:`run_worker`: the command line the specs give, with its progress
+in the dialog) and the translation of its errors into ``QgsProcessingException``.
 
-Nothing here imports torch at module level: the settings (``EmbedSpec``, ``FitSpec``), the model and method
-registries, the errors and ``Progress`` are standard-library modules of ``core``, imported at the top; the rest
-of ``core`` is imported inside ``processAlgorithm`` (after :func:`require_core`), so QGIS starts fast and a
-missing package gives an explanation, not a traceback.
+QGIS's own process imports only the plugin and core's standard-library modules (the specs, the model and method
+registries, errors, progress): never torch, numpy or the installed packages, so QGIS starts fast and needs no
+restart after Install….
 """
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps, install
+from .. import deps, install, worker
 from ..core.embed.spec import DEFAULT_MODE, DEVICES, EmbedSpec, MODES
 from ..core.errors import Cancelled, SoftConError
 from ..core.geo.bands import PRESETS
 from ..core.models.registry import DEFAULT_MODEL, REGISTRY
+from ..core.models.weights import cached_path, download_url
 from ..core.progress import Progress
 from ..core.settings import default
 
@@ -63,12 +64,16 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--device\b", "the Device in Advanced"),
     (r"--model\b", "the Model"),
     (r"--method\b", "the Method"),
+    (r"--features\b", "Features"),
     (r"--mode\b", "the Embedding mode"),
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
     (r"\(--size\)", "(the Sample size)"),
     (r"--min-per-class\b", "the Fewest points per class"),
+    (r"compute one first with `python -m core\.embed RASTER --out EMB\.tif`\.",
+     "run 'Compute embeddings' on it first."),
+    (r"run python -m core\.embed first", "run 'Compute embeddings' on it first"),
 )
 
 #: core's hidden stage folder in a path: its files are moved away before the user reads the log.
@@ -83,15 +88,11 @@ def tr(text: str) -> str:
 
 
 def model_names() -> tuple[str, ...]:
-    """Registry names, default first (the registry is standard library: no torch needed to list it)."""
-    return (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
-
-
-def require_core() -> None:
-    """Raise a QgsProcessingException that explains how to install whatever does not import."""
-    missing = deps.check()
-    if missing:
-        raise QgsProcessingException(install.explain(missing))
+    """Registry names, default first (the registry is standard library: no torch needed to list it). A model
+    without a download (softcon_tiny_s2, the pretraining reference, left out of the plugin zip) is offered only
+    where its weights are on disk."""
+    names = (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
+    return tuple(n for n in names if download_url(REGISTRY[n]) or cached_path(REGISTRY[n]) is not None)
 
 
 def gui_words(message: str) -> str:
@@ -137,12 +138,33 @@ def make_progress(feedback: QgsProcessingFeedback | None):
 
 
 def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
-    """Call ``fn`` and turn ``SoftConError`` (including ``Cancelled``) into ``QgsProcessingException``."""
+    """Call ``fn`` (a spec's check) and turn ``SoftConError`` into ``QgsProcessingException``."""
     try:
         return fn(*args, **kwargs)
-    except Cancelled as exc:
-        raise QgsProcessingException(str(exc) or tr("Cancelled by the user.")) from None
     except SoftConError as exc:
+        raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
+
+
+def run_worker(feedback: QgsProcessingFeedback | None, module: str, args: list[str]) -> dict:
+    """Run ``python -m softcon_qgis.core.<module> ARGS`` in the worker process (:mod:`..worker`) and return
+    its result; its progress and log go to ``feedback``. Errors, a crash or Cancel become a
+    ``QgsProcessingException`` in the dialog's words; the command is logged so a user can run it again."""
+    env = worker.environment()
+    if feedback is not None:
+        feedback.pushCommandInfo(tr("The same on the command line:"))
+        feedback.pushCommandInfo(worker.shell_line(worker.command(module, args), env))
+    console = feedback.pushConsoleInfo if feedback is not None else None
+    try:
+        return worker.run(module, args, make_progress(feedback), on_stderr=console, env=env)
+    except Cancelled as exc:
+        raise QgsProcessingException(str(exc)) from None
+    except worker.MissingPackages as exc:
+        name = re.search(r"No module named '([^'.]+)", str(exc))
+        module_name = name.group(1) if name else str(exc)
+        requirement = dict(deps.REQUIREMENTS).get(module_name, module_name)
+        raise QgsProcessingException(install.explain([deps.Missing(module_name, requirement, str(exc))],
+                                                     python=deps.python_executable())) from None
+    except worker.WorkerError as exc:
         raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
 
 
@@ -155,18 +177,6 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
             f"{what} '{layer.name()}' comes from the {layer.providerType()} provider; SoftCon reads files. "
             "Save it as a GeoTIFF (Export > Save As...) and use that."))
     return layer.source().split("|")[0]
-
-
-def embedding_source(layer: QgsRasterLayer | None) -> str:
-    """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.embed.tags import is_embedding_raster  # rasterio: only where the dependencies are there
-
-    path = raster_source(layer, "Embedding raster")
-    if not is_embedding_raster(path):
-        raise QgsProcessingException(tr(
-            f"'{layer.name()}' is not an embedding raster (it has no SoftCon tags). Run 'Compute embeddings' "
-            "on the imagery first and use its output here."))
-    return path
 
 
 def extent_bbox(alg: QgsProcessingAlgorithm, parameters, name: str, context, layer: QgsRasterLayer):
@@ -332,11 +342,10 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
     def device_choice(self, parameters, context) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context) or default(EmbedSpec, "device")
 
-    def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
-        """Log model, weights, bands and the device that will actually run."""
-        from ..core.device import pick_device  # torch: only once require_core() found it
-
-        dev = run_core(feedback, pick_device, device)
-        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
+    def log_setup(self, feedback, spec: EmbedSpec, model: str | None = None) -> None:
+        """Log model, weights, bands and device as asked (the worker logs the device that actually runs)."""
+        model = model or spec.model
+        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {spec.checkpoint})" if spec.checkpoint else "")))
+        bands = spec.bands if not isinstance(spec.bands, tuple) else ",".join(spec.bands)
         feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
-        feedback.pushInfo(tr(f"Device: {device} -> {dev}"))
+        feedback.pushInfo(tr(f"Device: {spec.device}"))

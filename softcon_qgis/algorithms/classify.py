@@ -22,15 +22,8 @@ from qgis.core import (
 
 from ..core.classify import methods
 from ..core.classify.spec import feature_choices, FitSpec, GRIDS
-from ..core.settings import default
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    raster_source,
-    require_core,
-    run_core,
-    tr,
-)
+from ..core.settings import default, to_argv
+from .base import gui_words, raster_source, run_core, run_worker, SoftConAlgorithm, tr
 from .outputs import ClassificationOutputs
 
 _HELP = (
@@ -77,7 +70,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
 
     @property
     def _help(self) -> str:  # the registry's methods as they are now
-        return _HELP.format(methods=", ".join(f"'{m.name}' ({m.help})" for m in methods.METHODS.values()))
+        return _HELP.format(methods=", ".join(f"'{m.name}' ({gui_words(m.help)})" for m in methods.METHODS.values()))
 
     def name(self) -> str:
         return "classify"
@@ -149,9 +142,6 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                         params=params)
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.fit import classify  # torch, rasterio: after require_core()
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         samples, sample_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
@@ -165,20 +155,20 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         fit = self.fit_spec(parameters, context)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         classifier_out = self.parameterAsFileOutput(parameters, self.OUTPUT_CLASSIFIER, context) or None
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
+        self.log_setup(feedback, spec)
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
                              f"method {fit.method}"))
-        result = run_core(
-            feedback, classify, source, samples, field, outputs.folder, spec, fit, layer=sample_layer or None,
-            save_classifier=classifier_out, destinations=outputs.destinations(), progress=make_progress(feedback))
+        args = [source, "--samples", samples, "--label-field", field]
+        args += ["--layer", sample_layer] if sample_layer else []
+        args += (["--save-classifier", classifier_out] if classifier_out else []) + to_argv(fit) + to_argv(spec)
+        result = run_worker(feedback, "classify", args + outputs.args())
         results = outputs.publish(result, context, feedback)
-        cv = result.report.get("cross_validation") or {}
-        if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
+        if result.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
-                                 f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
-                                 f"features {result.report.get('features')})"))
-        results[self.ACCURACY] = cv.get("overall_accuracy")
-        results[self.CLASS_NAMES] = ",".join(result.class_names)
+                                 f"{100 * result['overall_accuracy']:.1f}% ({result['method']} on "
+                                 f"features {result['features']})"))
+        results[self.ACCURACY] = result.get("overall_accuracy")
+        results[self.CLASS_NAMES] = ",".join(result["class_names"])
         if classifier_out:
-            results[self.OUTPUT_CLASSIFIER] = str(result.classifier)
+            results[self.OUTPUT_CLASSIFIER] = result["classifier"]
         return results

@@ -10,18 +10,8 @@ from qgis.core import (
 )
 
 from ..core.embed.spec import EmbedSpec
-from ..core.settings import default
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    name_output,
-    output_name,
-    raster_source,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from ..core.settings import default, to_argv
+from .base import SoftConAlgorithm, name_output, output_name, raster_source, require_tif, run_worker, tr
 
 
 class EmbedAlgorithm(SoftConAlgorithm):
@@ -70,16 +60,13 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.embed.engine import embed_raster  # torch, rasterio: after require_core()
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         spec = self.embed_spec(parameters, context, layer, cog=self.parameterAsBoolean(parameters, self.COG, context))
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
+        self.log_setup(feedback, spec)
         feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
-        # core writes a temp file beside ``out`` and renames it when complete
-        run_core(feedback, embed_raster, source, out, spec, progress=make_progress(feedback))
+        # the worker writes a temp file beside ``out`` and renames it when complete
+        result = run_worker(feedback, "embed", [source, "--out", out] + to_argv(spec))
         name_output(context, out, output_name(layer, tr("embeddings")))
-        return {self.OUTPUT: out}
+        return {self.OUTPUT: result["output"]}

@@ -9,16 +9,7 @@ from qgis.core import (
 
 from ..core.classify.styles import cluster_style
 from ..styles import StyleOnLoad, write_style
-from .base import (
-    SoftConAlgorithm,
-    embedding_source,
-    make_progress,
-    output_name,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class KMeansAlgorithm(SoftConAlgorithm):
@@ -51,16 +42,14 @@ class KMeansAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Clusters")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.explore import kmeans_map  # torch, rasterio: after require_core()
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        source = embedding_source(layer)
+        source = raster_source(layer, "Embedding raster")
         k = self.parameterAsInt(parameters, self.CLUSTERS, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
         feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
-        run_core(feedback, kmeans_map, source, k, out, seed=seed, progress=make_progress(feedback))
+        out = run_worker(feedback, "classify", ["kmeans", source, "--clusters", str(k), "--seed", str(seed),
+                                                "--out", out])["output"]
         qml = write_style(out, cluster_style(k))
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("clusters")))
         return {self.OUTPUT: out}

@@ -12,11 +12,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from .. import deps
 from ..core.io.atomic import write_text_atomic
 from ..core.models.registry import get_record, REGISTRY
-from ..core.models.weights import cached_path, weights_path
-from .base import SoftConAlgorithm, make_progress, require_core, run_core, tr
+from ..core.models.weights import cached_path
+from .base import SoftConAlgorithm, run_core, run_worker, tr
 
 ACTIONS = ("list", "download", "register")
 
@@ -63,27 +62,24 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputString(self.ENVIRONMENT, tr("Python packages in use")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.models.manage import register_weights  # torch: only once the dependencies are checked
-
-        environment = deps.versions()
-        feedback.pushInfo(environment)
         name, checkpoint = self.model_choice(parameters, context)
         action = self.parameterAsEnumString(parameters, self.ACTION, context) or "list"
         record = run_core(feedback, get_record, name)
         feedback.pushInfo(tr(f"Model: {record.name} ({record.arch}, {len(record.bands)} bands "
                              f"{','.join(record.bands)}, {record.input_size}px, {record.embed_dim}-d)"))
-
+        if action == "register" and not checkpoint:
+            raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
+        args = {"list": ["list"], "download": ["download", record.name],
+                "register": ["register", checkpoint, "--model", record.name]}[action]
+        result = run_worker(feedback, "models", args)  # the download, the strict load: in the worker
+        environment = result["environment"]
+        feedback.pushInfo(environment)
+        for warning in result.get("warnings", []):
+            feedback.reportError(tr(warning), fatalError=False)
         if action == "download":
-            path = run_core(feedback, weights_path, record, progress=make_progress(feedback))
-            feedback.pushInfo(tr(f"Weights of {record.name}: {path}"))
+            feedback.pushInfo(tr(f"Weights of {record.name}: {result['weights']}"))
         elif action == "register":
-            if not checkpoint:
-                raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
-            target, warnings = run_core(feedback, register_weights, checkpoint, record.name)
-            for warning in warnings:
-                feedback.reportError(tr(warning), fatalError=False)
-            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {target}"))
+            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {result['weights']}"))
 
         available = cached_path(record)
         rows = []

@@ -5,16 +5,7 @@ from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingPara
 
 from ..core.classify.styles import PCA_RGB
 from ..styles import StyleOnLoad, write_style
-from .base import (
-    SoftConAlgorithm,
-    embedding_source,
-    make_progress,
-    output_name,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class PcaPreviewAlgorithm(SoftConAlgorithm):
@@ -40,13 +31,10 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("PCA preview")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.explore import pca_preview  # torch, rasterio: after require_core()
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        source = embedding_source(layer)
+        source = raster_source(layer, "Embedding raster")
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
-        run_core(feedback, pca_preview, source, out, progress=make_progress(feedback))
+        out = run_worker(feedback, "classify", ["pca", source, "--out", out])["output"]
         qml = write_style(out, PCA_RGB)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

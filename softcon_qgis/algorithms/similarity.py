@@ -14,16 +14,8 @@ from qgis.core import (
 from ..core.classify.spec import GRIDS
 from ..core.classify.styles import SIMILARITY
 from ..styles import StyleOnLoad, write_style
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    output_name,
-    raster_source,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from ..core.settings import to_argv
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class SimilarityAlgorithm(SoftConAlgorithm):
@@ -66,9 +58,6 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.explore import similarity_map  # torch, rasterio: after require_core()
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         reference, ref_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
@@ -77,10 +66,11 @@ class SimilarityAlgorithm(SoftConAlgorithm):
             raise QgsProcessingException(tr("Reference layer: no valid vector layer was given."))
         spec = self.embed_spec(parameters, context, layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
-        run_core(feedback, similarity_map, source, reference, out, spec, layer=ref_layer or None,
-                 grid=self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0],
-                 progress=make_progress(feedback))
+        self.log_setup(feedback, spec)
+        args = ["similarity", source, "--reference", reference, "--out", out,
+                "--grid", self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0]]
+        args += (["--layer", ref_layer] if ref_layer else []) + to_argv(spec)
+        out = run_worker(feedback, "classify", args)["output"]
         qml = write_style(out, SIMILARITY)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
         return {self.OUTPUT: out}

@@ -12,7 +12,7 @@ from qgis.core import (
 )
 
 from ..styles import StyleOnLoad
-from .base import SoftConAlgorithm, make_parent, make_progress, output_name, raster_source, require_core, run_core, tr
+from .base import SoftConAlgorithm, make_parent, output_name, raster_source, run_worker, tr
 
 
 class ValidationSampleAlgorithm(SoftConAlgorithm):
@@ -66,9 +66,6 @@ class ValidationSampleAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputNumber(self.POINTS, tr("Number of points")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.assess.sampling import create_sample
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer, "Class raster")
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -76,14 +73,14 @@ class ValidationSampleAlgorithm(SoftConAlgorithm):
             raise QgsProcessingException(tr(f"Validation sample: the sample is a GeoPackage; use a .gpkg file name, "
                                             f"not {out}."))
         make_parent(out)
-        size = self.parameterAsInt(parameters, self.SIZE, context) or None
-        result = run_core(
-            feedback, create_sample, source, out, size=size,
-            min_per_class=self.parameterAsInt(parameters, self.MIN_PER_CLASS, context),
-            expected_ua=self.parameterAsDouble(parameters, self.EXPECTED_UA, context),
-            target_se=self.parameterAsDouble(parameters, self.TARGET_SE, context),
-            seed=self.parameterAsInt(parameters, self.SEED, context), progress=make_progress(feedback))
+        args = ["sample", source, "--out", out,
+                "--min-per-class", str(self.parameterAsInt(parameters, self.MIN_PER_CLASS, context)),
+                "--expected-ua", repr(self.parameterAsDouble(parameters, self.EXPECTED_UA, context)),
+                "--target-se", repr(self.parameterAsDouble(parameters, self.TARGET_SE, context)),
+                "--seed", str(self.parameterAsInt(parameters, self.SEED, context))]
+        size = self.parameterAsInt(parameters, self.SIZE, context)
+        result = run_worker(feedback, "assess", args + (["--size", str(size)] if size else []))
         StyleOnLoad.attach(context, out, None, output_name(layer, tr("validation sample")))  # its layer_styles
-        feedback.pushInfo(tr(f"{result.size} points. Label the 'reference' field of each, save the edits, then run "
-                             "'Assess accuracy and estimate areas' with this map and this layer."))
-        return {self.OUTPUT: out, self.POINTS: result.size}
+        feedback.pushInfo(tr(f"{result['size']} points. Label the 'reference' field of each, save the edits, then "
+                             "run 'Assess accuracy and estimate areas' with this map and this layer."))
+        return {self.OUTPUT: out, self.POINTS: result["size"]}

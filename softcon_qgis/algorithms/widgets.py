@@ -24,8 +24,9 @@ from ..core.models.registry import DEFAULT_MODEL, get_record
 from ..core.models.weights import cached_path
 from .base import model_names
 
-#: Field names that identify features rather than classify them.
-ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index|.*_id|id_.*)$", re.I)
+#: Field names that identify features rather than classify them (``class_id`` may well be a class code:
+#: its values decide, see :func:`guess_class_field`).
+ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index)$", re.I)
 #: A class field has a handful of values, each shared by several features.
 MAX_CLASSES = 50
 
@@ -55,11 +56,13 @@ def model_label(name: str) -> str:
 
 
 def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str | None:
-    """The first text field whose values look like classes (2..50 distinct values, repeated across
-    features, not an id), else the first such integer field; None when nothing looks like classes."""
+    """The field that looks like classes: a text field with 2..50 distinct values repeated across features, else
+    an integer field whose 2..50 codes each cover two features or more on average (``class_id`` with 10..70);
+    never the layer's primary key or an id by name (``fid``). None when nothing looks like classes."""
     if layer is None or not layer.isValid():
         return None
-    fields = [f for f in layer.fields() if not ID_NAMES.match(f.name())]
+    keys = set(layer.primaryKeyAttributes())
+    fields = [f for i, f in enumerate(layer.fields()) if i not in keys and not ID_NAMES.match(f.name())]
     values: dict[str, list] = {f.name(): [] for f in fields}
     for i, feature in enumerate(layer.getFeatures()):
         if i >= sample:
@@ -67,17 +70,21 @@ def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str |
         for name in values:
             values[name].append(feature[name])
 
-    def looks_like_classes(name: str) -> bool:
+    def distinct(name: str) -> tuple[int, int]:
         vals = [v for v in values[name] if v is not None and str(v).strip() not in ("", "NULL")]
-        distinct = len(set(map(str, vals)))
-        return 2 <= distinct <= MAX_CLASSES and distinct < len(vals)
+        return len(set(map(str, vals))), len(vals)
 
-    for kind in ("text", "integer"):
-        for f in fields:
-            is_text = f.type() == 10  # QVariant.String
-            is_int = f.isNumeric() and f.precision() == 0 and f.typeName().lower().startswith("int")
-            if ((kind == "text" and is_text) or (kind == "integer" and is_int)) and looks_like_classes(f.name()):
-                return f.name()
+    text = [f.name() for f in fields if f.type() == 10]  # QVariant.String
+    integer = [f.name() for f in fields
+               if f.isNumeric() and f.precision() == 0 and f.typeName().lower().startswith("int")]
+    for name in text:
+        n, total = distinct(name)
+        if 2 <= n <= MAX_CLASSES and n < total:
+            return name
+    for name in integer:
+        n, total = distinct(name)
+        if 2 <= n <= MAX_CLASSES and 2 * n <= total:
+            return name
     return None
 
 
@@ -122,6 +129,7 @@ class ClassFieldWrapper(WidgetWrapper):
 
     def createWidget(self):
         combo = QgsFieldComboBox()
+        combo.setAllowEmptyFieldName(True)  # nothing chosen rather than the first field (often fid)
         combo.fieldChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo
 
@@ -136,9 +144,7 @@ class ClassFieldWrapper(WidgetWrapper):
     def set_layer(self, value) -> None:
         layer = _layer_from_value(value)
         self.widget.setLayer(layer)
-        guess = guess_class_field(layer)
-        if guess:
-            self.widget.setField(guess)
+        self.widget.setField(guess_class_field(layer) or "")
 
     def setValue(self, value):
         if value:
