@@ -9,6 +9,9 @@ and breaks when called through a symlink or another name. The subprocess gets
 - ``PYTHONPATH``: the venv's site-packages (torch, timm, rasterio...). ``.pth`` files are not read from
   ``PYTHONPATH`` entries, so the editable install's top-level ``core`` is *not* importable there: the
   plugin must work with its own ``softcon_qgis.core``, exactly as from the zip.
+
+Heavy packages (numpy, torch, rasterio) and core are imported inside the helpers that need them: this module
+is imported inside QGIS processes whose tests check that QGIS itself never imports them.
 """
 from __future__ import annotations
 
@@ -23,26 +26,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import rasterio
-import torch
 from qgis import processing
 from qgis.core import (QgsMapRendererSequentialJob, QgsMapSettings, QgsProcessingException, QgsProcessingFeedback,
                        QgsProject)
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor, QImage
-from rasterio.windows import from_bounds
 
 import softcon_qgis
-from core.io.raster import open_raster
-
-from core.io.sample_data import s2_scene_files
-
-from core.models.checkpoint import save_safetensors
-
 from core.models.registry import DEFAULT_MODEL
-
-from core.models.encoders import create_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
@@ -66,6 +57,11 @@ def shared_dir() -> Path:
 @functools.lru_cache(maxsize=4)
 def scene_crop(bounds: tuple[float, float, float, float] = CROP_BOUNDS) -> Path:
     """The real Sentinel-2 L1C scene stacked onto its 10 m grid and cropped to ``bounds`` (13 named bands)."""
+    import rasterio  # heavy: see the module docstring
+    from rasterio.windows import from_bounds
+
+    from core.io.raster import open_raster
+    from core.io.sample_data import s2_scene_files
     out = shared_dir() / f"s2_crop_{int(bounds[0])}_{int(bounds[1])}.tif"
     with open_raster([str(f) for f in s2_scene_files()]) as ds:
         win = from_bounds(*bounds, ds.transform).round_offsets().round_lengths()
@@ -83,6 +79,10 @@ def scene_crop(bounds: tuple[float, float, float, float] = CROP_BOUNDS) -> Path:
 @functools.lru_cache(maxsize=1)
 def random_checkpoint() -> Path:
     """Random-init weights of the default model's architecture (seeded): valid, but not the shipped file."""
+    import torch  # heavy: see the module docstring
+
+    from core.models.checkpoint import save_safetensors
+    from core.models.encoders import create_encoder
     torch.manual_seed(0)
     encoder, _ = create_encoder(DEFAULT_MODEL, pretrained=False)
     return Path(save_safetensors(encoder, shared_dir() / f"{DEFAULT_MODEL}_random.safetensors",
@@ -248,7 +248,8 @@ def render(layers, extent, crs, size=(480, 480)) -> QImage:
     return job.renderedImage()
 
 
-def to_array(image: QImage) -> np.ndarray:
+def to_array(image: QImage) -> "np.ndarray":
+    import numpy as np  # heavy: see the module docstring
     image = image.convertToFormat(QImage.Format_RGB32)
     ptr = image.constBits()
     ptr.setsize(image.byteCount())

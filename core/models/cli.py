@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from dataclasses import asdict
 
 import rasterio
@@ -92,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                 emit_result({"weights": str(target), "warnings": warnings, "models": catalogue(),
                              "environment": environment()})
             else:
-                what = args.file if args.cmd == "register" else args.name
-                print("\n".join([f"warning: {w}" for w in warnings] + [f"{what}: {target}"]))
+                for w in warnings:
+                    print(f"warning: {w}", file=sys.stderr)
+                print(f"registered {args.file} as {target}" if args.cmd == "register" else f"{args.name}: {target}")
             return 0
         dtype = getattr(torch, args.dtype) if args.dtype else None
         out = convert(args.name, args.src, args.dst, dtype)
