@@ -351,7 +351,7 @@ def test_damaged_classifier_file_is_one_line(points_embedding, tmp_path, capsys)
     for bad in (edited, cut):
         assert main(["apply", str(points_embedding), "--classifier", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
         line = error_line(capsys)
-        assert bad.name in line and ("truncated" in line or "not a SoftCon classifier" in line), line
+        assert bad.name in line and ("damaged" in line or "not a SoftCon classifier" in line), line
     assert not (tmp_path / "o").exists()
 
 

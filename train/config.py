@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.cli import add_debug
 from core.errors import SoftConError
 
 from .modality import MODALITIES
@@ -131,6 +132,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         kind = {bool: _bool}.get(type(f.default), type(f.default))
         p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f.metadata["help"],
                        metavar=type(f.default).__name__.upper())
+    add_debug(p)
     return p
 
 
@@ -151,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parser.set_defaults(**table)
     ns = vars(parser.parse_args(argv))
     ns.pop("config")
+    ns.pop("debug")
     return Config(**ns)
 
 

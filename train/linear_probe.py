@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from core.classify.classifiers import knn_index, knn_vote
+from core.cli import add_debug, run_main
 from core.device import pick_device, resolve_precision
 from core.models.encoders import build_encoder
 from core.errors import SoftConError
@@ -286,6 +287,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ben.add_argument("--features-dir", default=None,
                      help="where the streamed features (.npy) and the training patch list go; default: a temporary "
                           "folder")
+    add_debug(p)
     return p
 
 
@@ -405,8 +407,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(main))

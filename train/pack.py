@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core.cli import add_debug, run_main
 from core.io.atomic import atomic_path
 from core.errors import SoftConError
 from core.progress import Progress
@@ -105,13 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser("python -m train.pack", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="SSL4EO-S12 root (with s2c/, s2a/ or s1/)")
     p.add_argument("--modality", default="s2c", choices=tuple(MODALITIES))
+    add_debug(p)
     args = p.parse_args(argv)
     print(f"packed into {pack(args.root, args.modality)}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(main))

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.cli import run_main
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
 from core.loss import SoftContrastiveLoss
@@ -295,8 +296,4 @@ class MetricsLog:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(lambda argv: main(parse_args(argv))))

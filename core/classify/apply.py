@@ -15,10 +15,11 @@ from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import weights_id
 from ..progress import Progress
+from .classifiers import load_classifier
 from .compat import check_compatible
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FeatureSpec, parse_features
-from .outputs import ClassifyResult, closing, describe_features, finish, read_classifier
+from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec_bands, open_source
 from .report import build_report
 
@@ -57,7 +58,10 @@ def apply_classifier(
     progress = progress or Progress()
     t0 = time.perf_counter()
     check_folder(out_dir)
-    saved = read_classifier(classifier_path)
+    saved = load_classifier(classifier_path)
+    if not saved.checked:
+        progress.log(f"Warning: {classifier_path} was saved by an older version without a checksum, so damage to it "
+                     f"cannot be detected; save it again with this version.")
     meta = saved.embedding
     asked = dict(model=model, mode=mode, features=parse_features(features), grid=grid)
     model = meta.get("model") or model or DEFAULT_MODEL
@@ -92,7 +96,8 @@ def apply_classifier(
             )
             describe_features(report, spec, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations)
+            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations,
+                            keep=Path(classifier_path))
     finally:
-        drop_uncached(emb, cache)
+        drop_uncached(emb)
     return result

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from ..embed.spec import EmbedSpec
+from ..cli import add_debug, run_main
 from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
-from ..progress import last_line, tqdm_progress
+from ..progress import tqdm_progress
 from .apply import apply_classifier
 from .demo import run_demo, summary_text
 from .features import GRIDS
@@ -77,11 +77,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-classifier", nargs="?", const=True, default=None, metavar="PATH",
                    help="save the classifier (default out-dir/classifier.npz)")
     _common(p)
+    add_debug(p)
     return p
 
 
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m core.classify {cmd}")
+    add_debug(p)
     if cmd == "demo":
         p.add_argument("--out-dir", default="outputs/demo")
         p.add_argument("--method", default="auto", choices=list(METHOD_CHOICES))
@@ -120,53 +122,56 @@ def _embed_spec(a: argparse.Namespace) -> EmbedSpec:
                      stride=a.stride, precision=a.precision, device=a.device, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
 
 
+def _fids(text: str | None) -> list[int] | None:
+    try:
+        return [int(v) for v in text.split(",")] if text else None
+    except ValueError:
+        raise SoftConError(f"--fids takes feature ids separated by commas (e.g. 3,7,12), not {text!r}.") from None
+
+
 def _one(raster: list[str]) -> str | list[str]:
     return raster[0] if len(raster) == 1 else raster
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     cmd = argv[0] if argv and argv[0] in ("apply", "similarity", "pca", "kmeans", "demo") else None
-    try:
-        if not argv or cmd == "demo":
-            a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
-            t = time.perf_counter()
-            res = run_demo(a.out_dir, a.method, a.mode, _bbox(a.bbox), a.bbox_crs, not a.no_cache, a.device,
-                           tqdm_progress("demo"), features=a.features, grid=a.grid, model=a.model)
-            print(summary_text(res))
-            print(f"demo time {time.perf_counter() - t:.1f} s "
-                  f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
-            return 0
-        if cmd is None:
-            a = get_args_parser().parse_args(argv)
-            res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, method=a.method, k=a.k,
-                           temperature=a.temperature, cv_folds=a.cv_folds, block_size_m=a.block_size,
-                           max_pixels_per_polygon=a.max_pixels_per_polygon, save_classifier=a.save_classifier,
-                           cache=not a.no_cache, progress=tqdm_progress("classify"), layer=a.layer,
-                           features=a.features, grid=a.grid, embed_spec=_embed_spec(a))
-            print(summary_text(res))
-            return 0
-        a = _sub_parser(cmd).parse_args(argv[1:])
-        if cmd == "apply":
-            res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
-                                   device=a.device, precision=a.precision, cache=not a.no_cache,
-                                   progress=tqdm_progress("apply"), pretrained=not a.random_init,
-                                   bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, model=a.model, mode=a.mode,
-                                   features=a.features, grid=a.grid)
-            print(summary_text(res))
-        elif cmd == "similarity":
-            fids = [int(v) for v in a.fids.split(",")] if a.fids else None
-            print(similarity_map(_one(a.raster), a.reference, a.out, fids, cache=not a.no_cache,
-                                 progress=tqdm_progress("similarity"), layer=a.layer, grid=a.grid,
-                                 embed_spec=_embed_spec(a)))
-        elif cmd == "pca":
-            print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
-        elif cmd == "kmeans":
-            print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
+    if not argv or cmd == "demo":
+        a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
+        t = time.perf_counter()
+        res = run_demo(a.out_dir, a.method, a.mode, _bbox(a.bbox), a.bbox_crs, not a.no_cache, a.device,
+                       tqdm_progress("demo"), features=a.features, grid=a.grid, model=a.model)
+        print(summary_text(res))
+        print(f"demo time {time.perf_counter() - t:.1f} s "
+              f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
         return 0
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+    if cmd is None:
+        a = get_args_parser().parse_args(argv)
+        res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, method=a.method, k=a.k,
+                       temperature=a.temperature, cv_folds=a.cv_folds, block_size_m=a.block_size,
+                       max_pixels_per_polygon=a.max_pixels_per_polygon, save_classifier=a.save_classifier,
+                       cache=not a.no_cache, progress=tqdm_progress("classify"), layer=a.layer,
+                       features=a.features, grid=a.grid, embed_spec=_embed_spec(a))
+        print(summary_text(res))
+        return 0
+    a = _sub_parser(cmd).parse_args(argv[1:])
+    if cmd == "apply":
+        res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
+                               device=a.device, precision=a.precision, cache=not a.no_cache,
+                               progress=tqdm_progress("apply"), pretrained=not a.random_init,
+                               bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, model=a.model, mode=a.mode,
+                               features=a.features, grid=a.grid)
+        print(summary_text(res))
+    elif cmd == "similarity":
+        fids = _fids(a.fids)
+        print(similarity_map(_one(a.raster), a.reference, a.out, fids, cache=not a.no_cache,
+                             progress=tqdm_progress("similarity"), layer=a.layer, grid=a.grid,
+                             embed_spec=_embed_spec(a)))
+    elif cmd == "pca":
+        print(pca_preview(a.raster, a.out, tqdm_progress("PCA")))
+    elif cmd == "kmeans":
+        print(kmeans_map(a.raster, a.clusters, a.out, a.seed, tqdm_progress("k-means")))
+    return 0

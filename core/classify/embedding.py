@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import cached_embedding, file_fingerprint
+from ..cache import cached_embedding, file_fingerprint, unusable
 from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
 from ..embed.spec import EmbedSpec
@@ -45,6 +45,7 @@ class Embedding:
     from_cache: bool | None  # None: given by the user
     seconds: float = 0.0
     weights_id: str = ""  # core.models.weights.weights_id; "" for embedding rasters written before it was tagged
+    temporary: bool = False  # computed outside the cache for this run only: removed by drop_uncached
 
 
 def raster_sources(raster: Any) -> str | list[str]:
@@ -85,6 +86,11 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
         return embed_raster(sources, out, progress=progress, **spec.engine_kwargs())
 
     t = time.perf_counter()
+    why = unusable() if cache else None
+    if why is not None:
+        (progress.log if progress else print)(f"Note: the embedding cache cannot be used ({why}); running without "
+                                              f"it. Set SOFTCON_CACHE to a writable folder to keep embeddings.")
+        cache = False
     if cache:
         path, hit = cached_embedding(sources, key, compute, log=progress.log if progress else None,
                                      validate=lambda p: (verify_geotiff(p), embedding_info(p)))
@@ -96,7 +102,7 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
         progress.log(f"Bands (as when the cached embedding was computed): "
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
     return Embedding(path, info, weights_label(model, spec.pretrained, spec.checkpoint), hit, time.perf_counter() - t,
-                     info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint))
+                     info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint), not cache)
 
 
 def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
@@ -108,7 +114,7 @@ def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
             "path": str(emb.path), "from_cache": emb.from_cache, "weights": emb.weights}
 
 
-def drop_uncached(emb: Embedding, cache: bool) -> None:
-    """Remove an embedding computed only for this run (``cache=False``)."""
-    if not cache and emb.from_cache is False and emb.path.exists():
+def drop_uncached(emb: Embedding) -> None:
+    """Remove an embedding computed only for this run (without the cache)."""
+    if emb.temporary and emb.path.exists():
         emb.path.unlink()

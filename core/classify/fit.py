@@ -230,6 +230,6 @@ def classify(
             result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
                             destinations)
     finally:
-        drop_uncached(emb, cache)
+        drop_uncached(emb)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     return result

@@ -14,7 +14,7 @@ from ..errors import SoftConError
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from . import analysis
-from .embedding import get_embedding
+from .embedding import drop_uncached, get_embedding
 from .features import GRIDS
 from .pixelmap import open_source, upsample_to_pixels
 from .styles import write_ramp_qml
@@ -55,6 +55,14 @@ def similarity_map(
                                          mode=mode, stride=stride, precision=precision, device=device, bbox=bbox,
                                          bbox_crs=bbox_crs)
     emb = get_embedding(raster_or_embedding, embed_spec, cache=cache, progress=progress)
+    try:
+        return _similarity(emb, raster_or_embedding, reference_vector, out_path, fids, layer, grid, progress)
+    finally:
+        drop_uncached(emb)
+
+
+def _similarity(emb: Any, raster_or_embedding: Any, reference_vector: Any, out_path: Any, fids: Any, layer: Any,
+                grid: str, progress: Progress | None) -> Path:
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise SoftConError(f"The output folder {out_path.parent} does not exist; create it first.")

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import rasterio
 import torch
 
-from ..errors import Cancelled, SoftConError
+from ..cli import add_debug, run_main
+from ..errors import SoftConError
 from ..io.writer import make_folder
 from ..models.record import ModelRecord
 from ..models.registry import create_encoder, DEFAULT_MODEL
-from ..progress import last_line, Progress, tqdm_progress
+from ..progress import Progress, tqdm_progress
 from .engine import embed_raster, rank_info
 from .spec import EmbedSpec
 from .windows import MODES
@@ -88,43 +88,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-valid", type=float, default=0.5)
     p.add_argument("--offset", type=float, default=0.0, help="subtract from optical values (1000 for S2 baseline >= 04.00)")
     p.add_argument("--separate", action="store_true", help="embed single-band inputs one by one instead of stacking them")
+    add_debug(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
-        bbox = None
-        if args.bbox:
-            try:
-                bbox = [float(v) for v in args.bbox.split(",")]
-            except ValueError:
-                raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
-        spec = EmbedSpec(model=args.model, checkpoint=args.checkpoint, pretrained=not args.random_weights,
-                         bands=args.bands, mode=args.mode, stride=args.stride, precision=args.precision,
-                         device=args.device, batch_size=args.batch_size, bbox=bbox, bbox_crs=args.bbox_crs)
-        kw: dict[str, Any] = dict(spec.engine_kwargs(), polygon=args.polygon, polygon_crs=args.polygon_crs,
-                                  dtype=args.dtype, resample=args.resample, min_valid=args.min_valid,
-                                  offset=args.offset, cog=args.cog)
-        rasters = args.rasters
-        stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
-        encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
-        if len(rasters) == 1 or stack:
-            if rank_info()[0] != 0:
-                return 0  # one scene: rank 0 does it
-            embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, progress=tqdm_progress("embed"),
-                         **kw)
-        else:  # torchrun: each rank its own files
-            embed_many(rasters, args.out, encoder=encoder, progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
-    except Cancelled as e:
-        print(e, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+    bbox = None
+    if args.bbox:
+        try:
+            bbox = [float(v) for v in args.bbox.split(",")]
+        except ValueError:
+            raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
+    spec = EmbedSpec(model=args.model, checkpoint=args.checkpoint, pretrained=not args.random_weights,
+                     bands=args.bands, mode=args.mode, stride=args.stride, precision=args.precision,
+                     device=args.device, batch_size=args.batch_size, bbox=bbox, bbox_crs=args.bbox_crs)
+    kw: dict[str, Any] = dict(spec.engine_kwargs(), polygon=args.polygon, polygon_crs=args.polygon_crs,
+                              dtype=args.dtype, resample=args.resample, min_valid=args.min_valid,
+                              offset=args.offset, cog=args.cog)
+    rasters = args.rasters
+    stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
+    encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
+    if len(rasters) == 1 or stack:
+        if rank_info()[0] != 0:
+            return 0  # one scene: rank 0 does it
+        embed_raster(rasters if stack else rasters[0], args.out, encoder=encoder, progress=tqdm_progress("embed"),
+                     **kw)
+    else:  # torchrun: each rank its own files
+        embed_many(rasters, args.out, encoder=encoder, progress_for=lambda r: tqdm_progress(Path(r).name), **kw)
     return 0
 
 

