@@ -182,7 +182,7 @@ def samples(d: Path, crop: Path) -> None:
                ({"type": "Point", "coordinates": xy} for xy in c[:n])]
         _dump(d / f"per_class_{n}.geojson", _features(few))
     rng = np.random.default_rng(0)
-    for n in (256, 300):
+    for n in (200, 256, 300):
         x = rng.uniform(bounds.left + 100, bounds.right - 100, 2 * n)
         y = rng.uniform(bounds.bottom + 100, bounds.top - 100, 2 * n)
         many = [({"type": "Point", "coordinates": [float(x[i]), float(y[i])]}, {"class": f"c{i // 2:03d}"})

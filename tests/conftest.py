@@ -10,7 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network fo
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared") if p.is_dir()),
+              ROOT.parent / "shared")  # beside the checkout, or beside its folder (git worktrees)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +73,7 @@ SLOW_TESTS = {
     "test_published_rn50_loads_strictly_and_matches_torchvision", "test_convert_and_save_safetensors_roundtrip",
     "test_save_load_round_trip_without_pickle", "test_timm_creates_13_band_dinov2_vit", "test_init_from_rgb_dinov2",
     "test_background_and_inline_reading_agree", "test_flake8_qgis_clean",
+    "test_offset_data_embeds_exactly_like_the_original", "test_an_unwritable_cache_means_no_cache_with_a_note",
 }
 
 

@@ -102,9 +102,15 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     if missing:
         raise SoftConError(f"No file for band(s) {', '.join(missing)} among {len(files)} files; name each "
                            f"single-band file after its band (e.g. s2_B04.tif).")
-    with open_raster([by_band[b] for b in bands]) as ds:
-        out = ds.read().astype(np.uint16, copy=False)
-        return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
+    import rasterio  # (as open_raster above)
+
+    try:
+        with open_raster([by_band[b] for b in bands]) as ds:
+            out = ds.read().astype(np.uint16, copy=False)
+            return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
+    except rasterio.errors.RasterioError as e:
+        raise SoftConError(f"Cannot read the band files {by_band[bands[0]].parent} ({str(e).splitlines()[0][:200]}): "
+                           f"one is truncated or damaged. Replace it.") from None
 
 
 def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
@@ -114,10 +120,14 @@ def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
 
     from core.geo.bands import resolve_bands
 
-    with rasterio.open(path) as src:
-        index = resolve_bands(list(src.descriptions), model_bands, bands)
-        data = src.read()
-        grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
+    try:
+        with rasterio.open(path) as src:
+            index = resolve_bands(list(src.descriptions), model_bands, bands)
+            data = src.read()
+            grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
+    except rasterio.errors.RasterioError as e:
+        raise SoftConError(f"Cannot read the training raster {path} ({str(e).splitlines()[0][:200]}): it is "
+                           f"truncated, damaged or not a raster. Replace it or leave it out.") from None
     out = np.zeros((len(model_bands),) + data.shape[1:], data.dtype)
     for i, j in enumerate(index):
         if j is not None:
@@ -201,8 +211,12 @@ def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = S
         f = folder / f"{b}.tif"
         if not f.is_file():
             raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: <product>/<location>/<season>/{b}.tif).")
-        with rasterio.open(f) as src:
-            a = torch.from_numpy(src.read(1).astype(np.float32))
+        try:
+            with rasterio.open(f) as src:
+                a = torch.from_numpy(src.read(1).astype(np.float32))
+        except rasterio.errors.RasterioError as e:
+            raise SoftConError(f"Cannot read {f} ({str(e).splitlines()[0][:200]}): it is truncated, damaged or not "
+                               f"a raster. Replace it, or remove its location folder {folder.parent}.") from None
         if a.shape != (size, size):
             a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
         out[bands.index(b)] = a

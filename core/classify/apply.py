@@ -1,6 +1,7 @@
 """``apply_classifier``: map a raster with a classifier saved by :func:`core.classify.fit.classify`."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import weights_id
 from ..progress import Progress
+from .checks import strip_pixels
 from .classifiers import load_classifier
 from .compat import check_compatible
 from .embedding import drop_uncached, embedding_summary, get_embedding
@@ -82,12 +84,15 @@ def apply_classifier(
             check_compatible(saved, {**emb.info, "dim": ds.count}, emb.weights_id, what=emb.path.name)
             summary = embedding_summary(emb, ds)
             spec = saved.features
+            if spec is not None and "pixel" in spec.groups:  # this raster's own offset, not the training raster's
+                spec = dataclasses.replace(spec, offset=float(emb.info.get("offset") or 0.0))
             if spec is None:  # a classifier of format 1: the raw embeddings on their own grid
                 dim = ds.count
                 spec = FeatureSpec(("emb",), "embedding", mean=np.zeros(dim, np.float32),
                                    components=np.eye(dim, dtype=np.float32))
             _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in spec.groups else ({}, {})
             source = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            source.strip_pixels = strip_pixels(spec.dim, len(saved.class_names))
             report = build_report(
                 class_names=saved.class_names, colors=saved.colors, counts={n: 0 for n in saved.class_names},
                 feature_counts={}, dropped={}, n_features=0, cv=None,

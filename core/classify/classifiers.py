@@ -156,6 +156,14 @@ class LinearClassifier(Classifier):
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         scaler = StandardScaler().fit(x)
+        coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
+        bias = np.full(self.n_classes, -np.inf, dtype=np.float32)
+        present = np.unique(y)
+        if len(present) == 1:  # a CV fold of one class: that class, everywhere (lbfgs needs two)
+            bias[present[0]] = 0.0
+            self.arrays = {"mean": scaler.mean_.astype(np.float32), "scale": scaler.scale_.astype(np.float32),
+                           "coef": coef, "intercept": bias}
+            return self
         lr = LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
         # One BLAS thread: these problems are small (samples x D), and threaded BLAS on a busy machine
         # was measured 10-20x slower (oversubscription); lbfgs itself is sequential.
@@ -163,8 +171,6 @@ class LinearClassifier(Classifier):
             warnings.simplefilter("ignore", ConvergenceWarning)
             lr.fit(scaler.transform(x), y)
         # Expand to all n_classes (a CV fold may lack some): absent classes get -inf logits.
-        coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
-        bias = np.full(self.n_classes, -np.inf, dtype=np.float32)
         if len(lr.classes_) == 2:  # sklearn stores one row: p1 = sigmoid(z) = softmax([-z/2, z/2])
             rows = np.stack([-lr.coef_[0] / 2, lr.coef_[0] / 2])
             ints = np.array([-lr.intercept_[0] / 2, lr.intercept_[0] / 2])
@@ -263,9 +269,12 @@ class _SklearnClassifier(Classifier):
 
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
         est = self.estimator
+        out = torch.zeros(x.shape[0], self.n_classes)
+        if len(est.classes_) == 1:  # fitted on one class (a CV fold): that class, everywhere
+            out[:, int(est.classes_[0])] = 1.0
+            return out
         with threadpool_limits(limits=1):
             p = est.predict_proba(x.numpy())
-        out = torch.zeros(x.shape[0], self.n_classes)
         out[:, torch.as_tensor(est.classes_)] = torch.as_tensor(p, dtype=torch.float32)
         return out
 

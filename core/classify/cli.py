@@ -54,6 +54,9 @@ def _common(p: argparse.ArgumentParser, apply: bool = False) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.add_argument("--offset", type=float, default=None,
+                   help="subtracted from every optical value: 1000 for Sentinel-2 processing baseline 04.00 or later "
+                        "(default: from the product's metadata, else 0)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -118,8 +121,9 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
 
 def _embed_spec(a: argparse.Namespace) -> EmbedSpec:
     """The embedding settings of a command line, in one value."""
-    return EmbedSpec(model=a.model, checkpoint=a.checkpoint, pretrained=not a.random_init, bands=a.bands, mode=a.mode,
-                     stride=a.stride, precision=a.precision, device=a.device, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
+    return EmbedSpec(model=a.model or DEFAULT_MODEL, checkpoint=a.checkpoint, pretrained=not a.random_init,
+                     bands=a.bands, mode=a.mode or "dense", stride=a.stride, precision=a.precision, device=a.device,
+                     bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, offset=a.offset)
 
 
 def _fids(text: str | None) -> list[int] | None:
@@ -159,11 +163,9 @@ def _main(argv: list[str]) -> int:
         return 0
     a = _sub_parser(cmd).parse_args(argv[1:])
     if cmd == "apply":
-        res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
-                               device=a.device, precision=a.precision, cache=not a.no_cache,
-                               progress=tqdm_progress("apply"), pretrained=not a.random_init,
-                               bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs, model=a.model, mode=a.mode,
-                               features=a.features, grid=a.grid)
+        res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, cache=not a.no_cache,
+                               progress=tqdm_progress("apply"), model=a.model, mode=a.mode, features=a.features,
+                               grid=a.grid, embed_spec=_embed_spec(a))
         print(summary_text(res))
     elif cmd == "similarity":
         fids = _fids(a.fids)

@@ -15,7 +15,10 @@ from ..embed.engine import embed_raster
 from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
+from ..geo.bands import resolve_bands
 from ..geo.crs import pixel_size_m
+from ..io.raster import band_names, gdal_env, open_raster
+from ..io.reflectance import check_reflectance
 from ..io.writer import verify_geotiff
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import cached_path, weights_id
@@ -78,6 +81,7 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
                          weights_id=info.get("weights_id") or "")
     sources = raster_sources(raster)
     record = get_record(model)
+    spec = checked_spec(sources, spec, record, progress)
     weights_file = spec.checkpoint or (cached_path(record) if spec.pretrained else None)
     dev = pick_device(spec.device)
     key = spec.cache_key(file_fingerprint(weights_file), dev, resolve_precision(dev, spec.precision))
@@ -103,6 +107,18 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
     return Embedding(path, info, weights_label(model, spec.pretrained, spec.checkpoint), hit, time.perf_counter() - t,
                      info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint), not cache)
+
+
+def checked_spec(sources: Any, spec: EmbedSpec, record: Any, progress: Progress | None = None) -> EmbedSpec:
+    """``spec`` with the reflectance offset resolved (the cache key depends on it), after the checks that need
+    only the raster: band order and value scale (:func:`core.io.reflectance.check_reflectance`)."""
+    if record.sar_quantiles is not None:
+        return spec
+    with gdal_env(), open_raster(sources) as src:
+        mapping = resolve_bands(band_names(src, sources), record.bands, spec.bands)
+        offset = check_reflectance(src, sources, [i + 1 for i in mapping if i is not None], spec.offset,
+                                   progress.log if progress else print)
+    return spec.replace(offset=offset)
 
 
 def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:

@@ -16,21 +16,20 @@ import numpy as np
 import rasterio
 
 from ..embed.spec import EmbedSpec
-from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..geo.crs import pixel_xy_m
-from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
-from ..io.raster import gdal_env, open_raster
+from ..geo.samples import drop_invalid, rasterize_samples, read_vector
 from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
+from .checks import preflight, strip_pixels
 from .classifiers import CLASSIFIERS, make_classifier, SavedClassifier
-from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
+from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FEATURE_SETS, GRIDS, parse_features
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
 from .report import build_report, format_table
-from .selection import candidates, compare, method_params, pick, table_rows
+from .selection import BOOSTING_MAX_CLASSES, candidates, compare, method_params, pick, table_rows
 from .styles import class_colors
 
 
@@ -38,10 +37,6 @@ METHODS = tuple(CLASSIFIERS)
 
 
 METHOD_CHOICES = ("auto",) + METHODS
-
-
-def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
-    return ds.transform, (ds.height, ds.width), ds.crs
 
 
 def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]:
@@ -70,16 +65,6 @@ def _check_method(method: str, k: int, temperature: float, features: Any = None,
         raise SoftConError(f"k must be at least 1, not {k}.")
     if not temperature > 0:
         raise SoftConError(f"The temperature must be positive, not {temperature}.")
-
-
-def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox: Any) -> None:
-    """Fail before the (slow) embedding when the samples miss the raster or a class is too small."""
-    if is_embedding_raster(raster):
-        return
-    with gdal_env(), open_raster(raster_sources(raster)) as src:
-        transform, shape, crs = _grid(src)
-        if bbox is None:
-            rasterize_samples(vec, transform, shape, crs, None, max_pixels_per_polygon)
 
 
 def classify(
@@ -166,7 +151,7 @@ def classify(
         raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
                            f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
-    _precheck_samples(raster, vec, max_pixels_per_polygon, embed_spec.bbox)
+    preflight(raster, vec, embed_spec, parse_features(features), grid, max_pixels_per_polygon, progress.log)
     emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
@@ -189,7 +174,10 @@ def classify(
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
-            pairs = candidates(method, sets)
+            pairs = candidates(method, sets, len(px.class_names))
+            if method == "auto" and len(px.class_names) > BOOSTING_MAX_CLASSES:
+                progress.log(f"{len(px.class_names)} classes: boosting (hgb) left out of the comparison, whose "
+                             f"cross-validation alone would take minutes; ask for it with --method hgb.")
             params = {m: method_params(m, k, temperature, seed) for m in METHODS}
             t = time.perf_counter()
             rows, cv, chosen = [], None, None
@@ -198,7 +186,7 @@ def classify(
                              f"{len(pairs)} method/feature combination(s):")
                 todo = list(pairs)
                 if compare_methods and method != "auto":  # the other combinations too, for the comparison table
-                    todo += [p for p in candidates("auto", sets) if p not in pairs]
+                    todo += [p for p in candidates("auto", sets, len(px.class_names)) if p not in pairs]
                 rows = compare(feats, full, px.labels, px.groups, xy, px.class_names, todo, cv_folds, block,
                                params, seed, progress)
                 chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
@@ -227,6 +215,7 @@ def classify(
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
             final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            final.strip_pixels = strip_pixels(spec.dim, len(px.class_names))
             result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
                             destinations)
     finally:

@@ -65,12 +65,14 @@ class FeatureSource:
     def __init__(self, emb_ds: Any, src: Any, spec: FeatureSpec, cell: int, band_index: dict[str, int] | None = None):
         self.emb, self.src, self.spec, self.cell = emb_ds, src, spec, int(cell)
         self.band_index = band_index or {}
+        self.strip_pixels = 1 << 20  # pixels per prediction strip (core.classify.checks.strip_pixels lowers it)
         if "pixel" in spec.groups and (src is None or any(b not in self.band_index for b in spec.bands)):
             missing = [b for b in spec.bands if b not in self.band_index]
             raise SoftConError(
-                "The pixel feature group needs the raster's own bands"
-                + (f" ({', '.join(missing)} not found)" if src is not None else "")
-                + "; give the original raster (not only its embeddings), or use --features emb.")
+                f"The pixel features need the raster's own bands {', '.join(missing)}, which "
+                + ("it does not have (or whose band names are missing: give --bands, e.g. --bands s2_l1c)"
+                   if src is not None else "are not available: give the original raster, not only its embeddings")
+                + ", or use a classifier trained with --features emb.")
         if spec.grid == "embedding":
             if "pixel" in spec.groups:
                 raise SoftConError("Pixel features exist only on the raster's own grid; use --grid pixel "
@@ -123,7 +125,7 @@ class FeatureSource:
         """Yield (first row, features (n, W, F) float32, valid (n, W) bool) down the grid."""
         g = self.grid
         cell = 1 if self.spec.grid == "embedding" else self.cell
-        step = strip_height(g.width, cell)
+        step = strip_height(g.width, cell, self.strip_pixels)
         cols = np.arange(g.width)
         for r0 in range(0, g.height, step):
             r1 = min(g.height, r0 + step)
@@ -232,7 +234,7 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
     mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":
-        names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
+        names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands, info.get("bands") or ())
     groups = ("emb", "pixel") if names else ("emb",)
     spec = FeatureSpec(groups, grid, names, idx, float(info.get("offset") or 0.0), mean, comps)
     return spec, index
@@ -242,7 +244,7 @@ def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[st
     """(pixel band names, band -> 1-based raster band) of a source raster; ([], {}) without one."""
     if src is None:
         return [], {}
-    names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
+    names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands, info.get("bands") or ())
     return names, index
 
 

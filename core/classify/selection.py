@@ -29,10 +29,17 @@ def method_params(method: str, k: int = 20, temperature: float = 0.07, seed: int
     return {"seed": seed} if method in ("rf", "hgb") else {}
 
 
-def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]]:
-    """(feature set, method) pairs to compare: ``method`` (or every method for ``auto``) on each set,
-    cosine methods only on embeddings alone."""
+#: ``auto`` leaves boosting out above this many classes: it grows one tree per class and iteration, so its
+#: cross-validation alone would take minutes (many classes are mapped well by the other methods).
+BOOSTING_MAX_CLASSES = 30
+
+
+def candidates(method: str, feature_sets: Sequence[str], n_classes: int = 0) -> list[tuple[str, str]]:
+    """(feature set, method) pairs to compare: ``method`` (or every method for ``auto``, boosting only up to
+    :data:`BOOSTING_MAX_CLASSES` classes) on each set, cosine methods only on embeddings alone."""
     methods = AUTO_METHODS if method == "auto" else (method,)
+    if method == "auto" and n_classes > BOOSTING_MAX_CLASSES:
+        methods = tuple(m for m in methods if m != "hgb")
     out = [(fs, m) for fs in feature_sets for m in methods
            if not (m in COSINE_METHODS and FEATURE_SETS[fs] != ("emb",))]
     if not out:  # e.g. knn asked for with pixel features only

@@ -86,7 +86,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true", help="random initialisation (testing only)")
     p.add_argument("--resample", action="store_true", help="warp rasters far from 10 m onto a 10 m grid")
     p.add_argument("--min-valid", type=float, default=0.5)
-    p.add_argument("--offset", type=float, default=0.0, help="subtract from optical values (1000 for S2 baseline >= 04.00)")
+    p.add_argument("--offset", type=float, default=None,
+                   help="subtracted from optical values: 1000 for Sentinel-2 processing baseline 04.00 or later "
+                        "(default: from the product's metadata, else 0)")
     p.add_argument("--separate", action="store_true", help="embed single-band inputs one by one instead of stacking them")
     add_debug(p)
     return p
@@ -106,10 +108,10 @@ def _main(argv: list[str]) -> int:
             raise SoftConError(f"--bbox must be four numbers minx,miny,maxx,maxy, not {args.bbox!r}.") from None
     spec = EmbedSpec(model=args.model, checkpoint=args.checkpoint, pretrained=not args.random_weights,
                      bands=args.bands, mode=args.mode, stride=args.stride, precision=args.precision,
-                     device=args.device, batch_size=args.batch_size, bbox=bbox, bbox_crs=args.bbox_crs)
+                     device=args.device, batch_size=args.batch_size, bbox=bbox, bbox_crs=args.bbox_crs,
+                     offset=args.offset)
     kw: dict[str, Any] = dict(spec.engine_kwargs(), polygon=args.polygon, polygon_crs=args.polygon_crs,
-                              dtype=args.dtype, resample=args.resample, min_valid=args.min_valid,
-                              offset=args.offset, cog=args.cog)
+                              dtype=args.dtype, resample=args.resample, min_valid=args.min_valid, cog=args.cog)
     rasters = args.rasters
     stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
     encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)

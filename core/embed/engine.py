@@ -36,6 +36,7 @@ from ..geo.bands import describe_order, resolve_bands
 from ..geo.crs import pixel_extent, pixel_size_m, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
 from ..io.raster import band_names, gdal_env, open_raster, resample_to
+from ..io.reflectance import check_reflectance
 from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
 from ..io.writer import BlockWriter, check_writable
 from ..models.record import ModelRecord
@@ -114,16 +115,6 @@ def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
         progress.log(f"Warning: the raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
                      f"Embeddings may be degraded; consider --resample.")
     return ds
-
-
-def _check_values(ds: Any, record: ModelRecord, progress: Progress) -> None:
-    """Warn when optical data cannot be reflectance x 10000 (8-bit values), the scale the models expect."""
-    if record.sar_quantiles is None and ds.dtypes[0] == "uint8":
-        progress.log(
-            "Warning: the raster holds 8-bit values (0-255), but the model expects Sentinel-2 reflectance x 10000 "
-            "(typically 0-10000, uint16); embeddings of rescaled or display data are meaningless. "
-            "Use the original Level-1C/Level-2A values."
-        )
 
 
 def _produce(
@@ -222,7 +213,7 @@ def embed_raster(
     polygon_crs: Any = None,
     resample: bool = False,
     min_valid: float = 0.5,
-    offset: float = 0.0,
+    offset: float | None = None,
     nodata: float | None = None,
     encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
     cog: bool = False,
@@ -248,7 +239,9 @@ def embed_raster(
             and the extent is limited to its bounds. In ``polygon_crs`` (default the raster's).
         resample: warp a raster far from 10 m onto a 10 m grid instead of refusing it.
         min_valid: fraction of an output pixel's input pixels that must hold data.
-        offset: subtracted from optical values first (1000 for Sentinel-2 baseline >= 04.00).
+        offset: subtracted from optical values first (1000 for Sentinel-2 baseline >= 04.00); None = from the
+            product's metadata, else 0 (:func:`core.io.reflectance.check_reflectance`, which also stops on values
+            that cannot be reflectance x 10000).
         nodata: no-data value for stacked files that declare none (default 0 for Sentinel-2 bands).
         encoder: an already built ``(encoder, record)`` to use instead of ``model``/``checkpoint``.
         cog: write a Cloud Optimized GeoTIFF with averaged overviews (for display and web serving;
@@ -285,11 +278,13 @@ def embed_raster(
             else:
                 enc, record = encoder
             names = band_names(src, sources)
-            _check_values(src, record, progress)
             notes: list[str] = []
             mapping = resolve_bands(names, record.bands, bands, notes)
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
+            if record.sar_quantiles is None:  # optical: reflectance x 10000, offset from the metadata
+                offset = check_reflectance(src, sources, [i for i in indexes if i is not None], offset, progress.log)
+            offset = float(offset or 0.0)
             geometry = to_geometry(polygon, polygon_crs, ds.crs) if polygon is not None else None
             extent = pixel_extent(ds, bbox, bbox_crs, geometry)
             grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)

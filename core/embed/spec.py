@@ -26,6 +26,8 @@ class EmbedSpec:
         precision, device, batch_size: how the encoder runs (``auto`` = the device's best).
         bbox, bbox_crs: the extent to embed (None = the whole raster; the raster's CRS unless given).
         nodata: input value treated as missing (None = the raster's own nodata).
+        offset: subtracted from optical values (1000 for Sentinel-2 processing baseline >= 04.00); None = from
+            the product's metadata, else 0 (:func:`core.io.reflectance.check_reflectance`).
     """
 
     model: str = DEFAULT_MODEL
@@ -40,6 +42,7 @@ class EmbedSpec:
     bbox: tuple[float, ...] | None = None
     bbox_crs: str | None = None
     nodata: float | None = None
+    offset: float | None = None
 
     def __post_init__(self) -> None:  # hashable, comparable values whatever the caller passed
         fix = object.__setattr__
@@ -52,6 +55,8 @@ class EmbedSpec:
         if self.bbox_crs is not None:
             fix(self, "bbox_crs", str(self.bbox_crs) or None)
         fix(self, "pretrained", bool(self.pretrained))
+        if self.offset is not None:
+            fix(self, "offset", float(self.offset))
 
     def replace(self, **changes: Any) -> "EmbedSpec":
         return dataclasses.replace(self, **changes)
@@ -72,5 +77,7 @@ class EmbedSpec:
                    precision=str(precision), device=device.type)
         if self.nodata is not None:
             key["nodata"] = self.nodata
+        if self.offset:  # only when set, so that entries cached before offsets were keyed still hit
+            key["offset"] = float(self.offset)
         return key
 
