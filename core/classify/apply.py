@@ -16,7 +16,7 @@ from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import weights_id
 from ..progress import Progress
-from .checks import strip_pixels
+from .checks import preflight_apply, strip_pixels
 from .classifiers import load_classifier
 from .compat import check_compatible
 from .embedding import drop_uncached, embedding_summary, get_embedding
@@ -78,6 +78,7 @@ def apply_classifier(
         record = get_record(model)
         check_compatible(saved, {"model": model, "bands": list(record.bands)},
                          weights_id(record, pretrained, checkpoint), what="this raster with these options", **asked)
+    preflight_apply(raster, embed_spec, saved, Path(out_dir), progress.log)
     emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:

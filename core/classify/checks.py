@@ -8,6 +8,7 @@ offset are checked with the embedding settings (:func:`core.classify.embedding.c
 from __future__ import annotations
 
 import resource
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,8 +24,8 @@ from .features import GRIDS, INDICES, pixel_band_mapping, PIXEL_BANDS
 MAX_CLASSES = 255
 #: Bands without which there are no pixel features (the indices need them).
 PIXEL_CORE = ("B2", "B3", "B4", "B8")
-#: Memory a run needs besides its prediction strips: the encoder, a batch of windows, libraries (bytes).
-BASE_BYTES = 600 * 2**20
+#: Memory the embedding needs on top of the libraries (encoder, batches of windows, activations; bytes).
+BASE_BYTES = 400 * 2**20
 #: Smallest prediction strip worth running (pixels); the default is 1 Mpx.
 MIN_STRIP, MAX_STRIP = 1 << 16, 1 << 20
 
@@ -88,28 +89,45 @@ def available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def strip_pixels(n_features: int, n_classes: int, what: str = "the map") -> int:
-    """Pixels per prediction strip that fit in the memory left (at most 1 Mpx, the default).
+def strip_pixels(n_features: int, n_classes: int, reserve: int = 0) -> int:
+    """Pixels per prediction strip that fit in half the memory left after ``reserve`` bytes (at most 1 Mpx).
 
     A strip holds its features (the ``emb`` part upsampled through a few float32 copies), the class
-    probabilities and the written rows: about ``4 * (6 * features + 3 * classes + 8)`` bytes per pixel.
+    probabilities and the written rows: about ``4 * (6 * features + 3 * classes + 8)`` bytes per pixel. The map
+    is the same whatever the strip height.
 
     Raises:
-        SoftConError: not even a small strip fits; the message says what to change.
+        SoftConError: not even a strip of 64 kpx fits; the message says what to change.
     """
     free = available_memory()
     per_pixel = 4 * (6 * n_features + 3 * n_classes + 8)
     if free is None:
         return MAX_STRIP
-    budget = (free - BASE_BYTES) // 2
+    budget = (free - reserve) // 2
     if budget < MIN_STRIP * per_pixel:
-        raise SoftConError(f"Not enough memory for {what}: about {(BASE_BYTES + 2 * MIN_STRIP * per_pixel) / 2**20:.0f}"
-                           f" MB are needed and {max(free, 0) / 2**20:.0f} MB are left; {MEMORY_FIX}.")
+        need = reserve + 2 * MIN_STRIP * per_pixel
+        raise SoftConError(f"Not enough memory: this run needs about {need / 2**20:.0f} MB more and "
+                           f"{max(free, 0) / 2**20:.0f} MB are left; {MEMORY_FIX}.")
     return int(min(MAX_STRIP, budget // per_pixel))
 
 
+def check_disk(height: int, width: int, n_classes: int, folder: Path) -> None:
+    """Stop when the map's rasters (class, probabilities, confidence) cannot fit on ``folder``'s disk.
+
+    Estimated at half their uncompressed size (probabilities compress poorly); a raster far larger than meant
+    (a mosaic, a wrong pixel size) is refused in a second instead of filling the disk for hours.
+    """
+    need = height * width * (1 + 4 * n_classes + 4) // 2
+    where = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise SoftConError(f"The map would be {width} x {height} px: its rasters need about {need / 1e9:.0f} GB and "
+                           f"{where} has {free / 1e9:.0f} GB free. Map a smaller extent (--bbox), or check the "
+                           f"raster's size and pixel size.")
+
+
 def preflight(raster: Any, vec: VectorSamples, spec: Any, wanted: tuple[str, ...] | None, grid: str,
-              max_pixels_per_polygon: int, log: Callable[[str], None]) -> None:
+              max_pixels_per_polygon: int, out_dir: Path, log: Callable[[str], None]) -> None:
     """Every check of :mod:`core.classify.checks` on a ``classify`` run's inputs (raster not yet embedded)."""
     check_classes(vec)
     if is_embedding_raster(raster):
@@ -119,6 +137,22 @@ def preflight(raster: Any, vec: VectorSamples, spec: Any, wanted: tuple[str, ...
     with gdal_env(), open_raster(sources) as src:
         if spec.bbox is None:  # samples on the raster (with a bbox, on the embedded extent, after embedding)
             rasterize_samples(vec, src.transform, (src.height, src.width), src.crs, None, max_pixels_per_polygon)
+            check_disk(src.height, src.width, len(set(vec.labels)), Path(out_dir))
         check_features(src, sources, spec.bands, record.bands, wanted, grid, log)
         if "pixel" in (wanted or ("pixel",)) or grid == "pixel":
-            strip_pixels(len(PIXEL_BANDS) + len(INDICES) + 16, len(set(vec.labels)))
+            strip_pixels(len(PIXEL_BANDS) + len(INDICES) + 16, len(set(vec.labels)), reserve=BASE_BYTES)
+
+
+def preflight_apply(raster: Any, spec: Any, saved: Any, out_dir: Path, log: Callable[[str], None]) -> None:
+    """The checks of :func:`preflight` that concern ``apply``: the raster gives the classifier's features, and its
+    map fits on the disk."""
+    if is_embedding_raster(raster):
+        return
+    record = get_record(spec.model)
+    sources = raster_sources(raster)
+    groups = saved.features.groups if saved.features is not None else ("emb",)
+    grid = saved.features.grid if saved.features is not None else "embedding"
+    with gdal_env(), open_raster(sources) as src:
+        if spec.bbox is None:
+            check_disk(src.height, src.width, len(saved.class_names), Path(out_dir))
+        check_features(src, sources, spec.bands, record.bands, tuple(groups), grid, log)

@@ -151,7 +151,8 @@ def classify(
         raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
                            f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
-    preflight(raster, vec, embed_spec, parse_features(features), grid, max_pixels_per_polygon, progress.log)
+    preflight(raster, vec, embed_spec, parse_features(features), grid, max_pixels_per_polygon, out_dir,
+              progress.log)
     emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
