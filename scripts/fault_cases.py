@@ -429,11 +429,10 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("cache on a full disk", E, C("crop.tif"), "any", outputs_ok, env={"SOFTCON_CACHE": "{OUT}/mnt"},
              before=mount(size="1m"), after=umount),
         Case("full disk, new out-dir", E, C("crop.tif", "pts.geojson", "--out-dir", "{OUT}/mnt/o"), "error",
-             lambda c, o, rc, e: None if rc == 0 or not [p for p in (o / "mnt").rglob("*")
-                                                          if p.name not in ("filler", "o")]
-             else "data loss: partial outputs", before=mount(size="4m", fill=True), after=umount),
+             lambda c, o, rc, e: nothing_left(c, o / "mnt", rc, e), before=mount(size="4m", fill=True),
+             after=umount),
         Case("full disk, earlier outputs", E, C("crop.tif", "pts.geojson", "--out-dir", "{OUT}/mnt/o"), "error",
-             lambda c, o, rc, e: earlier_kept(c, o / "mnt", rc, e), before=mount(size="16m", copy=True, fill=True),
+             lambda c, o, rc, e: earlier_kept(c, o / "mnt", rc, e), before=mount(size="24m", copy=True, fill=True),
              after=umount),
         Case("bad SOFTCON_EMBED_CACHE_GB", E, C("crop.tif"), "ok", outputs_ok, env={"SOFTCON_EMBED_CACHE_GB": "abc"}),
         Case("cache entry zeroed in place", E, C("crop.tif"), "ok", ok_map, env={"SOFTCON_CACHE": "{OUT}/cache"},
@@ -451,9 +450,9 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("ulimit -v 2 GB, demo scene", E, ["core.classify", "demo", "--out-dir", "{OUT}/o"], "any", outputs_ok,
              shell_prefix="ulimit -v 2000000", timeout=600),
         Case("SIGINT mid-run", E, C("crop.tif", "pts.geojson", "--no-cache"), "interrupt", earlier_kept,
-             before=copy_ref, kill=sigint_after(12)),
+             before=copy_ref, kill=sigint_after(5)),
         Case("SIGKILL then rerun", E, C("crop.tif", "pts.geojson", "--no-cache"), "ok", no_temp_left,
-             kill=(12, signal.SIGKILL)),
+             kill=(5, signal.SIGKILL)),
         Case("two runs into one folder", E, C("crop.tif"), "any", outputs_ok, concurrent=True),
         # ---------------------------------------------------------------- training
         Case("pretrain, good SSL4EO folder", T, [*PRETRAIN, "--data", "{F}/ssl4eo_good", "--labels", "none"], "ok"),

@@ -209,8 +209,8 @@ def samples(d: Path, crop: Path) -> None:
                                     [g["coordinates"][1] for g, _ in gp])
     _dump(d / "p3857.geojson", _features([({"type": "Point", "coordinates": [xi, yi]}, p)
                                           for xi, yi, (_, p) in zip(*m3857, gp)], "EPSG:3857"))
-    for name, xs, ys in (("nocrs_utm", *xy), ("nocrs_deg", [g["coordinates"][0] for g, _ in gp],
-                                               [g["coordinates"][1] for g, _ in gp])):
+    lonlat = ([g["coordinates"][0] for g, _ in gp], [g["coordinates"][1] for g, _ in gp])
+    for name, xs, ys in (("nocrs_utm", *xy), ("nocrs_deg", *lonlat)):
         wkb = shapely.to_wkb(shapely.points(np.asarray(xs), np.asarray(ys)))
         write_vector(str(d / f"{name}.shp"), wkb, [np.array([p["class"] for _, p in gp], object)], ["class"],
                      geometry_type="Point", driver="ESRI Shapefile")  # no crs: a Shapefile without .prj

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -110,17 +111,25 @@ def _execute(cmd: list[str], case: fault_cases.Case, env: dict, ctx: fault_cases
         return max(rcs, key=abs), "\n".join(o[1] for o in outs)
     delay, sig = case.kill
     p = subprocess.Popen(cmd, cwd=ctx.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(p.stderr.readline, "")), daemon=True)
+    reader.start()
+    t0 = time.perf_counter()  # mid-run: once the first progress line is out (imports can take long on a busy CPU)
+    while p.poll() is None and not any("%" in line for line in err) and time.perf_counter() - t0 < case.timeout:
+        time.sleep(0.5)
     time.sleep(delay)
-    p.send_signal(sig)
+    if p.poll() is None:
+        p.send_signal(sig)
     try:
-        _, err = p.communicate(timeout=60)
+        p.wait(timeout=120)
     except subprocess.TimeoutExpired:
         p.kill()
         return None, "did not stop after the signal"
+    reader.join(timeout=10)
     if sig == signal.SIGKILL:  # the rerun is the case
         q = subprocess.run(cmd, cwd=ctx.repo, env=env, capture_output=True, text=True, timeout=case.timeout)
         return q.returncode, q.stderr
-    return p.returncode, err
+    return p.returncode, "".join(err)
 
 
 def setup(work: Path, repo: Path, python: str, fix: Path) -> fault_cases.Ctx:
@@ -151,12 +160,16 @@ def main() -> None:
     p.add_argument("--fixtures", help="folder of the inputs (made once; default WORK/fixtures)")
     p.add_argument("--only", action="append", help="run only cases whose name or group contains this")
     p.add_argument("--json", help="write every case's result here")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply every case's timeout (a busy, shared machine: 4); a hang is past it")
     a = p.parse_args()
     repo, work = Path(a.repo).resolve(), Path(a.work).resolve()
     python = str(repo / ".venv" / "bin" / "python")
     work.mkdir(parents=True, exist_ok=True)
     ctx = setup(work, repo, python, Path(a.fixtures).resolve() if a.fixtures else work / "fixtures")
     cases = fault_cases.cases(ctx)
+    for c in cases:
+        c.timeout *= a.timeout_scale
     if a.only:
         cases = [c for c in cases if any(s in c.name or s == c.group for s in a.only)]
     results = []

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from ..errors import SoftConError
 from ..geo.bands import canonical, parse_band_list, resolve_bands
 from ..io.raster import nodata_values
-from ..io.reader import read_pixels
+from ..io.reader import read_pixels, read_window
 
 GROUPS = ("emb", "pixel")
 #: Named feature sets, as offered on the command line and in the plugin.
@@ -245,7 +245,7 @@ def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.n
         sel = np.nonzero(rows // step == s)[0]
         ra, ca = int(rows[sel].min()), int(cols[sel].min())
         rb, cb = int(rows[sel].max()) + 1, int(cols[sel].max()) + 1
-        block = src.read(idx, window=Window(ca, ra, cb - ca, rb - ra), out_dtype="float32")
+        block = read_window(src, idx, Window(ca, ra, cb - ca, rb - ra), "float32")
         raw[:, sel] = block[:, rows[sel] - ra, cols[sel] - ca]
     for k, b in enumerate(idx):
         if nd[b - 1] is not None:

@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import band_names, nodata_values, open_raster
-from ..io.reader import random_pixels, read_pixels
+from ..io.reader import random_pixels, read_pixels, read_window
 from ..io.writer import BlockWriter
 from ..progress import Progress
 from .features import (FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
@@ -112,7 +112,7 @@ class FeatureSource:
     # ------------------------------------------------------------------------------------- strips
     def _tokens(self, t0: int, t1: int) -> np.ndarray:
         """Projected token features (t1 - t0, W_tok, d) of embedding rows [t0, t1), NaN = nodata."""
-        x = self.emb.read(window=Window(0, t0, self.emb.width, t1 - t0), out_dtype="float32")
+        x = read_window(self.emb, None, Window(0, t0, self.emb.width, t1 - t0), "float32")
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x).all(-1)
         if self.emb.nodata is not None and np.isfinite(self.emb.nodata):
@@ -153,7 +153,7 @@ class FeatureSource:
         g = self.grid
         idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
         win = Window(g.col_off, g.row_off + r0, g.width, r1 - r0)
-        raw = self.src.read(idx, window=win, out_dtype="float32")
+        raw = read_window(self.src, idx, win, "float32")
         nd = nodata_values(self.src)
         valid = np.isfinite(raw).all(0)
         for k, b in enumerate(idx):

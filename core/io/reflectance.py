@@ -24,6 +24,7 @@ from rasterio.windows import Window
 
 from ..errors import SoftConError
 from ..geo.normalize import BOA_ADD_OFFSET, reflectance_offset
+from .reader import read_window
 
 OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
 MTD_NAMES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml", "MTD_MSIL1C.XML", "MTD_MSIL2A.XML")
@@ -104,7 +105,7 @@ def sample_values(ds: Any, indexes: Sequence[int]) -> list[np.ndarray]:
     out: list[list[np.ndarray]] = [[] for _ in indexes]
     for r in rows:
         for c in cols:
-            block = ds.read(list(indexes), window=Window(int(c), int(r), size_c, size_r), out_dtype="float64")
+            block = read_window(ds, list(indexes), Window(int(c), int(r), size_c, size_r), "float64")
             for k, b in enumerate(block):
                 v = b[np.isfinite(b)]
                 v = v[v != nodata] if nodata is not None and np.isfinite(nodata) else v[v != 0]

@@ -1,6 +1,9 @@
 """``python -m core.models``: see :mod:`core.models.cli`."""
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing started, nothing to say but that
+    sys.exit(130)
 
 sys.exit(main())
