@@ -147,6 +147,11 @@ def classify(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_folder(out_dir)
+    if save_classifier not in (None, False, True):  # saved after the maps: its place must be known good now
+        if Path(save_classifier).is_dir():
+            raise SoftConError(f"--save-classifier {save_classifier} is a folder; give a file name such as "
+                               f"{Path(save_classifier) / 'classifier.npz'}.")
+        check_folder(Path(save_classifier).parent)
     if cv_folds == 1 or cv_folds < 0:
         raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
                            f"the validation (the report then has no accuracy).")
