@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -160,6 +161,7 @@ def main() -> None:
     p.add_argument("--fixtures", help="folder of the inputs (made once; default WORK/fixtures)")
     p.add_argument("--only", action="append", help="run only cases whose name or group contains this")
     p.add_argument("--json", help="write every case's result here")
+    p.add_argument("--jobs", type=int, default=1, help="cases run side by side (environment cases run alone, last)")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every case's timeout (a busy, shared machine: 4); a hang is past it")
     a = p.parse_args()
@@ -172,13 +174,19 @@ def main() -> None:
         c.timeout *= a.timeout_scale
     if a.only:
         cases = [c for c in cases if any(s in c.name or s == c.group for s in a.only)]
-    results = []
-    for c in cases:
+
+    def one(c: fault_cases.Case) -> dict:
         r = run_case(c, ctx)
-        results.append(r)
         print(f"{r['outcome']:20s} {r['seconds']:6.1f}s  {c.group:9s} {c.name:34s} {r['message'][:110]}"
               + (f"  [{r['problem']}]" if r["problem"] else "") + ("  [refused]" if r["refused"] else ""),
               flush=True)
+        return r
+
+    alone = [c for c in cases if c.group == "env" or c.kill or c.concurrent]  # timing, mounts, memory: one at a time
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        done = dict(zip([c.name for c in cases if c not in alone], pool.map(one, [c for c in cases if c not in alone])))
+    done.update({c.name: one(c) for c in alone})
+    results = [done[c.name] for c in cases]
     summary = {"repo": str(repo), "cases": len(results),
                "outcomes": {o: sum(r["outcome"] == o for r in results) for o in OUTCOMES},
                "refused_valid_input": sum(r["refused"] for r in results),
