@@ -28,8 +28,8 @@ from typing import Any, Callable, Sequence
 from .cli import add_debug, run_main
 from .errors import SoftConError
 from .io.atomic import atomic_path, clean_stale
-from .io.sample_data import cache_dir
 from .models.weights import sha256sum
+from .paths import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.

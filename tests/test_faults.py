@@ -23,15 +23,16 @@ from core.classify.classifiers import load_classifier, make_classifier, save_cla
 from core.classify.features import pixel_band_mapping
 from core.classify.outputs import Stage
 from core.classify.report import cross_validate, plan_folds
-from core.classify.selection import candidates, method_params
+from core.classify.selection import candidates
 from core.cli import run_main
 from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
 from core.errors import error_line, SoftConError
 from core.geo.bands import S2_L1C
 from core.geo.samples import VectorSamples
 from core.io.raster import open_raster
 from core.io.reflectance import check_reflectance
-from core.models.registry import create_encoder
+from core.models.encoders import create_encoder
 
 from conftest import write_scene_crop
 
@@ -155,15 +156,15 @@ def test_offset_data_embeds_exactly_like_the_original(crop, tmp_path):
     """+1000 data with its metadata gives the embeddings of the original values, not a shifted map."""
     torch.manual_seed(0)
     enc = create_encoder("galileo_nano_s2")
-    kw = dict(encoder=enc, mode="dense", device="cpu", precision="fp32")
-    ref = embed_raster(crop, tmp_path / "ref.tif", **kw)
+    fast = EmbedSpec(mode="dense", device="cpu", precision="fp32")
+    ref = embed_raster(crop, tmp_path / "ref.tif", fast, encoder=enc)
     meta = embed_raster(variant(crop, tmp_path / "m.tif", fn=plus_1000, band_tags={"BOA_ADD_OFFSET": "-1000"}),
-                        tmp_path / "m_emb.tif", **kw)
+                        tmp_path / "m_emb.tif", fast, encoder=enc)
     with rasterio.open(ref) as a, rasterio.open(meta) as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert b.tags(ns="SOFTCON")["offset"] == "1000.0"
     with pytest.raises(SoftConError, match="--offset 1000"):
-        embed_raster(variant(crop, tmp_path / "o.tif", fn=plus_1000), tmp_path / "o_emb.tif", **kw)
+        embed_raster(variant(crop, tmp_path / "o.tif", fn=plus_1000), tmp_path / "o_emb.tif", fast, encoder=enc)
     assert not (tmp_path / "o_emb.tif").exists()
 
 
@@ -182,8 +183,8 @@ def test_every_method_cross_validates_two_to_four_points_per_class(per_class):
     labels = np.repeat(np.arange(6), per_class)
     x = (rng.normal(size=(len(labels), 12)) + labels[:, None]).astype(np.float32)
     xy = rng.uniform(0, 20000, (len(labels), 2))
-    for m in ("linear", "knn"):  # the folds are the same for every method; a fold of one class: the test below
-        res = cross_validate(x, labels, np.arange(len(labels)), xy, list("abcdef"), m, method_params(m), 5, 1280.0)
+    for m, params in (("linear", {}), ("knn", {"k": 20, "temperature": 0.07})):  # the folds are every method's
+        res = cross_validate(x, labels, np.arange(len(labels)), xy, list("abcdef"), m, params, 5, 1280.0)
         assert res["folds"] == per_class and res["n_validated"] == len(labels), (m, res["warnings"])
 
 

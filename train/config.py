@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.cli import add_debug
 from core.errors import SoftConError
+from core.loss import SOFT_FORMS
 
 from .modality import MODALITIES
 
@@ -159,8 +160,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def check(cfg: Config) -> None:
     """Refuse values the run would only trip over later, each with the fix."""
-    from core.loss import SOFT_FORMS
-
     choices = {"jitter_bands": ("per_band", "shared"), "soft_form": SOFT_FORMS, "modality": tuple(MODALITIES),
                "pred_last_bn": ("auto", "true", "false"), "export": ("teacher", "student"),
                "labels": ("spectral", "landcover", "ssl4eo", "none")}

@@ -18,7 +18,8 @@ from ..geo.samples import rasterize_samples, VectorSamples
 from ..io.raster import band_names, gdal_env, open_raster
 from ..models.registry import get_record
 from .embedding import raster_sources
-from .features import GRIDS, INDICES, pixel_band_mapping, PIXEL_BANDS
+from .features import INDICES, pixel_band_mapping, PIXEL_BANDS
+from .spec import GRIDS
 
 #: Classes a class raster holds: uint8 values 1..255, 0 = nodata.
 MAX_CLASSES = 255

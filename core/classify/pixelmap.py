@@ -30,7 +30,7 @@ from ..io.raster import band_names, nodata_values, open_raster
 from ..io.reader import random_pixels, read_pixels, read_window
 from ..io.writer import BlockWriter
 from ..progress import Progress
-from .features import (FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
+from .features import (FeatureSpec, fit_pca, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
                        strip_height, token_rows_for, upsample_rows)
 
 
@@ -228,9 +228,8 @@ def open_source(raster: Any, info: dict[str, Any]) -> Any:
 
 
 def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str, seed: int = 0) -> tuple[FeatureSpec, dict[str, int]]:
-    """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands."""
-    if grid not in GRIDS:
-        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands;
+    ``grid`` is one of :data:`core.classify.spec.GRIDS` (checked by the spec)."""
     mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":

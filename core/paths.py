@@ -1,0 +1,14 @@
+"""Where SoftCon keeps its files: one cache root for weights, sample data and embeddings (stdlib only)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``); not created here:
+    whoever writes into it creates what it needs (a read-only home must not stop a run that only reads)."""
+    root = os.environ.get("SOFTCON_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
+    )
+    return Path(root)
