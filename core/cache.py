@@ -29,7 +29,7 @@ from .cli import add_debug, run_main
 from .errors import SoftConError
 from .io.atomic import atomic_path, clean_stale
 from .models.weights import sha256sum
-from .paths import cache_dir
+from .paths import cache_subdir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.
@@ -38,18 +38,17 @@ ENGINE_VERSION = 2  # 2: border windows see the raster mirrored (core.embed.wind
 
 def cache_root() -> Path:
     """Folder of cached embedding rasters."""
-    root = cache_dir() / "embeddings"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return cache_subdir("embeddings")
 
 
 def unusable() -> str | None:
-    """Why the cache folder cannot be used (cannot be created, or not writable), or None when it can."""
+    """Why the cache folder cannot be used (cannot be created, or not writable; a sentence with the fix), or None."""
     try:
         root = cache_root()
-    except OSError as e:
-        return f"{e.filename or cache_dir()}: {e.strerror or e}"
-    return None if os.access(root, os.W_OK) else f"{root} is not writable"
+    except SoftConError as e:
+        return str(e)
+    return None if os.access(root, os.W_OK) else (f"The cache folder {root} is not writable; set SOFTCON_CACHE to a "
+                                                  f"writable folder.")
 
 
 def limit_bytes() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import SoftConError
+
 
 def cache_dir() -> Path:
     """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``); not created here:
@@ -12,3 +14,14 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
     )
     return Path(root)
+
+
+def cache_subdir(name: str) -> Path:
+    """``cache_dir() / name``, created; a cache folder that cannot be written is one clear error."""
+    path = cache_dir() / name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SoftConError(f"Cannot write to the cache folder {path} ({e.strerror or e}); set SOFTCON_CACHE to a "
+                           f"writable folder.") from None
+    return path

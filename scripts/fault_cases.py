@@ -88,7 +88,7 @@ def _classes(path: Path) -> tuple[np.ndarray, list[str], rasterio.Affine]:
         return ds.read(1), names, ds.transform
 
 
-def agrees(threshold: float = 0.9, ref: str = "fast") -> Callable:
+def agrees(threshold: float = 0.95, ref: str = "fast") -> Callable:
     """The map agrees with the reference map of the clean crop on at least ``threshold`` of the pixels."""
     def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
         a, an, at = _classes(out / "o" / "classes.tif")

