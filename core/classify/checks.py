@@ -2,8 +2,8 @@
 
 A run that will fail should fail in seconds with the fix, not after minutes of embedding: samples that miss
 the raster or have too few per class, more classes than a class raster holds, pixel features asked of a raster
-whose bands cannot give them, and a raster whose map would not fit in memory. The raster's value scale and
-offset are checked with the embedding settings (:func:`core.classify.embedding.checked_spec`).
+whose bands cannot give them, and a map that would not fit on the disk or in memory. The raster's value scale
+and offset are checked with the embedding settings (:func:`core.classify.embedding.checked_spec`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..geo.samples import rasterize_samples, VectorSamples
 from ..io.raster import band_names, gdal_env, open_raster
 from ..models.registry import get_record
 from .embedding import raster_sources
-from .features import INDICES, pixel_band_mapping, PIXEL_BANDS
+from .features import EMB_COMPONENTS, INDICES, pixel_band_mapping, PIXEL_BANDS
 from .spec import GRIDS
 
 #: Classes a class raster holds: uint8 values 1..255, 0 = nodata.
@@ -31,9 +31,13 @@ BASE_BYTES = 400 * 2**20
 MIN_STRIP, MAX_STRIP = 1 << 16, 1 << 20
 
 
+def n_classes(vec: VectorSamples) -> int:
+    return len({lab for lab in vec.labels if lab is not None})
+
+
 def check_classes(vec: VectorSamples) -> None:
     """Stop when the samples name more classes than a class raster holds."""
-    n = len({lab for lab in vec.labels if lab is not None})
+    n = n_classes(vec)
     if n > MAX_CLASSES:
         raise SoftConError(f"The samples name {n} classes; a class map holds at most {MAX_CLASSES} (one byte per "
                            f"pixel, 0 = no data). Merge classes (e.g. a coarser level of the nomenclature).")
@@ -138,10 +142,9 @@ def preflight(raster: Any, vec: VectorSamples, spec: Any, wanted: tuple[str, ...
     with gdal_env(), open_raster(sources) as src:
         if spec.bbox is None:  # samples on the raster (with a bbox, on the embedded extent, after embedding)
             rasterize_samples(vec, src.transform, (src.height, src.width), src.crs, None, max_pixels_per_polygon)
-            check_disk(src.height, src.width, len(set(vec.labels)), Path(out_dir))
+            check_disk(src.height, src.width, n_classes(vec), Path(out_dir))
         check_features(src, sources, spec.bands, record.bands, wanted, grid, log)
-        if "pixel" in (wanted or ("pixel",)) or grid == "pixel":
-            strip_pixels(len(PIXEL_BANDS) + len(INDICES) + 16, len(set(vec.labels)), reserve=BASE_BYTES)
+    strip_pixels(EMB_COMPONENTS + len(PIXEL_BANDS) + len(INDICES), n_classes(vec), reserve=BASE_BYTES)
 
 
 def preflight_apply(raster: Any, spec: Any, saved: Any, out_dir: Path, log: Callable[[str], None]) -> None:

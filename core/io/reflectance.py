@@ -35,7 +35,7 @@ GRID, WINDOW = 4, 128
 def _offset_of(tags: dict[str, str]) -> float | None:
     """The value to subtract (1000 for -1000) from tags holding an ADD_OFFSET or a PROCESSING_BASELINE."""
     for key, value in tags.items():
-        if key.upper() in OFFSET_KEYS or re.fullmatch(r"(BOA|RADIO)_ADD_OFFSET(_B\w+)?", key.upper()):
+        if re.fullmatch(r"(BOA|RADIO)_ADD_OFFSET(_B\w+)?", key.upper()):  # also per band: BOA_ADD_OFFSET_B04
             try:
                 return -float(value)
             except ValueError:
