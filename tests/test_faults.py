@@ -231,6 +231,7 @@ def test_more_classes_than_a_class_raster_holds_are_refused():
 def test_prediction_strips_shrink_to_the_memory_left_or_stop(monkeypatch):
     monkeypatch.setattr(checks, "available_memory", lambda: None)
     assert strip_pixels(30, 7) == checks.MAX_STRIP
+    assert strip_pixels(30, 200) * (24 * 230 + 32) <= checks.MAX_STRIP_BYTES  # many classes: shorter strips
     monkeypatch.setattr(checks, "available_memory", lambda: 200 * 2**20)
     assert checks.MIN_STRIP <= strip_pixels(30, 7) < checks.MAX_STRIP
     with pytest.raises(SoftConError, match="--grid embedding"):  # before the embedding, which needs its share

@@ -27,8 +27,8 @@ MAX_CLASSES = 255
 PIXEL_CORE = ("B2", "B3", "B4", "B8")
 #: Memory the embedding needs on top of the libraries (encoder, batches of windows, activations; bytes).
 BASE_BYTES = 400 * 2**20
-#: Smallest prediction strip worth running (pixels); the default is 1 Mpx.
-MIN_STRIP, MAX_STRIP = 1 << 16, 1 << 20
+#: Smallest prediction strip worth running (pixels); the default is 1 Mpx; a strip's memory is at most 1 GB.
+MIN_STRIP, MAX_STRIP, MAX_STRIP_BYTES = 1 << 16, 1 << 20, 1 << 30
 
 
 def n_classes(vec: VectorSamples) -> int:
@@ -95,20 +95,21 @@ def available_memory() -> int | None:
 
 
 def strip_pixels(n_features: int, n_classes: int, reserve: int = 0) -> int:
-    """Pixels per prediction strip that fit in half the memory left after ``reserve`` bytes (at most 1 Mpx).
+    """Pixels per prediction strip that fit in half the memory left after ``reserve`` bytes (at most 1 Mpx and
+    1 GB).
 
     A strip holds its features (the ``emb`` part upsampled through a few float32 copies), the class
-    probabilities and the written rows: about ``4 * (6 * features + 3 * classes + 8)`` bytes per pixel. The map
-    is the same whatever the strip height.
+    probabilities (float64 inside scikit-learn, float32 written) and the written rows: about
+    ``24 * features + 24 * classes + 32`` bytes per pixel. The map is the same whatever the strip height.
 
     Raises:
         SoftConError: not even a strip of 64 kpx fits; the message says what to change.
     """
     free = available_memory()
-    per_pixel = 4 * (6 * n_features + 3 * n_classes + 8)
+    per_pixel = 24 * n_features + 24 * n_classes + 32
     if free is None:
-        return MAX_STRIP
-    budget = (free - reserve) // 2
+        return int(min(MAX_STRIP, MAX_STRIP_BYTES // per_pixel))
+    budget = min((free - reserve) // 2, MAX_STRIP_BYTES)
     if budget < MIN_STRIP * per_pixel:
         need = reserve + 2 * MIN_STRIP * per_pixel
         raise SoftConError(f"Not enough memory: this run needs about {need / 2**20:.0f} MB more and "
