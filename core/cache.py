@@ -6,8 +6,10 @@ every parameter that changes the embedding (mode, stride, bands, extent, precisi
 file or the weights therefore misses the cache; nothing else needs invalidating.
 
 An entry is committed by its JSON side-car, written (atomically) only after the embedding raster was
-written and verified; it records the raster's size. An entry without a readable side-car, of another
-size, or that fails the caller's check is dropped and computed again, with one line saying so.
+written and verified; it records the raster's size and SHA-256. An entry without a readable side-car, of
+another size or checksum (bytes damaged in place), or that fails the caller's check is dropped and computed
+again, with one line saying so. A cache folder that cannot be written (a read-only home) means no cache,
+with one note (:func:`unusable`).
 
 The cache is bounded: after each new entry the least recently used entries are removed until the total
 is under ``$SOFTCON_EMBED_CACHE_GB`` (default 5 GB). ``python -m core.cache info`` / ``clear``.
@@ -23,9 +25,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .cli import add_debug, run_main
 from .errors import SoftConError
 from .io.atomic import atomic_path, clean_stale
-from .paths import cache_dir
+from .models.weights import sha256sum
+from .paths import cache_subdir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.
@@ -34,9 +38,17 @@ ENGINE_VERSION = 2  # 2: border windows see the raster mirrored (core.embed.wind
 
 def cache_root() -> Path:
     """Folder of cached embedding rasters."""
-    root = cache_dir() / "embeddings"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return cache_subdir("embeddings")
+
+
+def unusable() -> str | None:
+    """Why the cache folder cannot be used (cannot be created, or not writable; a sentence with the fix), or None."""
+    try:
+        root = cache_root()
+    except SoftConError as e:
+        return str(e)
+    return None if os.access(root, os.W_OK) else (f"The cache folder {root} is not writable; set SOFTCON_CACHE to a "
+                                                  f"writable folder.")
 
 
 def limit_bytes() -> int:
@@ -110,6 +122,8 @@ def _unreadable(path: Path, validate: Callable[[Path], Any] | None) -> str | Non
         return "its side-car is not a JSON object"
     if meta.get("bytes") is not None and meta["bytes"] != path.stat().st_size:
         return f"{path.stat().st_size} bytes instead of {meta['bytes']}"
+    if meta.get("sha256") is not None and meta["sha256"] != sha256sum(path):
+        return "its bytes changed since it was written (checksum mismatch)"
     if validate is not None:
         try:
             validate(path)
@@ -156,7 +170,7 @@ def cached_embedding(
     compute(path)
     files = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     meta = {"sources": [str(Path(f).resolve()) for f in files], "params": params, "created": time.time(),
-            "bytes": path.stat().st_size}
+            "bytes": path.stat().st_size, "sha256": sha256sum(path)}
     try:
         with atomic_path(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(meta, indent=1, default=str))
@@ -186,8 +200,13 @@ def clear() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m core.cache", description="Inspect or clear the embedding cache.")
     p.add_argument("cmd", choices=["info", "clear"])
+    add_debug(p)
     args = p.parse_args(argv)
     if args.cmd == "info":
         d = info()

@@ -15,7 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network fo
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared") if p.is_dir()),
+              ROOT.parent / "shared")  # beside the checkout, or beside its folder (git worktrees)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +74,7 @@ SLOW_TESTS = {
     "test_background_and_inline_reading_agree", "test_flake8_qgis_clean", "test_benchmark_smoke_run_prints_json",
     "test_specs_registries_and_styles_import_without_torch_numpy_or_sklearn",
     "test_a_toy_classifier_registered_in_one_call_is_everywhere_in_core",
+    "test_offset_data_embeds_exactly_like_the_original", "test_an_unwritable_cache_means_no_cache_with_a_note",
 }
 
 

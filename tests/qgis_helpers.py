@@ -25,6 +25,7 @@ import sysconfig
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qgis import processing
 from qgis.core import (QgsMapRendererSequentialJob, QgsMapSettings, QgsProcessingException, QgsProcessingFeedback,
@@ -34,6 +35,9 @@ from qgis.PyQt.QtGui import QColor, QImage
 
 import softcon_qgis
 from core.models.registry import DEFAULT_MODEL
+
+if TYPE_CHECKING:  # annotations only: see the module docstring
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
@@ -248,7 +252,7 @@ def render(layers, extent, crs, size=(480, 480)) -> QImage:
     return job.renderedImage()
 
 
-def to_array(image: QImage) -> "np.ndarray":
+def to_array(image: QImage) -> np.ndarray:
     import numpy as np  # heavy: see the module docstring
     image = image.convertToFormat(QImage.Format_RGB32)
     ptr = image.constBits()

@@ -229,7 +229,8 @@ def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path, monkeypatch, back
 def _raster(path, count=13, res=10.0, crs="EPSG:32632", descriptions=None, size=64):
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype="uint16", crs=crs,
                        transform=from_origin(500000, 5000000, res, res)) as dst:
-        dst.write(np.full((count, size, size), 1500, np.uint16))
+        ramp = (100 + np.arange(size * size) * 2900 // (size * size)).reshape(size, size)  # reflectance x 10000
+        dst.write(np.broadcast_to(ramp, (count, size, size)).astype(np.uint16))
         for i, d in enumerate(descriptions or [], start=1):
             dst.set_band_description(i, d)
     return path

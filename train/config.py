@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.cli import add_debug
 from core.errors import SoftConError
 from core.loss import SOFT_FORMS
 
@@ -132,6 +133,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         kind = {bool: _bool}.get(type(f.default), type(f.default))
         p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f.metadata["help"],
                        metavar=type(f.default).__name__.upper())
+    add_debug(p)
     return p
 
 
@@ -152,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parser.set_defaults(**table)
     ns = vars(parser.parse_args(argv))
     ns.pop("config")
+    ns.pop("debug")
     return Config(**ns)
 
 
@@ -165,3 +168,15 @@ def check(cfg: Config) -> None:
             raise SoftConError(f"{key} must be one of {', '.join(allowed)}, not {getattr(cfg, key)!r}.")
     if not 0 <= cfg.min_label_share <= 1:
         raise SoftConError(f"min_label_share must be in [0, 1], not {cfg.min_label_share}.")
+    positive = ("patch_size", "img_size", "proj_layers", "proj_hidden", "proj_dim", "pred_hidden", "mask_patch",
+                "epochs", "batch_size", "log_every", "keep_checkpoints", "temperature", "soft_temperature")
+    at_least_0 = ("patch_stride", "num_workers", "threads", "save_every", "max_steps", "lr", "blr", "min_lr",
+                  "warmup_epochs", "weight_decay", "clip_grad", "soft_weight")
+    shares = ("label_threshold", "crop_min_scale", "jitter_p", "blur_p", "mask_ratio", "momentum", "beta2",
+              "layer_decay")
+    for key in positive + at_least_0 + shares:
+        v = getattr(cfg, key)
+        ok = v == v and (v > 0 if key in positive else v >= 0 if key in at_least_0 else 0 <= v <= 1)
+        if not ok:
+            want = "positive" if key in positive else "0 or more" if key in at_least_0 else "between 0 and 1"
+            raise SoftConError(f"{key} must be {want}, not {v}.")

@@ -103,18 +103,26 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     if missing:
         raise SoftConError(f"No file for band(s) {', '.join(missing)} among {len(files)} files; name each "
                            f"single-band file after its band (e.g. s2_B04.tif).")
-    with open_raster([by_band[b] for b in bands]) as ds:
-        out = ds.read().astype(np.uint16, copy=False)
-        return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
+    try:
+        with open_raster([by_band[b] for b in bands]) as ds:
+            out = ds.read().astype(np.uint16, copy=False)
+            return out, {"crs": ds.crs, "transform": ds.transform, "height": ds.height, "width": ds.width}
+    except rasterio.errors.RasterioError as e:
+        raise SoftConError(f"Cannot read the band files {by_band[bands[0]].parent} ({str(e).splitlines()[0][:200]}): "
+                           f"one is truncated or damaged. Replace it.") from None
 
 
 def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
                 model_bands: Sequence[str] = S2_L1C) -> tuple[np.ndarray, dict]:
     """A multi-band raster as (C, H, W) in ``model_bands`` order (``bands`` = its file band order)."""
-    with rasterio.open(path) as src:
-        index = resolve_bands(list(src.descriptions), model_bands, bands)
-        data = src.read()
-        grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
+    try:
+        with rasterio.open(path) as src:
+            index = resolve_bands(list(src.descriptions), model_bands, bands)
+            data = src.read()
+            grid = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
+    except rasterio.errors.RasterioError as e:
+        raise SoftConError(f"Cannot read the training raster {path} ({str(e).splitlines()[0][:200]}): it is "
+                           f"truncated, damaged or not a raster. Replace it or leave it out.") from None
     out = np.zeros((len(model_bands),) + data.shape[1:], data.dtype)
     for i, j in enumerate(index):
         if j is not None:

@@ -16,6 +16,7 @@ no-network baseline that every encoder has to beat.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -88,13 +89,17 @@ def read_class_folders(
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise SoftConError(f"Classes {unknown} in {root} are not in the training classes {classes}.")
-    xs, ys, paths = [], [], []
+    xs, ys, paths, bad = [], [], [], []
     shape = None
     for ci, cname in enumerate(classes):
         for path in sorted((root / cname).glob("*.tif")):
-            with rasterio.open(path) as ds:
-                arr = ds.read()
-                index = resolve_bands(list(ds.descriptions), model_bands, bands)
+            try:
+                with rasterio.open(path) as ds:
+                    arr = ds.read()
+                    index = resolve_bands(list(ds.descriptions), model_bands, bands)
+            except (rasterio.errors.RasterioError, SoftConError) as e:
+                bad.append(f"{path} ({str(e).splitlines()[0][:120]})")
+                continue
             if shape is None:
                 shape = arr.shape[1:]
             elif arr.shape[1:] != shape:
@@ -102,7 +107,24 @@ def read_class_folders(
             xs.append(_stack_bands(arr, index))
             ys.append(ci)
             paths.append(str(path))
+    skip_bad(bad, len(bad) + len(paths), "patch")
     return PatchSet(torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64), classes, paths)
+
+
+#: Share of unreadable samples a data set may hold: they are skipped, and counted; more stops the run.
+MAX_BAD_SHARE = 0.01
+
+
+def skip_bad(bad: Sequence[str], total: int, what: str) -> None:
+    """Skip unreadable samples with a count on stderr, or stop (naming them) when they are more than
+    :data:`MAX_BAD_SHARE` of ``total``."""
+    if not bad:
+        return
+    listing = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+    if len(bad) > MAX_BAD_SHARE * total:
+        raise SoftConError(f"{len(bad)} of {total} {what} files cannot be read: {listing}. Replace or remove them "
+                           f"(up to {MAX_BAD_SHARE:.0%} are skipped).")
+    print(f"Warning: skipped {len(bad)} of {total} {what} files that cannot be read: {listing}.", file=sys.stderr)
 
 
 def model_input(x: torch.Tensor, record: ModelRecord, device: torch.device) -> torch.Tensor:

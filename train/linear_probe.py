@@ -43,6 +43,7 @@ from sklearn.metrics import average_precision_score
 from safetensors import safe_open
 
 from core.classify.classifiers import knn_index, knn_vote
+from core.cli import add_debug, run_main
 from core.device import pick_device, resolve_precision
 from core.models.encoders import build_encoder
 from core.errors import SoftConError
@@ -284,6 +285,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ben.add_argument("--features-dir", default=None,
                      help="where the streamed features (.npy) and the training patch list go; default: a temporary "
                           "folder")
+    add_debug(p)
     return p
 
 
@@ -332,6 +334,19 @@ def features_for(args, encoder, record, data: PatchSet, device, dtype) -> tuple[
     return f, info
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse option values the run would only trip over later, each with the fix."""
+    if args.test is None and args.folds < 2:
+        raise SoftConError(f"--folds {args.folds} cannot cross-validate: use 2 or more, or give --test DIR.")
+    for name, value in (("--k", args.k), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise SoftConError(f"{name} must be at least 1, not {value}.")
+    if not args.temperature > 0:
+        raise SoftConError(f"--temperature must be positive, not {args.temperature}.")
+    if not 0 < args.train_fraction <= 1:
+        raise SoftConError(f"--train-fraction must be in (0, 1], not {args.train_fraction}.")
+
+
 def _write_json(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(result, indent=2))
@@ -339,6 +354,7 @@ def _write_json(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = get_args_parser().parse_args(argv)
+    check_args(args)
     torch.manual_seed(args.seed)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -359,6 +375,9 @@ def main(argv: list[str] | None = None) -> dict:
             info = {}
         else:
             train = read_class_folders(args.train, record.bands, bands)
+            if len(train.classes) < 2:
+                raise SoftConError(f"{args.train} holds one class ({train.classes[0]}); classification needs at "
+                                   f"least two class folders.")
             test = read_class_folders(args.test, record.bands, bands, train.classes) if args.test else None
             t1 = time.perf_counter()
             train_f, info = features_for(args, encoder, record, train, device, dtype)
@@ -400,8 +419,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(main))

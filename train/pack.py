@@ -21,6 +21,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from core.cli import add_debug, run_main
 from core.io.atomic import atomic_path
 from core.errors import SoftConError
 from core.geo.bands import S2_L1C
@@ -58,8 +59,12 @@ def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = S
         f = folder / f"{b}.tif"
         if not f.is_file():
             raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: <product>/<location>/<season>/{b}.tif).")
-        with rasterio.open(f) as src:
-            a = torch.from_numpy(src.read(1).astype(np.float32))
+        try:
+            with rasterio.open(f) as src:
+                a = torch.from_numpy(src.read(1).astype(np.float32))
+        except rasterio.errors.RasterioError as e:
+            raise SoftConError(f"Cannot read {f} ({str(e).splitlines()[0][:200]}): it is truncated, damaged or not "
+                               f"a raster. Replace it, or remove its location folder {folder.parent}.") from None
         if a.shape != (size, size):
             a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
         out[bands.index(b)] = a
@@ -127,13 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser("python -m train.pack", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="SSL4EO-S12 root (with s2c/, s2a/ or s1/)")
     p.add_argument("--modality", default="s2c", choices=tuple(MODALITIES))
+    add_debug(p)
     args = p.parse_args(argv)
     print(f"packed into {pack(args.root, args.modality)}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(main))

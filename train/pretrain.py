@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from core.cli import run_main
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
 from core.loss import SoftContrastiveLoss
@@ -296,8 +297,4 @@ class MetricsLog:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except SoftConError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_main(lambda argv: main(parse_args(argv))))

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..errors import SoftConError
-from ..progress import cli_progress, emit_result, json_lines, last_line
+from ..cli import add_debug, run_main
+from ..progress import cli_progress, emit_result, json_lines
 from .accuracy import assess_accuracy
 from .layer import LAYER, REFERENCE, STRATUM
 from .report import format_text
@@ -53,36 +52,35 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"field with each point's stratum (default {STRATUM}; absent: one stratum)")
     e.add_argument("--layer", help="layer of a multi-layer vector file")
     e.add_argument("--out-dir", required=True, help="folder for accuracy.json, accuracy.html, error_matrix.csv")
+    for sp in (p, s, e):
+        add_debug(sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    try:
-        if a.command == "sample":
-            out = Path(a.out) if a.out else Path(a.out_dir) / f"{LAYER}.gpkg"
-            res = create_sample(a.map, out, a.size, a.min_per_class, a.expected_ua, a.target_se, a.seed,
-                                cli_progress("sample"))
-            if json_lines():
-                emit_result({"output": str(res.path), "size": res.size, "allocation": res.allocation})
-            else:
-                print(f"{res.size} points: " + ", ".join(f"{k} {v}" for k, v in res.allocation.items()))
-                print(f"wrote {res.path}; label the field '{REFERENCE}', then: python -m core.assess estimate "
-                      f"{a.map} {res.path} --out-dir DIR")
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    a = get_args_parser().parse_args(argv)
+    if a.command == "sample":
+        out = Path(a.out) if a.out else Path(a.out_dir) / f"{LAYER}.gpkg"
+        res = create_sample(a.map, out, a.size, a.min_per_class, a.expected_ua, a.target_se, a.seed,
+                            cli_progress("sample"))
+        if json_lines():
+            emit_result({"output": str(res.path), "size": res.size, "allocation": res.allocation})
         else:
-            res = assess_accuracy(a.map, a.sample, a.out_dir, a.reference_field, a.stratum_field or None, a.layer,
-                                  cli_progress("estimate"))
-            if json_lines():
-                emit_result({"html": str(res.html), "json": str(res.json), "csv": str(res.csv),
-                             "overall_accuracy": res.report["overall_accuracy"]["estimate"],
-                             "text": format_text(res.report)})
-            else:
-                print(format_text(res.report))
-                print(f"wrote {res.json}, {res.html.name}, {res.csv.name}")
-        return 0
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+            print(f"{res.size} points: " + ", ".join(f"{k} {v}" for k, v in res.allocation.items()))
+            print(f"wrote {res.path}; label the field '{REFERENCE}', then: python -m core.assess estimate "
+                  f"{a.map} {res.path} --out-dir DIR")
+    else:
+        res = assess_accuracy(a.map, a.sample, a.out_dir, a.reference_field, a.stratum_field or None, a.layer,
+                              cli_progress("estimate"))
+        if json_lines():
+            emit_result({"html": str(res.html), "json": str(res.json), "csv": str(res.csv),
+                         "overall_accuracy": res.report["overall_accuracy"]["estimate"],
+                         "text": format_text(res.report)})
+        else:
+            print(format_text(res.report))
+            print(f"wrote {res.json}, {res.html.name}, {res.csv.name}")
+    return 0

@@ -1,6 +1,7 @@
 """``apply_classifier``: map a raster with a classifier saved by :func:`core.classify.fit.classify`."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -15,10 +16,12 @@ from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import weights_id
 from ..progress import Progress
+from .checks import preflight_apply, strip_pixels
+from .classifiers import load_classifier
 from .compat import check_compatible
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FeatureSpec
-from .outputs import ClassifyResult, closing, describe_features, finish, read_classifier
+from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec_bands, open_source
 from .report import build_report
 from .spec import parse_features
@@ -49,7 +52,10 @@ def apply_classifier(
     progress = progress or Progress()
     t0 = time.perf_counter()
     check_folder(out_dir)
-    saved = read_classifier(classifier_path)
+    saved = load_classifier(classifier_path)
+    if not saved.checked:
+        progress.log(f"Warning: {classifier_path} was saved by an older version without a checksum, so damage to it "
+                     f"cannot be detected; save it again with this version.")
     meta = saved.embedding
     asked = {key: (expect or {}).get(key) for key in ("model", "mode", "features", "grid")}
     asked["features"] = parse_features(asked["features"])
@@ -64,23 +70,28 @@ def apply_classifier(
         record = get_record(model)
         check_compatible(saved, {"model": model, "bands": list(record.bands)},
                          weights_id(record, pretrained, checkpoint), what="this raster with these options", **asked)
+    preflight_apply(raster, spec, saved, Path(out_dir), progress.log)
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
             check_compatible(saved, {**emb.info, "dim": ds.count}, emb.weights_id, what=emb.path.name)
             summary = embedding_summary(emb, ds)
             features = saved.features
+            if features is not None and "pixel" in features.groups:  # this raster's offset, not the training's
+                features = dataclasses.replace(features, offset=float(emb.info.get("offset") or 0.0))
             if features is None:  # a classifier of format 1: the raw embeddings on their own grid
                 dim = ds.count
                 features = FeatureSpec(("emb",), "embedding", mean=np.zeros(dim, np.float32),
                                        components=np.eye(dim, dtype=np.float32))
             _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in features.groups else ({}, {})
             source = FeatureSource(ds, src, features, emb.info.get("cell") or 1, band_index)
+            source.strip_pixels = strip_pixels(features.dim, len(saved.class_names))
             report = build_report(saved, None, None, summary, emb.weights,
                                   timings={"embedding": round(time.perf_counter() - t0, 3)})
             describe_features(report, features, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations)
+            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations,
+                            keep=Path(classifier_path))
     finally:
-        drop_uncached(emb, cache)
+        drop_uncached(emb)
     return result

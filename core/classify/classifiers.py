@@ -15,11 +15,14 @@ prototype, random forest and histogram gradient boosting.
 Every classifier is a set of numpy arrays plus a few numbers, so it is saved without pickle: one
 ``.npz`` whose ``meta_json`` entry is a JSON document naming the method, its parameters, the class
 names and colours, and the model and bands the embeddings came from (``save_classifier`` /
-``load_classifier``). Each method is declared once, in :mod:`core.classify.methods` (name, parameters, the
-features it suits, where its class lives); adding one is a class here (or anywhere) and one ``register_method``.
+``load_classifier``), and whose ``sha256`` entry is a digest of that JSON and every array: a flipped
+byte or a hand-edited band list is "damaged, train it again", never a map made with the wrong bands. Each
+method is declared once, in :mod:`core.classify.methods` (name, parameters, the features it suits, where its
+class lives); adding one is a class here (or anywhere) and one ``register_method``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -40,7 +43,7 @@ from ..io.atomic import atomic_path
 from .features import FeatureSpec
 from .methods import load
 
-FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
+FORMAT_VERSION = 3  # 2: feature spec (groups, PCA, grid), rf and hgb; 3: SHA-256 digest of meta and arrays
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
 
 
@@ -154,6 +157,14 @@ class LinearClassifier(Classifier):
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         scaler = StandardScaler().fit(x)
+        coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
+        bias = np.full(self.n_classes, -np.inf, dtype=np.float32)
+        present = np.unique(y)
+        if len(present) == 1:  # a CV fold of one class: that class, everywhere (lbfgs needs two)
+            bias[present[0]] = 0.0
+            self.arrays = {"mean": scaler.mean_.astype(np.float32), "scale": scaler.scale_.astype(np.float32),
+                           "coef": coef, "intercept": bias}
+            return self
         lr = LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
         # One BLAS thread: these problems are small (samples x D), and threaded BLAS on a busy machine
         # was measured 10-20x slower (oversubscription); lbfgs itself is sequential.
@@ -161,8 +172,6 @@ class LinearClassifier(Classifier):
             warnings.simplefilter("ignore", ConvergenceWarning)
             lr.fit(scaler.transform(x), y)
         # Expand to all n_classes (a CV fold may lack some): absent classes get -inf logits.
-        coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
-        bias = np.full(self.n_classes, -np.inf, dtype=np.float32)
         if len(lr.classes_) == 2:  # sklearn stores one row: p1 = sigmoid(z) = softmax([-z/2, z/2])
             rows = np.stack([-lr.coef_[0] / 2, lr.coef_[0] / 2])
             ints = np.array([-lr.intercept_[0] / 2, lr.intercept_[0] / 2])
@@ -259,9 +268,12 @@ class _SklearnClassifier(Classifier):
 
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
         est = self.estimator
+        out = torch.zeros(x.shape[0], self.n_classes)
+        if len(est.classes_) == 1:  # fitted on one class (a CV fold): that class, everywhere
+            out[:, int(est.classes_[0])] = 1.0
+            return out
         with threadpool_limits(limits=1):
             p = est.predict_proba(x.numpy())
-        out = torch.zeros(x.shape[0], self.n_classes)
         out[:, torch.as_tensor(est.classes_)] = torch.as_tensor(p, dtype=torch.float32)
         return out
 
@@ -315,14 +327,25 @@ class SavedClassifier:
     colors: list[tuple[int, int, int]]
     embedding: dict[str, Any] = field(default_factory=dict)  # model, bands, mode, stride, dim, weights, ...
     features: Any = None  # core.classify.features.FeatureSpec; None: embeddings on their own grid (format 1)
+    checked: bool = True  # False: read from a file older than format 3, which carries no digest
 
     @property
     def model(self) -> str | None:
         return self.embedding.get("model")
 
 
+def _digest(meta_json: str, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the JSON meta and of every array (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256(meta_json.encode())
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_classifier(saved: SavedClassifier, path: str | Path) -> Path:
-    """Write a classifier as one ``.npz`` (arrays + ``meta_json``), atomically, without pickle."""
+    """Write a classifier as one ``.npz`` (arrays, ``meta_json`` and their ``sha256``), atomically, without pickle."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
@@ -341,29 +364,51 @@ def save_classifier(saved: SavedClassifier, path: str | Path) -> Path:
     if saved.features is not None:
         meta["features"] = saved.features.meta()
         arrays.update(saved.features.arrays())
+    text = json.dumps(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, meta_json=np.array(json.dumps(meta)), **arrays)
+        np.savez_compressed(tmp, meta_json=np.array(text), sha256=np.array(_digest(text, arrays)), **arrays)
     return path
 
 
 def load_classifier(path: str | Path) -> SavedClassifier:
-    """Read a classifier written by :func:`save_classifier` (``allow_pickle=False``)."""
+    """Read a classifier written by :func:`save_classifier` (``allow_pickle=False``), its digest checked.
+
+    Raises:
+        SoftConError: missing, not a classifier, damaged (unreadable, or its digest does not match), or newer.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SoftConError(f"Classifier file {path} not found; train one with `python -m core.classify ... --save-classifier FILE`.")
+        raise SoftConError(f"Classifier file {path} not found; train one with `python -m core.classify ... "
+                           f"--save-classifier FILE`.")
+    damaged = (f"The classifier {path} is damaged or was edited; train it again (python -m core.classify ... "
+               f"--save-classifier)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta_json"]))
-            arrays = {k: z[k] for k in z.files if k != "meta_json"}
-    except (ValueError, KeyError, OSError) as e:
-        raise SoftConError(f"{path} is not a SoftCon classifier file ({e}).") from None
-    if meta.get("format") != "softcon-classifier":
+            if "meta_json" not in z.files:
+                raise SoftConError(f"{path} is not a SoftCon classifier file (no meta_json entry).")
+            text = str(z["meta_json"])
+            digest = str(z["sha256"]) if "sha256" in z.files else None
+            arrays = {k: z[k] for k in z.files if k not in ("meta_json", "sha256")}
+        meta = json.loads(text)
+    except SoftConError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zlib, zip, npy and JSON errors alike: the bytes are not what was saved
+        raise SoftConError(f"{damaged} ({type(e).__name__}: {str(e)[:120]}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != "softcon-classifier":
         raise SoftConError(f"{path} is not a SoftCon classifier file (no 'softcon-classifier' header).")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise SoftConError(f"{path} was written by a newer version (format {meta['version']}); update this software.")
-    clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
-    clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
-    spec = FeatureSpec.load(meta["features"], arrays) if meta.get("features") else None
-    return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]], meta.get("embedding", {}),
-                           spec)
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SoftConError(f"{path} was written by a newer version (format {version}); update this software.")
+    if version >= 3 and digest != _digest(text, arrays):
+        raise SoftConError(f"{damaged}: its contents do not match the checksum saved with it.")
+    try:
+        clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
+        clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
+        spec = FeatureSpec.load(meta["features"], arrays) if meta.get("features") else None
+        return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]],
+                               meta.get("embedding", {}), spec, checked=version >= 3)
+    except SoftConError:
+        raise
+    except Exception as e:  # noqa: BLE001 - an older file without a digest, edited by hand
+        raise SoftConError(f"{damaged} ({type(e).__name__}: {str(e)[:120]}).") from None

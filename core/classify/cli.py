@@ -7,12 +7,12 @@ through :mod:`core.settings`: their defaults, choices and checks are declared th
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+from ..cli import add_debug, run_main
 from ..embed.spec import EmbedSpec
 from ..errors import SoftConError
-from ..progress import cli_progress, emit_result, json_lines, last_line
+from ..progress import cli_progress, emit_result, json_lines
 from ..settings import add_arguments, from_args
 from .apply import apply_classifier
 from .demo import DEMO_OUT_DIR, run_demo, summary_text
@@ -61,11 +61,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     _outputs(p)
     add_arguments(p.add_argument_group("classifier settings"), FitSpec)
     add_arguments(p.add_argument_group("embedding settings"), EmbedSpec, exclude=NOT_FOR_MAPS)
+    add_debug(p)
     return p
 
 
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m core.classify {cmd}")
+    add_debug(p)
     if cmd == "demo":
         p.add_argument("--out-dir", default=DEMO_OUT_DIR)
         p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
@@ -130,45 +132,41 @@ def _wrote(path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
-    try:
-        if not argv or cmd == "demo":
-            a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
-            t = time.perf_counter()
-            res = run_demo(a.out_dir, from_args(EmbedSpec, a), from_args(FitSpec, a), cache=not a.no_cache,
-                           progress=cli_progress("demo"))
-            print(summary_text(res))
-            print(f"demo time {time.perf_counter() - t:.1f} s "
-                  f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
-            return 0
-        if cmd is None:
-            a = get_args_parser().parse_args(argv)
-            res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, from_args(EmbedSpec, a),
-                           from_args(FitSpec, a), layer=a.layer, save_classifier=a.save_classifier,
-                           cache=not a.no_cache, destinations=destinations(a.output),
-                           progress=cli_progress("classify"))
-            _done(res)
-            return 0
-        a = _sub_parser(cmd).parse_args(argv[1:])
-        if cmd == "apply":
-            expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
-            res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
-                                   cache=not a.no_cache, destinations=destinations(a.output),
-                                   progress=cli_progress("apply"))
-            _done(res)
-        elif cmd == "similarity":
-            _wrote(similarity_map(_one(a.raster), a.reference, a.out, from_args(EmbedSpec, a), fids=_fids(a.fids),
-                                  layer=a.layer, grid=a.grid, cache=not a.no_cache,
-                                  progress=cli_progress("similarity")))
-        elif cmd == "pca":
-            _wrote(pca_preview(a.raster, a.out, progress=cli_progress("PCA")))
-        elif cmd == "kmeans":
-            _wrote(kmeans_map(a.raster, a.clusters, a.out, seed=a.seed, progress=cli_progress("k-means")))
+    if not argv or cmd == "demo":
+        a = _sub_parser("demo").parse_args(argv[1:] if cmd else [])
+        t = time.perf_counter()
+        res = run_demo(a.out_dir, from_args(EmbedSpec, a), from_args(FitSpec, a), cache=not a.no_cache,
+                       progress=cli_progress("demo"))
+        print(summary_text(res))
+        print(f"demo time {time.perf_counter() - t:.1f} s "
+              f"(embedding {'from cache' if res.report['embedding']['from_cache'] else 'computed'})")
         return 0
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+    if cmd is None:
+        a = get_args_parser().parse_args(argv)
+        res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, from_args(EmbedSpec, a),
+                       from_args(FitSpec, a), layer=a.layer, save_classifier=a.save_classifier,
+                       cache=not a.no_cache, destinations=destinations(a.output),
+                       progress=cli_progress("classify"))
+        _done(res)
+        return 0
+    a = _sub_parser(cmd).parse_args(argv[1:])
+    if cmd == "apply":
+        expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
+        res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
+                               cache=not a.no_cache, destinations=destinations(a.output),
+                               progress=cli_progress("apply"))
+        _done(res)
+    elif cmd == "similarity":
+        _wrote(similarity_map(_one(a.raster), a.reference, a.out, from_args(EmbedSpec, a), fids=_fids(a.fids),
+                              layer=a.layer, grid=a.grid, cache=not a.no_cache,
+                              progress=cli_progress("similarity")))
+    elif cmd == "pca":
+        _wrote(pca_preview(a.raster, a.out, progress=cli_progress("PCA")))
+    elif cmd == "kmeans":
+        _wrote(kmeans_map(a.raster, a.clusters, a.out, seed=a.seed, progress=cli_progress("k-means")))
+    return 0

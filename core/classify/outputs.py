@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,7 +21,7 @@ from ..geo.crs import pixel_size_m
 from ..io.atomic import atomic_path, clean_stale, stage_dir, write_text_atomic
 from ..io.writer import make_folder
 from ..progress import Progress
-from .classifiers import load_classifier, save_classifier, SavedClassifier
+from .classifiers import save_classifier, SavedClassifier
 from .embedding import Embedding
 from .explore import pca_raster
 from .pixelmap import FeatureSource, predict_map
@@ -86,6 +85,7 @@ class Stage:
             raise SoftConError(f"Unknown output(s) {', '.join(sorted(unknown))}; use: {', '.join(NAMES)}.")
         if destinations is not None and "class_raster" not in destinations:
             raise SoftConError("The outputs to keep must include the class raster (class_raster).")
+        self.standard = destinations is None  # the standard names in out_dir: this run owns all of them
         self.dests = ({k: Path(v) for k, v in destinations.items()} if destinations is not None
                       else {k: out_dir / name for k, name in NAMES.items()})
         self.created = not out_dir.exists()
@@ -104,8 +104,14 @@ class Stage:
         """Where output ``key`` ends up (None: it is not kept)."""
         return self.dests.get(key)
 
-    def commit(self) -> dict[str, Path]:
-        moved = {}
+    def commit(self, keep: Path | None = None) -> tuple[dict[str, Path], list[Path]]:
+        """Move the staged outputs into place; in the standard layout, also remove an earlier run's output this
+        run did not write (a classifier.npz beside maps it did not make), unless it is ``keep`` (an input).
+
+        Returns:
+            (output key -> final path, stale files removed).
+        """
+        moved, stale = {}, []
         for key, dest in self.dests.items():
             src = self.path(key)
             if src.exists():
@@ -115,8 +121,11 @@ class Stage:
                 if aux.exists():
                     _move(aux, Path(f"{dest}.aux.xml"))
                 moved[key] = dest
+            elif self.standard and dest.is_file() and (keep is None or dest.resolve() != keep.resolve()):
+                dest.unlink()
+                stale.append(dest)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return moved
+        return moved, stale
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -141,13 +150,14 @@ def _move(src: Path, dest: Path) -> None:
 def finish(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
     raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
-    destinations: Mapping[str, str | os.PathLike] | None = None,
+    destinations: Mapping[str, str | os.PathLike] | None = None, keep: Path | None = None,
 ) -> ClassifyResult:
     """Write every output into a stage folder in ``out_dir`` and move them in together (to ``destinations``
-    when given, see :class:`Stage`); on error, nothing stays."""
+    when given, see :class:`Stage`); on error, nothing stays. ``keep``: an input file in ``out_dir`` under an
+    output's name (the classifier ``apply`` reads) that must not be removed as stale."""
     stage = Stage(Path(out_dir), destinations)
     try:
-        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to)
+        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to, keep)
     except BaseException:
         stage.abort()
         raise
@@ -155,7 +165,7 @@ def finish(
 
 def _write_outputs(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, stage: Stage, report: dict[str, Any], raster: Any,
-    bands: Any, progress: Progress, save_to: Path | bool | None,
+    bands: Any, progress: Progress, save_to: Path | bool | None, keep: Path | None = None,
 ) -> ClassifyResult:
     """Predict, write styles, quicklook and reports into the stage, commit it, and describe the result."""
     t = time.perf_counter()
@@ -197,7 +207,9 @@ def _write_outputs(
     write_text_atomic(stage.path("report_txt"), format_text(report))
     quicklook = stage.dest("quicklook_png") or Path(NAMES["quicklook_png"])  # the report names it
     write_text_atomic(stage.path("report_html"), format_html(report, quicklook.name))
-    moved = stage.commit()
+    moved, stale = stage.commit(keep)
+    for f in stale:
+        progress.log(f"Removed {f.name} of an earlier run from {f.parent}: it does not belong to these maps.")
     classifier_path = moved.get("classifier")
     if save_to and save_to is not True:
         classifier_path = save_classifier(saved, save_to)
@@ -208,20 +220,6 @@ def _write_outputs(
         quicklook_png=moved.get("quicklook_png"), classifier=classifier_path, embedding=emb.path, report=report,
         class_names=list(saved.class_names), colors=[tuple(c) for c in saved.colors],
     )
-
-
-def read_classifier(path: str | os.PathLike) -> SavedClassifier:
-    """:func:`load_classifier`, with a damaged file (truncated, hand-edited) as one clear error."""
-    try:
-        return load_classifier(path)
-    except SoftConError:
-        raise
-    except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e:
-        raise SoftConError(
-            f"Cannot read the classifier {path}: it is truncated or was edited ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:150] if str(e) else 'no detail'}). Save it again with classify "
-            f"--save-classifier."
-        ) from None
 
 
 def describe_features(report: dict[str, Any], spec: Any, source: FeatureSource) -> None:

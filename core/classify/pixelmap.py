@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import band_names, nodata_values, open_raster
-from ..io.reader import random_pixels, read_pixels
+from ..io.reader import random_pixels, read_pixels, read_window
 from ..io.writer import BlockWriter
 from ..progress import Progress
 from .features import (FeatureSpec, fit_pca, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
@@ -66,12 +66,14 @@ class FeatureSource:
     def __init__(self, emb_ds: Any, src: Any, spec: FeatureSpec, cell: int, band_index: dict[str, int] | None = None):
         self.emb, self.src, self.spec, self.cell = emb_ds, src, spec, int(cell)
         self.band_index = band_index or {}
+        self.strip_pixels = 1 << 20  # pixels per prediction strip (core.classify.checks.strip_pixels lowers it)
         if "pixel" in spec.groups and (src is None or any(b not in self.band_index for b in spec.bands)):
             missing = [b for b in spec.bands if b not in self.band_index]
             raise SoftConError(
-                "The pixel feature group needs the raster's own bands"
-                + (f" ({', '.join(missing)} not found)" if src is not None else "")
-                + "; give the original raster (not only its embeddings), or use --features emb.")
+                f"The pixel features need the raster's own bands {', '.join(missing)}, which "
+                + ("it does not have (or whose band names are missing: give --bands, e.g. --bands s2_l1c)"
+                   if src is not None else "are not available: give the original raster, not only its embeddings")
+                + ", or use a classifier trained with --features emb.")
         if spec.grid == "embedding":
             if "pixel" in spec.groups:
                 raise SoftConError("Pixel features exist only on the raster's own grid; use --grid pixel "
@@ -111,7 +113,7 @@ class FeatureSource:
     # ------------------------------------------------------------------------------------- strips
     def _tokens(self, t0: int, t1: int) -> np.ndarray:
         """Projected token features (t1 - t0, W_tok, d) of embedding rows [t0, t1), NaN = nodata."""
-        x = self.emb.read(window=Window(0, t0, self.emb.width, t1 - t0), out_dtype="float32")
+        x = read_window(self.emb, None, Window(0, t0, self.emb.width, t1 - t0), "float32")
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x).all(-1)
         if self.emb.nodata is not None and np.isfinite(self.emb.nodata):
@@ -124,7 +126,7 @@ class FeatureSource:
         """Yield (first row, features (n, W, F) float32, valid (n, W) bool) down the grid."""
         g = self.grid
         cell = 1 if self.spec.grid == "embedding" else self.cell
-        step = strip_height(g.width, cell)
+        step = strip_height(g.width, cell, self.strip_pixels)
         cols = np.arange(g.width)
         for r0 in range(0, g.height, step):
             r1 = min(g.height, r0 + step)
@@ -152,7 +154,7 @@ class FeatureSource:
         g = self.grid
         idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
         win = Window(g.col_off, g.row_off + r0, g.width, r1 - r0)
-        raw = self.src.read(idx, window=win, out_dtype="float32")
+        raw = read_window(self.src, idx, win, "float32")
         nd = nodata_values(self.src)
         valid = np.isfinite(raw).all(0)
         for k, b in enumerate(idx):
@@ -234,7 +236,7 @@ def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str
     mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":
-        names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
+        names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands, info.get("bands") or ())
     groups = ("emb", "pixel") if names else ("emb",)
     spec = FeatureSpec(groups, grid, names, idx, float(info.get("offset") or 0.0), mean, comps)
     return spec, index
@@ -244,7 +246,7 @@ def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[st
     """(pixel band names, band -> 1-based raster band) of a source raster; ([], {}) without one."""
     if src is None:
         return [], {}
-    names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands)
+    names, _, index = pixel_bands_spec(band_names(src, info.get("sources")), bands, info.get("bands") or ())
     return names, index
 
 

@@ -35,16 +35,31 @@ def spatial_blocks(x: np.ndarray, y: np.ndarray, groups: np.ndarray, block_size_
     return np.unique(bid, return_inverse=True)[1][inverse]
 
 
-def spatial_folds(labels: np.ndarray, blocks: np.ndarray, n_folds: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """Fold index (M,) per sample with whole blocks per fold, and any warnings.
+def plan_folds(labels: np.ndarray, blocks: np.ndarray, n_folds: int) -> tuple[int, list[str]]:
+    """How many folds the samples allow, and why fewer than asked.
 
-    The number of folds is reduced to the number of blocks if there are fewer.
+    Whole blocks go to folds, so there can be no more folds than blocks; and stratification needs the most
+    widespread class to reach every fold (scikit-learn refuses more folds than that class has members). Fewer
+    than two folds: no cross-validation (0), with the reason.
     """
-    notes = []
     n_blocks = len(np.unique(blocks))
-    k = min(n_folds, n_blocks)
-    if k < n_folds:
-        notes.append(f"Only {n_blocks} spatial blocks hold samples: cross-validation uses {k} folds instead of {n_folds}.")
+    spread = max(len(np.unique(blocks[labels == c])) for c in np.unique(labels)) if len(labels) else 0
+    k = min(n_folds, n_blocks, spread)
+    if k >= n_folds:
+        return k, []
+    plural = lambda n: f"{n} spatial block{'' if n == 1 else 's'}"  # noqa: E731
+    why = (f"only {plural(n_blocks)} hold samples" if n_blocks <= spread else
+           f"no class has samples in more than {plural(spread)}")
+    if k < 2:
+        return 0, [f"No cross-validation: {why}, and it needs 2. Add samples in other places (or use a smaller "
+                   f"--block-size)."]
+    return k, [f"Cross-validation uses {k} folds instead of {n_folds}: {why}."]
+
+
+def spatial_folds(labels: np.ndarray, blocks: np.ndarray, n_folds: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Fold index (M,) per sample with whole blocks per fold (-1 everywhere: no CV), and any warnings
+    (:func:`plan_folds` decides how many folds the samples allow)."""
+    k, notes = plan_folds(labels, blocks, n_folds)
     folds = np.full(labels.shape, -1, dtype=np.int64)
     if k < 2:
         return folds, notes
@@ -114,8 +129,6 @@ def cross_validate(
     out: dict[str, Any] = {"folds": int(folds.max() + 1), "block_size_m": float(block_size_m),
                            "n_blocks": int(len(np.unique(blocks))), "warnings": notes}
     if folds.max() < 1:
-        out["warnings"].append("Samples lie in a single spatial block: no cross-validation possible; "
-                               "spread samples over the raster or use a smaller block size.")
         out.update(metrics(labels[:0], labels[:0], class_names))
         out["overall_accuracy"] = None
         return out

@@ -18,10 +18,11 @@ from .report import cells, cross_validate
 from .spec import FEATURE_SETS, FitSpec
 
 
-def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]]:
-    """(feature set, method) pairs to compare: ``method`` (or every method ``auto`` tries, in the registry's
-    order of preference) on each set, methods on cosine features only on embeddings alone."""
-    methods = auto_methods() if method == "auto" else (method,)
+def candidates(method: str, feature_sets: Sequence[str], n_classes: int = 0) -> list[tuple[str, str]]:
+    """(feature set, method) pairs to compare: ``method`` (or every method ``auto`` tries for ``n_classes``
+    classes, in the registry's order of preference) on each set, methods on cosine features only on embeddings
+    alone."""
+    methods = auto_methods(n_classes) if method == "auto" else (method,)
     out = [(fs, m) for fs in feature_sets for m in methods
            if not (METHODS[m].features == "cosine" and FEATURE_SETS[fs] != ("emb",))]
     if not out:  # e.g. knn asked for with pixel features only

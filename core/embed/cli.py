@@ -13,11 +13,12 @@ from typing import Callable, Sequence
 import rasterio
 import torch
 
-from ..errors import Cancelled, SoftConError
+from ..cli import add_debug, run_main
+from ..errors import SoftConError
 from ..io.writer import make_folder
 from ..models.encoders import create_encoder
 from ..models.record import ModelRecord
-from ..progress import cli_progress, emit_result, last_line, Progress
+from ..progress import cli_progress, emit_result, Progress
 from ..settings import add_arguments, from_args
 from .engine import embed_raster, rank_info
 from .spec import EmbedSpec
@@ -62,35 +63,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output GeoTIFF (one input) or folder (several rasters)")
     p.add_argument("--separate", action="store_true", help="embed single-band inputs one by one instead of stacking them")
     add_arguments(p.add_argument_group("embedding settings"), EmbedSpec)
+    add_debug(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = get_args_parser().parse_args(argv)
-        spec = from_args(EmbedSpec, args)
-        rasters = args.rasters
-        stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
-        encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
-        if len(rasters) == 1 or stack:
-            if rank_info()[0] != 0:
-                return 0  # one scene: rank 0 does it
-            out = embed_raster(rasters if stack else rasters[0], args.out, spec, encoder=encoder,
-                               progress=cli_progress("embed"))
-            emit_result({"output": str(out)})
-        else:  # torchrun: each rank its own files
-            outs = embed_many(rasters, args.out, spec, encoder=encoder,
-                              progress_for=lambda r: cli_progress(Path(r).name))
-            emit_result({"outputs": [str(o) for o in outs]})
-    except Cancelled as e:
-        last_line(str(e))
-        return 130
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    args = get_args_parser().parse_args(argv)
+    spec = from_args(EmbedSpec, args)
+    rasters = args.rasters
+    stack = len(rasters) > 1 and not args.separate and _all_single_band(rasters)
+    encoder = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
+    if len(rasters) == 1 or stack:
+        if rank_info()[0] != 0:
+            return 0  # one scene: rank 0 does it
+        out = embed_raster(rasters if stack else rasters[0], args.out, spec, encoder=encoder,
+                           progress=cli_progress("embed"))
+        emit_result({"output": str(out)})
+    else:  # torchrun: each rank its own files
+        outs = embed_many(rasters, args.out, spec, encoder=encoder,
+                          progress_for=lambda r: cli_progress(Path(r).name))
+        emit_result({"outputs": [str(o) for o in outs]})
     return 0
 
 

@@ -36,6 +36,7 @@ from ..geo.bands import describe_order, MissingBands, resolve_bands
 from ..geo.crs import pixel_extent, pixel_size_m, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
 from ..io.raster import band_names, gdal_env, open_raster, resample_to
+from ..io.reflectance import check_reflectance
 from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
 from ..io.writer import BlockWriter, check_writable
 from ..models.encoders import create_encoder
@@ -116,16 +117,6 @@ def _check_resolution(ds: Any, resample: bool, progress: Progress) -> Any:
         progress.log(f"Warning: the raster has {res:.1f} m pixels; the model expects {MODEL_GSD_M:.0f} m. "
                      f"Embeddings may be degraded; consider --resample.")
     return ds
-
-
-def _check_values(ds: Any, record: ModelRecord, progress: Progress) -> None:
-    """Warn when optical data cannot be reflectance x 10000 (8-bit values), the scale the models expect."""
-    if record.sar_quantiles is None and ds.dtypes[0] == "uint8":
-        progress.log(
-            "Warning: the raster holds 8-bit values (0-255), but the model expects Sentinel-2 reflectance x 10000 "
-            "(typically 0-10000, uint16); embeddings of rescaled or display data are meaningless. "
-            "Use the original Level-1C/Level-2A values."
-        )
 
 
 def _produce(
@@ -251,7 +242,6 @@ def embed_raster(
             else:
                 enc, record = encoder
             names = band_names(src, sources)
-            _check_values(src, record, progress)
             notes: list[str] = []
             try:
                 mapping = resolve_bands(names, record.bands, spec.bands, notes)
@@ -262,6 +252,9 @@ def embed_raster(
                                               "10 or 13 Sentinel-2 bands, or Sentinel-1 VV and VH.")) from None
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
+            if record.sar_quantiles is None:  # optical: reflectance x 10000, offset from the metadata (None: auto)
+                spec = spec.replace(offset=check_reflectance(src, sources, [i for i in indexes if i is not None],
+                                                             spec.offset, progress.log))
             geometry = to_geometry(spec.polygon, spec.polygon_crs, ds.crs) if spec.polygon is not None else None
             extent = pixel_extent(ds, spec.bbox, spec.bbox_crs, geometry)
             grid = make_grid(spec.mode, record.input_size, spec.stride, enc.patch_size, ds.height, ds.width, extent)
@@ -289,7 +282,7 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
          progress: Progress, t_start: float, wid: str) -> Path:
     ds, sources, indexes, names, grid, polygon_mask = (inp.ds, inp.sources, inp.indexes, inp.names, inp.grid,
                                                        inp.polygon_mask)
-    min_valid, offset, checkpoint, dtype = spec.min_valid, spec.offset, spec.checkpoint, spec.dtype
+    min_valid, offset, checkpoint, dtype = spec.min_valid, spec.offset or 0.0, spec.checkpoint, spec.dtype
     rank, _, local_rank = rank_info()
     dev = pick_device(spec.device)
     if dev.type == "cuda" and dev.index is None:

@@ -76,7 +76,9 @@ class EmbedSpec:
         bbox, bbox_crs: the extent to embed (None = the whole raster; the raster's CRS unless given).
         polygon, polygon_crs: WKT, GeoJSON or a ``.geojson`` file; pixels outside are nodata.
         nodata: input value treated as missing (None = the raster's own nodata).
-        offset: subtracted from optical values first (1000 for Sentinel-2 processing baseline >= 04.00).
+        offset: subtracted from optical values first (1000 for Sentinel-2 processing baseline >= 04.00); None = from
+            the product's metadata, else 0 (:func:`core.io.reflectance.check_reflectance`, which resolves it before
+            the embedding is computed or looked up in the cache).
         min_valid: share of an output pixel's input pixels that must hold data.
         resample: warp a raster far from 10 m onto a 10 m grid instead of refusing it.
         dtype, cog: output values, and a Cloud Optimized GeoTIFF with overviews.
@@ -105,8 +107,9 @@ class EmbedSpec:
     polygon_crs: str | None = setting(None, "--polygon-crs", "CRS of --polygon (default: the raster's)")
     nodata: float | None = setting(None, "--nodata", "input value that means no data (default: the raster's)",
                                    parse=float)
-    offset: float = setting(0.0, "--offset", "subtracted from optical values first (1000 for Sentinel-2 "
-                            "processing baseline >= 04.00)", parse=float)
+    offset: float | None = setting(None, "--offset", "subtracted from optical values first: 1000 for Sentinel-2 "
+                                   "processing baseline 04.00 or later (default: from the product's metadata, "
+                                   "else 0)", parse=float)
     min_valid: float = setting(0.5, "--min-valid", "share of an output pixel's input pixels that must hold data",
                                parse=float)
     resample: bool = setting(False, "--resample", "warp rasters far from 10 m onto a 10 m grid")
@@ -144,7 +147,7 @@ class EmbedSpec:
             b = self.bbox
             if len(b) != 4 or not all(math.isfinite(v) for v in b) or not (b[0] < b[2] and b[1] < b[3]):
                 fail(EmbedSpec, "bbox", "takes minx,miny,maxx,maxy with min < max", ",".join(map(str, b)))
-        if not math.isfinite(self.offset):
+        if self.offset is not None and not math.isfinite(self.offset):
             fail(EmbedSpec, "offset", "must be a number", self.offset)
 
     def _numbers(self) -> None:
@@ -181,6 +184,8 @@ class EmbedSpec:
                    bbox=list(self.bbox) if self.bbox is not None else None, bbox_crs=self.bbox_crs,
                    precision=precision, device=device_type)
         for name in ("nodata", "polygon", "polygon_crs", "offset", "min_valid", "resample", "dtype"):
+            if name == "offset" and not self.offset:  # 0 (resolved) and None (not yet) alike: no offset
+                continue
             if getattr(self, name) != default(EmbedSpec, name):
                 key[name] = getattr(self, name)
         return key

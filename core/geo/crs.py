@@ -13,10 +13,20 @@ import rasterio
 import shapely
 from pyproj import Geod
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_points, transform_bounds
 from shapely.geometry import shape
 
 from ..errors import SoftConError
+
+
+def crs_of(value: Any, what: str) -> CRS:
+    """``CRS.from_user_input``, with a value GDAL cannot read as one clear error naming ``what``."""
+    try:
+        return value if isinstance(value, CRS) else CRS.from_user_input(value)
+    except (CRSError, ValueError, TypeError) as e:
+        raise SoftConError(f"Cannot read the coordinate reference system {value!r} of {what} ({e}); give an "
+                           f"EPSG code such as EPSG:4326, or WKT.") from None
 
 
 def pixel_extent(ds: Any, bbox: Sequence[float] | None, bbox_crs: Any, geometry: Any) -> tuple[int, int, int, int] | None:
@@ -27,7 +37,8 @@ def pixel_extent(ds: Any, bbox: Sequence[float] | None, bbox_crs: Any, geometry:
     if bbox is not None:
         if len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
             raise SoftConError(f"The bounding box must be minx,miny,maxx,maxy with min < max; got {list(bbox)}.")
-        boxes.append(transform_bounds(bbox_crs or ds.crs, ds.crs, *bbox, densify_pts=21) if bbox_crs else tuple(bbox))
+        boxes.append(transform_bounds(crs_of(bbox_crs, "--bbox-crs"), ds.crs, *bbox, densify_pts=21) if bbox_crs
+                     else tuple(bbox))
     if geometry is not None:
         boxes.append(geometry.bounds)
     minx, miny = max(b[0] for b in boxes), max(b[1] for b in boxes)
@@ -45,7 +56,11 @@ def to_geometry(polygon: Any, polygon_crs: Any, raster_crs: Any) -> Any:
         feats = gj.get("features", [gj]) if isinstance(gj, dict) else gj
         geom = shapely.union_all([shape(f.get("geometry", f)) for f in feats])
     elif isinstance(polygon, str):
-        geom = shapely.from_wkt(polygon)
+        try:
+            geom = shapely.from_wkt(polygon)
+        except shapely.errors.GEOSException as e:
+            raise SoftConError(f"Cannot read the polygon {polygon[:60]!r} ({e}); give WKT such as "
+                               f"POLYGON((x0 y0, x1 y0, x1 y1, x0 y1, x0 y0)) or a .geojson file.") from None
     elif isinstance(polygon, dict):
         geom = shape(polygon.get("geometry", polygon))
     else:
@@ -67,7 +82,7 @@ def reproject(geoms: np.ndarray, src_crs, dst_crs) -> np.ndarray:
     """
     if src_crs is None or dst_crs is None:
         return geoms
-    src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
+    src, dst = crs_of(src_crs, "the input"), crs_of(dst_crs, "the raster")
     if src == dst:
         return geoms
 

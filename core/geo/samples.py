@@ -111,6 +111,9 @@ def read_vector(path: str | Path, label_field: str | None, layer: str | int | No
             f"text layer with its X/Y fields, then Export > Save Features As)."
         )
     names = [str(f) for f in meta["fields"]]
+    if len(fids) == 0:
+        raise SoftConError(f"The samples layer {path.name} holds no features; add training points or polygons "
+                           f"(each with its class in a field) and save the layer.")
     if label_field not in names:
         lower = {n.lower(): n for n in names}
         if label_field.lower() in lower:
@@ -226,6 +229,10 @@ def rasterize_samples(
     n_kept = len(rows)
     if n_kept == 0:
         why = ", ".join(f"{n} {k}" for k, n in dropped.items()) or "the layer is empty"
+        if set(dropped) == {"no label"}:
+            raise SoftConError(f"None of the {len(vec.labels)} training samples in {Path(vec.path).name} has a class: "
+                               f"the label field is empty in every feature. Fill it in, or choose the field that "
+                               f"holds the classes.")
         raise SoftConError(
             f"None of the {len(vec.labels)} training samples in {Path(vec.path).name} fall on valid raster "
             f"pixels ({why}). Check that the samples cover the raster (and that their layer CRS is right)."

@@ -21,6 +21,19 @@ from ..progress import Progress
 from .raster import gdal_env, NATIVE_DTYPES, nodata_values, uses_mask_band
 
 
+def _damaged(ds: Any, win: Window, e: Exception) -> SoftConError:
+    return SoftConError(f"Cannot read rows {int(win.row_off)}-{int(win.row_off + win.height)} of {ds.name}: the file "
+                        f"is truncated or corrupt ({str(e).splitlines()[0]}). Copy or download it again.")
+
+
+def read_window(ds: Any, indexes: Any, window: Window, out_dtype: Any = None) -> np.ndarray:
+    """``ds.read(indexes, window=window)``; a read that fails (a truncated or damaged file) is one clear error."""
+    try:
+        return ds.read(indexes, window=window, out_dtype=out_dtype)
+    except rasterio.errors.RasterioIOError as e:
+        raise _damaged(ds, window, e) from None
+
+
 class StripReader:
     """Rows of a raster read in block-aligned strips, sliced and padded in numpy.
 
@@ -73,14 +86,11 @@ class StripReader:
 
     def _read(self, r0: int, r1: int) -> None:
         win = Window(self.read_c0, r0, self.read_c1 - self.read_c0, r1 - r0)
+        data = read_window(self.ds, self.read_bands, win, self.file_dtype)
         try:
-            data = self.ds.read(self.read_bands, window=win, out_dtype=self.file_dtype)
             mask = self.ds.read_masks(1, window=win) if self._mask_band else None
         except rasterio.errors.RasterioIOError as e:
-            raise SoftConError(
-                f"Cannot read rows {r0}-{r1} of {self.ds.name}: the file is truncated or corrupt "
-                f"({str(e).splitlines()[0]}). Copy or download it again."
-            ) from None
+            raise _damaged(self.ds, win, e) from None
         valid = np.ones(data.shape[1:], bool)
         for k, nd in self._nodata:
             valid &= ~np.isnan(data[k]) if (self._float and math.isnan(nd)) else data[k] != nd
@@ -242,7 +252,7 @@ def iter_strips(ds, progress: Progress | None = None, message: str = "") -> Iter
     nodata = ds.nodata
     for r in range(0, ds.height, step):
         n = min(step, ds.height - r)
-        x = ds.read(window=Window(0, r, ds.width, n), out_dtype="float32")  # (D, n, W)
+        x = read_window(ds, None, Window(0, r, ds.width, n), "float32")  # (D, n, W)
         valid = np.isfinite(x[0])
         if nodata is not None and np.isfinite(nodata):
             valid &= x[0] != nodata
@@ -264,7 +274,7 @@ def read_pixels(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         sel = np.nonzero(strip == s)[0]
         r0, c0 = int(rows[sel].min()), int(cols[sel].min())
         r1, c1 = int(rows[sel].max()) + 1, int(cols[sel].max()) + 1
-        x = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")  # (D, h, w)
+        x = read_window(ds, None, Window(c0, r0, c1 - c0, r1 - r0), "float32")  # (D, h, w)
         v = x[:, rows[sel] - r0, cols[sel] - c0].T
         if nodata is not None and np.isfinite(nodata):
             v[v[:, 0] == nodata] = np.nan

