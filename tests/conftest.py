@@ -72,6 +72,7 @@ SLOW_TESTS = {
     "test_published_rn50_loads_strictly_and_matches_torchvision", "test_convert_and_save_safetensors_roundtrip",
     "test_save_load_round_trip_without_pickle", "test_timm_creates_13_band_dinov2_vit", "test_init_from_rgb_dinov2",
     "test_background_and_inline_reading_agree", "test_flake8_qgis_clean",
+    "test_a_folder_of_tiles_maps_in_one_command_with_mosaics_of_cogs", "test_kill_9_mid_run_then_rerun_maps_only_the_rest",
 }
 
 

@@ -14,6 +14,7 @@ from .demo import run_demo, summary_text
 from .features import GRIDS
 from .fit import classify, METHOD_CHOICES
 from .maps import kmeans_map, pca_preview, similarity_map
+from .tiles import apply_tiles, is_many_tiles, summary_text as tiles_summary
 
 
 FEATURES_HELP = ("feature groups: auto (default: every available set, the best by blocked CV), emb (embeddings "
@@ -94,7 +95,10 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true")
         p.add_argument("--device", default="auto")
         return p
-    p.add_argument("raster", nargs="+" if cmd in ("apply", "similarity") else None)
+    p.add_argument("raster", nargs="+" if cmd in ("apply", "similarity") else None,
+                   help="a raster, the band files of one scene, or (apply) several rasters, Sentinel-2 product "
+                        "folders or folders of them: one map per tile plus mosaic VRTs, resumable" if cmd == "apply"
+                   else None)
     if cmd == "apply":
         p.add_argument("--classifier", required=True)
         p.add_argument("--out-dir", required=True)
@@ -147,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_text(res))
             return 0
         a = _sub_parser(cmd).parse_args(argv[1:])
-        if cmd == "apply":
+        if cmd == "apply" and is_many_tiles(a.raster):
+            spec = EmbedSpec(checkpoint=a.checkpoint, pretrained=not a.random_init, bands=a.bands, device=a.device,
+                             precision=a.precision, bbox=_bbox(a.bbox), bbox_crs=a.bbox_crs)
+            res = apply_tiles(a.raster, a.classifier, a.out_dir, spec, cache=not a.no_cache,
+                              progress=tqdm_progress("tiles"), progress_for=tqdm_progress, model=a.model,
+                              mode=a.mode, features=a.features, grid=a.grid)
+            print(tiles_summary(res))
+        elif cmd == "apply":
             res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, bands=a.bands, checkpoint=a.checkpoint,
                                    device=a.device, precision=a.precision, cache=not a.no_cache,
                                    progress=tqdm_progress("apply"), pretrained=not a.random_init,
