@@ -1,5 +1,6 @@
 """One QgsProcessingAlgorithm per file; the provider registers every class in ALGORITHMS."""
 from .apply_classifier import ApplyClassifierAlgorithm
+from .apply_tiles import ApplyTilesAlgorithm
 from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
 from .kmeans import KMeansAlgorithm
@@ -12,6 +13,7 @@ ALGORITHMS = [
     EmbedAlgorithm,
     ClassifyAlgorithm,
     ApplyClassifierAlgorithm,
+    ApplyTilesAlgorithm,
     SimilarityAlgorithm,
     PcaPreviewAlgorithm,
     KMeansAlgorithm,
