@@ -16,6 +16,10 @@ from .report import cells, cross_validate
 
 #: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).
 AUTO_METHODS = ("linear", "hgb", "rf", "knn", "prototype")
+#: Methods from the cheapest to the dearest to predict a pixel with. At 10 m a Sentinel-2 tile is 120 million
+#: pixels; measured on 2 CPU cores: logistic regression a fraction of a CPU-second per million pixels, the
+#: 100-tree forest about 6, boosting (100 rounds of one tree per class: 700 trees for 7 classes) about 42.
+PREDICT_COST = ("linear", "prototype", "knn", "rf", "hgb")
 #: Methods that compare feature vectors by cosine: sensible on embeddings only.
 COSINE_METHODS = ("knn", "prototype")
 
@@ -56,17 +60,35 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
 
 
 def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The best row: highest kappa, then macro F1; ties go to the earlier (preferred) row."""
-    def key(i_r):
+    """The row to map with: among the rows that cross-validation cannot tell from the best one (overall accuracy
+    within one standard error of the best row's, the one-standard-error rule of Breiman et al. 1984 and Hastie et
+    al. 2009, sec. 7.10), the method cheapest to predict (:data:`PREDICT_COST`); then highest kappa, macro F1, and
+    the earlier (preferred) row.
+
+    The best row is the one of highest kappa (then macro F1). Its standard error is the binomial one of its
+    accuracy on the ``n_validated`` samples: with the demo's 143 points about 2 points, so that boosting at
+    93.7 % does not displace a forest at 92.3 % that predicts a tile 7 times faster.
+    """
+    def quality(i_r):
         i, r = i_r
         return (-(r["kappa"] if r["overall_accuracy"] is not None else -1), -(r["macro_f1"] or 0), i)
 
-    return sorted(enumerate(rows), key=key)[0][1]
+    best = sorted(enumerate(rows), key=quality)[0][1]
+    acc, n = best["overall_accuracy"], (best.get("cv") or {}).get("n_validated") or 0
+    if acc is None or n < 2:
+        return best
+    se = (acc * (1 - acc) / n) ** 0.5
+    close = [(i, r) for i, r in enumerate(rows) if r["overall_accuracy"] is not None
+             and r["overall_accuracy"] >= acc - se - 1e-12]
+
+    def cheap(i_r):
+        m = i_r[1]["method"]
+        return (PREDICT_COST.index(m) if m in PREDICT_COST else len(PREDICT_COST),) + quality(i_r)
+
+    return sorted(close, key=cheap)[0][1]
 
 
 def table_rows(rows: Sequence[dict[str, Any]], chosen: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The comparison as JSON-ready rows (no per-fold detail), the chosen one marked."""
     return [{"features": r["features"], "method": r["method"], "overall_accuracy": r["overall_accuracy"],
              "kappa": r["kappa"], "macro_f1": r["macro_f1"], "chosen": r is chosen} for r in rows]
-
-
