@@ -7,6 +7,7 @@ the cosine between the bf16 and fp32 pooled embeddings (lowest over the batch). 
 EuroSAT patches preprocessed by the model's record where ``../shared`` has them, else uniform noise.
 
     python benchmarks/encoders.py [--batch 8] [--min-time 3] [--arch resnet50 ...] [--patch 4] [--device cpu]
+    python benchmarks/encoders.py --smoke    # the two small encoders, a batch of 2, briefly (tests run this)
 
 Timings on a shared machine move with its load; the load average is printed with them, and the
 bf16/fp32 ratio (both timed in one run) is the figure that carries over.
@@ -22,14 +23,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.device import autocast, cpu_has_fast_bf16, pick_device  # noqa: E402
-from core.models.encoders import build_encoder  # noqa: E402
+from core.geo.bands import resolve_bands, select_bands  # noqa: E402
+from core.geo.normalize import preprocess  # noqa: E402
+from core.models.encoders import build_encoder, create_encoder  # noqa: E402
 
 #: architecture -> (bands, input size) as in the model records that use it.
 ARCH_INPUTS = {
@@ -46,11 +51,6 @@ EUROSAT = ROOT.parent / "shared" / "data" / "eurosat_ms"
 
 def real_batch(record, n: int) -> torch.Tensor | None:
     """``n`` EuroSAT patches preprocessed for ``record`` (B, C, 64, 64), or None without ../shared."""
-    import rasterio
-
-    from core.geo.bands import resolve_bands, select_bands
-    from core.geo.normalize import preprocess
-
     files = sorted(EUROSAT.glob("*/*.tif"))
     if not files:
         return None
@@ -72,8 +72,6 @@ def bf16_cosine(encoder: torch.nn.Module, x: torch.Tensor, device: torch.device)
 
 
 def gflop_per_image(encoder: torch.nn.Module, chans: int, size: int, device: torch.device) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.rand(1, chans, size, size, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         encoder(x)
@@ -102,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", nargs="*", default=list(ARCH_INPUTS))
     p.add_argument("--patch", type=int, default=0, help="patch size for encoders that take any (galileo_nano); 0 = own")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true", help="the two small encoders, batch 2, briefly (tests run this)")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.arch, args.batch, args.min_time = ["vit_tiny_patch8_64", "galileo_nano"], 2, 0.05
     device = pick_device(args.device)
     torch.manual_seed(0)
     results = []
@@ -110,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         chans, size = ARCH_INPUTS[arch]
         x = None
         if arch in ARCH_MODEL:
-            from core.models.registry import create_encoder
-
             enc, record = create_encoder(ARCH_MODEL[arch])
             x = real_batch(record, args.batch)
         else:

@@ -18,6 +18,10 @@ weights unless ``--pretrained``: speed and memory do not depend on the weights.
     python benchmarks/inference.py                   # everything (c takes minutes on 2 cores)
     python benchmarks/inference.py --skip-full-tile  # a, b, d, e, t
     python benchmarks/inference.py --only t --pretrained   # the encoder's throughput and matmul share
+    python benchmarks/inference.py --smoke           # a, b (pooled), d, e, t on 128 px, once (tests)
+
+Windows are fed to the model in its own bands (picked from the scene's 13 by name, as ``core.embed`` does), so
+any model's band count works.
 """
 from __future__ import annotations
 
@@ -39,15 +43,16 @@ import rasterio  # noqa: E402
 import torch  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from core.io.writer import stack_to_geotiff  # noqa: E402
+from core.classify.demo import demo_raster  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
 from core.embed import engine  # noqa: E402
 from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
 from core.embed.runner import BatchRunner, cpu_workers  # noqa: E402
-from core.geo.bands import resolve_bands  # noqa: E402
-from core.models.registry import DEFAULT_MODEL, create_encoder  # noqa: E402
+from core.embed.spec import EmbedSpec  # noqa: E402
+from core.geo.bands import resolve_bands, select_bands  # noqa: E402
 from core.geo.normalize import preprocess  # noqa: E402
-from core.io.sample_data import s2_scene_files  # noqa: E402
+from core.models.encoders import create_encoder  # noqa: E402
+from core.models.registry import DEFAULT_MODEL  # noqa: E402
 
 VALID = 1920  # the scene's fully valid square (its 60 m bands stop 50 m short of the 10 m grid)
 
@@ -56,9 +61,7 @@ def scene_tif(workdir: Path, size: int = VALID) -> Path:
     """The real scene stacked onto 10 m and cut to ``size`` px of its valid 1920 x 1920 px, as a tiled GeoTIFF."""
     out = workdir / f"scene_{size}.tif"
     if not out.exists():
-        full = workdir / "scene_full.tif"
-        if not full.exists():
-            stack_to_geotiff(s2_scene_files(), full)
+        full = demo_raster()  # the scene stacked to 10 m, made once in the cache
         with rasterio.open(full) as src:
             win = Window(0, 0, size, size)
             prof = src.profile | dict(width=size, height=size, transform=src.window_transform(win))
@@ -126,7 +129,7 @@ def child(args: argparse.Namespace) -> None:
     rss_before = _status_mb("VmRSS")
     has_hwm = reset_peak_rss()
     t0 = time.perf_counter()
-    embed_raster(args.src, args.out, encoder=enc, mode=args.mode, precision=args.precision)
+    embed_raster(args.src, args.out, EmbedSpec(mode=args.mode, precision=args.precision), encoder=enc)
     dt = time.perf_counter() - t0
     embed_peak = _status_mb("VmHWM") if has_hwm else None
     with rasterio.open(args.out) as ds:
@@ -146,17 +149,16 @@ def run_child(src: Path, out: Path, mode: str, precision: str, pretrained: bool,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def model_bands(path: Path, record) -> list[int]:
-    """1-based raster bands in the model's order (the scene has 13; the default model takes 10)."""
+def band_index(path: Path, record) -> list[int | None]:
+    """The raster band (0-based) of each of the model's bands, by name (None = zero-filled), as core.embed does."""
     with rasterio.open(path) as ds:
-        return [i + 1 for i in resolve_bands(ds.descriptions, record.bands)]
+        return resolve_bands(list(ds.descriptions), record.bands)
 
 
-def real_windows(path: Path, n: int, window: int, bands: list[int]) -> np.ndarray:
-    """``n`` real windows (n, C, window, window) uint16 of ``bands`` from the raster."""
+def real_windows(path: Path, n: int, window: int) -> np.ndarray:
+    """``n`` real windows (n, C, window, window) uint16 from the raster, all its bands."""
     with rasterio.open(path) as ds:
-        rows = window * ((n + (ds.width // window) - 1) // (ds.width // window))
-        data = ds.read(bands, window=Window(0, 0, ds.width, rows))
+        data = ds.read(window=Window(0, 0, ds.width, window * ((n + (ds.width // window) - 1) // (ds.width // window))))
     per_row = data.shape[2] // window
     wins = [data[:, r * window:(r + 1) * window, c * window:(c + 1) * window]
             for r in range(data.shape[1] // window) for c in range(per_row)]
@@ -211,10 +213,11 @@ def gflop_per_window(enc, record) -> float:
 
 def throughput(enc, record, scene: Path, dev, amp, repeats: int, batches: int = 12) -> dict:
     """(t): the encoder's windows/s and GFLOP/s as core.embed runs it, and as a share of a matmul timed alternately."""
-    bands = model_bands(scene, record)
     bs = default_batch_size(dev, record.input_size)
-    raw = torch.from_numpy(real_windows(scene, 64, record.input_size, bands).astype(np.float32))
-    x = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
+    raw = torch.from_numpy(real_windows(scene, 64, record.input_size).astype(np.float32))
+    x = preprocess(select_bands(raw, band_index(scene, record), axis=1), record.mean, record.std,
+                   valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
+    x = x.repeat(-(-64 // len(x)), 1, 1, 1)[:64]  # a small scene has fewer windows than a batch of 64
     gflop = gflop_per_window(enc, record)
     ways = {"one batch per core": (x[:bs], None), "batches of 64 over all cores (before)": (x, 1)}
     mm, rates = [], {k: [] for k in ways}
@@ -242,16 +245,16 @@ def naive_loop(path: Path, enc, record, dev, amp, stride: int) -> tuple[float, i
     t0 = time.perf_counter()
     w = record.input_size
     m = (w - stride) // 2
-    bands = model_bands(path, record)
+    index = band_index(path, record)
     with rasterio.open(path) as ds:
         rows, cols = -(-ds.height // stride), -(-ds.width // stride)
         out = np.full((record.embed_dim, rows, cols), np.nan, np.float32)
         with torch.inference_mode():
             for i in range(rows):
                 for j in range(cols):
-                    x = ds.read(bands, window=Window(j * stride - m, i * stride - m, w, w), boundless=True,
-                                fill_value=0)
+                    x = ds.read(window=Window(j * stride - m, i * stride - m, w, w), boundless=True, fill_value=0)
                     valid = torch.from_numpy((x != 0).all(axis=0))[None]
+                    x = select_bands(x, index, axis=0)
                     t = preprocess(torch.from_numpy(x.astype(np.float32))[None], record.mean, record.std, valid=valid,
                                    clip=record.clip)
                     with autocast(dev, amp):
@@ -279,7 +282,10 @@ def main() -> None:
     p.add_argument("--src", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="pooled", help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="128 px, one repeat, b pooled on 128 and 256 px, no full tile")
     args = p.parse_args()
+    if args.smoke:
+        args.size, args.repeats, args.skip_full_tile = 128, 1, True
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reader != "auto":
@@ -308,16 +314,17 @@ def main() -> None:
     if "a" in args.only:
         # already-prepared windows: real, normalised, on the device. Runs alternate (engine, bare, engine,
         # ...) so that both see the same load on a shared machine; the ratio of each pair is reported.
-        raw = real_windows(scene, bs, record.input_size, model_bands(scene, record))
-        raw = torch.from_numpy(raw.astype(np.float32))
-        batch = preprocess(raw, record.mean, record.std, valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
+        raw = torch.from_numpy(real_windows(scene, bs, record.input_size).astype(np.float32))
+        batch = preprocess(select_bands(raw, band_index(scene, record), axis=1), record.mean, record.std,
+                           valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
         # Process CPU time (all threads) is reported too: on a shared machine it is much less noisy than
         # wall time, and its ratio is the extra work the engine does per window (reading, normalising,
         # slicing, writing), whether or not a spare core hides it.
         e2e, bare, e2e_cpu, bare_cpu, n = [], [], [], [], 0
         for k in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = embed_raster(scene, work / "a.tif", encoder=(enc, record), precision=args.precision)
+            out = embed_raster(scene, work / "a.tif", EmbedSpec(mode="pooled", precision=args.precision),
+                               encoder=(enc, record))
             e2e.append(time.perf_counter() - t0)
             e2e_cpu.append(time.process_time() - c0)
             with rasterio.open(out) as ds:
@@ -338,10 +345,10 @@ def main() -> None:
         print(json.dumps({"a_overhead": result["a_overhead"]}), file=sys.stderr)
 
     if "b" in args.only:
-        small, large = 1024, 2048
+        small, large = (128, 256) if args.smoke else (1024, 2048)
         b = {}
         base = scene_tif(work, VALID)
-        for mode in ("pooled", "dense"):
+        for mode in ("pooled",) if args.smoke else ("pooled", "dense"):
             runs = {}
             for size in (small, large):
                 src = mosaic_vrt(base, size, work / f"mosaic_{size}.vrt")
@@ -365,7 +372,9 @@ def main() -> None:
     if "e" in args.only:
         outs = {}
         for prec in ("bf16", "fp32"):
-            path = embed_raster(scene, work / f"e_{prec}.tif", encoder=(enc, record), precision=prec, dtype="float32")
+            path = embed_raster(scene, work / f"e_{prec}.tif", EmbedSpec(mode="pooled", precision=prec,
+                                dtype="float32"),
+                                encoder=(enc, record))
             with rasterio.open(path) as ds:
                 outs[prec] = ds.read().reshape(record.embed_dim, -1).T
         a, b = outs["bf16"], outs["fp32"]
@@ -384,7 +393,8 @@ def main() -> None:
         print(json.dumps({"e_bf16_vs_fp32": result["e_bf16_vs_fp32"]}), file=sys.stderr)
 
     if "t" in args.only:
-        result["t_throughput"] = throughput(enc, record, scene, dev, amp, max(3, args.repeats))
+        result["t_throughput"] = throughput(enc, record, scene, dev, amp, max(3, args.repeats),
+                                            batches=2 if args.smoke else 12)
         print(json.dumps({"t_throughput": result["t_throughput"]}), file=sys.stderr)
 
     if "c" in args.only and not args.skip_full_tile:

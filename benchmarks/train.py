@@ -1,6 +1,7 @@
 """Cost of a SoftCon training step relative to a plain encoder step, and the saving from token masking.
 
     python benchmarks/train.py [--archs vit_small_patch14_dinov2,resnet50] [--batch 2] [--img-size 224]
+    python benchmarks/train.py --smoke    # the tiny ViT at 64 px, one repeat (tests run this)
 
 For each architecture, on the same batch of B scenes x 2 views (2B images):
 
@@ -105,7 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--proj-hidden", type=int, default=4096, help="MoCo v3 projector/predictor width")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
+    p.add_argument("--smoke", action="store_true", help="the tiny ViT at 64 px, small heads, one repeat")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.archs, args.batch, args.img_size, args.repeats, args.proj_hidden = "vit_tiny_patch8_64", 2, 64, 1, 64
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

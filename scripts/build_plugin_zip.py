@@ -13,8 +13,9 @@ Only files git tracks go in (plus the default model's weights, which ``scripts/b
 builds): whatever else lies in the folder (a private key, a secrets file, an editor's backup) stays out.
 A tracked symlink is followed only when it points inside the repository; one that leaves it stops the
 build. Left out as well: tests, caches, bytecode, and every weights file except the default model's small shipped
-weights (``core/weights/*.safetensors``, at most 10 MB each): its record points there, and without it
-the plugin could not work offline. Published SoftCon weights (100+ MB) are downloaded on request by
+weights (:data:`SHIPPED_WEIGHTS`, at most 10 MB): its record points there, and without it the plugin could not
+work offline. ``softcon_tiny_s2`` (the pretraining pipeline's from-scratch reference, not for maps) stays out:
+it was 58 % of the zip, and the plugin offers a model only when it can get its weights. Published SoftCon weights (100+ MB) are downloaded on request by
 "Model info and download" instead. The zip is reproducible: sorted entries, fixed timestamps.
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ PLUGIN = "softcon_qgis"
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "repository", "tracker", "license", "hasProcessingProvider")
 MAX_WEIGHTS_BYTES = 10 * 2**20
+#: The only weights in the zip: the default model's (core.models.registry.DEFAULT_MODEL), so it works offline.
+SHIPPED_WEIGHTS = ("galileo_nano_s2.safetensors",)
 SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".tmp", ".incomplete"}
 FIXED_TIME = (2024, 1, 1, 0, 0, 0)
@@ -81,7 +84,8 @@ def plugin_files(root: Path = ROOT) -> list[tuple[Path, str]]:
         if path.suffix in SKIP_SUFFIXES or name == f"{PLUGIN}/metadata.txt":  # metadata: from the top level
             return
         if path.suffix in (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".npz"):
-            if path.suffix == ".safetensors" and "/core/weights/" in name and path.stat().st_size <= MAX_WEIGHTS_BYTES:
+            if (name.endswith(tuple(f"/core/weights/{w}" for w in SHIPPED_WEIGHTS))
+                    and path.stat().st_size <= MAX_WEIGHTS_BYTES):
                 out.append((path, name))  # built weights: shipped even when git does not track them
             else:
                 print(f"  leaving out weights file {name} ({path.stat().st_size / 2**20:.1f} MB)")

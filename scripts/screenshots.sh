@@ -17,8 +17,10 @@ SHOTS=$(mktemp -d /tmp/softcon-shots-XXXX)
 rm -rf "$PLUGINS/softcon_qgis"
 /usr/bin/python3 -m zipfile -e "$SHOTS"/softcon_qgis-*.zip "$PLUGINS/"
 grep -q "softcon_qgis=true" "$ROOT/profiles/default/QGIS/QGIS3.ini" || printf '[PythonPlugins]\nsoftcon_qgis=true\n' >> "$ROOT/profiles/default/QGIS/QGIS3.ini"
+DEMO=$(.venv/bin/python -c "from core.classify.demo import demo_raster; print(demo_raster())")  # outside QGIS
 for attempt in 1 2; do  # QGIS 3.22 sometimes crashes while starting under Xvfb (QgsClipboard): start again
-    env -u PYTHONPATH -u QGIS_PLUGINPATH SOFTCON_TOUR=screens SOFTCON_TOUR_OUT="$SHOTS" HF_HUB_OFFLINE=1 \
+    env -u PYTHONPATH -u QGIS_PLUGINPATH -u SOFTCON_PYTHON SOFTCON_TOUR=screens SOFTCON_TOUR_OUT="$SHOTS" \
+        SOFTCON_DEMO_RASTER="$DEMO" HF_HUB_OFFLINE=1 \
         xvfb-run -a -s "-screen 0 1600x1000x24" qgis --profiles-path "$ROOT" --nologo --code scripts/qgis_tour.py \
         >"$SHOTS/qgis.log" 2>&1 || true
     [ -f "$SHOTS/tour.json" ] && break

@@ -3,15 +3,15 @@ import importlib.metadata as md
 import os
 import sys
 
+import numpy
+import rasterio
+import torch
+from qgis.core import Qgis
+
+from core.models.timm_compat import timm, TORCHVISION_OPS_REAL
+
 
 def main() -> int:
-    import numpy
-    import rasterio
-    import torch
-
-    from core.models.timm_compat import TORCHVISION_OPS_REAL, timm
-    from qgis.core import Qgis
-
     print(f"python {sys.version.split()[0]}  torch {torch.__version__}  numpy {numpy.__version__}  "
           f"timm {timm.__version__} (torchvision ops {'real' if TORCHVISION_OPS_REAL else 'declared'})")
     print(f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})  QGIS {Qgis.QGIS_VERSION}")

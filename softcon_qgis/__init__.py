@@ -2,16 +2,13 @@
 
 ``core`` is reached as the subpackage ``softcon_qgis.core`` (a symlink to the repository's ``core/``
 in a checkout, a real folder in the plugin zip), so it never collides with another plugin's top-level
-``core``. Nothing heavy is imported here: QGIS imports this module at start-up.
+``core``. Nothing heavy is imported here, nor anywhere in QGIS's process: the work runs in a worker
+process (``worker.py``).
 """
 
 
 def classFactory(iface):  # QGIS plugin API name; iface is taken from qgis.utils where needed
     """Called by QGIS to create the plugin (desktop and ``qgis_process``)."""
-    from .deps import add_deps_to_path, isolate_bundled_libraries
-
-    add_deps_to_path()  # packages the plugin installed itself, if any
-    isolate_bundled_libraries()  # rasterio/pyproj wheels keep their own GDAL/PROJ (see deps.py)
-    from .plugin import SoftConPlugin
+    from .plugin import SoftConPlugin  # not at the top: QGIS imports this package before it calls classFactory
 
     return SoftConPlugin()

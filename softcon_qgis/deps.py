@@ -1,35 +1,37 @@
-"""Check that the Python packages SoftCon needs import in QGIS's Python (installing them: :mod:`.install`).
+"""The Python packages SoftCon's worker needs, the interpreter that runs it, and where the packages go
+(installing them: :mod:`.install`; running the worker: :mod:`.worker`).
 
-QGIS ships its own Python, which rarely has torch or timm. Instead of a traceback at load, the plugin
-explains what is missing and can run pip itself with ``--target`` into a folder of its own. That folder
-lives in the QGIS profile (``<profile>/python/softcon_qgis_deps/py3XX``), not inside the plugin folder,
-because the plugin manager deletes the plugin folder on every upgrade; it is keyed by the Python version
-because compiled wheels (torch, rasterio) only fit the Python they were built for.
+QGIS ships its own Python, which rarely has torch or timm. The plugin can run pip itself with ``--target``
+into a folder of its own. That folder lives in the QGIS profile (``<profile>/python/softcon_qgis_deps/py3XX``),
+not inside the plugin folder, because the plugin manager deletes the plugin folder on every upgrade; it is
+keyed by the Python version because compiled wheels (torch, rasterio) only fit the Python they were built for.
+QGIS's own process never imports these packages: only the worker does, so they are usable as soon as they are
+installed (no restart), and QGIS's start-up checks them by reading the install record (:func:`problem`)
+instead of importing torch (4-7 s).
 
 What makes the install work for real (each point was a failure a user met):
-- pip runs under the interpreter QGIS itself runs, found from ``sys.prefix``/``sys.exec_prefix``
+- pip and the worker run under the interpreter QGIS itself runs, found from ``sys.prefix``/``sys.exec_prefix``
   (:func:`find_python`); inside QGIS ``sys.executable`` is ``qgis.bin`` / ``qgis-bin.exe`` / ``QGIS``.
 - Every requirement is installed together, in one pip run, into a fresh folder that replaces the old one
   only when the new one imports: a partial install (only the package found missing) mixes versions.
 - torch is pinned to the tested version, and on Linux without a CUDA GPU to its ``+cpu`` build: unpinned,
   pip takes PyPI's CUDA build (2.5 GB plus 3 GB of nvidia libraries) whenever the CPU index is slow or
   unreachable. numpy stays below 2 for QGIS's GDAL bindings.
-- The folder goes *before* the system's site-/dist-packages on ``sys.path``: Debian's sympy 1.11 in
-  dist-packages otherwise hides the sympy torch needs (``cannot import name 'equal_valued'``).
-- The result is verified by importing the packages in a subprocess with exactly the ``sys.path`` QGIS
-  will use, and a failure names the one command that fixes it.
+- The folder goes *before* the system's site-/dist-packages (first on the worker's ``PYTHONPATH``): Debian's
+  sympy 1.11 in dist-packages otherwise hides the sympy torch needs (``cannot import name 'equal_valued'``).
+- The result is verified by importing the packages in the worker's own environment, and a failure names the
+  one command that fixes it.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import importlib.machinery
+import json
 import os
 import platform
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 #: (import name, pip requirement). The pins are the project's own (pyproject.toml); a test keeps
 #: them in step. numpy stays below 2: QGIS's GDAL bindings of this generation are built against numpy 1.
@@ -60,19 +62,16 @@ VERIFY_MODULES: tuple[str, ...] = ("torch", "timm", "rasterio", "pyproj", "shape
 #: timm is imported through core's shim, which makes a CUDA-built torchvision importable on CPU torch.
 IMPORT_THROUGH = {"timm": f"{__package__}.core.models.timm_compat"}
 
-#: Wheels that bundle their own GDAL / PROJ / GEOS (in a ``<name>.libs`` folder next to the package).
-#: Inside QGIS on Linux, QGIS's own libgdal/libproj/libgeos are already loaded globally, so by default
-#: the wheels' extension modules would bind to QGIS's copies (rasterio then silently runs on QGIS's
-#: GDAL 3.6 instead of its own 3.10), and both copies of PROJ destroy the same static objects at exit
-#: (``qgis_process`` ends with a double free, exit code 134/139, after printing its results).
-#: :func:`isolate_bundled_libraries` loads them with ``RTLD_DEEPBIND`` so each uses its own copy.
-BUNDLING_WHEELS: tuple[str, ...] = ("pyproj", "shapely", "rasterio", "pyogrio", "fiona")
-
 #: PyPI's Linux torch wheels bundle CUDA (several GB); the CPU builds (``+cpu``) come from this index.
 #: Windows and macOS wheels on PyPI are CPU (or MPS) builds already.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 #: PyPI's Windows wheels are CPU builds; the CUDA choice adds this index (CUDA 12.8 builds; not tried here).
 TORCH_CUDA_INDEX_WINDOWS = "https://download.pytorch.org/whl/cu128"
+#: Environment variable naming the Python that runs pip and the worker instead (developers: the repository's
+#: .venv, which the tests use).
+PYTHON_OVERRIDE = "SOFTCON_PYTHON"
+#: The install record the installer writes into the packages folder (what, for which Python and plugin).
+STAMP = "softcon-install.json"
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,10 @@ def find_python(prefix: str, exec_prefix: str, version: tuple[int, int], system:
 
 
 def python_executable() -> str:
-    """The interpreter QGIS runs (``sys.executable`` is the QGIS binary inside QGIS)."""
+    """The interpreter that runs pip and the worker: ``$SOFTCON_PYTHON`` when set, else the one QGIS runs
+    (``sys.executable`` is the QGIS binary inside QGIS)."""
+    if os.environ.get(PYTHON_OVERRIDE):
+        return os.environ[PYTHON_OVERRIDE]
     found = find_python(sys.prefix, sys.exec_prefix, sys.version_info[:2], platform.system(), sys.executable)
     if found:
         return found
@@ -129,91 +131,41 @@ def python_executable() -> str:
 def deps_dir(settings_dir: str | os.PathLike | None = None) -> Path:
     """The plugin's own package folder for this Python version (not created here)."""
     if settings_dir is None:
-        from qgis.core import QgsApplication
+        from qgis.core import QgsApplication  # only inside QGIS: the installer's checks run without it
 
         settings_dir = QgsApplication.qgisSettingsDirPath()
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     return Path(settings_dir) / "python" / "softcon_qgis_deps" / tag
 
 
-def path_with_deps(folder: str | os.PathLike, path: Iterable[str] | None = None) -> list[str]:
-    """``path`` (default ``sys.path``) with ``folder`` just before the first site-/dist-packages entry.
-
-    Before, so that the versions pip resolved together win over older system copies (Debian's sympy,
-    scipy, numpy); after the standard library and QGIS's own python folders, which it never shadows.
-    """
-    entries = [p for p in (sys.path if path is None else path) if p != str(folder)]
-    at = next((i for i, p in enumerate(entries) if Path(p).name in ("site-packages", "dist-packages")),
-              len(entries))
-    return entries[:at] + [str(folder)] + entries[at:]
+def requirements_key() -> dict[str, object]:
+    """What an install must match to be current: the requirement pins, the torch release and the Python."""
+    return {"requirements": [r for _, r in REQUIREMENTS], "torch": TORCH_VERSION,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
 
 
-def add_deps_to_path(folder: str | os.PathLike | None = None) -> bool:
-    """Put the plugin's package folder on ``sys.path`` (see :func:`path_with_deps`) if it exists."""
-    path = str(folder if folder is not None else deps_dir())
-    if not os.path.isdir(path):
-        return False
-    sys.path[:] = path_with_deps(path)
-    importlib.invalidate_caches()
-    return True
+def write_stamp(folder: str | os.PathLike, build: str) -> Path:
+    """Record in ``folder`` what was installed there (the installer calls it before swapping the folder in)."""
+    path = Path(folder) / STAMP
+    path.write_text(json.dumps(dict(requirements_key(), build=build), indent=1), encoding="utf-8")
+    return path
 
 
-def isolate_bundled_libraries(packages: tuple[str, ...] = BUNDLING_WHEELS) -> list[str]:
-    """Import wheels that bundle GIS libraries with ``RTLD_DEEPBIND`` (Linux only); returns their names.
-
-    Every extension module of the package is imported while the flag is set: a submodule loaded
-    later without it would bind to QGIS's library again and mix two GDAL versions in one package.
-    Packages already imported, absent, or from the system (no ``.libs`` folder) are left alone.
-    """
-    deepbind = getattr(os, "RTLD_DEEPBIND", None)
-    if deepbind is None or platform.system() != "Linux":
-        return []
-    done = []
-    flags = sys.getdlopenflags()
-    for name in packages:
-        if name in sys.modules:
-            continue
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.origin:
-            continue
-        pkg_dir = Path(spec.origin).parent
-        if not (pkg_dir.parent / f"{name}.libs").is_dir():
-            continue
-        modules = [name] + sorted(
-            ".".join((name,) + p.relative_to(pkg_dir).parent.parts + (p.name.split(".")[0],))
-            for p in pkg_dir.rglob("*.so") if "tests" not in p.parts)
-        sys.setdlopenflags(flags | deepbind)
+def problem(folder: str | os.PathLike | None = None) -> str:
+    """Why the worker would lack packages, or ``""``. Cheap enough for every QGIS start (a file read, or a look
+    for the modules on the path; nothing is imported): with the plugin's packages folder, its install record
+    must match :func:`requirements_key`; without one, every module must be on QGIS's Python path (a system-wide
+    install). ``$SOFTCON_PYTHON`` (a developer's own Python) is trusted: the worker reports what it lacks."""
+    if os.environ.get(PYTHON_OVERRIDE):
+        return ""
+    folder = Path(folder) if folder is not None else deps_dir()
+    if folder.is_dir():
         try:
-            for mod in modules:
-                importlib.import_module(mod)
-            done.append(name)
-        except Exception as exc:  # a broken install is reported by check(), with the fix
-            importlib.invalidate_caches()
-            done.append(f"{name} (failed: {exc})")
-        finally:
-            sys.setdlopenflags(flags)
-    return done
-
-
-# ------------------------------------------------------------------------------------- checking
-def check(requirements: tuple[tuple[str, str], ...] | None = None) -> list[Missing]:
-    """Import each requirement (default :data:`REQUIREMENTS`); return the ones that fail (ImportError, or
-    e.g. an OSError from a DLL that does not load)."""
-    missing = []
-    for module, requirement in (REQUIREMENTS if requirements is None else requirements):
-        try:
-            importlib.import_module(IMPORT_THROUGH.get(module, module))
-        except Exception as exc:  # any failure to import means the package is unusable here
-            missing.append(Missing(module, requirement, f"{type(exc).__name__}: {exc}"))
-    return missing
-
-
-def versions() -> str:
-    """One line naming the versions that matter when something goes wrong (for the log)."""
-    import rasterio
-    import torch
-
-    from .core.models.timm_compat import timm
-
-    return (f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
-            f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})")
+            stamp = json.loads((folder / STAMP).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return f"{folder} has no install record ({STAMP}): it was not installed by this plugin version."
+        changed = [k for k, v in requirements_key().items() if stamp.get(k) != v]
+        return f"the packages in {folder} are not the ones this plugin version needs ({', '.join(changed)})." \
+            if changed else ""
+    absent = [m for m, _ in REQUIREMENTS if importlib.machinery.PathFinder.find_spec(m) is None]
+    return f"QGIS's Python has no {', '.join(absent)}." if absent else ""

@@ -1,5 +1,5 @@
-"""Install what :mod:`.deps` finds missing: one pip run with ``--target`` into a fresh folder, verified in a
-subprocess with exactly the ``sys.path`` QGIS will use, that replaces the old folder only when it imports.
+"""Install what the worker needs (:mod:`.deps`): one pip run with ``--target`` into a fresh folder, verified in
+the worker's own environment, that replaces the old folder only when it imports, with its install record.
 Why each step is there: see :mod:`.deps`.
 """
 from __future__ import annotations
@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 import os
 import platform
+import queue
 import shlex
 import shutil
+import socket
 # subprocess runs pip, or the interpreter QGIS runs to check imports after pip: see _run().
 import subprocess  # nosec B404
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote, urlparse
 
-from . import deps
+from . import deps, worker
 
 
 #: Disk used per byte downloaded (wheels are compressed), measured with the CPU install on Linux (Debian 12,
@@ -77,9 +82,6 @@ def install_requirements(build: str, system: str | None = None) -> list[str]:
 def index_reachable(url: str = deps.TORCH_CPU_INDEX, timeout: float = 5.0) -> bool:
     """Whether the host of ``url`` accepts a connection within ``timeout`` s. pip would otherwise wait
     its full timeout, with retries, on an index that drops packets (many minutes) before moving on."""
-    import socket
-    from urllib.parse import urlparse
-
     parsed = urlparse(url)
     try:
         with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
@@ -120,20 +122,17 @@ def fix_command(target: str | os.PathLike | None = None, build: str | None = Non
     return quote(pip_command(install_requirements(build), target, build=build))
 
 
-def explain(missing: list[deps.Missing], target: str | os.PathLike | None = None) -> str:
+def explain_fix(target: str | os.PathLike | None = None) -> str:
+    """The fix for missing packages: the menu entry, or the one pip command."""
+    return ("Fix: Plugins > SoftCon > Install Python dependencies… (the plugin runs pip for you and states the "
+            f"download size first; no restart is needed), or run this one command:\n  {fix_command(target)}")
+
+
+def explain(missing: list[deps.Missing], target: str | os.PathLike | None = None, python: str | None = None) -> str:
     """What is missing, why, and how to fix it (shown in the message bar, log and errors)."""
-    target = target if target is not None else deps.deps_dir()
-    lines = [
-        f"SoftCon needs Python packages that QGIS's Python ({platform.python_version()}, "
-        f"{deps.python_executable()}) cannot import:",
-    ]
+    lines = [f"SoftCon needs Python packages that its Python ({python or deps.python_executable()}) cannot import:"]
     lines += [f"  - {m.module} ({m.requirement}): {m.error}" for m in missing]
-    lines += [
-        "Fix: Plugins > SoftCon > Install Python dependencies (the plugin runs pip for you and states the "
-        "download size first; restart QGIS afterwards), or run this one command, then restart QGIS:",
-        f"  {fix_command(target)}",
-    ]
-    return "\n".join(lines)
+    return "\n".join(lines + [explain_fix(target)])
 
 
 # ------------------------------------------------------------------------------------- running pip
@@ -152,20 +151,17 @@ def _pump(stream, pending) -> None:
 
 
 def _run(cmd: list[str], on_line: Callable[[str], None] | None = None,
-         is_cancelled: Callable[[], bool] | None = None, timeout: float = 3600) -> tuple[int, str]:
-    """Run ``cmd`` (pip, or the interpreter QGIS runs for the import check), passing each output line to
-    ``on_line``; stops it when ``is_cancelled()``. Returns (exit code, whole output); -1 if it could not
-    start, -2 if cancelled or out of time."""
-    import queue
-    import threading
-    import time
-
+         is_cancelled: Callable[[], bool] | None = None, timeout: float = 3600,
+         env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``cmd`` (pip, or the worker's interpreter for the import check) in ``env`` (default: pip's, see
+    :func:`_environment`), passing each output line to ``on_line``; stops it when ``is_cancelled()``.
+    Returns (exit code, whole output); -1 if it could not start, -2 if cancelled or out of time."""
     lines: list[str] = []
     try:
         # The plugin's only subprocesses: pip and the import check, with fixed argument lists (no shell),
         # run by the interpreter QGIS itself runs; requirement strings come from deps.REQUIREMENTS above.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,  # nosec B603
-                                encoding="utf-8", errors="replace", env=_environment(), bufsize=1)
+                                encoding="utf-8", errors="replace", env=env or _environment(), bufsize=1)
     except OSError as exc:
         return -1, f"Could not run {quote(cmd)}: {exc}"
     pending: queue.Queue = queue.Queue()
@@ -195,8 +191,6 @@ def plan(build: str, python: str | None = None, size_of: Callable[[str], int | N
     network settings); local files are measured directly. Returns (plan, pip's output); plan is None
     when pip cannot resolve the requirements (e.g. the CPU build of torch is not reachable).
     """
-    from urllib.parse import unquote, urlparse
-
     reqs = requirements if requirements is not None else install_requirements(build)
     with tempfile.TemporaryDirectory(prefix="softcon-pip-plan-") as tmp:
         report = Path(tmp) / "report.json"
@@ -231,13 +225,13 @@ def plan(build: str, python: str | None = None, size_of: Callable[[str], int | N
 
 def verify(folder: str | os.PathLike, path: list[str] | None = None, python: str | None = None,
            modules: tuple[str, ...] = deps.VERIFY_MODULES) -> list[deps.Missing]:
-    """Import ``modules`` in a fresh interpreter whose ``sys.path`` is exactly what QGIS will use
-    (``path``, default :func:`path_with_deps` of ``sys.path``), so a shadowed or broken package shows
-    here, before the user restarts QGIS. Returns the failures."""
-    path = path if path is not None else deps.path_with_deps(folder)
+    """Import ``modules`` in a fresh interpreter with the worker's environment for the packages in ``folder``
+    (or with exactly ``path`` as ``sys.path``), so a shadowed or broken package shows here, before the
+    folder is used. Returns the failures."""
     script = (
         "import importlib, json, sys\n"
-        "sys.path[:] = json.loads(sys.argv[1])\n"
+        "if sys.argv[1]:\n"
+        "    sys.path[:] = json.loads(sys.argv[1])\n"
         "out = {}\n"
         "through = json.loads(sys.argv[2])\n"
         "for m in sys.argv[3:]:\n"
@@ -246,9 +240,9 @@ def verify(folder: str | os.PathLike, path: list[str] | None = None, python: str
         "    except BaseException as e:\n"
         "        out[m] = f'{type(e).__name__}: {e}'\n"
         "print('SOFTCON-VERIFY ' + json.dumps(out))\n")
-    code, output = _run([python or deps.python_executable(), "-I", "-c", script, json.dumps(path),
+    code, output = _run([python or deps.python_executable(), "-c", script, json.dumps(path) if path else "",
                          json.dumps(deps.IMPORT_THROUGH), *modules],
-                        timeout=600)
+                        timeout=600, env=worker.environment(folder))
     requirement = dict(deps.REQUIREMENTS)
     marker = next((ln for ln in output.splitlines() if ln.startswith("SOFTCON-VERIFY ")), None)
     if marker is None:
@@ -292,24 +286,19 @@ def install(
                 return False, output[-4000:] + "\nInstall stopped; nothing was changed."
             return False, output[-4000:] + f"\npip failed (exit code {code}); nothing was changed."
         if on_line is not None:
-            on_line("Checking that the packages import with the path QGIS will use...")
-        failed = verify(staging, _path_for(staging, target), python, verify_modules) if verify_modules else []
+            on_line("Checking that the packages import in SoftCon's worker...")
+        failed = verify(staging, None, python, verify_modules) if verify_modules else []
         if failed:
             lines = [f"  - {m.module}: {m.error}" for m in failed]
             fix = quote(pip_command(requirements, target, python, extra_args, build, cpu_index))
             return False, "\n".join([output[-3000:], "pip finished, but these do not import:", *lines,
-                                     "Nothing was changed. The one command that fixes it (then restart QGIS):",
+                                     "Nothing was changed. The one command that fixes it:",
                                      f"  {fix}"])
+        deps.write_stamp(staging, build)
         _replace(staging, target)
-        deps.add_deps_to_path(target)
-        return True, output[-4000:] + f"\nInstalled into {target}; restart QGIS to use SoftCon."
+        return True, output[-4000:] + f"\nInstalled into {target}; SoftCon is ready (no restart needed)."
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _path_for(staging: Path, target: Path) -> list[str]:
-    """The path QGIS will use once ``staging`` is ``target``: target's place, staging's files."""
-    return [str(staging) if p == str(target) else p for p in deps.path_with_deps(target)]
 
 
 def _replace(new: Path, target: Path) -> None:

@@ -1,5 +1,6 @@
 """The plugin object QGIS creates through ``classFactory``: registers the Processing provider and,
-in desktop QGIS, checks the Python dependencies and installs them on request (see ``deps.py``).
+in desktop QGIS, checks the install record of the Python packages the worker needs (a file read: no import,
+see ``deps.py``) and installs them on request, usable at once (no restart).
 
 Installing is two background tasks: :class:`PlanTask` asks pip what it would download (so the dialog
 can state the size and the torch build before anything is fetched), then :class:`InstallTask` runs pip
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsTask
+from qgis import utils as qgis_utils
+from qgis.core import Qgis, QgsApplication, QgsBlockingNetworkRequest, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QMessageBox, QPushButton
+from qgis.PyQt.QtNetwork import QNetworkRequest
+from qgis.PyQt.QtWidgets import QAction, QDockWidget, QMessageBox, QPushButton, QTabWidget
 
 from . import deps, install
+from .provider import SoftConProvider
 
 LOG_TAG = "SoftCon"
 MENU = "&SoftCon"
@@ -25,12 +30,14 @@ def log(text: str, level=Qgis.Info) -> None:
     QgsMessageLog.logMessage(text, LOG_TAG, level)
 
 
+def desktop():
+    """QGIS's interface (``qgis.utils.iface``), read when needed: QGIS sets it after importing plugins, and it
+    is None headless (``qgis_process``, tests without a window)."""
+    return qgis_utils.iface
+
+
 def remote_size(url: str) -> int | None:
     """Size of a remote file from a HEAD request through QGIS's network settings (proxy, certificates)."""
-    from qgis.core import QgsBlockingNetworkRequest
-    from qgis.PyQt.QtCore import QUrl
-    from qgis.PyQt.QtNetwork import QNetworkRequest
-
     request = QgsBlockingNetworkRequest()
     if request.head(QNetworkRequest(QUrl(url))) != QgsBlockingNetworkRequest.NoError:
         return None
@@ -108,12 +115,10 @@ class SoftConPlugin:
         self.task = None
         self.plan: install.Plan | None = None
         self.last_install: tuple[bool, str] | None = None  # (success, pip's output tail) of the last install
-        self.bar_item = None  # the message bar's "packages missing" item, removed once installing starts
+        self.bar_item = None  # our message bar item ("packages missing", then "installing"), removed when done
 
     # --- Processing -------------------------------------------------------------------------
     def initProcessing(self) -> None:
-        from .provider import SoftConProvider
-
         if self.provider is None:
             provider = SoftConProvider()
             if QgsApplication.processingRegistry().addProvider(provider):
@@ -124,7 +129,7 @@ class SoftConPlugin:
     # --- desktop ----------------------------------------------------------------------------
     def initGui(self) -> None:
         self.initProcessing()
-        from qgis.utils import iface
+        iface = desktop()
 
         if iface is None:  # headless (qgis_process, tests without an interface)
             return
@@ -139,29 +144,28 @@ class SoftConPlugin:
                 log("The SoftCon provider was already removed.")
             self.provider = None
         if self.action is not None:
-            from qgis.utils import iface
+            iface = desktop()
 
             if iface is not None:
                 iface.removePluginMenu(MENU, self.action)
             self.action = None
 
-    def check_dependencies(self, interactive: bool = False) -> list[deps.Missing]:
-        """Import torch, timm, rasterio...; tell the user what is missing and offer to install it."""
-        missing = deps.check()
-        from qgis.utils import iface
-
-        if not missing:
+    def check_dependencies(self, interactive: bool = False) -> str:
+        """Whether the worker has its packages (:func:`.deps.problem`: cheap, on every start); if not, say so
+        and offer to install them. Returns the problem, or ``""``."""
+        problem = deps.problem()
+        iface = desktop()
+        if not problem:
             if interactive and iface is not None:
-                iface.messageBar().pushMessage(LOG_TAG, "All Python dependencies import.", Qgis.Success, 5)
-            return missing
-        log(install.explain(missing), Qgis.Warning)
+                iface.messageBar().pushMessage(LOG_TAG, f"SoftCon's Python packages are installed ("
+                                                        f"{deps.python_executable()}).", Qgis.Success, 5)
+            return problem
+        log(f"SoftCon's algorithms need Python packages: {problem}\n{install.explain_fix()}", Qgis.Warning)
         if iface is None:
-            return missing
+            return problem
         bar = iface.messageBar()
-        names = ", ".join(m.module for m in missing[:3]) + (", …" if len(missing) > 3 else "")
-        widget = bar.createMessage(
-            LOG_TAG, f"The algorithms need {len(missing)} Python package{'s' * (len(missing) > 1)} that QGIS's "
-                     f"Python lacks ({names}; details in the SoftCon log).")
+        widget = bar.createMessage(LOG_TAG, f"The algorithms need Python packages that are not installed yet "
+                                            f"({problem} Details in the SoftCon log.)")
         button = QPushButton("Install…", widget)
         button.clicked.connect(lambda: self.start_install())
         widget.layout().addWidget(button)
@@ -169,13 +173,13 @@ class SoftConPlugin:
         self.bar_item = widget
         if interactive:
             self.start_install()
-        return missing
+        return problem
 
     # --- installing -------------------------------------------------------------------------
     def start_install(self, build: str | None = None) -> None:
         """Step 1: find what pip would download for ``build`` (default: CPU unless an NVIDIA GPU is present)."""
         if self.busy():
-            from qgis.utils import iface
+            iface = desktop()
 
             if iface is not None:
                 iface.messageBar().pushMessage(LOG_TAG, "The install is already running (see the status bar).",
@@ -204,8 +208,8 @@ class SoftConPlugin:
             self.report_failure(
                 f"pip cannot find the packages for the {build.upper()} build of torch {deps.TORCH_VERSION} "
                 f"(no network, or the PyTorch index is unreachable); pip's output is in the SoftCon log. "
-                f"Once the package index is reachable, press Install… again or run this one command, then "
-                f"restart QGIS:\n\n{install.fix_command(build=build)}")
+                f"Once the package index is reachable, press Install… again or run this one command:"
+                f"\n\n{install.fix_command(build=build)}")
             return
         self.plan = plan
         log(f"Plan: {plan.summary()}")
@@ -221,7 +225,7 @@ class SoftConPlugin:
     def ask(self, plan: install.Plan) -> str | None:
         """The confirmation dialog: returns the build to install (``plan.build``), the other build to plan
         instead, or None (cancel)."""
-        from qgis.utils import iface
+        iface = desktop()
 
         other = "cuda" if plan.build == "cpu" else "cpu"
         gpu = "An NVIDIA GPU was found." if install.has_cuda_gpu() else "No NVIDIA GPU was found."
@@ -231,7 +235,7 @@ class SoftConPlugin:
         box.setText(f"Install the Python packages SoftCon needs into\n{deps.deps_dir()}?\n\n{plan.summary()}\n\n"
                     f"{gpu} The CPU build of torch is the small download and runs everywhere; the CUDA "
                     f"build (about 2.5 GB plus 3 GB of NVIDIA libraries) runs on NVIDIA GPUs. "
-                    f"Restart QGIS afterwards.")
+                    f"No restart is needed.")
         install_button = box.addButton(f"Install ({plan.download_bytes / 1e6:,.0f} MB)",
                                        QMessageBox.ButtonRole.AcceptRole)
         switch = box.addButton(f"Use the {other.upper()} build instead…", QMessageBox.ButtonRole.ActionRole)
@@ -243,8 +247,7 @@ class SoftConPlugin:
 
     def show_installing(self) -> None:
         """Say where the progress and pip's log are, and open the log on SoftCon's tab."""
-        from qgis.PyQt.QtWidgets import QDockWidget, QTabWidget
-        from qgis.utils import iface
+        iface = desktop()
 
         if iface is None:
             return
@@ -252,8 +255,9 @@ class SoftConPlugin:
         if self.bar_item is not None:
             bar.popWidget(self.bar_item)
             self.bar_item = None
-        bar.pushMessage(LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the "
-                                 "SoftCon tab of the Log Messages panel.", Qgis.Info, 0)
+        self.bar_item = bar.pushWidget(bar.createMessage(
+            LOG_TAG, "Installing the Python packages: progress in the status bar, pip's log in the SoftCon tab of "
+                     "the Log Messages panel."), Qgis.Info)
         iface.openMessageLog()
         dock = iface.mainWindow().findChild(QDockWidget, "MessageLog")
         tabs = dock.findChild(QTabWidget) if dock is not None else None
@@ -262,14 +266,14 @@ class SoftConPlugin:
                 tabs.setCurrentIndex(i)
 
     def report_failure(self, text: str) -> None:
-        from qgis.utils import iface
+        iface = desktop()
 
         log(text, Qgis.Critical)
         if iface is not None:  # the first line in the bar, the whole text (with the fix) under "Show more"
             iface.messageBar().pushMessage(LOG_TAG, text.splitlines()[0], text, Qgis.Critical, 0)
 
     def _install_done(self, ok: bool, output: str) -> None:
-        from qgis.utils import iface
+        iface = desktop()
 
         self.last_install = (ok, output)
         log(output.splitlines()[-1] if output else "", Qgis.Info if ok else Qgis.Critical)
@@ -278,5 +282,9 @@ class SoftConPlugin:
             self.report_failure(f"Installing SoftCon's Python packages failed.\n\n{tail}")
             return
         if iface is not None:
+            if self.bar_item is not None:  # "installing": done
+                iface.messageBar().popWidget(self.bar_item)
+                self.bar_item = None
             iface.messageBar().pushMessage(
-                LOG_TAG, "Python packages installed and checked. Restart QGIS to use SoftCon.", Qgis.Success, 0)
+                LOG_TAG, "Python packages installed and checked: SoftCon's algorithms are ready (no restart "
+                         "needed).", Qgis.Success, 0)

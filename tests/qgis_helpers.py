@@ -12,6 +12,7 @@ and breaks when called through a symlink or another name. The subprocess gets
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -22,7 +23,26 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+import numpy as np
+import rasterio
+import torch
+from qgis import processing
+from qgis.core import (QgsMapRendererSequentialJob, QgsMapSettings, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProject)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
+from rasterio.windows import from_bounds
+
+import softcon_qgis
+from core.io.raster import open_raster
+
+from core.io.sample_data import s2_scene_files
+
+from core.models.checkpoint import save_safetensors
+
+from core.models.registry import DEFAULT_MODEL
+
+from core.models.encoders import create_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
@@ -37,8 +57,6 @@ CROP_BOUNDS = (443230.0, 4162490.0, 447230.0, 4166490.0)
 @functools.lru_cache(maxsize=1)
 def shared_dir() -> Path:
     """A temporary folder shared by the tests of one pytest process (removed at exit)."""
-    import atexit
-
     path = Path(tempfile.mkdtemp(prefix="softcon-qgis-tests-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
@@ -48,12 +66,6 @@ def shared_dir() -> Path:
 @functools.lru_cache(maxsize=4)
 def scene_crop(bounds: tuple[float, float, float, float] = CROP_BOUNDS) -> Path:
     """The real Sentinel-2 L1C scene stacked onto its 10 m grid and cropped to ``bounds`` (13 named bands)."""
-    import rasterio
-    from rasterio.windows import from_bounds
-
-    from core.io.raster import open_raster
-    from core.io.sample_data import s2_scene_files
-
     out = shared_dir() / f"s2_crop_{int(bounds[0])}_{int(bounds[1])}.tif"
     with open_raster([str(f) for f in s2_scene_files()]) as ds:
         win = from_bounds(*bounds, ds.transform).round_offsets().round_lengths()
@@ -71,11 +83,6 @@ def scene_crop(bounds: tuple[float, float, float, float] = CROP_BOUNDS) -> Path:
 @functools.lru_cache(maxsize=1)
 def random_checkpoint() -> Path:
     """Random-init weights of the default model's architecture (seeded): valid, but not the shipped file."""
-    import torch
-
-    from core.models.checkpoint import save_safetensors
-    from core.models.registry import DEFAULT_MODEL, create_encoder
-
     torch.manual_seed(0)
     encoder, _ = create_encoder(DEFAULT_MODEL, pretrained=False)
     return Path(save_safetensors(encoder, shared_dir() / f"{DEFAULT_MODEL}_random.safetensors",
@@ -206,8 +213,6 @@ def run(alg_id: str, params: dict, feedback: QgsProcessingFeedback | None = None
     A failed run raises in ``processing.run``; the message the user reads is what the algorithm reported
     to the feedback (kept in ``feedback.errors``).
     """
-    from qgis import processing
-
     feedback = feedback or RecordingFeedback()
     try:
         return True, processing.run(alg_id, params, feedback=feedback), feedback
@@ -219,8 +224,6 @@ def run(alg_id: str, params: dict, feedback: QgsProcessingFeedback | None = None
 def load_provider():
     """Register the plugin's provider in the running QGIS the way qgis_process does (classFactory +
     initProcessing); returns the plugin object (call ``unload()`` to remove the provider)."""
-    import softcon_qgis
-
     plugin = softcon_qgis.classFactory(None)
     plugin.initProcessing()
     return plugin
@@ -228,6 +231,26 @@ def load_provider():
 
 def drop_layers() -> None:
     """Remove every layer from the project: a layer alive when QGIS exits crashes the process (exit 139)."""
-    from qgis.core import QgsProject
-
     QgsProject.instance().removeAllMapLayers()
+
+
+# ------------------------------------------------------------------------------------ drawing
+def render(layers, extent, crs, size=(480, 480)) -> QImage:
+    settings = QgsMapSettings()
+    settings.setLayers(layers)  # first = on top
+    settings.setDestinationCrs(crs)
+    settings.setExtent(extent)
+    settings.setOutputSize(QSize(*size))
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+def to_array(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format_RGB32)
+    ptr = image.constBits()
+    ptr.setsize(image.byteCount())
+    bgra = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)[:, :image.width()]
+    return bgra[..., 2::-1].copy()  # RGB

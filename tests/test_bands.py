@@ -6,7 +6,8 @@ import pytest
 import rasterio
 import torch
 
-from core.geo.bands import PRESETS, S1_GRD, S2_L1C, S2_L2A, canonical, parse_band_list, resolve_bands, select_bands
+from core.geo.bands import (PRESETS, S1_GRD, S2_L1C, S2_L2A, canonical, map_bands, parse_band_list, resolve_bands,
+                            select_bands)
 from core.errors import SoftConError
 
 
@@ -62,16 +63,39 @@ def test_partly_named_bands_resolve_by_elimination_or_stop():
 
 
 def test_missing_bands_are_named():
+    """Bands that are named need no band-order advice (it cannot help): the message says what is missing."""
     with pytest.raises(SoftConError) as err:
         resolve_bands(["B02", "B03", "B04", "B08"], S2_L1C)
     msg = str(err.value)
-    assert "B1, B5, B6, B7, B8A, B9, B11, B12" in msg and "--bands" in msg
+    assert "bands are B2, B3, B4, B8, but the model needs B1, B5, B6, B7, B8A, B9, B11, B12 too" in msg
+    assert "--bands" not in msg
+    with pytest.raises(SoftConError, match="--bands eurosat"):  # an unnamed band: the order may be the fix
+        map_bands(["B2", None, "B4", "B8"], S2_L1C)
     with pytest.raises(SoftConError, match="names 13 bands but the raster has 12"):
         resolve_bands([None] * 12, S2_L1C, "eurosat")
     with pytest.raises(SoftConError, match="Cannot tell which"):
         resolve_bands([None] * 5, S2_L1C)
-    with pytest.raises(SoftConError, match="lacks band\\(s\\) VH"):
+    with pytest.raises(SoftConError, match="needs VH too"):
         resolve_bands(["VV"], S1_GRD)
+
+
+def test_a_raster_the_model_cannot_use_names_the_models_that_can(tmp_path):
+    """A 10-band stack (no B1, B9) with a 13-band L1C model: the message names the model that fits."""
+    from core.embed.engine import embed_raster
+    from core.embed.spec import EmbedSpec
+    from core.models.registry import models_for
+
+    ten = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+    assert models_for(ten) == ["galileo_nano_s2"] and set(models_for(S2_L2A)) == set(models_for(S2_L1C))  # B10: 0
+    assert models_for(("B2", "B3", "B4", "B8")) == [] and models_for(S1_GRD)[0].startswith("B2_")
+    path = tmp_path / "ten.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=10, dtype="uint16", crs="EPSG:32618",
+                       transform=rasterio.Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(np.full((10, 8, 8), 1000, np.uint16))
+        dst.descriptions = ten
+    with pytest.raises(SoftConError) as err:
+        embed_raster(path, tmp_path / "e.tif", EmbedSpec(model="softcon_tiny_s2", pretrained=False))
+    assert "Models that can use this raster: galileo_nano_s2" in str(err.value), str(err.value)
 
 
 def test_s1_from_file_names_and_explicit_list():

@@ -15,15 +15,25 @@ import pytest
 import rasterio
 import shapely
 import torch
+from PIL import Image
+from pyogrio.raw import write
+from rasterio.windows import Window
 
+import toy_classifier
 from core import cache as embcache
 from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
 from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
+from core.classify.pixelmap import FeatureSource, full_spec, open_source
+from core.classify.spec import FitSpec
+from core.embed.spec import EmbedSpec
+from core.embed.tags import embedding_info
 from core.errors import SoftConError
 from core.geo.samples import read_vector
 from core.geo.crs import reproject
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.weights import cached_path
 
 OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
            "report.html", "quicklook.png")
@@ -42,7 +52,12 @@ def cache_root(tmp_path_factory):
 def demo(s2_scene_files, cache_root, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("demo") / "demo"
-    return run_demo(out, mode="dense", stride=64, device="cpu")
+    return run_demo(out, EmbedSpec(mode="dense", stride=64, device="cpu"), FitSpec())
+
+
+def as_trained(demo) -> EmbedSpec:
+    """The embedding settings the demo's classifier was trained with (its weights: trained or random-init)."""
+    return EmbedSpec(device="cpu", pretrained="random-init" not in demo.report["weights"])
 
 
 def _classes(path):
@@ -73,9 +88,6 @@ def test_demo_writes_every_output(demo):
 
 
 def test_demo_report_is_honest_and_accurate(demo):
-    from core.models.registry import DEFAULT_MODEL, get_record
-    from core.models.weights import cached_path
-
     r = json.loads(demo.report_json.read_text())
     trained = cached_path(get_record(DEFAULT_MODEL)) is not None
     assert ("random-init" in r["weights"]) != trained
@@ -95,11 +107,12 @@ def test_demo_report_is_honest_and_accurate(demo):
     assert r["samples"]["features_per_class"]["forest"] == 17
     assert abs(sum(r["area_fraction"].values()) - 1) < 1e-6
     assert "overall accuracy" in demo.report_txt.read_text() and "<table>" in demo.report_html.read_text()
+    # cross-validation is a hint: both reports say how to get a design-based estimate of the map
+    assert "python -m core.assess sample CLASSES.tif" in demo.report_txt.read_text()
+    assert "Create validation sample" in demo.report_html.read_text()
 
 
 def test_quicklook_shows_rgb_and_classes(demo):
-    from PIL import Image
-
     img = np.asarray(Image.open(demo.quicklook_png).convert("RGB"))
     assert img.shape[1] > 1200 and img.shape[0] > 600
     left, right = img[60:600, 20:600], img[60:600, 680:1250]
@@ -110,7 +123,7 @@ def test_quicklook_shows_rgb_and_classes(demo):
 
 @pytest.mark.qgis
 def test_style_loads_in_qgis(demo, qgis_new_project):
-    from qgis.core import QgsRasterLayer
+    from qgis.core import QgsRasterLayer  # the module's one QGIS test: qgis only here
 
     layer = QgsRasterLayer(str(demo.class_raster), "classes")
     assert layer.isValid()
@@ -124,15 +137,14 @@ def test_style_loads_in_qgis(demo, qgis_new_project):
 
 def test_warm_cache_gives_the_same_map(demo, tmp_path):
     """The second run reuses the cached embedding (its time: the report's timings_s.embedding)."""
-    r = run_demo(tmp_path / "again", mode="dense", stride=64, device="cpu")
+    r = run_demo(tmp_path / "again", EmbedSpec(mode="dense", stride=64, device="cpu"), FitSpec())
     assert r.report["embedding"]["from_cache"] is True and r.embedding == demo.embedding
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
 
 
 def test_saved_classifier_reapplied_gives_the_same_map(demo, tmp_path):
     for raster in (demo.embedding, demo_raster()):  # the embedding raster, and the original (cache hit)
-        r = apply_classifier(raster, demo.classifier, tmp_path / "applied", device="cpu",
-                             pretrained="random-init" not in demo.report["weights"])
+        r = apply_classifier(raster, demo.classifier, tmp_path / "applied", as_trained(demo))
         assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
         assert r.class_names == demo.class_names
 
@@ -142,49 +154,89 @@ def test_destinations_keep_only_the_chosen_outputs_at_their_paths(demo, tmp_path
     maps, docs = tmp_path / "maps", tmp_path / "docs"
     dests = {"class_raster": maps / "lc.tif", "confidence_raster": maps / "conf.tif",
              "report_html": docs / "lc.html", "quicklook_png": docs / "lc_quicklook.png"}
-    r = apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations=dests,
-                         pretrained="random-init" not in demo.report["weights"])
+    r = apply_classifier(demo.embedding, demo.classifier, maps, as_trained(demo),
+                         destinations=dests)
     assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]  # no stage folder, nothing else
     assert sorted(p.name for p in docs.iterdir()) == ["lc.html", "lc_quicklook.png"]
     assert (r.class_raster, r.probability_raster, r.report_json) == (maps / "lc.tif", None, None)
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
     assert "src='lc_quicklook.png'" in (docs / "lc.html").read_text(encoding="utf-8")
     with pytest.raises(SoftConError, match="class_raster"):
-        apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations={"report_html": docs / "x"},
-                         pretrained="random-init" not in demo.report["weights"])
+        apply_classifier(demo.embedding, demo.classifier, maps, as_trained(demo),
+                         destinations={"report_html": docs / "x"})
     assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]
 
 
 def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
-    from pyogrio.raw import write
-
     vec = read_vector(DEMO_POINTS, "class")
     utm = reproject(vec.geometries, vec.crs, "EPSG:32618")
     gpkg = tmp_path / "utm.gpkg"
     write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["landcover"], geometry_type="Point",
           crs="EPSG:32618", driver="GPKG")
-    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", method="prototype", compare_methods=False)
-    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", method="prototype", compare_methods=False)
+    fit = FitSpec(method="prototype", compare_methods=False)
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit)
+    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", EmbedSpec(), fit)
     assert np.array_equal(_classes(a.class_raster), _classes(b.class_raster))
     assert a.report["cross_validation"]["confusion_matrix"] == b.report["cross_validation"]["confusion_matrix"]
 
 
-def test_polygon_layer(demo, tmp_path):
+def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
+    """Codes such as 10..70 (a land-cover legend) stay the class raster's values, in its tags, style and saved
+    classifier: GIS users join maps by code. The map is the text-labelled one with the values renamed."""
     from pyogrio.raw import write
 
+    from core.classify.styles import class_values
+
+    assert class_values(["10", "20", "70"]) == [10, 20, 70] and class_values(["0", "1"]) == [1, 2]
+    assert class_values(["water", "10"]) == [1, 2] and class_values(["300", "1000"]) == [300, 1000]
+    vec = read_vector(DEMO_POINTS, "class")
+    code = {name: 10 * (i + 1) for i, name in enumerate(demo.class_names)}
+    gpkg = tmp_path / "codes.gpkg"
+    write(gpkg, shapely.to_wkb(vec.geometries), [np.array([code[v] for v in vec.labels], dtype=np.int32)],
+          ["class_id"], geometry_type="Point", crs="EPSG:4326", driver="GPKG")
+    fit = FitSpec(method="prototype", compare_methods=False)
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
+    b = classify(demo.embedding, gpkg, "class_id", tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
+    renamed = {i + 1: code[n] for i, n in enumerate(a.class_names)}
+    mapped = np.vectorize(lambda v: renamed.get(int(v), 0))(_classes(a.class_raster))
+    assert np.array_equal(_classes(b.class_raster), mapped)
+    assert b.class_names == [str(code[n]) for n in a.class_names]  # numeric order = the codes' order
+    with rasterio.open(b.class_raster) as ds:
+        assert json.loads(ds.tags()["CLASS_VALUES"]) == sorted(code.values()) and ds.colormap(1)[10][3] == 255
+    assert 'paletteEntry value="70"' in b.style_qml.read_text()
+    assert b.summary()["class_values"] == sorted(code.values())
+    again = apply_classifier(demo.embedding, b.classifier, tmp_path / "c", as_trained(demo))
+    assert np.array_equal(_classes(again.class_raster), _classes(b.class_raster))
+
+
+def test_polygon_layer(demo, tmp_path):
     vec = read_vector(DEMO_POINTS, "class")
     polys = shapely.buffer(reproject(vec.geometries, vec.crs, "EPSG:32618"), 100.0, cap_style="square")
     path = tmp_path / "polys.geojson"
     write(path, shapely.to_wkb(reproject(polys, "EPSG:32618", "EPSG:4326")),
           [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Polygon", crs="EPSG:4326",
           driver="GeoJSON")
-    r = classify(demo.embedding, path, "class", tmp_path / "poly", method="linear", max_pixels_per_polygon=3,
-                 compare_methods=False)
+    r = classify(demo.embedding, path, "class", tmp_path / "poly", EmbedSpec(), FitSpec(method="linear",
+                 max_pixels_per_polygon=3, compare_methods=False))
     s = r.report["samples"]
     assert s["geometry"] == "polygon" and s["features_used"] == 143
     assert 143 < sum(s["pixels_per_class"].values()) <= 3 * 143
     assert r.report["cross_validation"]["n_validated"] == sum(s["pixels_per_class"].values())
     assert r.report["cross_validation"]["overall_accuracy"] > 0.4
+
+
+def test_a_registered_toy_classifier_maps_and_is_compared(demo, tmp_path):
+    """A method added in one call (tests/toy_classifier.py) is fitted, mapped, saved, applied and compared."""
+    with toy_classifier.registered():
+        r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "toy", EmbedSpec(),
+                     FitSpec(method="centroid", params={"spread": 2.0}), save_classifier=True)
+        assert r.report["method"] == "centroid" and r.report["params"] == {"spread": 2.0}
+        rows = r.report["cross_validation"]["method_comparison"]
+        assert [row["method"] for row in rows if row["chosen"]] == ["centroid"]
+        assert {"linear", "knn", "centroid"} <= {row["method"] for row in rows}  # compared with the others
+        assert r.report["cross_validation"]["overall_accuracy"] > 0.5
+        again = apply_classifier(demo.embedding, r.classifier, tmp_path / "applied", as_trained(demo))
+        assert np.array_equal(_classes(again.class_raster), _classes(r.class_raster))
 
 
 def _assert_nothing_written(out_dir):
@@ -194,7 +246,7 @@ def _assert_nothing_written(out_dir):
 def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match=r"no field 'landuse'.*id, class"):
-        classify(demo.embedding, DEMO_POINTS, "landuse", out)
+        classify(demo.embedding, DEMO_POINTS, "landuse", out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     far = tmp_path / "far.geojson"
@@ -204,9 +256,9 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         f["geometry"]["coordinates"] = [lon + 30, lat]  # the same points in the Atlantic, far east
     far.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo.embedding, far, "class", out)
+        classify(demo.embedding, far, "class", out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo_raster(), far, "class", out, pretrained=False)  # caught before embedding
+        classify(demo_raster(), far, "class", out, EmbedSpec(pretrained=False), FitSpec())  # caught before embedding
     _assert_nothing_written(out)
 
     single = tmp_path / "single.geojson"
@@ -215,7 +267,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     doc["features"] = [f for f in doc["features"] if f["properties"]["class"] != "forest"] + forest[:1]
     single.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match=r"'forest': 1 .*at least 2"):
-        classify(demo.embedding, single, "class", out)
+        classify(demo.embedding, single, "class", out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     other = tmp_path / "other_model.tif"
@@ -223,13 +275,13 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     with rasterio.open(other, "r+") as ds:
         ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
     with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
-        classify(other, DEMO_POINTS, "class", out)
+        classify(other, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="trained on model 'galileo_nano_s2' embeddings but other_model.tif holds"):
-        apply_classifier(other, demo.classifier, out)
+        apply_classifier(other, demo.classifier, out, EmbedSpec())
     _assert_nothing_written(out)
 
-    with pytest.raises(SoftConError, match="Unknown method"):
-        classify(demo.embedding, DEMO_POINTS, "class", out, method="svm")
+    with pytest.raises(SoftConError, match="Unknown --method .svm.; use one of: auto, linear"):
+        classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec(method="svm"))
     _assert_nothing_written(out)
 
 
@@ -275,8 +327,6 @@ def test_embedding_cache_keys_hits_and_size_limit(tmp_path, monkeypatch):
 
 
 def _crop(src_path, out_path, row, col, size):
-    from rasterio.windows import Window
-
     with rasterio.open(src_path) as src:
         win = Window(col, row, size, size)
         profile = dict(src.profile, width=size, height=size, transform=src.window_transform(win))
@@ -295,8 +345,6 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
     (features ``emb``), trained on labels read off the demo's own map, so that the border windows'
     embeddings alone decide the ring.
     """
-    from pyogrio.raw import write
-
     scene = demo_raster()
     r0 = c0 = 640  # a multiple of the stride: both crops share the window grid
     big = _crop(scene, tmp_path / "big.tif", r0 - margin, c0 - margin, inner + 2 * margin)
@@ -312,9 +360,10 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
     pts = tmp_path / "pts.gpkg"
     write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
           crs=crs, driver="GPKG")
-    kw = dict(method="linear", features="emb", stride=stride, device="cpu", cv_folds=0, compare_methods=False)
-    a = classify(big, pts, "class", tmp_path / "big", save_classifier=tmp_path / "c.npz", **kw)
-    b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", device="cpu")
+    fit = FitSpec(method="linear", features="emb", cv_folds=0, compare_methods=False)
+    a = classify(big, pts, "class", tmp_path / "big", EmbedSpec(stride=stride, device="cpu"), fit,
+                 save_classifier=tmp_path / "c.npz")
+    b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", EmbedSpec(device="cpu"))
     ref = _classes(a.class_raster)[margin:margin + inner, margin:margin + inner]
     got = _classes(b.class_raster)
     ring = np.ones_like(got, bool)
@@ -331,9 +380,6 @@ def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_fi
 
 
 def test_training_features_are_the_map_features(demo):
-    from core.classify.pixelmap import FeatureSource, full_spec, open_source
-    from core.embed.tags import embedding_info
-
     emb = rasterio.open(demo.embedding)
     info = embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:
@@ -355,20 +401,20 @@ def test_training_features_are_the_map_features(demo):
 def test_apply_refuses_other_weights_mode_features_and_grid(demo, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match="comes from a random-init encoder"):
-        apply_classifier(demo_raster(), demo.classifier, out, pretrained=False)  # caught before embedding
+        apply_classifier(demo_raster(), demo.classifier, out, EmbedSpec(pretrained=False))  # caught before embedding
     rand = tmp_path / "random_init.tif"
     shutil.copy(demo.embedding, rand)
     with rasterio.open(rand, "r+") as ds:
         ds.update_tags(ns="SOFTCON", weights_id="random-init")
     with pytest.raises(SoftConError, match="random_init.tif comes from a random-init encoder"):
-        apply_classifier(rand, demo.classifier, out)
+        apply_classifier(rand, demo.classifier, out, EmbedSpec())
     with pytest.raises(SoftConError, match="--mode pooled cannot apply it"):
-        apply_classifier(demo.embedding, demo.classifier, out, mode="pooled")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"mode": "pooled"})
     with pytest.raises(SoftConError, match="feature groups"):
-        apply_classifier(demo.embedding, demo.classifier, out, features="emb+pixel" if
-                         demo.report["features"] != "emb+pixel" else "emb")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"features": "emb+pixel" if
+                         demo.report["features"] != "emb+pixel" else "emb"})
     with pytest.raises(SoftConError, match="pixel grid, not the embedding grid"):
-        apply_classifier(demo.embedding, demo.classifier, out, grid="embedding")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"grid": "embedding"})
     assert main(["apply", str(demo.embedding), "--classifier", str(demo.classifier), "--out-dir", str(out),
                  "--mode", "pooled"]) == 2
     _assert_nothing_written(out)

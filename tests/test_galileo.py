@@ -15,13 +15,20 @@ import rasterio
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
+from core.embed.tags import read_embedding_info
 from core.geo.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
 from core.models.checkpoint import load_weights
 from conftest import write_scene_crop
+from rasterio.windows import Window
 from core.errors import SoftConError
-from core.models.galileo import BANDS, GalileoEncoder, resize_kernel
-from core.models.registry import create_encoder, get_record
+from core.models.galileo import BANDS, fixed_time_month, GalileoEncoder, resize_kernel
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.encoders import create_encoder
 from core.geo.normalize import preprocess
+from train.pretrain import main, parse_args
+from core.io.raster import open_raster
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "models" / "galileo_nano" / "reference.npz"
 TOL = 1e-4
@@ -155,8 +162,6 @@ def test_strict_loading_names_the_key(tmp_path, change, key):
 
 def test_upstream_file_loads_with_other_modalities_dropped_by_name(tmp_path):
     """A state dict with upstream's extra keys (other modalities, fixed tables) loads and names what it dropped."""
-    from core.models.galileo import fixed_time_month
-
     state = _shipped_state()
     pos = torch.zeros(24, 32)
     pos[0] = fixed_time_month()[:32]
@@ -192,8 +197,6 @@ def scene_crop(tmp_path_factory, s2_scene_files):
 
 
 def _pretrain(crop, out, **kw):
-    from train.pretrain import main, parse_args
-
     args = dict(config="configs/galileo_nano_s2.toml", data=crop, bands="s2_l1c", patch_size=48, img_size=32,
                 batch_size=8, epochs=1, max_steps=2, proj_hidden=64, pred_hidden=64, proj_dim=32, num_workers=0,
                 threads=1, precision="fp32", log_every=1, save_every=0, progress="false", output_dir=out)
@@ -223,13 +226,6 @@ def test_continual_pretraining_starts_from_the_record_and_exports_a_usable_model
 
 def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, model, tmp_path):
     """core.embed on a real L1C crop: the 10 bands picked by name, unclipped scaling, same numbers as a direct call."""
-    from rasterio.windows import Window
-
-    from core.io.raster import open_raster
-    from core.embed.engine import embed_raster
-    from core.embed.tags import read_embedding_info
-    from core.models.registry import DEFAULT_MODEL
-
     assert DEFAULT_MODEL == "galileo_nano_s2"
     encoder, record = model
     crop = tmp_path / "crop.tif"
@@ -242,8 +238,8 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
             dst.write(data)
             for i, d in enumerate(ds.descriptions, start=1):
                 dst.set_band_description(i, d)
-    out = embed_raster(crop, tmp_path / "d.tif", encoder=(encoder, record), mode="dense", stride=32, precision="fp32",
-                       dtype="float32", device="cpu")
+    out = embed_raster(crop, tmp_path / "d.tif", EmbedSpec(mode="dense", stride=32, precision="fp32", dtype="float32",
+                       device="cpu"), encoder=(encoder, record))
     info = read_embedding_info(out)
     assert info["model"] == "galileo_nano_s2" and info["dim"] == 128 and info["bands"] == list(BANDS)
     with rasterio.open(out) as ds:

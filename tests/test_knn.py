@@ -8,9 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+import torch
 
 from core.errors import SoftConError
-from core.classify.classifiers import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.methods import METHODS
+from train.linear_probe import knn_scores
 
 
 def _dino_reference(train, labels, test, k, t, n_classes):
@@ -58,7 +63,7 @@ def eurosat_features(eurosat_dir: Path):
     return np.array(x), np.array(y), classes
 
 
-@pytest.mark.parametrize("method", list(CLASSIFIERS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_methods_separate_real_eurosat_classes(eurosat_features, method):
     """On real patches every method must beat chance (10 %) by far on held-out patches."""
     x, y, classes = eurosat_features
@@ -86,9 +91,6 @@ def test_linear_and_prototype_handle_a_class_missing_from_training():
 
 
 def test_linear_binary_matches_sklearn():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     rng = np.random.default_rng(3)
     x = rng.normal(size=(80, 6)).astype(np.float32)
     y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
@@ -98,7 +100,7 @@ def test_linear_binary_matches_sklearn():
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", list(CLASSIFIERS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_save_load_round_trip_without_pickle(tmp_path, method):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(60, 16)).astype(np.float32)
@@ -131,10 +133,6 @@ def test_bad_classifier_inputs(tmp_path):
 def test_centred_knn_is_the_probes_knn_and_survives_saving(eurosat_features, tmp_path):
     """The map's kNN with center=True gives the linear probe's kNN scores on real EuroSAT features, is
     unchanged by a common offset (which moves the uncentred one), and reads back centred."""
-    import torch
-
-    from train.linear_probe import knn_scores
-
     x, y, classes = eurosat_features
     rng = np.random.default_rng(0)
     test = rng.random(len(y)) < 0.3

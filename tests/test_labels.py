@@ -5,9 +5,12 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
+from rasterio.warp import calculate_default_transform, reproject, Resampling
 
 from core.geo.bands import PRESETS
 from core.errors import SoftConError
+from train.data import landcover_on_grid, stack_bands
 from train.labels import (DW_CLASSES, NO_CLASS, WORLDCOVER_TO_DW, labels_from_class_map, labels_from_landcover,
                           load_ssl4eo_labels, multi_hot, spectral_classes, spectral_labels)
 
@@ -17,8 +20,6 @@ WATER, TREES, BUILT = DW_CLASSES.index("water"), DW_CLASSES.index("trees"), DW_C
 @pytest.fixture(scope="module")
 def eurosat(eurosat_dir):
     """{class: (N, 13, 64, 64) uint16} in EuroSAT band order."""
-    import rasterio
-
     out = {}
     for folder in sorted(p for p in eurosat_dir.iterdir() if p.is_dir()):
         arrays = []
@@ -122,11 +123,6 @@ def test_worldcover_mapping():
 
 def test_landcover_raster_on_scene_grid(tmp_path, s2_scene_files):
     """A Dynamic World raster in another CRS and resolution lands on the 10 m grid of the real scene."""
-    import rasterio
-    from rasterio.warp import calculate_default_transform, reproject, Resampling
-
-    from train.data import landcover_on_grid, stack_bands
-
     with rasterio.open(s2_scene_files[1]) as src:   # B2, 10 m
         transform, crs = src.transform, src.crs   # the top-left 400 x 400 px window
     grid = {"crs": crs, "transform": transform, "height": 400, "width": 400}

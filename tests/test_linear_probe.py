@@ -9,12 +9,21 @@ import numpy as np
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from core.device import autocast
 from core.geo.bands import S2_L1C
 from core.errors import SoftConError
+from core.io.sample_data import bigearthnet_dir
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.geo.stats import S2A_MEAN, S2C_MEAN
+from core.models.encoders import create_encoder
+from core.models.weights import sha256sum
 from train import linear_probe as lp
-from train.bigearthnet import BEN_19
-from train.features import read_bigearthnet, read_class_folders
+from train.bigearthnet import BEN_19, BigEarthNet, fraction_split, statistics_for
+from train.bigearthnet import read_bigearthnet
+from train.features import (encoder_features, model_input, read_class_folders, spectral_features, stream_features,
+                            token_stats)
 
 FIELDS = {"model", "features", "dim", "protocol", "n_train", "classes", "precision", "knn", "linear", "seconds"}
 
@@ -86,8 +95,6 @@ def test_train_test_split_with_linear_probe_features(eurosat_dir, tmp_path):
 
 
 def test_bigearthnet_reader_maps_19_classes():
-    from core.io.sample_data import bigearthnet_dir
-
     data = read_bigearthnet(bigearthnet_dir("S2"), S2_L1C)
     assert data.x.shape == (6, 13, 120, 120) and data.multilabel and data.y.shape == (6, 19)
     assert data.x[:, S2_L1C.index("B10")].abs().max() == 0  # L2A has no B10: zero-filled
@@ -102,9 +109,6 @@ def test_bigearthnet_reader_maps_19_classes():
 
 
 def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
-    from core.io.sample_data import bigearthnet_dir
-    from train.features import encoder_features
-
     root = bigearthnet_dir("S2")
     for args in (["--model", "softcon_tiny_s2", "--spectral"],
                  ["--model", "softcon_tiny_s2", "--random-init", "--feature", "linear_probe"]):
@@ -120,14 +124,12 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
         on_disk = np.load(feat / "train_features.npy")
         assert on_disk.shape == (6, r["dim"]) and np.isfinite(on_disk).all()
     # streaming in batches of 4 (64 here: one batch) gives what embedding all patches at once gives
-    from core.models.registry import create_encoder
-    from train.bigearthnet import BigEarthNet, statistics_for
+    from core.models.encoders import create_encoder
 
     torch.manual_seed(0)
     enc, rec = create_encoder("softcon_tiny_s2")
     rec = statistics_for(rec)
     data = BigEarthNet(root, rec.bands)
-    from train.features import stream_features
 
     streamed = stream_features(data.read, len(data), lambda x: encoder_features(enc, rec, x)[0], tmp_path / "f.npy",
                                batch_size=4)
@@ -136,10 +138,6 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
 
 
 def test_l2a_statistics_for_an_l1c_model():
-    from core.models.registry import get_record
-    from core.geo.normalize import S2A_MEAN, S2C_MEAN
-    from train.bigearthnet import statistics_for
-
     rec = statistics_for(get_record("softcon_tiny_s2"))
     b10 = S2_L1C.index("B10")
     assert rec.mean[1] == S2A_MEAN[1] and rec.mean[b10] == S2C_MEAN[b10] and rec.mean[-1] == S2A_MEAN[-1]
@@ -148,8 +146,6 @@ def test_l2a_statistics_for_an_l1c_model():
 
 
 def test_ten_percent_split_rule():
-    from train.bigearthnet import fraction_split
-
     names = [f"S2A_MSIL2A_{i:06d}" for i in range(1000)]
     ten = fraction_split(names, 0.1, seed=42)
     assert len(ten) == 100 and ten == sorted(ten) and set(ten) <= set(names)
@@ -183,7 +179,6 @@ def test_bad_inputs_raise_clear_errors(tmp_path, eurosat_dir):
 def test_checkpoint_is_evaluated_through_core(eurosat_dir, tmp_path):
     # A weights file in the project's format (timm keys, metadata naming the model) is found by name.
     from core.models.checkpoint import save_safetensors
-    from core.models.registry import create_encoder
 
     torch.manual_seed(1)
     enc, _ = create_encoder("softcon_tiny_s2", pretrained=False)
@@ -203,11 +198,6 @@ def test_shipped_default_model(eurosat_dir):
     # The embedded default model: <= 10 MB safetensors (float32: float16 would move Galileo's outputs past the
     # reference tolerance), sha256 as recorded, loads strictly through core, bf16 embeddings match float32.
     from safetensors import safe_open
-
-    from core.device import autocast
-    from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
-    from core.models.weights import sha256sum
-    from train.features import model_input
 
     record = get_record(DEFAULT_MODEL)
     path = Path(record.local_path)
@@ -229,11 +219,6 @@ def test_shipped_default_model(eurosat_dir):
 
 def test_texture_and_token_stats_features(eurosat_dir):
     """The feature variants of the default-model study: hand-made texture, dense-feature statistics."""
-    import torch.nn.functional as F
-
-    from core.models.registry import create_encoder
-    from train.features import model_input, read_class_folders, spectral_features, token_stats
-
     enc, rec = create_encoder("softcon_tiny_s2", pretrained=False)
     data = read_class_folders(eurosat_dir, rec.bands, "eurosat")
     x = data.x[::16]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skops.io as sio
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from core.classify.compat import check_compatible
 from core.errors import SoftConError
-from core.classify.features import FeatureSpec, parse_features, pixel_features, upsample_rows
+from core.classify.features import FeatureSpec, pixel_features, upsample_rows
+from core.classify.spec import parse_features
 from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
 from core.embed.windows import reflect_outside
 
@@ -86,9 +89,6 @@ class Rogue:
 
 
 def test_forest_file_with_untrusted_or_wrong_types_is_refused(tmp_path):
-    import skops.io as sio
-    from sklearn.linear_model import LogisticRegression
-
     clf = make_classifier("rf", 2).fit(np.eye(4), [0, 1, 0, 1])
     for obj, message in ((Rogue(), "holds types this tool does not load.*Rogue"),
                          (LogisticRegression().fit(np.eye(4), [0, 1, 0, 1]), "holds a LogisticRegression, not")):

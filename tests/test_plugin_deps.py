@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,9 +19,12 @@ from pathlib import Path
 
 import pytest
 from qgis.core import Qgis, QgsApplication
+from qgis.PyQt.QtWidgets import QPushButton
 
 import qgis_helpers as helpers
+import softcon_qgis
 from softcon_qgis import deps, install
+from softcon_qgis.plugin import InstallTask, SoftConPlugin
 
 pytestmark = pytest.mark.qgis
 FAKE = ("softcon_absent_pkg", "softcon-absent-pkg==1.0")
@@ -153,21 +157,24 @@ def test_python_executable_is_this_python():
     assert out == sys.prefix
 
 
-# ------------------------------------------------------------------------------------- sys.path
-def test_deps_folder_goes_before_site_packages(tmp_path, monkeypatch):
-    path = ["/usr/share/qgis/python", "/usr/lib/python311.zip", "/usr/lib/python3.11",
-            "/usr/lib/python3/dist-packages", "/home/u/.local/share/QGIS/QGIS3/profiles/default/python/plugins"]
-    got = deps.path_with_deps("/deps", path)
-    assert got == path[:3] + ["/deps"] + path[3:]
-    assert deps.path_with_deps("/deps", got) == got  # idempotent
-    monkeypatch.setattr(sys, "path", list(sys.path))
+# ------------------------------------------------------------------------------------- the worker's path
+def test_worker_environment_puts_the_packages_before_site_packages(tmp_path):
+    """The worker gets the plugin and the packages folder first on PYTHONPATH: before the system's
+    site-/dist-packages (Debian's sympy there breaks torch), and the JSON-lines protocol on."""
+    from softcon_qgis import worker
+
     folder = deps.deps_dir(tmp_path)
     assert folder == tmp_path / "python" / "softcon_qgis_deps" / f"py{sys.version_info[0]}{sys.version_info[1]}"
-    assert not deps.add_deps_to_path(folder)  # absent: nothing added
+    env = worker.environment(folder, base={"PATH": "/usr/bin", "PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(worker.PLUGIN_PARENT), "/elsewhere"]  # absent: not added
     folder.mkdir(parents=True)
-    assert deps.add_deps_to_path(folder)
-    first_site = next(i for i, p in enumerate(sys.path) if Path(p).name in ("site-packages", "dist-packages"))
-    assert sys.path[first_site - 1] == str(folder)
+    env = worker.environment(folder, base={"PATH": "/usr/bin"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(worker.PLUGIN_PARENT), str(folder)]
+    assert env["SOFTCON_PROGRESS"] == "jsonl" and env["PYTHONNOUSERSITE"] == "1"
+    path = json.loads(subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(sys.path))"],
+                                     capture_output=True, text=True, check=True, env=env).stdout)
+    first_site = next(i for i, p in enumerate(path) if Path(p).name in ("site-packages", "dist-packages"))
+    assert path.index(str(folder)) < first_site
 
 
 @pytest.mark.skipif(not (SYSTEM_PYTHON.is_file() and (DIST_PACKAGES / "sympy").is_dir()),
@@ -175,7 +182,7 @@ def test_deps_folder_goes_before_site_packages(tmp_path, monkeypatch):
 def test_verify_catches_the_debian_sympy_shadowing():
     """The failure a Debian user met: the packages folder *after* dist-packages lets Debian's sympy 1.11
     hide the sympy torch needs. verify() sees it in a subprocess of the system Python with exactly that
-    path; with the folder placed by path_with_deps, the same import works."""
+    path; in the worker's own environment (the folder first on PYTHONPATH) the same import works."""
     venv_site = Path(subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True).stdout.strip())
     base = json.loads(subprocess.run([str(SYSTEM_PYTHON), "-I", "-c", "import sys, json; print(json.dumps(sys.path))"],
@@ -184,17 +191,32 @@ def test_verify_catches_the_debian_sympy_shadowing():
     module = ("torch.utils._sympy.functions",)  # the torch module that imports sympy's newer API
     appended = install.verify(venv_site, base + [str(venv_site)], str(SYSTEM_PYTHON), module)
     assert len(appended) == 1 and "equal_valued" in appended[0].error, appended
-    assert install.verify(venv_site, deps.path_with_deps(venv_site, base), str(SYSTEM_PYTHON), module) == []
+    assert install.verify(venv_site, None, str(SYSTEM_PYTHON), module) == []
 
 
-# ------------------------------------------------------------------------------------- check, explain
-def test_check_finds_missing_and_explains_the_fix(tmp_path):
-    assert deps.check() == []  # everything imports in this environment
-    missing = deps.check(deps.REQUIREMENTS + (FAKE,))
-    assert [m.module for m in missing] == ["softcon_absent_pkg"]
-    assert "No module named" in missing[0].error
+# ------------------------------------------------------------------------------------- the start-up check
+def test_start_up_check_reads_the_install_record(tmp_path, monkeypatch):
+    """What QGIS checks on every start without importing anything: the install record of the plugin's packages
+    folder, or (without one) that every module is on the path; a developer's SOFTCON_PYTHON is trusted."""
+    monkeypatch.delenv(deps.PYTHON_OVERRIDE, raising=False)
+    folder = tmp_path / "deps"
+    assert deps.problem(folder) == ""  # no folder: everything is on this Python's path
+    monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (FAKE,))
+    assert deps.problem(folder) == "QGIS's Python has no softcon_absent_pkg."
+    folder.mkdir()
+    assert "no install record" in deps.problem(folder)
+    deps.write_stamp(folder, "cpu")
+    assert deps.problem(folder) == ""
+    monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS[:-1])  # a plugin update that needs other packages
+    assert "not the ones this plugin version needs (requirements)" in deps.problem(folder)
+    monkeypatch.setenv(deps.PYTHON_OVERRIDE, sys.executable)
+    assert deps.problem(folder) == ""
+
+
+def test_explain_names_the_fix(tmp_path):
+    missing = [deps.Missing("softcon_absent_pkg", "softcon-absent-pkg==1.0", "No module named 'softcon_absent_pkg'")]
     text = install.explain(missing, target=tmp_path / "deps")
-    assert "softcon_absent_pkg" in text and "softcon-absent-pkg==1.0" in text
+    assert "softcon_absent_pkg" in text and "softcon-absent-pkg==1.0" in text and "no restart" in text
     fix = install.fix_command(tmp_path / "deps")
     assert fix in text and f"--target {tmp_path / 'deps'}" in fix and "-m pip install" in fix
     assert "torch==2.13.0" in fix and "numpy>=1.26,<2" in fix  # the whole set, never only the missing one
@@ -218,7 +240,6 @@ def test_plan_states_the_download_size(tmp_path):
 def test_install_replaces_the_folder_only_when_the_new_one_imports(tmp_path, monkeypatch):
     """Real pip, offline: into a fresh folder, checked by importing it in a subprocess, then swapped in.
     A failing pip run or a package that does not import leaves the previous folder untouched."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
     target = tmp_path / "deps"
     lines = []
     ok, output = install.install([str(tiny_project(tmp_path))], target=target, python=sys.executable,
@@ -228,11 +249,8 @@ def test_install_replaces_the_folder_only_when_the_new_one_imports(tmp_path, mon
     assert (target / "softcon_tiny_dep" / "__init__.py").is_file()
     assert any(ln.startswith("$ ") and "--target" in ln for ln in lines)
     assert any("Checking that the packages import" in ln for ln in lines)
-    assert str(target) in sys.path
-    import softcon_tiny_dep
-
-    assert softcon_tiny_dep.VALUE == 42
-    del sys.modules["softcon_tiny_dep"]
+    assert str(target) not in sys.path  # QGIS's own process never imports the packages: only the worker does
+    assert json.loads((target / deps.STAMP).read_text())["requirements"] == [r for _, r in deps.REQUIREMENTS]
     # pip fails: nothing changes
     ok, output = install.install(["softcon-absent-pkg==1.0"], target=target, python=sys.executable,
                                  extra_args=("--no-index",), timeout=300)
@@ -259,12 +277,11 @@ def test_install_can_be_cancelled(tmp_path):
 def test_plugin_gui_reports_missing_packages(qgis_iface, monkeypatch):
     """Desktop start-up with a package missing: a message bar with an Install button and the full
     explanation in the log, no traceback; the menu action is added and removed."""
-    import softcon_qgis
-    from qgis.PyQt.QtWidgets import QPushButton
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg, level)))
     monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (FAKE,))
+    monkeypatch.delenv(deps.PYTHON_OVERRIDE, raising=False)
+    monkeypatch.setattr(deps, "deps_dir", lambda settings_dir=None: Path("/nonexistent/softcon_qgis_deps"))
     plugin = softcon_qgis.classFactory(qgis_iface)
     plugin.initGui()
     try:
@@ -284,8 +301,6 @@ def test_plugin_gui_reports_missing_packages(qgis_iface, monkeypatch):
 def test_install_task_shows_progress_and_logs_pip(qgis_iface, tmp_path, monkeypatch):
     """The task behind Install…: pip's lines in the SoftCon log tab, the progress bar moving, the result
     in the message bar."""
-    from softcon_qgis.plugin import InstallTask, SoftConPlugin
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg)))
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -309,8 +324,6 @@ def test_install_task_shows_progress_and_logs_pip(qgis_iface, tmp_path, monkeypa
 def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
     """When pip cannot resolve (no network, CPU index unreachable) the message bar says so and the full
     text, with the one command that fixes it, is in the log."""
-    from softcon_qgis.plugin import SoftConPlugin
-
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append(msg))
     SoftConPlugin()._planned("cpu", None, "ERROR: No matching distribution found for torch==2.13.0+cpu")
@@ -319,8 +332,6 @@ def test_unreachable_packages_name_the_fix(qgis_iface, monkeypatch):
 
 
 def test_install_is_not_started_twice(qgis_iface, tmp_path):
-    from softcon_qgis.plugin import InstallTask, SoftConPlugin
-
     plugin = SoftConPlugin()
     queued = InstallTask(["softcon-absent-pkg==1.0"], plugin._install_done, target=tmp_path / "deps")
     plugin.task = queued  # queued, not yet run: pressing Install… again must not start a second pip
@@ -330,12 +341,17 @@ def test_install_is_not_started_twice(qgis_iface, tmp_path):
 
 
 def test_algorithm_explains_missing_packages_instead_of_a_traceback(qgis_processing, monkeypatch):
+    """The worker's Python lacks the packages (here: Debian's own python3, without torch or rasterio): the run
+    fails with the missing module and the one command that fixes it, not a traceback."""
+    if not SYSTEM_PYTHON.is_file():
+        pytest.skip("needs the system Python")
+    monkeypatch.setenv(deps.PYTHON_OVERRIDE, str(SYSTEM_PYTHON))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     plugin = helpers.load_provider()
     try:
-        monkeypatch.setattr(deps, "REQUIREMENTS", deps.REQUIREMENTS + (FAKE,))
         ok, _, fb = helpers.run("softcon:modelinfo", {"ACTION": "list"})
     finally:
         plugin.unload()
     message = "\n".join(fb.errors)
-    assert not ok and "softcon-absent-pkg==1.0" in message and "-m pip install" in message
+    assert not ok and "No module named" in message and "-m pip install" in message, message
     assert "Traceback" not in message

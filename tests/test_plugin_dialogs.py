@@ -8,10 +8,16 @@ import configparser
 import re
 
 import pytest
-from qgis.core import QgsFeature, QgsField, QgsProcessingFeedback, QgsProject, QgsVectorLayer
+import rasterio
+from processing import createAlgorithmDialog
+from qgis import processing
+from qgis.core import QgsApplication, QgsFeature, QgsField, QgsProcessingFeedback, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
+from qgis.PyQt.QtSvg import QSvgRenderer
 
 import qgis_helpers as helpers
+from softcon_qgis.algorithms.base import gui_words, make_progress
+from softcon_qgis.algorithms.widgets import guess_class_field, model_label, ModelWrapper
 
 pytestmark = pytest.mark.qgis
 
@@ -25,8 +31,6 @@ def plugin(qgis_processing):
 
 
 def algorithms():
-    from qgis.core import QgsApplication
-
     return QgsApplication.processingRegistry().providerById("softcon").algorithms()
 
 
@@ -38,8 +42,6 @@ def panel(monkeypatch):
 
 
 def dialog(alg_id: str, params: dict | None = None):
-    from processing import createAlgorithmDialog
-
     dlg = createAlgorithmDialog(alg_id, params or {})
     assert dlg is not None, alg_id
     return dlg
@@ -64,8 +66,6 @@ def memory_points(fields: list[tuple[str, QVariant.Type]], rows: list[list]) -> 
 
 # ------------------------------------------------------------------------------------------ models
 def test_models_are_listed_by_human_name(plugin, panel):
-    from softcon_qgis.algorithms.widgets import model_label
-
     assert model_label("B13_vits14_softcon").startswith("SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - ")
     size = re.search(r" - (\d+) MB download$", model_label("B13_vits14_softcon"))
     assert size and 80 <= int(size.group(1)) <= 95, model_label("B13_vits14_softcon")  # 22 M float32 weights
@@ -73,8 +73,6 @@ def test_models_are_listed_by_human_name(plugin, panel):
     assert model_label("B13_vitb14_softcon").endswith("MB download")
     dlg = dialog("softcon:classify")
     try:
-        from softcon_qgis.algorithms.widgets import ModelWrapper
-
         model = wrapper(dlg, "MODEL")
         assert isinstance(model, ModelWrapper)
         combo = model.widget
@@ -92,8 +90,6 @@ def test_models_are_listed_by_human_name(plugin, panel):
 
 # ------------------------------------------------------------------------------------------ class field
 def test_class_field_guess():
-    from softcon_qgis.algorithms.widgets import guess_class_field
-
     rows = [[i, 100 + i, f"site {i}", ["water", "marsh", "sand"][i % 3], i % 4] for i in range(12)]
     fields = [("fid", QVariant.Int), ("id", QVariant.Int), ("name", QVariant.String), ("landcover", QVariant.String),
               ("code", QVariant.Int)]
@@ -101,6 +97,11 @@ def test_class_field_guess():
     no_text = memory_points([("id", QVariant.Int), ("code", QVariant.Int)], [[i, i % 4] for i in range(12)])
     assert guess_class_field(no_text) == "code"
     assert guess_class_field(memory_points([("id", QVariant.Int)], [[i] for i in range(5)])) is None
+    # integer class codes in class_id (the trial's layer): not fid, not a unique integer, not a measurement
+    codes = [[i, 1000 + i, 10 * (1 + i % 7), i * 3] for i in range(30)]
+    layer = memory_points([("fid", QVariant.Int), ("plot", QVariant.Int), ("class_id", QVariant.Int),
+                           ("height", QVariant.Int)], codes)
+    assert guess_class_field(layer) == "class_id"
     demo = QgsVectorLayer(str(helpers.demo_points()), "demo", "ogr")
     assert guess_class_field(demo) == "class"
 
@@ -116,6 +117,15 @@ def test_class_field_is_preselected_in_the_dialog(plugin, panel):
     finally:
         dlg.close()
         QgsProject.instance().removeMapLayer(layer.id())
+    # nothing looks like classes: no field is chosen (not the first one, fid), so the run asks for one
+    ids = memory_points([("fid", QVariant.Int), ("name", QVariant.String)], [[i, f"p{i}"] for i in range(9)])
+    QgsProject.instance().addMapLayer(ids)
+    dlg = dialog("softcon:classify", {"TRAINING": ids.id()})
+    try:
+        assert not wrapper(dlg, "CLASS_FIELD").parameterValue()
+    finally:
+        dlg.close()
+        QgsProject.instance().removeMapLayer(ids.id())
 
 
 # ------------------------------------------------------------------------------------------ wording
@@ -134,12 +144,9 @@ def test_labels_and_help_read_like_the_dialog(plugin):
 
 def test_core_errors_name_the_dialog_not_the_command_line(plugin, tmp_path):
     """A real band-order failure from core: no unnamed bands are guessed, and the fix is said in GUI words."""
-    from softcon_qgis.algorithms.base import gui_words
-
     text = gui_words("Give the band order explicitly (e.g. --bands eurosat or --bands B1,B2,...) or use a raster "
                      "with those bands. Use --bbox and --device cpu.")
     assert "--" not in text and "choose a band order in Advanced" in text and "the Extent" in text
-    import rasterio
 
     unnamed = tmp_path / "unnamed.tif"
     with rasterio.open(helpers.scene_crop()) as src:
@@ -172,8 +179,6 @@ class TextFeedback(QgsProcessingFeedback):
 
 
 def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path):
-    from softcon_qgis.algorithms.base import make_progress
-
     fb = TextFeedback()
     progress = make_progress(fb)
     progress.log("softcon_tiny_s2: dense embeddings, 3000 windows of 64 px every 32 px -> 50 x 50 x 192 on cpu")
@@ -189,10 +194,8 @@ def test_progress_reads_n_of_n_windows_without_a_line_per_batch(plugin, tmp_path
 
 
 def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
-    """A real Classify run loaded as the dialog loads it: outputs named after the input, no staging path
-    or per-batch line in the log."""
-    from qgis import processing
-
+    """A real Classify run loaded as the dialog loads it: outputs named after the input, the method and the
+    time, no staging path or per-batch line in the log."""
     monkeypatch.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-dialogs"))
     fb = TextFeedback()
     res = processing.runAndLoadResults("softcon:classify", {
@@ -203,8 +206,9 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
     try:
         stem = helpers.scene_crop().stem
         names = {lyr.source(): lyr.name() for lyr in QgsProject.instance().mapLayers().values()}
-        assert names[res["OUTPUT_CLASSES"]] == f"{stem} - classes"
-        assert names[res["OUTPUT_CONFIDENCE"]] == f"{stem} - confidence"
+        # repeated runs are told apart: method and time after what the layer holds
+        assert re.fullmatch(rf"{stem} - classes \(knn, \d\d:\d\d\)", names[res["OUTPUT_CLASSES"]]), names
+        assert re.fullmatch(rf"{stem} - confidence \(knn, \d\d:\d\d\)", names[res["OUTPUT_CONFIDENCE"]]), names
         assert not any(".softcon-" in line for line in fb.infos + fb.texts), fb.infos
         assert len(fb.texts) <= 15, fb.texts
         assert any(re.fullmatch(r"\d+ of \d+ windows", t) for t in fb.texts), fb.texts
@@ -214,8 +218,6 @@ def test_classify_log_and_layer_names(plugin, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ icon
 def test_plugin_icon_in_toolbox_and_plugin_manager(plugin, repo_root):
-    from qgis.PyQt.QtSvg import QSvgRenderer
-
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(repo_root / "metadata.txt")
     icon = repo_root / "softcon_qgis" / meta["general"]["icon"]

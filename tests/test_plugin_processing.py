@@ -4,22 +4,24 @@ random-init checkpoint file given as the checkpoint parameter). Checks the outpu
 extent, band count, and the styles QGIS applies."""
 from __future__ import annotations
 
-from pathlib import Path
-
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (
-    QgsApplication,
-    QgsProcessingFeatureSourceDefinition,
-    QgsProject,
-    QgsRasterLayer,
-    QgsVectorLayer,
-)
+from pyproj import Transformer
+from qgis import processing
+from qgis.core import (QgsApplication, QgsProcessingFeatureSourceDefinition, QgsProcessingModelAlgorithm,
+                       QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource,
+                       QgsProcessingModelOutput, QgsProcessingModelParameter, QgsProcessingParameterRasterLayer,
+                       QgsProject, QgsRasterLayer, QgsVectorLayer)
 
 import qgis_helpers as helpers
+import toy_classifier
+from core.embed.spec import DEFAULT_MODE
+from core.classify.styles import class_colors, CONFIDENCE
 
 pytestmark = pytest.mark.qgis
 CLASSES = {"inland water", "salt marsh", "beach/bare sand"}
@@ -49,8 +51,6 @@ def own_cache(data):
 
 
 def processing_run(alg_id: str, params: dict):
-    from qgis import processing
-
     return processing.run(alg_id, params, feedback=helpers.RecordingFeedback())
 
 
@@ -75,16 +75,31 @@ def test_provider_lists_every_algorithm(plugin):
     assert provider is not None and provider.name() == "SoftCon"
     ids = {a.id() for a in provider.algorithms()}
     assert ids == {f"softcon:{n}" for n in ("modelinfo", "embed", "classify", "applyclassifier", "applytiles",
-                                            "similarity", "pcapreview", "kmeans")}
+                                            "similarity", "pcapreview", "kmeans", "validationsample", "assessaccuracy")}
     for alg in provider.algorithms():
         assert len(alg.shortHelpString()) > 100, alg.id()
         names = [p.name() for p in alg.parameterDefinitions()]
         assert all(n == n.upper() for n in names), (alg.id(), names)
         mode = alg.parameterDefinition("MODE")
         if mode is not None:  # every MODE enum defaults to the mode the plugin falls back to, which is core's
-            from core.embed.spec import DEFAULT_MODE
 
             assert mode.defaultValue() == DEFAULT_MODE, alg.id()
+
+
+def test_a_classifier_registered_in_core_is_in_the_classify_dialog(plugin):
+    """The Method list, a parameter for the method's own setting, and the help all come from core's registry."""
+    from softcon_qgis.core.classify import methods  # the plugin's own copy of core, as QGIS runs it
+
+    def classify_alg():
+        return QgsApplication.processingRegistry().createAlgorithmById("softcon:classify")
+
+    assert "centroid" not in classify_alg().parameterDefinition("METHOD").options()
+    with toy_classifier.registered(methods):
+        alg = classify_alg()
+        assert alg.parameterDefinition("METHOD").options()[-1] == "centroid"
+        assert alg.parameterDefinition("SPREAD").defaultValue() == 1.0  # its parameter, named as --spread
+        assert "'centroid' (nearest class mean, standardised Euclidean distance)" in alg.shortHelpString()
+    assert alg.parameterDefinition("K").defaultValue() == 20 and "centroid" not in classify_alg().shortHelpString()
 
 
 def test_model_info_lists_and_registers_a_checkpoint(plugin, data, tmp_path):
@@ -140,16 +155,18 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert labels == CLASSES
     assert sorted(c.value for c in renderer.classes()) == [1, 2, 3]
     assert len({c.color.name() for c in renderer.classes()}) == 3
-    from core.classify.styles import class_colors
 
     names = res["CLASS_NAMES"].split(",")
     expected = dict(zip(names, class_colors(names)))
     for c in renderer.classes():
         assert (c.color.red(), c.color.green(), c.color.blue()) == tuple(expected[c.label])
-    prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)
-    assert prob.renderer().type() == "singlebandpseudocolor"
+    prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)  # written, one band per class
+    assert any(f"one band per class: 1 = {names[0]}" in i for i in fb.infos), fb.infos  # not loaded: said in the log
     conf = assert_on_crop(res["OUTPUT_CONFIDENCE"], data["crop"], 1)
-    assert conf.renderer().type() == "singlebandgray"
+    assert conf.renderer().type() == "singlebandpseudocolor"  # core's ramp, as the command line's .qml draws it
+
+    items = conf.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [(i.value, i.color.getRgb()[:3]) for i in items] == [(v, tuple(c)) for v, c in CONFIDENCE.items()]
     with rasterio.open(res["OUTPUT_CLASSES"]) as ds:
         values = np.unique(ds.read(1))
     assert set(values.tolist()) - {0} <= {1, 2, 3} and len(set(values.tolist()) - {0}) >= 2
@@ -170,6 +187,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert " " not in tables[0] and len(rows) >= 3
     assert len({len(r.split("\u00a0\u00a0<-")[0]) for r in rows}) == 1, rows
     assert "Spatially blocked cross-validation: overall accuracy" in log
+    assert "Create validation sample" in log  # the next step: the map's accuracy by the book
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 
@@ -220,8 +238,6 @@ def test_apply_to_a_folder_of_tiles_loads_the_styled_mosaic(classified, data, tm
 
 def test_classify_from_polygons_in_a_memory_layer(classified, data, tmp_path):
     """Polygons (the points buffered by 60 m in UTM, in an unsaved memory layer) train the same classes."""
-    from qgis import processing
-
     utm = processing.run("native:reprojectlayer", {"INPUT": str(data["points"]), "TARGET_CRS": "EPSG:32618",
                                                    "OUTPUT": "memory:"})["OUTPUT"]
     polygons = processing.run("native:buffer", {"INPUT": utm, "DISTANCE": 60, "OUTPUT": "memory:"})["OUTPUT"]
@@ -283,10 +299,6 @@ def test_similarity_from_selected_features(embedding, data, tmp_path):
         sim = ds.read(1)
         assert np.nanmax(sim) <= 1.0001 and np.nanmin(sim) >= -1.0001
         # the reference pixels are the most similar to their own mean
-        import json
-
-        from pyproj import Transformer
-
         t = Transformer.from_crs(4326, 32618, always_xy=True)
         feats = json.loads(Path(data["points"]).read_text())["features"]
         xy = [t.transform(*f["geometry"]["coordinates"]) for f in feats if f["properties"]["class"] == "inland water"]
@@ -319,15 +331,6 @@ def test_pca_preview_and_kmeans(embedding, data, tmp_path):
 def test_graphical_modeler_chains_embed_and_kmeans(plugin, data, tmp_path):
     """A model built as the graphical modeler saves it: Compute embeddings (on an extent) feeding
     Cluster embeddings. Parameters travel as the modeler stores them (static strings, child outputs)."""
-    from qgis.core import (
-        QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelChildParameterSource,
-        QgsProcessingModelOutput,
-        QgsProcessingModelParameter,
-        QgsProcessingParameterRasterLayer,
-    )
-
     model = QgsProcessingModelAlgorithm("embed then cluster", "tests")
     model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
     embed = QgsProcessingModelChildAlgorithm("softcon:embed")
@@ -357,7 +360,6 @@ def test_graphical_modeler_chains_embed_and_kmeans(plugin, data, tmp_path):
 
     loaded = QgsProcessingModelAlgorithm()
     assert loaded.fromFile(str(tmp_path / "model.model3"))
-    from qgis import processing
 
     res = processing.run(loaded, {"scene": str(data["crop"]), "cluster:clusters": str(tmp_path / "clusters.tif")},
                          feedback=helpers.RecordingFeedback())
@@ -378,8 +380,6 @@ def test_download_offline_says_where_to_put_the_file(plugin):
 def test_outputs_loaded_by_the_toolbox_get_their_style(embedding, tmp_path):
     """What the toolbox dialog does: run, load the outputs into the project, call their post-processors
     (Processing itself loads outputs without their .qml)."""
-    from qgis import processing
-
     res = processing.runAndLoadResults("softcon:kmeans", {"INPUT": embedding, "CLUSTERS": 3,
                                                           "OUTPUT": str(tmp_path / "clusters.tif")})
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source() == res["OUTPUT"]]

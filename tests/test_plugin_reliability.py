@@ -1,7 +1,8 @@
 """Algorithms run as the Processing dialog runs them: in a ``QgsProcessingAlgRunnerTask`` on a thread that
-QGIS (not Python) created, twice in one QGIS process and two at once. pyproj 3.7 crashed QGIS (SIGSEGV)
-on the second run there, so the runs happen in a child process: a crash fails this test instead of
-killing the test session."""
+QGIS (not Python) created, twice in one QGIS process and two at once, each in its own worker process; QGIS
+itself never imports torch, rasterio or the other heavy packages. (pyproj 3.7 crashed QGIS with SIGSEGV on
+the second in-process run; the runs happen in a child process so that a crash fails this test instead of
+killing the test session.)"""
 from __future__ import annotations
 
 import subprocess
@@ -10,6 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rasterio.shutil import copy
+
+import qgis_helpers as helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.qgis
@@ -22,14 +26,16 @@ SCRIPT = textwrap.dedent('''
     from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback
     app = QgsApplication([], False)
     app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    from qgis import processing
     import qgis_helpers as helpers
-    from core.embed.engine import embed_raster
-    from core.models.registry import create_encoder
 
     plugin = helpers.load_provider()
     out = {out!r}
-    emb = embed_raster(helpers.scene_crop(), os.path.join(out, "emb.tif"), encoder=create_encoder(pretrained=False),
-                       mode="dense", device="cpu", precision="fp32")
+    emb = processing.run("softcon:embed", dict(INPUT={crop!r}, MODE="dense", DEVICE="cpu",
+                                               OUTPUT=os.path.join(out, "emb.tif")))["OUTPUT"]
 
     def start(name):
         alg = QgsApplication.processingRegistry().createAlgorithmById("softcon:classify")
@@ -49,6 +55,8 @@ SCRIPT = textwrap.dedent('''
             app.processEvents()
             time.sleep(0.02)
         print(batch, [r[1].get("ok") for r in runs], flush=True)
+    print("heavy modules in QGIS:", sorted(m for m in ("torch", "timm", "sklearn", "rasterio", "pyproj", "shapely")
+                                           if m in sys.modules), flush=True)
     helpers.drop_layers()
     plugin.unload()
 ''')
@@ -58,20 +66,21 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     script = tmp_path / "runs.py"
+    import qgis_helpers as helpers
+
     script.write_text(SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), cache=str(tmp_path / "cache"),
-                                    out=str(out)))
+                                    out=str(out), crop=str(helpers.scene_crop())))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     log = proc.stdout + proc.stderr[-4000:]
     assert proc.returncode == 0, log
     assert "['first'] [True]" in proc.stdout and "['second'] [True]" in proc.stdout, log
     assert "['third_a', 'third_b'] [True, True]" in proc.stdout, log
+    assert "heavy modules in QGIS: []" in proc.stdout, log  # the work ran in worker processes
     assert {p.name for p in out.glob("*.tif")} >= {"first.tif", "second.tif", "third_a.tif", "third_b.tif"}
 
 
 @pytest.fixture(scope="module")
 def plugin(qgis_processing):
-    import qgis_helpers as helpers
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOFTCON_CACHE", str(helpers.shared_dir() / "cache-reliability"))
         plugin = helpers.load_provider()
@@ -81,9 +90,6 @@ def plugin(qgis_processing):
 
 
 def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
-    import qgis_helpers as helpers
-    from rasterio.shutil import copy
-
     full = tmp_path / "full.tif"
     copy(helpers.scene_crop(), full, driver="COG", blocksize=128)  # header first: QGIS opens it, reading fails
     cut = tmp_path / "cut.tif"
@@ -100,8 +106,6 @@ def test_truncated_geotiff_in_the_plugin_is_one_message(plugin, tmp_path):
 
 
 def test_output_under_a_read_only_parent_in_the_plugin_is_one_message(plugin, tmp_path, monkeypatch):
-    import qgis_helpers as helpers
-
     mkdir = Path.mkdir
 
     def refuse(self, *a, **k):  # as under a read-only parent (root may write anywhere here)

@@ -52,8 +52,8 @@ def test_zip_contents(plugin_zip):
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
-    assert all(n.startswith("softcon_qgis/core/weights/") and n.endswith(".safetensors") and
-               infos[n].file_size <= 10 * 2**20 for n in weights), weights
+    assert weights == ["softcon_qgis/core/weights/galileo_nano_s2.safetensors"]  # not the tiny reference model
+    assert infos[weights[0]].file_size <= 10 * 2**20
     # the default model's weights ship with their MIT licence beside them
     assert {"softcon_qgis/core/weights/galileo_nano_s2.safetensors", "softcon_qgis/core/weights/LICENSE-galileo_nano",
             "softcon_qgis/core/weights/MODEL_CARD.md"} <= set(names)
@@ -152,12 +152,13 @@ def test_zip_holds_only_tracked_files_and_the_built_weights(tmp_path):
     root = _fake_repo(tmp_path / "repo")
     (root / "softcon_qgis" / "secrets.txt").write_text("token")  # untracked files lying in the folder
     (root / "core" / "id_rsa").write_text("-----BEGIN PRIVATE KEY-----")
-    (root / "core" / "weights" / "softcon_tiny_s2.safetensors").write_bytes(b"w" * 100)  # built, untracked
+    (root / "core" / "weights" / "galileo_nano_s2.safetensors").write_bytes(b"w" * 100)  # built, untracked
+    (root / "core" / "weights" / "softcon_tiny_s2.safetensors").write_bytes(b"w" * 100)  # not for maps: left out
     proc = _build(root, tmp_path / "dist")
     assert proc.returncode == 0, proc.stderr
     names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("*.zip"))).namelist())
     assert names == {"softcon_qgis/__init__.py", "softcon_qgis/core/__init__.py", "softcon_qgis/metadata.txt",
-                     "softcon_qgis/LICENSE", "softcon_qgis/core/weights/softcon_tiny_s2.safetensors"}
+                     "softcon_qgis/LICENSE", "softcon_qgis/core/weights/galileo_nano_s2.safetensors"}
 
 
 def test_zip_refuses_a_symlink_that_leaves_the_repository(tmp_path):

@@ -15,8 +15,9 @@ import torch
 
 from core.geo.bands import S1_GRD, S2_L1C, resolve_bands, select_bands
 from core.models.registry import get_record
-from core.geo.normalize import (BOA_ADD_OFFSET, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD, STATS, masked_quantiles, preprocess,
-                                reflectance_offset)
+from core.geo.normalize import masked_quantiles, preprocess, reflectance_offset
+from core.geo.stats import BOA_ADD_OFFSET, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD, STATS
+from core.io.sample_data import bigearthnet_dir
 
 EUROSAT_TO_SOFTCON = [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
 
@@ -98,8 +99,6 @@ def _bigearthnet_s2(folder: Path) -> tuple[list[str], np.ndarray]:
 
 
 def test_l2a_patch_gets_zero_b10(tmp_path):
-    from core.io.sample_data import bigearthnet_dir
-
     root = bigearthnet_dir("S2")
     patch = sorted(p for p in root.iterdir() if p.is_dir())[0]
     names, raw = _bigearthnet_s2(patch)
@@ -139,8 +138,6 @@ def test_nodata_is_zero_after_scaling():
 
 
 def test_s1_quantile_clamp_by_hand_with_nodata():
-    from core.io.sample_data import bigearthnet_dir
-
     root = bigearthnet_dir("S1")
     patch = sorted(p for p in root.iterdir() if p.is_dir())[0]
     files = sorted(patch.glob("*.tif"))

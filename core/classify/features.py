@@ -23,15 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from ..errors import SoftConError
 from ..geo.bands import canonical, parse_band_list
 from ..io.raster import nodata_values
 from ..io.reader import read_pixels
 
-GROUPS = ("emb", "pixel")
-#: Named feature sets, as offered on the command line and in the plugin.
-FEATURE_SETS: dict[str, tuple[str, ...]] = {"emb+pixel": ("emb", "pixel"), "emb": ("emb",), "pixel": ("pixel",)}
-GRIDS = ("pixel", "embedding")
 #: Surface bands taken as pixel features, when the raster has them (60 m atmospheric bands left out).
 PIXEL_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 #: Normalised differences (a - b) / (a + b).
@@ -100,19 +95,6 @@ class FeatureSpec:
         if "pixel" in self.groups:
             cols += list(range(d, full.dim))
         return np.asarray(cols, dtype=np.int64)
-
-
-def parse_features(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """``"emb+pixel"`` / ``"pixel"`` / ``["emb", "pixel"]`` -> groups; None or ``auto`` -> None (let CV pick)."""
-    if text is None or text == "auto":
-        return None
-    parts = text.replace(",", "+").split("+") if isinstance(text, str) else list(text)
-    groups = tuple(g for g in GROUPS if g in parts)
-    unknown = [p for p in parts if p not in GROUPS]
-    if unknown or not groups:
-        raise SoftConError(f"Unknown feature group(s) {unknown or parts}; use auto or a combination of "
-                           f"{', '.join(GROUPS)} joined by '+', e.g. emb+pixel.")
-    return groups
 
 
 def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:

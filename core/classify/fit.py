@@ -17,27 +17,20 @@ import rasterio
 
 from ..embed.spec import EmbedSpec
 from ..embed.tags import is_embedding_raster
-from ..errors import SoftConError
 from ..geo.crs import pixel_xy_m
 from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
 from ..io.raster import gdal_env, open_raster
 from ..io.writer import check_folder
-from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
-from .classifiers import CLASSIFIERS, make_classifier, SavedClassifier
+from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
-from .features import FEATURE_SETS, GRIDS, parse_features
+from .methods import get_method
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec, open_source
 from .report import build_report, format_table
-from .selection import candidates, compare, method_params, pick, table_rows
+from .selection import candidates, compare, pick, table_rows
+from .spec import FEATURE_SETS, FitSpec, parse_features
 from .styles import class_colors
-
-
-METHODS = tuple(CLASSIFIERS)
-
-
-METHOD_CHOICES = ("auto",) + METHODS
 
 
 def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
@@ -53,23 +46,11 @@ def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]
     unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     centre = unit.mean(0)
     spread = float((unit @ (centre / max(np.linalg.norm(centre), 1e-12))).mean()) if len(unit) else 0.0
-    if spread > 0.995 and method != "linear":
+    if spread > 0.995 and get_method(method).features != "standardised":
         out.append(f"The training embeddings are nearly identical in direction (mean cosine to their mean "
                    f"{spread:.4f}), so cosine methods ({method}) cannot tell classes apart; use --method linear "
                    f"(standardised features), dense mode, or trained weights.")
     return out
-
-
-def _check_method(method: str, k: int, temperature: float, features: Any = None, grid: str = "pixel") -> None:
-    if method not in METHOD_CHOICES:
-        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(METHOD_CHOICES)}.")
-    if grid not in GRIDS:
-        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
-    parse_features(features)
-    if k < 1:
-        raise SoftConError(f"k must be at least 1, not {k}.")
-    if not temperature > 0:
-        raise SoftConError(f"The temperature must be positive, not {temperature}.")
 
 
 def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox: Any) -> None:
@@ -87,32 +68,14 @@ def classify(
     samples: str | os.PathLike,
     label_field: str,
     out_dir: str | os.PathLike,
-    model: str = DEFAULT_MODEL,
-    method: str = "auto",
-    k: int = 20,
-    temperature: float = 0.07,
-    bands: str | Sequence[str] | None = None,
-    mode: str = "dense",
-    stride: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    cv_folds: int = 5,
-    block_size_m: float | None = None,
-    max_pixels_per_polygon: int = 200,
+    spec: EmbedSpec,
+    fit: FitSpec,
+    *,
+    layer: str | int | None = None,
     save_classifier: str | os.PathLike | bool | None = None,
     cache: bool = True,
-    progress: Progress | None = None,
-    pretrained: bool = True,
-    layer: str | int | None = None,
-    bbox: Sequence[float] | None = None,
-    bbox_crs: Any = None,
-    seed: int = 0,
-    compare_methods: bool = True,
-    features: str | Sequence[str] | None = None,
-    grid: str = "pixel",
-    embed_spec: EmbedSpec | None = None,
     destinations: Mapping[str, str | os.PathLike] | None = None,
+    progress: Progress | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -121,30 +84,19 @@ def classify(
         samples: points or polygons (GeoPackage, Shapefile, GeoJSON...), any CRS.
         label_field: the attribute holding each sample's class (text or integer).
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
-        model, checkpoint, pretrained: encoder (see :func:`core.models.registry.create_encoder`).
-        method: ``auto`` (every method on every feature set, the best by blocked CV), ``knn`` (cosine,
-            ``k`` neighbours, vote weights exp(sim / ``temperature``)), ``linear`` (logistic regression on
-            standardised features), ``prototype`` (nearest class mean), ``rf`` (random forest) or ``hgb``
-            (histogram gradient boosting).
-        features: feature groups joined by ``+`` (``emb``, ``pixel``; see :mod:`core.classify.features`), or
-            None / ``auto``: every available set, picked by blocked CV. ``pixel`` with ``rf`` is the
-            per-pixel random forest of the bands that GIS tools offer (the baseline).
-        grid: ``pixel`` (the map on the input raster's own grid; default) or ``embedding`` (the token grid).
-        bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.engine.embed_raster`.
-        cv_folds: folds of the spatially blocked cross-validation (0 = skip it).
-        block_size_m: side of the CV blocks; default twice the model window's footprint (at least five
-            embedding pixels), so that validation pixels share no input with training pixels.
-        max_pixels_per_polygon: cap on training pixels drawn from one polygon.
+        spec: the embedding settings (:class:`core.embed.spec.EmbedSpec`): model, weights, bands, mode, extent...
+        fit: the classifier settings (:class:`core.classify.spec.FitSpec`): ``method`` ``auto`` (every method on
+            every feature set, the best by blocked CV) or one of :data:`core.classify.methods.METHODS`; features
+            (``pixel`` with ``rf`` is the per-pixel random forest of the bands that GIS tools offer, the
+            baseline); grid; CV folds and block size (default twice the model window's footprint, at least five
+            embedding pixels, so that validation pixels share no input with training pixels); method parameters.
+        layer: layer name or index in a multi-layer vector file.
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
-        layer: layer name or index in a multi-layer vector file.
-        compare_methods: also cross-validate the other methods and feature sets (cheap; reported as
-            ``method_comparison``, one row per feature set and method).
-        embed_spec: every embedding setting at once (:class:`core.embed.spec.EmbedSpec`; the plugin builds
-            one); when given, it replaces the keywords above that it carries.
         destinations: output key (``class_raster``, ``report_html``... see ``outputs.NAMES``) -> path: keep only
             these outputs, each at its path (the plugin passes the files the user chose); the stage folder
             is still made in ``out_dir``, so same-folder destinations are renamed into place.
+        progress: callback and cancel check.
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -154,53 +106,44 @@ def classify(
             embedding raster from another model...); nothing is written in that case.
     """
     progress = progress or Progress()
-    embed_spec = embed_spec or EmbedSpec(model=model, checkpoint=checkpoint, pretrained=pretrained, bands=bands,
-                                         mode=mode, stride=stride, precision=precision, device=device, bbox=bbox,
-                                         bbox_crs=bbox_crs)
-    bands = embed_spec.bands
-    _check_method(method, k, temperature, features, grid)
+    bands = spec.bands
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_folder(out_dir)
-    if cv_folds == 1 or cv_folds < 0:
-        raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
-                           f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
-    _precheck_samples(raster, vec, max_pixels_per_polygon, embed_spec.bbox)
-    emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
+    _precheck_samples(raster, vec, fit.max_pixels_per_polygon, spec.bbox)
+    emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
-            full, band_index = full_spec(ds, src, emb.info, bands, grid, seed)
-            wanted = parse_features(features)
+            full, band_index = full_spec(ds, src, emb.info, bands, fit.grid, fit.seed)
+            wanted = parse_features(fit.features)
             if wanted is not None:
                 FeatureSource(ds, src, full.select(wanted), emb.info.get("cell") or 1, band_index)  # checks
             source = FeatureSource(ds, src, full, emb.info.get("cell") or 1, band_index)
             g = source.grid
-            px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, max_pixels_per_polygon,
-                                   seed=seed)
+            px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, fit.max_pixels_per_polygon,
+                                   seed=fit.seed)
             feats, ok = source.sample(px.rows, px.cols)
             px = drop_invalid(px, ok)
             feats = feats[ok]
             xy = pixel_xy_m(g, px.rows, px.cols)
             summary = embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
-            block = float(block_size_m) if block_size_m else max(2 * window_m, 5 * summary["pixel_size_m"])
+            block = fit.block_size_m or max(2 * window_m, 5 * summary["pixel_size_m"])
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
-            pairs = candidates(method, sets)
-            params = {m: method_params(m, k, temperature, seed) for m in METHODS}
+            pairs = candidates(fit.method, sets)
             t = time.perf_counter()
             rows, cv, chosen = [], None, None
-            if cv_folds and cv_folds >= 2:
-                progress.log(f"Spatially blocked {cv_folds}-fold cross-validation (blocks of {block:.0f} m), "
+            if fit.cv_folds >= 2:
+                progress.log(f"Spatially blocked {fit.cv_folds}-fold cross-validation (blocks of {block:.0f} m), "
                              f"{len(pairs)} method/feature combination(s):")
                 todo = list(pairs)
-                if compare_methods and method != "auto":  # the other combinations too, for the comparison table
+                if fit.compare_methods and fit.method != "auto":  # the others too, for the comparison table
                     todo += [p for p in candidates("auto", sets) if p not in pairs]
-                rows = compare(feats, full, px.labels, px.groups, xy, px.class_names, todo, cv_folds, block,
-                               params, seed, progress)
+                rows = compare(feats, full, px, xy, todo, fit, block, progress)
                 chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
                 cv = chosen["cv"]
                 cv["method_comparison"] = table_rows(rows, chosen)
@@ -210,14 +153,12 @@ def classify(
             feats = feats[:, spec.columns(full)]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
-            clf = make_classifier(method, len(px.class_names), **params[method]).fit(feats, px.labels)
+            clf = make_classifier(method, len(px.class_names), **fit.method_params(method)).fit(feats, px.labels)
             needs = {key: summary[key] for key in ("model", "bands", "mode", "stride", "dim", "weights")}
             needs["weights_id"] = emb.weights_id
             saved = SavedClassifier(clf, px.class_names, colors, needs, spec)
             report = build_report(
-                class_names=px.class_names, colors=colors, counts=px.counts(), feature_counts=px.feature_counts(),
-                dropped=px.dropped, n_features=px.n_features, cv=cv, method=method, params=clf.params,
-                embedding=summary, weights=emb.weights,
+                saved, px, cv, summary, emb.weights,
                 timings={"embedding": round(t_embed, 3), "cross_validation": round(t_cv, 3)},
                 extra_warnings=_feature_warnings(feats, emb.weights, method) if fs == "emb" else [],
             )

@@ -22,13 +22,13 @@ from ..geo.crs import pixel_size_m
 from ..io.atomic import atomic_path, clean_stale, stage_dir, write_text_atomic
 from ..io.writer import make_folder
 from ..progress import Progress
-from . import analysis
 from .classifiers import load_classifier, save_classifier, SavedClassifier
 from .embedding import Embedding
+from .explore import pca_raster
 from .pixelmap import FeatureSource, predict_map
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
-from .styles import write_class_qml, write_ramp_qml
+from .styles import class_style, class_values, CONFIDENCE, write_qml
 
 
 #: Output file names inside ``out_dir``.
@@ -57,6 +57,19 @@ class ClassifyResult:
     report: dict = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     colors: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What a front end needs to load and style the outputs (JSON-ready): every output's path (None when
+        not written), the classes with their pixel values and colours, the method and the accuracy."""
+        cv = self.report.get("cross_validation") or {}
+        out: dict[str, Any] = {key: str(p) if p is not None else None for key, p in
+                               ((k, getattr(self, k)) for k in NAMES if hasattr(self, k))}
+        out.update(class_names=list(self.class_names), class_values=class_values(self.class_names),
+                   colors=[list(c) for c in self.colors],
+                   method=self.report.get("method"), features=self.report.get("features"),
+                   overall_accuracy=cv.get("overall_accuracy"), kappa=cv.get("kappa"),
+                   warnings=list(self.report.get("warnings", [])))
+        return out
 
 
 class Stage:
@@ -154,8 +167,8 @@ def _write_outputs(
                               progress)
     report["area_fraction"] = area
     report["timings_s"]["predict"] = round(time.perf_counter() - t, 3)
-    write_class_qml(stage.path("style_qml"), saved.class_names, saved.colors)
-    write_ramp_qml(stage.path("confidence_qml"), 0.0, 1.0)
+    write_qml(stage.path("style_qml"), class_style(saved.class_names, saved.colors))
+    write_qml(stage.path("confidence_qml"), CONFIDENCE)
     rgb = None
     left = "RGB (B4, B3, B2)"
     if not is_embedding_raster(raster):
@@ -165,7 +178,7 @@ def _write_outputs(
             rgb = None
     if rgb is None:  # an embedding raster (or no RGB bands): show the embeddings' PCA instead
         left = "embeddings, PCA false colour"
-        pca = analysis.pca_raster(emb.path, stage.dir / "pca.tif")
+        pca = pca_raster(emb.path, stage.dir / "pca.tif")
         with rasterio.open(pca) as p:
             rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(g.height, g.width))), 0, -1)
         pca.unlink()

@@ -31,8 +31,9 @@ from ..io.raster import band_names, nodata_values, open_raster
 from ..io.reader import Prefetcher, random_pixels, read_pixels
 from ..io.writer import BlockWriter
 from ..progress import Progress
-from .features import (FeatureSpec, fit_pca, GRIDS, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
+from .features import (FeatureSpec, fit_pca, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
                        strip_height, token_rows_for, upsample_rows)
+from .styles import class_values
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,15 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
     """
     g = source.grid
     n = len(class_names)
-    cmap = {0: (0, 0, 0, 0), **{i + 1: (*map(int, c[:3]), 255) for i, c in enumerate(colors)}}
-    tags = {"CLASS_NAMES": json.dumps(class_names), "CLASS_VALUES": json.dumps(list(range(1, n + 1))), **tags}
+    values = class_values(class_names)  # the user's integer codes, or 1..n
+    lut = np.array([0] + values, np.uint16 if max(values) > 255 else np.uint8)  # class index + 1 -> pixel value
+    cmap = {0: (0, 0, 0, 0), **{v: (*map(int, c[:3]), 255) for v, c in zip(values, colors)}}
+    tags = {"CLASS_NAMES": json.dumps(class_names), "CLASS_VALUES": json.dumps(values), **tags}
     counts = np.zeros(n + 1, np.int64)
     step = max(1, math.ceil(max(g.height, g.width) / 640))
     small = np.zeros((math.ceil(g.height / step), math.ceil(g.width / step)), np.uint8)
     kw = dict(width=g.width, height=g.height, crs=g.crs, transform=g.transform, namespace=None, tags=tags)
-    with BlockWriter(paths["class_raster"], count=1, dtype="uint8", nodata=0, colormap=cmap,
+    with BlockWriter(paths["class_raster"], count=1, dtype=lut.dtype.name, nodata=0, colormap=cmap,
                      descriptions=["class"], **kw) as wc, \
          BlockWriter(paths["probability_raster"], count=n, dtype="float32",
                      descriptions=[f"p({c})" for c in class_names], **kw) as wp, \
@@ -207,9 +210,9 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
                 prob = np.full((h, w, n), np.nan, np.float32)
                 if valid.any():
                     prob[valid] = classifier.predict_proba(x[valid], workers=workers)
-                cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)
+                cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)  # index + 1
                 conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
-                wc.write_rows(r, cls[None])
+                wc.write_rows(r, lut[cls][None])
                 wp.write_rows(r, np.moveaxis(prob, -1, 0))
                 wf.write_rows(r, conf[None])
                 counts += np.bincount(cls.ravel(), minlength=n + 1)
@@ -233,9 +236,8 @@ def open_source(raster: Any, info: dict[str, Any]) -> Any:
 
 
 def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str, seed: int = 0) -> tuple[FeatureSpec, dict[str, int]]:
-    """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands."""
-    if grid not in GRIDS:
-        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands;
+    ``grid`` is one of :data:`core.classify.spec.GRIDS` (checked by the spec)."""
     mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":

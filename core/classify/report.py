@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .classifiers import make_classifier
+from ..geo.samples import PixelSamples
+from .classifiers import make_classifier, SavedClassifier
 
 MIN_ADVISED_PER_CLASS = 10
 
@@ -134,23 +135,24 @@ def cross_validate(
 
 
 def build_report(
-    *,
-    class_names: Sequence[str],
-    colors: Sequence[Sequence[int]],
-    counts: dict[str, int],
-    feature_counts: dict[str, int],
-    dropped: dict[str, int],
-    n_features: int,
+    saved: SavedClassifier,
+    samples: PixelSamples | None,
     cv: dict[str, Any] | None,
-    method: str,
-    params: dict[str, Any],
     embedding: dict[str, Any],
     weights: str,
-    area_fraction: dict[str, float] | None = None,
+    *,
     timings: dict[str, float] | None = None,
     extra_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything a run learned, as one JSON-ready dict (``report.json``)."""
+    """Everything a run learned, as one JSON-ready dict (``report.json``): the classifier (method, parameters,
+    classes and colours), its training ``samples`` (None when a saved classifier is applied), the
+    cross-validation, the embeddings and weights."""
+    class_names, colors = saved.class_names, saved.colors
+    if samples is None:
+        counts, feature_counts, dropped, n_features = {n: 0 for n in class_names}, {}, {}, 0
+    else:
+        counts, feature_counts = samples.counts(), samples.feature_counts()
+        dropped, n_features = samples.dropped, samples.n_features
     warns = list(extra_warnings)
     n_dropped = sum(dropped.values())
     if n_dropped:
@@ -163,8 +165,8 @@ def build_report(
     if cv:
         warns.extend(cv.get("warnings", []))
     return {
-        "method": method,
-        "params": params,
+        "method": saved.classifier.method,
+        "params": saved.classifier.params,
         "weights": weights,
         "embedding": embedding,
         "classes": [{"value": i + 1, "name": n, "color": "#%02x%02x%02x" % tuple(colors[i])}
@@ -172,10 +174,21 @@ def build_report(
         "samples": {"features_read": n_features + n_dropped, "features_used": n_features,
                     "dropped": dropped, "features_per_class": feature_counts, "pixels_per_class": counts},
         "cross_validation": cv,
-        "area_fraction": area_fraction or {},
+        "area_fraction": {},
         "timings_s": timings or {},
         "warnings": warns,
     }
+
+
+#: The next step the reports point to: cross-validation on hand-picked points is a hint, not the map's accuracy.
+DESIGN_BASED = (
+    "Cross-validation on the training points is a hint, not the map's accuracy (the points were chosen by hand, "
+    "not drawn at random). For accuracy and class areas with confidence intervals by the book (Olofsson et al. "
+    "2014): draw a stratified random sample of the class raster (python -m core.assess sample CLASSES.tif "
+    "--out-dir DIR; in QGIS: SoftCon > Accuracy assessment > Create validation sample), label the points' "
+    "'reference' field, then run python -m core.assess estimate CLASSES.tif DIR/validation_sample.gpkg "
+    "--out-dir DIR (in QGIS: Assess accuracy and estimate areas)."
+)
 
 
 def _pct(v: float | None) -> str:
@@ -222,6 +235,7 @@ def format_text(report: dict[str, Any]) -> str:
         lines += [f"{n:{w}s}  {_pct(f)}" for n, f in report["area_fraction"].items()]
     if report["warnings"]:
         lines += ["", "warnings"] + [f"- {m}" for m in report["warnings"]]
+    lines += ["", DESIGN_BASED]
     return "\n".join(lines) + "\n"
 
 
@@ -271,6 +285,7 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
         parts.append(f"<h3>Quicklook</h3><img src='{e(quicklook)}' style='max-width:100%'>")
     if report["warnings"]:
         parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{e(m)}</li>" for m in report["warnings"]) + "</ul>")
+    parts.append(f"<h3>Accuracy by the book</h3><p>{e(DESIGN_BASED)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import rasterio
 
@@ -33,7 +33,7 @@ from ..io.raster import escape
 from ..io.writer import make_cog, make_folder
 from ..progress import Progress
 from .apply import apply_classifier
-from .outputs import NAMES
+from .outputs import NAMES, read_classifier
 
 #: Raster files taken as tiles when a folder is given.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
@@ -65,6 +65,14 @@ class TilesResult:
     skipped: list[str] = field(default_factory=list)
     mosaics: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    colors: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: the tiles mapped (folder and seconds), those skipped, the mosaics, the classes and colours."""
+        return {"tiles": {k: str(v) for k, v in self.tiles.items()}, "seconds": dict(self.seconds),
+                "skipped": list(self.skipped), "mosaics": {k: str(v) for k, v in self.mosaics.items()},
+                "class_names": list(self.class_names), "colors": [list(c) for c in self.colors]}
 
 
 def _resolution_m(path: Path, band: str) -> int:
@@ -175,20 +183,19 @@ def apply_tiles(
     inputs: Sequence[str | os.PathLike],
     classifier_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    embed_spec: EmbedSpec | None = None,
+    spec: EmbedSpec,
     *,
+    expect: Mapping[str, str | None] | None = None,
     cache: bool = True,
     progress: Progress | None = None,
     progress_for: Callable[[str], Progress] | None = None,
-    **checks: Any,
 ) -> TilesResult:
     """Map every tile of ``inputs`` with one classifier into ``out_dir/tiles/<tile>/`` and stitch the mosaics.
 
     Args:
         inputs: rasters, Sentinel-2 product folders, or folders holding them (see :func:`find_tiles`).
-        classifier_path, embed_spec, cache: as :func:`core.classify.apply.apply_classifier`.
+        classifier_path, spec, expect, cache: as :func:`core.classify.apply.apply_classifier`.
         progress: logs and cancel; ``progress_for(tile)`` gives each tile its own bar (default: ``progress``).
-        checks: ``model``, ``mode``, ``features``, ``grid`` the classifier must match (see ``apply_classifier``).
 
     Returns:
         The tiles mapped by this process, those skipped as done, and the mosaic VRTs.
@@ -198,6 +205,7 @@ def apply_tiles(
             rerunning the command maps only the rest).
     """
     progress = progress or Progress()
+    saved = read_classifier(classifier_path)  # a damaged file stops the run before any tile
     tiles = find_tiles(inputs)
     rank, world, _ = rank_info()
     out_dir = make_folder(out_dir)
@@ -206,7 +214,7 @@ def apply_tiles(
     mine = tiles[rank::world]
     progress.log(f"{len(tiles)} tile(s)" + (f", {len(mine)} for rank {rank} of {world}" if world > 1 else "")
                  + f" -> {root}")
-    result, failed = TilesResult(), []
+    result, failed = TilesResult(class_names=list(saved.class_names), colors=list(saved.colors)), []
     for k, tile in enumerate(mine):
         progress.check()
         progress.update(k, len(mine), tile.name)
@@ -218,8 +226,8 @@ def apply_tiles(
         progress.log(f"[{k + 1}/{len(mine)}] {tile.name}: mapping")
         t = time.perf_counter()
         try:
-            _map_tile(tile, classifier_path, root, final, embed_spec, cache,
-                      progress_for(tile.name) if progress_for else progress, checks)
+            _map_tile(tile, classifier_path, root, final, spec, expect, cache,
+                      progress_for(tile.name) if progress_for else progress)
         except SoftConError as e:
             failed.append(f"{tile.name}: {e}")
             progress.log(f"[{k + 1}/{len(mine)}] {tile.name} failed: {e}")
@@ -236,12 +244,12 @@ def apply_tiles(
     return result
 
 
-def _map_tile(tile: Tile, classifier_path: Any, root: Path, final: Path, spec: EmbedSpec | None, cache: bool,
-              progress: Progress, checks: dict[str, Any]) -> None:
+def _map_tile(tile: Tile, classifier_path: Any, root: Path, final: Path, spec: EmbedSpec,
+              expect: Mapping[str, str | None] | None, cache: bool, progress: Progress) -> None:
     """One tile into a hidden folder in ``root`` (removed on any error), its rasters as COGs, renamed to ``final``."""
     stage = stage_dir(root)
     try:
-        apply_classifier(tile.raster, classifier_path, stage, embed_spec=spec, cache=cache, progress=progress, **checks)
+        apply_classifier(tile.raster, classifier_path, stage, spec, expect=expect, cache=cache, progress=progress)
         for key, resampling in MOSAIC_RASTERS.items():
             make_cog(stage / NAMES[key], overview_resampling=resampling)
         os.replace(stage, final)

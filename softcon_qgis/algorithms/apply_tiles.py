@@ -13,8 +13,10 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
 )
 
-from ..styles import class_renderer, StyleOnLoad, write_style
-from .base import make_progress, raster_source, require_core, run_core, SoftConAlgorithm, tr
+from ..core.classify.styles import class_style
+from ..core.settings import to_argv
+from ..styles import StyleOnLoad, write_style
+from .base import raster_source, run_worker, SoftConAlgorithm, tr
 
 
 class ApplyTilesAlgorithm(SoftConAlgorithm):
@@ -60,11 +62,6 @@ class ApplyTilesAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputRasterLayer(self.OUTPUT_CLASSES, tr("Class mosaic")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.outputs import read_classifier
-        from ..core.classify.tiles import apply_tiles
-        from ..core.embed.spec import EmbedSpec
-
         inputs = [raster_source(layer, "Tile") for layer in
                   self.parameterAsLayerList(parameters, self.LAYERS, context) or []]
         folder = self.parameterAsFile(parameters, self.FOLDER, context)
@@ -77,17 +74,17 @@ class ApplyTilesAlgorithm(SoftConAlgorithm):
             raise QgsProcessingException(tr(f"Saved classifier not found: {classifier!r}. Save one with the "
                                             "'Trained classifier' output of 'Classify land cover'."))
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
-        spec = EmbedSpec(checkpoint=checkpoint, bands=self.bands_choice(parameters, context),
-                         device=self.device_choice(parameters, context))
-        saved = run_core(feedback, read_classifier, classifier)
-        result = run_core(feedback, apply_tiles, inputs, classifier, out_dir, spec, progress=make_progress(feedback))
-        classes = result.mosaics.get("classes") or next(
-            (p for name, p in result.mosaics.items() if name.startswith("classes")), None)
+        spec = self.embed_spec(parameters, context, None)  # model, mode and stride: the classifier's
+        feedback.pushInfo(tr(f"Classifier: {classifier}"))
+        self.log_setup(feedback, spec, "as trained (from the classifier)")
+        result = run_worker(feedback, "classify", ["apply", *inputs, "--tiles", "--classifier", classifier,
+                                                   "--out-dir", out_dir] + to_argv(spec))
+        mosaics = result.get("mosaics") or {}
+        classes = mosaics.get("classes") or next((p for k, p in mosaics.items() if k.startswith("classes")), None)
         if classes is None:
             raise QgsProcessingException(tr("No tile was mapped; see the log."))
-        qml = write_style(str(classes), class_renderer, names=saved.class_names, colors=saved.colors)
-        context.addLayerToLoadOnCompletion(str(classes), QgsProcessingContext.LayerDetails(
+        qml = write_style(classes, class_style(result["class_names"], result["colors"]))
+        context.addLayerToLoadOnCompletion(classes, QgsProcessingContext.LayerDetails(
             tr("classes (mosaic)"), context.project(), self.OUTPUT_CLASSES))
-        StyleOnLoad.attach(context, str(classes), qml)
-        return {self.OUTPUT_FOLDER: out_dir, self.OUTPUT_CLASSES: str(classes)}
+        StyleOnLoad.attach(context, classes, qml)
+        return {self.OUTPUT_FOLDER: out_dir, self.OUTPUT_CLASSES: classes}

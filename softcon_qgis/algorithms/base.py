@@ -1,12 +1,13 @@
-"""What every SoftCon algorithm shares: parameter builders, the feedback -> Progress adapter, and the
-translation of ``core`` errors into ``QgsProcessingException``.
+"""What every SoftCon algorithm shares: parameter builders, the settings as specs (``EmbedSpec``, ``FitSpec``),
+running the work in the worker process (:func:`run_worker`: the command line the specs give, with its progress
+in the dialog) and the translation of its errors into ``QgsProcessingException``.
 
-Nothing here imports torch at module level; ``core`` is imported inside ``processAlgorithm`` (through
-:func:`require_core`) so QGIS starts fast and a missing package gives an explanation, not a traceback.
+QGIS's own process imports only the plugin and core's standard-library modules (the specs, the model and method
+registries, errors, progress): never torch, numpy or the installed packages, so QGIS starts fast and needs no
+restart after Install….
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 from pathlib import Path
@@ -25,17 +26,17 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import deps, install
+from .. import deps, install, worker
+from ..core.embed.spec import DEFAULT_MODE, DEVICES, EmbedSpec, MODES
+from ..core.errors import Cancelled, SoftConError
+from ..core.geo.bands import PRESETS
+from ..core.models.registry import DEFAULT_MODEL, REGISTRY
+from ..core.models.weights import cached_path, download_url
+from ..core.progress import Progress
+from ..core.settings import default
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
-DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
-BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-#: Embedding modes of core.embed, in the order the MODE enums show them; every algorithm defaults to dense.
-MODES = ("pooled", "dense")
-DEFAULT_MODE = "dense"  # = core.embed.spec.DEFAULT_MODE (test_plugin_processing checks it)
+BAND_CHOICES = ("auto",) + tuple(PRESETS)
 
 #: Appended to the help of every algorithm with an embedding mode, so all explain it the same way.
 MODE_HELP = (
@@ -63,10 +64,16 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--device\b", "the Device in Advanced"),
     (r"--model\b", "the Model"),
     (r"--method\b", "the Method"),
+    (r"--features\b", "Features"),
     (r"--mode\b", "the Embedding mode"),
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
+    (r"\(--size\)", "(the Sample size)"),
+    (r"--min-per-class\b", "the Fewest points per class"),
+    (r"compute one first with `python -m core\.embed RASTER --out EMB\.tif`\.",
+     "run 'Compute embeddings' on it first."),
+    (r"run python -m core\.embed first", "run 'Compute embeddings' on it first"),
 )
 
 #: core's hidden stage folder in a path: its files are moved away before the user reads the log.
@@ -80,21 +87,12 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 
 
-@functools.lru_cache(maxsize=1)
 def model_names() -> tuple[str, ...]:
-    """Registry names, default first (just the default when core's dependencies are missing)."""
-    try:
-        from ..core.models.registry import DEFAULT_MODEL, REGISTRY
-    except Exception:  # deps missing: the provider still loads; running explains what to install
-        return (DEFAULT_MODEL_NAME,)
-    return (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
-
-
-def require_core() -> None:
-    """Raise a QgsProcessingException that explains how to install whatever does not import."""
-    missing = deps.check()
-    if missing:
-        raise QgsProcessingException(install.explain(missing))
+    """Registry names, default first (the registry is standard library: no torch needed to list it). A model
+    without a download (softcon_tiny_s2, the pretraining reference, left out of the plugin zip) is offered only
+    where its weights are on disk."""
+    names = (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
+    return tuple(n for n in names if download_url(REGISTRY[n]) or cached_path(REGISTRY[n]) is not None)
 
 
 def gui_words(message: str) -> str:
@@ -111,8 +109,6 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     and log lines name no file inside a staging folder (it is gone when the user reads them). A table
     goes out as command info: the dialog shows that in a fixed-width font.
     """
-    from ..core.progress import Progress
-
     if feedback is None:
         return Progress()
     state = {"msg": None, "step": -1, "total": None}
@@ -142,14 +138,33 @@ def make_progress(feedback: QgsProcessingFeedback | None):
 
 
 def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
-    """Call ``fn`` and turn ``SoftConError`` (including ``Cancelled``) into ``QgsProcessingException``."""
-    from ..core.errors import Cancelled, SoftConError
-
+    """Call ``fn`` (a spec's check) and turn ``SoftConError`` into ``QgsProcessingException``."""
     try:
         return fn(*args, **kwargs)
-    except Cancelled as exc:
-        raise QgsProcessingException(str(exc) or tr("Cancelled by the user.")) from None
     except SoftConError as exc:
+        raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
+
+
+def run_worker(feedback: QgsProcessingFeedback | None, module: str, args: list[str]) -> dict:
+    """Run ``python -m softcon_qgis.core.<module> ARGS`` in the worker process (:mod:`..worker`) and return
+    its result; its progress and log go to ``feedback``. Errors, a crash or Cancel become a
+    ``QgsProcessingException`` in the dialog's words; the command is logged so a user can run it again."""
+    env = worker.environment()
+    if feedback is not None:
+        feedback.pushCommandInfo(tr("The same on the command line:"))
+        feedback.pushCommandInfo(worker.shell_line(worker.command(module, args), env))
+    console = feedback.pushConsoleInfo if feedback is not None else None
+    try:
+        return worker.run(module, args, make_progress(feedback), on_stderr=console, env=env)
+    except Cancelled as exc:
+        raise QgsProcessingException(str(exc)) from None
+    except worker.MissingPackages as exc:
+        name = re.search(r"No module named '([^'.]+)", str(exc))
+        module_name = name.group(1) if name else str(exc)
+        requirement = dict(deps.REQUIREMENTS).get(module_name, module_name)
+        raise QgsProcessingException(install.explain([deps.Missing(module_name, requirement, str(exc))],
+                                                     python=deps.python_executable())) from None
+    except worker.WorkerError as exc:
         raise QgsProcessingException(gui_words(_STAGING.sub("", str(exc)))) from None
 
 
@@ -162,18 +177,6 @@ def raster_source(layer: QgsRasterLayer | None, what: str = "Input raster") -> s
             f"{what} '{layer.name()}' comes from the {layer.providerType()} provider; SoftCon reads files. "
             "Save it as a GeoTIFF (Export > Save As...) and use that."))
     return layer.source().split("|")[0]
-
-
-def embedding_source(layer: QgsRasterLayer | None) -> str:
-    """The file of an embedding raster layer (written by 'Compute embeddings'), or a clear error."""
-    from ..core.embed.tags import is_embedding_raster
-
-    path = raster_source(layer, "Embedding raster")
-    if not is_embedding_raster(path):
-        raise QgsProcessingException(tr(
-            f"'{layer.name()}' is not an embedding raster (it has no SoftCon tags). Run 'Compute embeddings' "
-            "on the imagery first and use its output here."))
-    return path
 
 
 def extent_bbox(alg: QgsProcessingAlgorithm, parameters, name: str, context, layer: QgsRasterLayer):
@@ -272,7 +275,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
     def add_model_parameters(self) -> None:
         names = model_names()
         model = QgsProcessingParameterEnum(
-            self.MODEL, tr("Model"), options=list(names), defaultValue=names[0], usesStaticStrings=True)
+            self.MODEL, tr("Model"), options=list(names), defaultValue=default(EmbedSpec, "model"),
+            usesStaticStrings=True)
         model.setMetadata(MODEL_WIDGET)  # human names, and whether the weights are on disk
         self.param(model)
         self.param(QgsProcessingParameterFile(
@@ -290,7 +294,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def add_device_parameter(self) -> None:
         param = QgsProcessingParameterEnum(
-            self.DEVICE, tr("Device"), options=list(DEVICE_CHOICES), defaultValue="auto", usesStaticStrings=True)
+            self.DEVICE, tr("Device"), options=list(DEVICES), defaultValue=default(EmbedSpec, "device"),
+            usesStaticStrings=True)
         self.param(param, advanced=True)
 
     def add_mode_parameter(self, name: str = "MODE") -> None:
@@ -300,10 +305,13 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def model_choice(self, parameters, context) -> tuple[str, str | None]:
         name = self.parameterAsEnumString(parameters, self.MODEL, context) or model_names()[0]
+        return name, self.checkpoint_choice(parameters, context)
+
+    def checkpoint_choice(self, parameters, context) -> str | None:
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         if checkpoint and not Path(checkpoint).is_file():
             raise QgsProcessingException(tr(f"Checkpoint file not found: {checkpoint}"))
-        return name, checkpoint
+        return checkpoint
 
     def bands_choice(self, parameters, context):
         """None (auto from descriptions), a preset name, or a list of band names."""
@@ -313,27 +321,31 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         preset = self.parameterAsEnumString(parameters, self.BANDS, context) or "auto"
         return None if preset == "auto" else preset
 
-    def embed_spec(self, parameters, context, layer: QgsRasterLayer):
-        """The embedding settings of this run as one ``core.embed.spec.EmbedSpec``, the only place the plugin
-        reads them: model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
-        from ..core.embed.spec import EmbedSpec
-
-        model, checkpoint = self.model_choice(parameters, context)
-        mode = self.parameterAsEnumString(parameters, "MODE", context) if self.parameterDefinition("MODE") else ""
-        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
-        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
-        return EmbedSpec(model=model, checkpoint=checkpoint, bands=self.bands_choice(parameters, context),
-                         mode=mode or DEFAULT_MODE, stride=stride or None, bbox=bbox,
-                         device=self.device_choice(parameters, context))
+    def embed_spec(self, parameters, context, layer: QgsRasterLayer, **settings) -> EmbedSpec:
+        """The embedding settings of this run as one ``EmbedSpec``, the only place the plugin reads them: model
+        and checkpoint, bands, device; mode, stride and extent where the algorithm has them; ``settings`` add
+        the algorithm's own (``cog``). A value the spec refuses is one message in the dialog's words."""
+        kw = dict(settings, bands=self.bands_choice(parameters, context),
+                  device=self.device_choice(parameters, context))
+        if self.parameterDefinition(self.MODEL) is not None:
+            kw["model"] = self.parameterAsEnumString(parameters, self.MODEL, context) or model_names()[0]
+        if self.parameterDefinition(self.CHECKPOINT) is not None:
+            kw["checkpoint"] = self.checkpoint_choice(parameters, context)
+        if self.parameterDefinition("MODE") is not None:
+            kw["mode"] = self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE
+        if self.parameterDefinition("STRIDE") is not None:
+            kw["stride"] = self.parameterAsInt(parameters, "STRIDE", context) or None
+        if self.parameterDefinition("EXTENT") is not None:
+            kw["bbox"] = extent_bbox(self, parameters, "EXTENT", context, layer)
+        return run_core(None, EmbedSpec, **kw)
 
     def device_choice(self, parameters, context) -> str:
-        return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
+        return self.parameterAsEnumString(parameters, self.DEVICE, context) or default(EmbedSpec, "device")
 
-    def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
-        """Log model, weights, bands and the device that will actually run."""
-        from ..core.device import pick_device
-
-        dev = run_core(feedback, pick_device, device)
-        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {checkpoint})" if checkpoint else "")))
+    def log_setup(self, feedback, spec: EmbedSpec, model: str | None = None) -> None:
+        """Log model, weights, bands and device as asked (the worker logs the device that actually runs)."""
+        model = model or spec.model
+        feedback.pushInfo(tr(f"Model: {model}" + (f" (weights: {spec.checkpoint})" if spec.checkpoint else "")))
+        bands = spec.bands if not isinstance(spec.bands, tuple) else ",".join(spec.bands)
         feedback.pushInfo(tr(f"Bands: {bands if bands is not None else 'auto (from band descriptions)'}"))
-        feedback.pushInfo(tr(f"Device: {device} -> {dev}"))
+        feedback.pushInfo(tr(f"Device: {spec.device}"))

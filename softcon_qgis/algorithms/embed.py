@@ -9,17 +9,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import (
-    SoftConAlgorithm,
-    make_progress,
-    name_output,
-    output_name,
-    raster_source,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from ..core.embed.spec import EmbedSpec
+from ..core.settings import default, to_argv
+from .base import SoftConAlgorithm, name_output, output_name, raster_source, require_tif, run_worker, tr
 
 
 class EmbedAlgorithm(SoftConAlgorithm):
@@ -64,21 +56,17 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterBoolean(
-            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=False))
+            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=default(EmbedSpec, "cog")))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.embed.engine import embed_raster
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
-        spec = self.embed_spec(parameters, context, layer)
-        cog = self.parameterAsBoolean(parameters, self.COG, context)
+        spec = self.embed_spec(parameters, context, layer, cog=self.parameterAsBoolean(parameters, self.COG, context))
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
-        self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
+        self.log_setup(feedback, spec)
         feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
-        run_core(feedback, embed_raster, source, out, cog=cog, progress=make_progress(feedback),
-                 **spec.engine_kwargs())  # core writes a temp file beside ``out`` and renames it when complete
+        # the worker writes a temp file beside ``out`` and renames it when complete
+        result = run_worker(feedback, "embed", [source, "--out", out] + to_argv(spec))
         name_output(context, out, output_name(layer, tr("embeddings")))
-        return {self.OUTPUT: out}
+        return {self.OUTPUT: result["output"]}

@@ -7,17 +7,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..styles import StyleOnLoad, class_renderer, write_style
-from .base import (
-    SoftConAlgorithm,
-    embedding_source,
-    make_progress,
-    output_name,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from ..core.classify.styles import cluster_style
+from ..styles import StyleOnLoad, write_style
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class KMeansAlgorithm(SoftConAlgorithm):
@@ -50,19 +42,14 @@ class KMeansAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Clusters")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.maps import kmeans_map
-        from ..core.classify.styles import PALETTE
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        source = embedding_source(layer)
+        source = raster_source(layer, "Embedding raster")
         k = self.parameterAsInt(parameters, self.CLUSTERS, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
         feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
-        run_core(feedback, kmeans_map, source, k, out, seed=seed, progress=make_progress(feedback))
-        names = [f"cluster {i + 1}" for i in range(k)]
-        colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
-        qml = write_style(out, class_renderer, names=names, colors=colors)
+        out = run_worker(feedback, "classify", ["kmeans", source, "--clusters", str(k), "--seed", str(seed),
+                                                "--out", out])["output"]
+        qml = write_style(out, cluster_style(k))
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("clusters")))
         return {self.OUTPUT: out}

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -15,7 +12,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
-from .base import SoftConAlgorithm, make_progress, require_core, run_core, tr
+from ..core.io.atomic import write_text_atomic
+from ..core.models.registry import get_record, REGISTRY
+from ..core.models.weights import cached_path
+from .base import SoftConAlgorithm, run_core, run_worker, tr
 
 ACTIONS = ("list", "download", "register")
 
@@ -62,44 +62,24 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
         self.output(QgsProcessingOutputString(self.ENVIRONMENT, tr("Python packages in use")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.models.registry import REGISTRY, create_encoder, get_record
-        from ..core.models.weights import cached_path, verify_sha256, weights_dir, weights_path
-
-        from .. import deps
-
-        environment = deps.versions()
-        feedback.pushInfo(environment)
         name, checkpoint = self.model_choice(parameters, context)
         action = self.parameterAsEnumString(parameters, self.ACTION, context) or "list"
         record = run_core(feedback, get_record, name)
         feedback.pushInfo(tr(f"Model: {record.name} ({record.arch}, {len(record.bands)} bands "
                              f"{','.join(record.bands)}, {record.input_size}px, {record.embed_dim}-d)"))
-
+        if action == "register" and not checkpoint:
+            raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
+        args = {"list": ["list"], "download": ["download", record.name],
+                "register": ["register", checkpoint, "--model", record.name]}[action]
+        result = run_worker(feedback, "models", args)  # the download, the strict load: in the worker
+        environment = result["environment"]
+        feedback.pushInfo(environment)
+        for warning in result.get("warnings", []):
+            feedback.reportError(tr(warning), fatalError=False)
         if action == "download":
-            path = run_core(feedback, weights_path, record, progress=make_progress(feedback))
-            feedback.pushInfo(tr(f"Weights of {record.name}: {path}"))
+            feedback.pushInfo(tr(f"Weights of {record.name}: {result['weights']}"))
         elif action == "register":
-            if not checkpoint:
-                raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
-            run_core(feedback, create_encoder, record.name, pretrained=False, checkpoint=checkpoint)
-            run_core(feedback, verify_sha256, checkpoint, record.sha256)
-            target = weights_dir() / (record.filename or f"{record.name}.safetensors")
-            shipped = cached_path(record)
-            if shipped is not None and record.local_path and Path(record.local_path) == shipped:
-                feedback.reportError(tr(
-                    f"{record.name} ships its own weights ({shipped}); those take precedence over the cache. "
-                    "Pass your file as 'Checkpoint file' to the other algorithms instead."), fatalError=False)
-            if Path(checkpoint).resolve() != target.resolve():
-                fd, tmp = tempfile.mkstemp(prefix=".register-", dir=target.parent)
-                os.close(fd)
-                try:
-                    shutil.copyfile(checkpoint, tmp)
-                    os.replace(tmp, target)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
-            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {target}"))
+            feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {result['weights']}"))
 
         available = cached_path(record)
         rows = []
@@ -137,4 +117,4 @@ def _write_report(path: str, rows, selected: str) -> None:
             f"<td>{esc(str(local)) if local else 'no'}</td><td>{esc(r.url or r.hf_repo or 'shipped')}</td></tr>")
     body.append("</table><p>" + esc(rows[0][0].citation if rows else "") + "</p></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(body), encoding="utf-8")
+    write_text_atomic(Path(path), "\n".join(body))

@@ -1,13 +1,16 @@
 """The outputs classification algorithms share: class, probability and confidence rasters and the report,
-which core writes straight to the destinations the user chose; here they are only styled and named."""
+which the worker writes straight to the destinations the user chose (``--output KEY=PATH``); here they are
+only styled and named."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
 
-from ..styles import StyleOnLoad, class_renderer, grey_renderer, ramp_renderer, write_style
+from ..core.classify.styles import class_style, CONFIDENCE
+from ..styles import StyleOnLoad, write_style
 from .base import output_name, require_tif, tr
 
 
@@ -50,38 +53,57 @@ class ClassificationOutputs:
                 require_tif(path, tr(what))
         return out
 
-    def name(self, what: str) -> str:
-        """An output layer's name: the input raster's name, then what the layer holds."""
-        return f"{self.input_name}{what}"
+    def name(self, what: str, method: str) -> str:
+        """An output layer's name: the input raster's name, what the layer holds, the method and the time, so
+        repeated runs are told apart in the Layers panel ("scene - classes (rf, 14:32)")."""
+        return f"{self.input_name}{what} ({method}, {time.strftime('%H:%M')})"
 
     @property
     def folder(self) -> Path:
         """Where core stages the outputs (beside the class raster, so that they are renamed into place)."""
         return Path(self.classes).parent
 
-    def destinations(self) -> dict[str, str]:
-        """The outputs core keeps (its output keys) and where; the quicklook goes beside the report."""
+    def args(self) -> list[str]:
+        """``--out-dir`` and one ``--output KEY=PATH`` per output the user chose (core's output keys); the
+        quicklook goes beside the report."""
         report = Path(self.report) if self.report else None
         dests = {"class_raster": self.classes, "probability_raster": self.probability,
                  "confidence_raster": self.confidence, "report_html": self.report,
                  "quicklook_png": str(report.with_name(report.stem + "_quicklook.png")) if report else ""}
-        return {key: path for key, path in dests.items() if path}
+        args = ["--out-dir", str(self.folder)]
+        for key, path in dests.items():
+            if path:
+                args += ["--output", f"{key}={path}"]
+        return args
 
-    def publish(self, result, context, feedback) -> dict:
-        """Style the files core wrote (``result``, a ``ClassifyResult``) and name them for loading."""
+    def publish(self, result: dict, context, feedback) -> dict:
+        """Style the files the worker wrote (``result``: ``ClassifyResult.summary()``) and name them for loading.
+        The probabilities (one band per class) are written but not loaded: one band of them says little, and
+        the confidence layer shows how sure the map is; the log says which band is which class."""
         results = {}
-        qml = write_style(self.classes, class_renderer, names=result.class_names, colors=result.colors)
-        StyleOnLoad.attach(context, self.classes, qml, self.name(tr("classes")))
+        names, method = result["class_names"], result.get("method") or ""
+        qml = write_style(self.classes, class_style(names, result["colors"]))
+        classes = self.name(tr("classes"), method)
+        StyleOnLoad.attach(context, self.classes, qml, classes)
         results[self.CLASSES] = self.classes
         if self.probability:
-            qml = write_style(self.probability, ramp_renderer, vmin=0.0, vmax=1.0)
-            StyleOnLoad.attach(context, self.probability, qml, self.name(tr("class probabilities")))
+            if context.willLoadLayerOnCompletion(self.probability):
+                context.setLayersToLoadOnCompletion({k: v for k, v in context.layersToLoadOnCompletion().items()
+                                                     if k != self.probability})
+            bands = ", ".join(f"{i} = {n}" for i, n in enumerate(names, start=1))
+            feedback.pushInfo(tr(f"Class probabilities (not added to the map; one band per class: {bands}): "
+                                 f"{self.probability}"))
             results[self.PROBABILITY] = self.probability
         if self.confidence:
-            qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
-            StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence")))
+            qml = write_style(self.confidence, CONFIDENCE)
+            StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence"), method))
             results[self.CONFIDENCE] = self.confidence
-        if result.report_html is not None:
-            results[self.REPORT] = str(result.report_html)
-        feedback.pushInfo(tr(f"Classes: {', '.join(result.class_names)}"))
+        if result.get("report_html"):
+            results[self.REPORT] = result["report_html"]
+        for warning in result.get("warnings", []):
+            feedback.reportError(tr(f"Warning: {warning}"), fatalError=False)
+        feedback.pushInfo(tr(f"Classes: {', '.join(names)}"))
+        feedback.pushInfo(tr(f"Next: the map's accuracy and class areas by the book. Run SoftCon > Accuracy "
+                             f"assessment > Create validation sample on '{classes}', label its "
+                             "points, then Assess accuracy and estimate areas."))
         return results

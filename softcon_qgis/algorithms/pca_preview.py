@@ -3,17 +3,9 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
 
-from ..styles import StyleOnLoad, rgb_renderer, write_style
-from .base import (
-    SoftConAlgorithm,
-    embedding_source,
-    make_progress,
-    output_name,
-    require_core,
-    require_tif,
-    run_core,
-    tr,
-)
+from ..core.classify.styles import PCA_RGB
+from ..styles import StyleOnLoad, write_style
+from .base import SoftConAlgorithm, output_name, raster_source, require_tif, run_worker, tr
 
 
 class PcaPreviewAlgorithm(SoftConAlgorithm):
@@ -39,13 +31,10 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("PCA preview")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        require_core()
-        from ..core.classify.maps import pca_preview
-
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        source = embedding_source(layer)
+        source = raster_source(layer, "Embedding raster")
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
-        run_core(feedback, pca_preview, source, out, progress=make_progress(feedback))
-        qml = write_style(out, rgb_renderer)
+        out = run_worker(feedback, "classify", ["pca", source, "--out", out])["output"]
+        qml = write_style(out, PCA_RGB)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

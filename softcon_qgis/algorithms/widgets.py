@@ -7,9 +7,9 @@ scripts and ``qgis_process`` pass: the registry name of the model, the name of t
 """
 from __future__ import annotations
 
-import functools
 import re
 
+from processing.gui.wrappers import WidgetWrapper
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeatureSourceDefinition,
@@ -17,20 +17,18 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
+from qgis.gui import QgsFieldComboBox
+from qgis.PyQt.QtWidgets import QComboBox
 
-#: Field names that identify features rather than classify them.
-ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index|.*_id|id_.*)$", re.I)
+from ..core.models.registry import DEFAULT_MODEL, get_record
+from ..core.models.weights import cached_path
+from .base import model_names
+
+#: Field names that identify features rather than classify them (``class_id`` may well be a class code:
+#: its values decide, see :func:`guess_class_field`).
+ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index)$", re.I)
 #: A class field has a handful of values, each shared by several features.
 MAX_CLASSES = 50
-
-ARCH_NAMES = {
-    "vit_small_patch14_dinov2": "ViT-S/14",
-    "vit_base_patch14_dinov2": "ViT-B/14",
-    "resnet50": "ResNet-50",
-    "resnet18": "ResNet-18",
-    "vit_tiny_patch8_64": "ViT-Tiny/8",
-    "galileo_nano": "nano",
-}
 
 
 def sensor_text(record) -> str:
@@ -41,41 +39,30 @@ def sensor_text(record) -> str:
     return f"Sentinel-2{level}, {len(record.bands)} bands"
 
 
-@functools.lru_cache(maxsize=None)
-def download_mb(name: str) -> float:
-    """Size of a model's weights in float32 (what its download holds), from the architecture's parameters."""
-    from ..core.models.registry import build_encoder, get_record
-
-    record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    return sum(p.numel() for p in encoder.parameters()) * 4 / 1e6
-
-
 def model_label(name: str) -> str:
-    """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk'."""
-    from ..core.models.registry import DEFAULT_MODEL, get_record
-    from ..core.models.weights import cached_path
-
+    """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk' (from the registry's
+    records, without torch: a float32 download holds 4 bytes per parameter)."""
     record = get_record(name)
-    family = "Galileo" if record.arch.startswith("galileo") else "SoftCon"
-    arch = ARCH_NAMES.get(record.arch, record.arch)
-    title = f"{family} {arch}"
+    title = record.title or name
     if name == DEFAULT_MODEL:
         title += " (default, small)"
     try:
         on_disk = cached_path(record) is not None
-    except Exception:  # a damaged file is reported when the model is used; here it only counts as absent
+    except OSError:  # an unreadable cache folder: the file counts as absent here, and is reported when used
         on_disk = False
-    where = "on disk" if on_disk else f"{download_mb(name):,.0f} MB download"
+    size = f"{record.parameters * 4 / 1e6:,.0f} MB download" if record.parameters else "download"
+    where = "on disk" if on_disk else size
     return f"{title} - {sensor_text(record)} - {where}"
 
 
 def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str | None:
-    """The first text field whose values look like classes (2..50 distinct values, repeated across
-    features, not an id), else the first such integer field; None when nothing looks like classes."""
+    """The field that looks like classes: a text field with 2..50 distinct values repeated across features, else
+    an integer field whose 2..50 codes each cover two features or more on average (``class_id`` with 10..70);
+    never the layer's primary key or an id by name (``fid``). None when nothing looks like classes."""
     if layer is None or not layer.isValid():
         return None
-    fields = [f for f in layer.fields() if not ID_NAMES.match(f.name())]
+    keys = set(layer.primaryKeyAttributes())
+    fields = [f for i, f in enumerate(layer.fields()) if i not in keys and not ID_NAMES.match(f.name())]
     values: dict[str, list] = {f.name(): [] for f in fields}
     for i, feature in enumerate(layer.getFeatures()):
         if i >= sample:
@@ -83,24 +70,22 @@ def guess_class_field(layer: QgsVectorLayer | None, sample: int = 2000) -> str |
         for name in values:
             values[name].append(feature[name])
 
-    def looks_like_classes(name: str) -> bool:
+    def distinct(name: str) -> tuple[int, int]:
         vals = [v for v in values[name] if v is not None and str(v).strip() not in ("", "NULL")]
-        distinct = len(set(map(str, vals)))
-        return 2 <= distinct <= MAX_CLASSES and distinct < len(vals)
+        return len(set(map(str, vals))), len(vals)
 
-    for kind in ("text", "integer"):
-        for f in fields:
-            is_text = f.type() == 10  # QVariant.String
-            is_int = f.isNumeric() and f.precision() == 0 and f.typeName().lower().startswith("int")
-            if ((kind == "text" and is_text) or (kind == "integer" and is_int)) and looks_like_classes(f.name()):
-                return f.name()
+    text = [f.name() for f in fields if f.type() == 10]  # QVariant.String
+    integer = [f.name() for f in fields
+               if f.isNumeric() and f.precision() == 0 and f.typeName().lower().startswith("int")]
+    for name in text:
+        n, total = distinct(name)
+        if 2 <= n <= MAX_CLASSES and n < total:
+            return name
+    for name in integer:
+        n, total = distinct(name)
+        if 2 <= n <= MAX_CLASSES and 2 * n <= total:
+            return name
     return None
-
-
-def _processing_wrapper_base():
-    from processing.gui.wrappers import WidgetWrapper
-
-    return WidgetWrapper
 
 
 def _layer_from_value(value) -> QgsVectorLayer | None:
@@ -119,21 +104,13 @@ def _layer_from_value(value) -> QgsVectorLayer | None:
     return layer if isinstance(layer, QgsVectorLayer) else None
 
 
-class ModelWrapper(_processing_wrapper_base()):
+class ModelWrapper(WidgetWrapper):
     """A combo box of models by human name; its value is the registry name."""
 
     def createWidget(self):
-        from qgis.PyQt.QtWidgets import QComboBox
-
-        from .base import model_names
-
         combo = QComboBox()
         for name in model_names():
-            try:
-                label = model_label(name)
-            except Exception:  # core not importable (dependencies missing): the bare name still works
-                label = name
-            combo.addItem(label, name)
+            combo.addItem(model_label(name), name)
             combo.setItemData(combo.count() - 1, name, 3)  # Qt.ToolTipRole: the name scripts use
         combo.currentIndexChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo
@@ -147,13 +124,12 @@ class ModelWrapper(_processing_wrapper_base()):
         return self.widget.currentData()
 
 
-class ClassFieldWrapper(_processing_wrapper_base()):
+class ClassFieldWrapper(WidgetWrapper):
     """The field list of the training layer, with the field that looks like classes already chosen."""
 
     def createWidget(self):
-        from qgis.gui import QgsFieldComboBox
-
         combo = QgsFieldComboBox()
+        combo.setAllowEmptyFieldName(True)  # nothing chosen rather than the first field (often fid)
         combo.fieldChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo
 
@@ -168,9 +144,7 @@ class ClassFieldWrapper(_processing_wrapper_base()):
     def set_layer(self, value) -> None:
         layer = _layer_from_value(value)
         self.widget.setLayer(layer)
-        guess = guess_class_field(layer)
-        if guess:
-            self.widget.setField(guess)
+        self.widget.setField(guess_class_field(layer) or "")
 
     def setValue(self, value):
         if value:
