@@ -63,7 +63,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="3000,6000")
     p.add_argument("--out-dir", default="/tmp/assess_bench")
+    p.add_argument("--smoke", action="store_true", help="a quick run (maps of 300 and 600 px) that checks the script works")
     a = p.parse_args()
+    if a.smoke:
+        a.sizes = "300,600"
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = {}

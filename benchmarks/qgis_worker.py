@@ -24,6 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project before benchmarks
 
 import qgis_helpers as helpers  # noqa: E402  (the test helpers run qgis_process with a throw-away profile)
 from conftest import write_scene_crop  # noqa: E402
+from core.io.sample_data import s2_scene_files  # noqa: E402
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
                "OPENBLAS_MAIN_FREE", "OMP_WAIT_POLICY")
@@ -91,8 +92,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--desktop", action="store_true", help="also the desktop's start-up under Xvfb")
     p.add_argument("--startup-only", action="store_true", help="only the start-up times (no embedding runs)")
+    p.add_argument("--smoke", action="store_true", help="a quick run (128 px, once) that checks the script works")
     args = p.parse_args()
-    from core.io.sample_data import s2_scene_files
+    if args.smoke:
+        args.size, args.repeats = 128, 1
 
     base = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     with tempfile.TemporaryDirectory(prefix="softcon-bench-") as tmp:

@@ -27,7 +27,10 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import (
+    QgsApplication, QgsContrastEnhancement, QgsProject, QgsRasterLayer, QgsRasterMinMaxOrigin, QgsRectangle,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtWidgets import (
     QApplication, QComboBox, QDockWidget, QLineEdit, QMessageBox, QPushButton, QTextBrowser, QTextEdit,
@@ -145,7 +148,7 @@ def worker_pids() -> list[int]:
 
 
 def kill_tour(then) -> None:
-    from processing import createAlgorithmDialog
+    from processing import createAlgorithmDialog  # Processing is there once QGIS has loaded its plugins
 
     raster, points = demo_layers()
     dlg = createAlgorithmDialog("softcon:classify", {"INPUT": raster.id(), "TRAINING": points.id(), "METHOD": "knn"})
@@ -183,9 +186,7 @@ def kill_tour(then) -> None:
 # ---------------------------------------------------------------------------------------- screens
 def demo_layers():
     """The demo scene (RGB) and its training points in the project (added once)."""
-    from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin
-
-    import softcon_qgis
+    import softcon_qgis  # the plugin QGIS loaded (not importable before QGIS put its folder on the path)
 
     if "layers" in STATE:
         return STATE["layers"]
@@ -201,6 +202,7 @@ def demo_layers():
 
 
 def screens_tour() -> None:
+    # Processing and the plugin are there once QGIS has loaded its plugins
     from processing import createAlgorithmDialog
 
     from softcon_qgis import deps
@@ -299,8 +301,8 @@ def screens_tour() -> None:
 
 # ---------------------------------------------------------------------------------------- assess
 def assess_tour() -> None:
+    # Processing and the plugin are there once QGIS has loaded its plugins
     from processing import createAlgorithmDialog
-    from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin, QgsRectangle
 
     from softcon_qgis.core.assess.classmap import read_class_map
     from softcon_qgis.core.classify.demo import demo_raster

@@ -20,6 +20,7 @@ from core.assess.estimation import estimate, Z95
 from core.assess.reference import pick_layer
 from core.assess.sampling import allocate, create_sample, sample_size
 from core.errors import SoftConError
+from core.assess.report import figure
 
 UTM = "EPSG:32618"
 OLOFSSON_NAMES = ["Deforestation", "Forest gain", "Stable forest", "Stable non-forest"]
@@ -146,8 +147,6 @@ def test_stratified_estimator_reduces_to_simple_random_sampling():
 
 
 def test_intervals_are_clipped_to_what_the_figure_can_be():
-    from core.assess.report import figure
-
     assert figure(0.01, 0.02, 100.0) == {"estimate": 1.0, "se": 2.0, "ci95": [0.0, pytest.approx(4.92)]}
     assert figure(0.99, 0.02)["ci95"] == [pytest.approx(0.9508), 1.0]
     assert figure(float("nan"), float("nan")) == {"estimate": None, "se": None, "ci95": None}

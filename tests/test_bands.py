@@ -9,6 +9,9 @@ import torch
 from core.geo.bands import (PRESETS, S1_GRD, S2_L1C, S2_L2A, canonical, map_bands, parse_band_list, resolve_bands,
                             select_bands)
 from core.errors import SoftConError
+from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
+from core.models.registry import models_for
 
 
 @pytest.mark.parametrize("text, want", [
@@ -81,9 +84,6 @@ def test_missing_bands_are_named():
 
 def test_a_raster_the_model_cannot_use_names_the_models_that_can(tmp_path):
     """A 10-band stack (no B1, B9) with a 13-band L1C model: the message names the model that fits."""
-    from core.embed.engine import embed_raster
-    from core.embed.spec import EmbedSpec
-    from core.models.registry import models_for
 
     ten = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
     assert models_for(ten) == ["galileo_nano_s2"] and set(models_for(S2_L2A)) == set(models_for(S2_L1C))  # B10: 0

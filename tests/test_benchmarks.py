@@ -13,6 +13,8 @@ from core.io.sample_data import s2_scene_files
 from core.paths import cache_dir
 
 BENCHMARKS = {
+    "assess.py": ["--smoke", "--out-dir", "{tmp}"],
+    "qgis_worker.py": ["--smoke"],
     "encoders.py": ["--smoke"],
     "inference.py": ["--smoke", "--pretrained"],  # the default model's own 10 bands picked from the 13-band scene
     "classify.py": ["--smoke"],
@@ -39,7 +41,8 @@ def bench_cache(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("script", sorted(BENCHMARKS))
 def test_benchmark_smoke_run_prints_json(repo_root, bench_cache, script):
     env = dict(os.environ, SOFTCON_CACHE=str(bench_cache), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / script), *BENCHMARKS[script]],
+    args = [a.format(tmp=bench_cache / "work") for a in BENCHMARKS[script]]
+    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / script), *args],
                           capture_output=True, text=True, cwd=repo_root, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)

@@ -34,6 +34,7 @@ from core.geo.samples import read_vector
 from core.geo.crs import reproject
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.weights import cached_path
+from core.classify.styles import class_values
 
 OUTPUTS = ("classes.tif", "classes.qml", "probabilities.tif", "confidence.tif", "report.json", "report.txt",
            "report.html", "quicklook.png")
@@ -183,9 +184,7 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
 def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     """Codes such as 10..70 (a land-cover legend) stay the class raster's values, in its tags, style and saved
     classifier: GIS users join maps by code. The map is the text-labelled one with the values renamed."""
-    from pyogrio.raw import write
 
-    from core.classify.styles import class_values
 
     assert class_values(["10", "20", "70"]) == [10, 20, 70] and class_values(["0", "1"]) == [1, 2]
     assert class_values(["water", "10"]) == [1, 2] and class_values(["300", "1000"]) == [300, 1000]

@@ -13,6 +13,8 @@ from qgis.core import QgsProject, QgsVectorLayer
 from rasterio.transform import from_origin
 
 import qgis_helpers as helpers
+from core.assess.sampling import create_sample
+from qgis import processing
 
 pytestmark = pytest.mark.qgis
 NAMES = ["open sea", "salt marsh", "forest & woods", "beach/bare sand"]  # '&' and '/' must survive the QML
@@ -48,8 +50,6 @@ def open_sample(path: str | Path) -> QgsVectorLayer:
 
 
 def test_sample_layer_opens_with_a_value_map_of_the_class_names(plugin, class_map, tmp_path):
-    from core.assess.sampling import create_sample
-
     create_sample(class_map, tmp_path / "s.gpkg", size=40, min_per_class=5)
     layer = open_sample(tmp_path / "s.gpkg")
     fields = layer.fields()
@@ -102,8 +102,6 @@ def test_sample_label_assess_through_processing(plugin, class_map, tmp_path):
 
 
 def test_processing_loads_the_sample_with_its_labelling_style(plugin, class_map, tmp_path):
-    from qgis import processing
-
     out = str(tmp_path / "loaded.gpkg")
     processing.runAndLoadResults("softcon:validationsample", {"INPUT": str(class_map), "SIZE": 30,
                                                               "MIN_PER_CLASS": 5, "OUTPUT": out})

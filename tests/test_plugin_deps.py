@@ -25,6 +25,7 @@ import qgis_helpers as helpers
 import softcon_qgis
 from softcon_qgis import deps, install
 from softcon_qgis.plugin import InstallTask, SoftConPlugin
+from softcon_qgis import worker
 
 pytestmark = pytest.mark.qgis
 FAKE = ("softcon_absent_pkg", "softcon-absent-pkg==1.0")
@@ -161,7 +162,6 @@ def test_python_executable_is_this_python():
 def test_worker_environment_puts_the_packages_before_site_packages(tmp_path):
     """The worker gets the plugin and the packages folder first on PYTHONPATH: before the system's
     site-/dist-packages (Debian's sympy there breaks torch), and the JSON-lines protocol on."""
-    from softcon_qgis import worker
 
     folder = deps.deps_dir(tmp_path)
     assert folder == tmp_path / "python" / "softcon_qgis_deps" / f"py{sys.version_info[0]}{sys.version_info[1]}"

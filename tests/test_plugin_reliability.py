@@ -66,8 +66,6 @@ def test_classify_twice_and_two_at_once_in_task_threads(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     script = tmp_path / "runs.py"
-    import qgis_helpers as helpers
-
     script.write_text(SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), cache=str(tmp_path / "cache"),
                                     out=str(out), crop=str(helpers.scene_crop())))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)

@@ -17,21 +17,10 @@ from ..errors import SoftConError
 from ..io.writer import check_folder
 from ..progress import Progress
 from .classmap import ClassMap, read_class_map
-from .estimation import Estimates, estimate
+from .estimation import Design, Estimates, estimate
 from .layer import REFERENCE, STRATUM
 from .reference import LabelledSample, read_labelled_sample
 from .report import build_report, write_outputs
-
-
-@dataclass(frozen=True)
-class Design:
-    """The strata of the estimate: a name and pixel count each, and the stratum index of every labelled point."""
-
-    estimator: str            # "olofsson2014" or "stehman2014"
-    description: str
-    names: list[str]
-    sizes: np.ndarray
-    strata: np.ndarray
 
 
 @dataclass

@@ -32,6 +32,17 @@ Z95 = 1.96
 
 
 @dataclass(frozen=True)
+class Design:
+    """The strata of the estimate: a name and pixel count each, and the stratum index of every labelled point."""
+
+    estimator: str            # "olofsson2014" or "stehman2014"
+    description: str
+    names: list[str]
+    sizes: np.ndarray
+    strata: np.ndarray
+
+
+@dataclass(frozen=True)
 class Estimates:
     """Estimated figures for K classes; ``*_se`` are standard errors; NaN where a ratio is undefined
     (e.g. the producer's accuracy of a class the sample never found).

@@ -10,18 +10,16 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..io.atomic import atomic_path
 from ..io.writer import make_folder
 from .classmap import ClassMap
-from .estimation import Estimates, Z95
+from .estimation import Design, Estimates, Z95
 from .reference import LabelledSample
 
-if TYPE_CHECKING:  # the design type only; accuracy imports this module
-    from .accuracy import Design
 
 NAMES = {"json": "accuracy.json", "html": "accuracy.html", "csv": "error_matrix.csv"}
 CITATIONS = {
@@ -51,7 +49,7 @@ def figure(value: float, se: float, scale: float = 1.0) -> dict[str, Any]:
             "ci95": None if s is None else [max(v - Z95 * s, 0.0), min(v + Z95 * s, scale)]}
 
 
-def build_report(cmap: ClassMap, sample: LabelledSample, design: "Design", est: Estimates, sample_path: str,
+def build_report(cmap: ClassMap, sample: LabelledSample, design: Design, est: Estimates, sample_path: str,
                  reference_field: str) -> dict[str, Any]:
     """Everything the assessment found, JSON-ready. Matrices: rows = map class, columns = reference class."""
     frame_pixels = int(design.sizes.sum())
