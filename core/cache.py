@@ -33,7 +33,7 @@ from .paths import cache_subdir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.
-ENGINE_VERSION = 2  # 2: border windows see the raster mirrored (core.embed.windows.reflect_outside)
+ENGINE_VERSION = 3  # 2: border windows see the raster mirrored; 3: default dense stride 3/4 of a window
 
 
 def cache_root() -> Path:

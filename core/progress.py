@@ -41,7 +41,7 @@ class Progress:
     _last: float = field(default=-1.0, repr=False)
 
     def update(self, done: float, total: float, message: str = "") -> None:
-        """Report ``done`` of ``total`` (at most every 0.5 %); a value below the last one starts a new phase
+        """Report ``done`` of ``total`` (at most every 0.5 %); a value below the last one starts a new stage
         (embedding, cross-validation, classifying), which is reported from its start."""
         pct = 100.0 * done / max(total, 1e-12)
         if pct < self._last or pct - self._last >= 0.5 or done >= total:
@@ -58,12 +58,19 @@ class Progress:
 
 
 def tqdm_progress(desc: str = "") -> Progress:
-    """A Progress that drives a tqdm bar on stderr (command-line use)."""
+    """A Progress that drives a tqdm bar on stderr (command-line use); each stage of a run (embedding,
+    cross-validation, classifying) gets a bar of its own, whose rate and time left are the stage's."""
     from tqdm import tqdm  # command line only
 
-    bar = tqdm(total=100.0, desc=desc, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}]")
+    bars: list = []
 
     def on_progress(pct: float, msg: str = "") -> None:
+        if not bars or bars[-1].disable or pct < bars[-1].n:  # the first stage, or a new one
+            if bars and not bars[-1].disable:
+                bars[-1].close()
+            bars.append(tqdm(total=100.0, desc=desc, unit="%",
+                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]"))
+        bar = bars[-1]
         bar.n = pct
         if msg:
             bar.set_postfix_str(msg, refresh=False)

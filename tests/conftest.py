@@ -75,6 +75,7 @@ SLOW_TESTS = {
     "test_specs_registries_and_styles_import_without_torch_numpy_or_sklearn",
     "test_a_toy_classifier_registered_in_one_call_is_everywhere_in_core",
     "test_offset_data_embeds_exactly_like_the_original", "test_an_unwritable_cache_means_no_cache_with_a_note",
+    "test_a_folder_of_tiles_maps_in_one_command_with_mosaics_of_cogs", "test_kill_9_mid_run_then_rerun_maps_only_the_rest",
 }
 
 

@@ -137,7 +137,7 @@ def test_style_loads_in_qgis(demo, qgis_new_project):
 
 
 def test_warm_cache_gives_the_same_map(demo, tmp_path):
-    """The second run reuses the cached embedding (its time: benchmarks/classify.py, warm_cache_embedding_s)."""
+    """The second run reuses the cached embedding (its time: the report's timings_s.embedding)."""
     r = run_demo(tmp_path / "again", EmbedSpec(mode="dense", stride=64, device="cpu"), FitSpec())
     assert r.report["embedding"]["from_cache"] is True and r.embedding == demo.embedding
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))

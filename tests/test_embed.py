@@ -33,6 +33,8 @@ from core.errors import Cancelled, SoftConError
 from core.models.encoders import create_encoder
 from core.geo.normalize import preprocess
 from core.progress import Progress
+from core.embed.runner import BatchRunner
+from core.embed.windows import default_stride, make_grid
 
 FP32 = EmbedSpec(precision="fp32", dtype="float32", device="cpu", mode="pooled")
 
@@ -116,12 +118,13 @@ def test_dense_embeddings_do_not_depend_on_tiling_or_batch(s2_scene_files, crop,
     enc, record = encoder
     striped = tmp_path / "striped.tif"
     _write_crop(s2_scene_files, striped, 700, 900, 192, 256, tiled=False, blockysize=3)
-    a = embed_raster(crop, tmp_path / "a.tif", FP32.replace(mode="dense", batch_size=7), encoder=encoder)
-    b = embed_raster(striped, tmp_path / "b.tif", FP32.replace(mode="dense", batch_size=64), encoder=encoder)
+    a = embed_raster(crop, tmp_path / "a.tif", FP32.replace(mode="dense", stride=32, batch_size=7), encoder=encoder)
+    b = embed_raster(striped, tmp_path / "b.tif", FP32.replace(mode="dense", stride=32, batch_size=64), encoder=encoder)
     with rasterio.open(crop) as ds:
         t = ds.transform  # a box of 150 x 110 px that starts off the stride grid
         box = (t.c + 75 * 10, t.f - 170 * 10, t.c + 225 * 10, t.f - 60 * 10)
-    c = embed_raster(crop, tmp_path / "c.tif", FP32.replace(mode="dense", batch_size=3, bbox=box), encoder=encoder)
+    c = embed_raster(crop, tmp_path / "c.tif", FP32.replace(mode="dense", stride=32, batch_size=3, bbox=box),
+                     encoder=encoder)
     with rasterio.open(a) as da, rasterio.open(b) as db, rasterio.open(c) as dc:
         ea, eb, ec = da.read(), db.read(), dc.read()
         assert da.transform == db.transform and da.res == (80.0, 80.0) and ea.shape == (192, 24, 32)
@@ -170,7 +173,7 @@ def test_nodata_is_propagated(s2_scene_files, encoder, tmp_path):
     src = tmp_path / "holes.tif"
     valid = _with_holes(s2_scene_files, src)
     p = embed_raster(src, tmp_path / "p.tif", FP32, encoder=encoder)
-    d = embed_raster(src, tmp_path / "d.tif", FP32.replace(mode="dense"), encoder=encoder)
+    d = embed_raster(src, tmp_path / "d.tif", FP32.replace(mode="dense", stride=32), encoder=encoder)
     with rasterio.open(p) as ds:
         ep = ds.read()
     with rasterio.open(d) as ds:
@@ -277,7 +280,7 @@ def test_cli_stacks_scene_files(s2_scene_files, tmp_path, capsys):
     out = tmp_path / "cli.tif"
     argv = [str(f) for f in s2_scene_files] + [
         "--out", str(out), "--random-init", "--mode", "dense", "--precision", "fp32",
-        "--bbox", "445010,4169860,445650,4170500", "--batch-size", "16",
+        "--bbox", "445010,4169860,445650,4170500", "--batch-size", "16", "--stride", "32",
     ]
     assert main(argv) == 0
     info = read_embedding_info(out)
@@ -335,3 +338,32 @@ def test_reader_thread_only_where_a_core_is_free(monkeypatch):
     assert engine.read_in_background(torch.device("cuda"))  # the CPU is idle while the GPU computes
     monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 1)
     assert engine.read_in_background(torch.device("cpu"))
+
+
+def test_dense_default_stride_keeps_three_quarters_of_each_window():
+    assert default_stride("dense", 64, 8) == 48 and default_stride("dense", 224, 14) == 168
+    assert default_stride("pooled", 64, 8) == 32
+    g = make_grid("dense", 64, None, 8, 480, 480)
+    assert (g.margin, g.cells_per_window, g.n_windows) == (8, 6, 100)  # 2.25 x fewer windows than stride 32
+
+
+def test_runner_gives_each_batch_its_result_in_order_whatever_the_threads(crop, encoder):
+    """One batch per core (threads) or every operation over the cores: the same numbers, batches in order."""
+
+    enc, record = encoder
+    torch.manual_seed(0)
+    xs = [torch.randn(n, 13, 64, 64) for n in (5, 3, 5, 1, 4)]
+    outs, threads = {}, torch.get_num_threads()
+    for workers in (1, 3):
+        got = []
+        with BatchRunner(enc.forward_dense, torch.device("cpu"), workers) as runner:
+            for k, x in enumerate(xs):
+                got += list(runner.submit(k, x))
+                got += list(runner.submit(f"empty{k}", None))  # bookkeeping only: keeps its place
+            got += list(runner.drain())
+        assert [b for b, _ in got] == [b for k in range(5) for b in (k, f"empty{k}")]
+        assert all(out is None for b, out in got if isinstance(b, str))
+        outs[workers] = [out for b, out in got if not isinstance(b, str)]
+    assert torch.get_num_threads() == threads  # restored after the workers' one thread each
+    for a, b in zip(outs[1], outs[3]):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -112,6 +112,20 @@ def test_masked_tokens_keep_every_group_of_the_kept_positions(model, inputs):
     assert t.shape == (2, 3 * 5, 128)
 
 
+def test_fused_inference_blocks_compute_the_training_blocks_sums(model, inputs):
+    """Float32 inference fuses each residual addition into its projection and applies GELU in place; the plain
+    path (training, autocast) computes the same block."""
+    encoder, _ = model
+    blk = encoder.model.blocks[0]
+    x = encoder.model.embed(inputs[:4], 8).flatten(1, 2)
+    with torch.no_grad():
+        fused = blk(x)
+        with torch.enable_grad():
+            plain = blk(x)
+    assert plain.requires_grad and not fused.requires_grad  # the two paths ran
+    assert torch.allclose(fused, plain.detach(), atol=1e-4) and not torch.equal(x, fused)
+
+
 def test_resized_kernel_keeps_the_response_to_resized_input():
     """FlexiViT: <resize(x), resize_kernel(w)> = <x, w> for 8 px -> 16 px (upsampling is injective)."""
     torch.manual_seed(0)
@@ -224,7 +238,7 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
             dst.write(data)
             for i, d in enumerate(ds.descriptions, start=1):
                 dst.set_band_description(i, d)
-    out = embed_raster(crop, tmp_path / "d.tif", EmbedSpec(mode="dense", precision="fp32", dtype="float32",
+    out = embed_raster(crop, tmp_path / "d.tif", EmbedSpec(mode="dense", stride=32, precision="fp32", dtype="float32",
                        device="cpu"), encoder=(encoder, record))
     info = read_embedding_info(out)
     assert info["model"] == "galileo_nano_s2" and info["dim"] == 128 and info["bands"] == list(BANDS)

@@ -22,6 +22,7 @@ import qgis_helpers as helpers
 import toy_classifier
 from core.embed.spec import DEFAULT_MODE
 from core.classify.styles import class_colors, CONFIDENCE
+from rasterio.windows import Window
 
 pytestmark = pytest.mark.qgis
 CLASSES = {"inland water", "salt marsh", "beach/bare sand"}
@@ -74,8 +75,8 @@ def test_provider_lists_every_algorithm(plugin):
     provider = QgsApplication.processingRegistry().providerById("softcon")
     assert provider is not None and provider.name() == "SoftCon"
     ids = {a.id() for a in provider.algorithms()}
-    assert ids == {f"softcon:{n}" for n in ("modelinfo", "embed", "classify", "applyclassifier", "similarity",
-                                            "pcapreview", "kmeans", "validationsample", "assessaccuracy")}
+    assert ids == {f"softcon:{n}" for n in ("modelinfo", "embed", "classify", "applyclassifier", "applytiles",
+                                            "similarity", "pcapreview", "kmeans", "validationsample", "assessaccuracy")}
     for alg in provider.algorithms():
         assert len(alg.shortHelpString()) > 100, alg.id()
         names = [p.name() for p in alg.parameterDefinitions()]
@@ -204,6 +205,35 @@ def test_apply_saved_classifier_reproduces_the_map(classified, data, tmp_path):
         assert np.array_equal(a.read(1), b.read(1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["applied.qml", "applied.tif"]
     del layer
+
+
+def test_apply_to_a_folder_of_tiles_loads_the_styled_mosaic(classified, data, tmp_path):
+    """The crop cut into a left and a right tile: one map per tile, the class mosaic loaded with the classes' style."""
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    with rasterio.open(data["crop"]) as src:
+        half = src.width // 2
+        halves = {"left": Window(0, 0, half, src.height), "right": Window(half, 0, src.width - half, src.height)}
+        for name, win in halves.items():
+            prof = dict(src.profile, width=win.width, height=win.height, transform=src.window_transform(win))
+            with rasterio.open(folder / f"{name}.tif", "w", **prof) as dst:
+                dst.write(src.read(window=win))
+                dst.descriptions = src.descriptions
+    ok, res, fb = helpers.run("softcon:applytiles", {
+        "FOLDER": str(folder), "CLASSIFIER": classified["results"]["OUTPUT_CLASSIFIER"], "DEVICE": "cpu",
+        "OUTPUT_FOLDER": str(tmp_path / "out")})
+    assert ok, fb.errors
+    mosaic = assert_on_crop(res["OUTPUT_CLASSES"], data["crop"], 1)
+    assert {c.label for c in mosaic.renderer().classes()} == CLASSES
+    right = tmp_path / "out" / "tiles" / "right" / "classes.tif"
+    with rasterio.open(res["OUTPUT_CLASSES"]) as m, rasterio.open(right) as r:
+        assert np.array_equal(m.read(1)[:, half:], r.read(1))
+    ok, _, fb = helpers.run("softcon:applytiles", {  # again: every tile is there, nothing is mapped twice
+        "FOLDER": str(folder), "CLASSIFIER": classified["results"]["OUTPUT_CLASSIFIER"], "DEVICE": "cpu",
+        "OUTPUT_FOLDER": str(tmp_path / "out")})
+    assert ok and sum("already mapped" in line for line in fb.infos) == 2, fb.infos
+    del mosaic
 
 
 def test_classify_from_polygons_in_a_memory_layer(classified, data, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from core.progress import Progress, cli_progress, emit_result, last_line
+from core.progress import tqdm_progress
 
 
 def test_each_phase_is_reported_from_its_start():
@@ -32,3 +33,16 @@ def test_json_lines_protocol(monkeypatch, capsys):
     monkeypatch.delenv("SOFTCON_PROGRESS")
     emit_result({"output": "/tmp/e.tif"})  # without the protocol: nothing on stdout
     assert capsys.readouterr().out == ""
+
+
+def test_each_stage_gets_a_bar_of_its_own(capsys):
+    """On the command line each stage has its own tqdm bar, whose rate and time left are the stage's."""
+
+    p = tqdm_progress("map")
+    for i in range(0, 101, 50):
+        p.update(i, 100, "windows")
+    for i in range(0, 101, 50):
+        p.update(i, 100, "classifying")
+    finished = [line for line in capsys.readouterr().err.split("\n") if line.strip()]
+    assert len(finished) == 2 and all("100/100%" in line for line in finished)
+    assert "windows" in finished[0] and "classifying" in finished[1]

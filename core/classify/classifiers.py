@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,16 +73,20 @@ class Classifier:
     def fit(self, x: np.ndarray, y: np.ndarray) -> "Classifier":  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class probabilities for embeddings ``x`` (N, D), in chunks, as float32 (N, C)."""
+    def predict_proba(self, x: np.ndarray | torch.Tensor, workers: int = 1) -> np.ndarray:
+        """Class probabilities for embeddings ``x`` (N, D), in chunks, as float32 (N, C).
+
+        ``workers``: threads for the tree methods (a map uses every core; cross-validation's small
+        predictions use one); the others run on torch's threads. The result does not depend on it.
+        """
         x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
         out = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
         for i in range(0, x.shape[0], CHUNK):
-            out[i:i + CHUNK] = self._proba(x[i:i + CHUNK].float()).cpu().numpy()
+            out[i:i + CHUNK] = self._proba(x[i:i + CHUNK].float(), max(1, workers)).cpu().numpy()
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -140,7 +145,7 @@ class KNNClassifier(Classifier):
             self.arrays["mean"] = mean.numpy()
         return self
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
         if "mean" in self.arrays:
             x = x - torch.from_numpy(self.arrays["mean"])
         return knn_vote(torch.from_numpy(self.arrays["train_features"]), torch.from_numpy(self.arrays["train_labels"]),
@@ -183,7 +188,7 @@ class LinearClassifier(Classifier):
                        "coef": coef, "intercept": bias}
         return self
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
         a = {k: torch.from_numpy(v) for k, v in self.arrays.items()}
         # ((x - mean) / scale) @ coef.T + b, with the standardisation folded into the weights.
         w = a["coef"] / a["scale"]  # (C, D)
@@ -206,7 +211,7 @@ class PrototypeClassifier(Classifier):
         self.arrays = {"prototypes": _normalize(protos).numpy(), "present": present.numpy()}
         return self
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
         sim = (x @ torch.from_numpy(self.arrays["prototypes"]).T) / _norm(x)  # (B, C) cosine
         sim = sim.masked_fill(~torch.from_numpy(self.arrays["present"]), float("-inf"))
         return torch.softmax(sim / self.params["temperature"], dim=1)
@@ -266,16 +271,19 @@ class _SklearnClassifier(Classifier):
             self._est = est
         return est
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
         est = self.estimator
         out = torch.zeros(x.shape[0], self.n_classes)
         if len(est.classes_) == 1:  # fitted on one class (a CV fold): that class, everywhere
             out[:, int(est.classes_[0])] = 1.0
             return out
-        with threadpool_limits(limits=1):
-            p = est.predict_proba(x.numpy())
+        with threadpool_limits(limits=workers):  # HGB predicts on OpenMP threads, by rows
+            p = self._estimator_proba(est, np.ascontiguousarray(x.numpy(), np.float32), workers)
         out[:, torch.as_tensor(est.classes_)] = torch.as_tensor(p, dtype=torch.float32)
         return out
+
+    def _estimator_proba(self, est: Any, x: np.ndarray, workers: int) -> np.ndarray:
+        return est.predict_proba(x)
 
 
 class ForestClassifier(_SklearnClassifier):
@@ -285,6 +293,26 @@ class ForestClassifier(_SklearnClassifier):
                  max_features: float | str = 0.5, seed: int = 0, **_: Any):
         super().__init__(n_classes, n_estimators=int(n_estimators), min_samples_leaf=int(min_samples_leaf),
                          max_features=max_features, seed=int(seed))
+
+    def _estimator_proba(self, est: Any, x: np.ndarray, workers: int) -> np.ndarray:
+        """scikit-learn's ``predict_proba``, with the rows split over ``workers`` threads (tree traversal
+        releases the GIL) and each row's trees summed in the same order, so the result is the same (to the
+        bit) whatever the number of threads. scikit-learn itself splits the trees over threads and sums
+        their shares as they finish, which makes ties between classes depend on timing."""
+        tables = [t.tree_.value[:, 0, :len(est.classes_)] for t in est.estimators_]
+
+        def rows(sl: slice) -> np.ndarray:
+            acc = np.zeros((sl.stop - sl.start, len(est.classes_)), np.float64)
+            xs = x[sl]
+            for tree, table in zip(est.estimators_, tables):
+                acc += table[tree.tree_.apply(xs)]
+            return acc / len(est.estimators_)
+
+        if workers <= 1 or len(x) < 2 * workers:
+            return rows(slice(0, len(x)))
+        bounds = np.linspace(0, len(x), workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            return np.concatenate(list(pool.map(rows, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])])))
 
     def _estimator(self) -> Any:
         p = self.params

@@ -20,6 +20,7 @@ from .explore import kmeans_map, pca_preview, similarity_map
 from .fit import classify
 from .outputs import ClassifyResult, NAMES
 from .spec import FitSpec, GRIDS
+from .tiles import apply_tiles, is_many_tiles, summary_text as tiles_summary
 
 COMMANDS = ("apply", "similarity", "pca", "kmeans", "demo")
 #: Embedding settings that mean nothing for a map: its embedding is an intermediate (cached) file.
@@ -74,10 +75,14 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         add_arguments(p.add_argument_group("classifier settings"), FitSpec)
         add_arguments(p.add_argument_group("embedding settings"), EmbedSpec, exclude=NOT_FOR_MAPS)
         return p
-    p.add_argument("raster", nargs="+" if cmd in ("apply", "similarity") else None)
+    p.add_argument("raster", nargs="+" if cmd in ("apply", "similarity") else None,
+                   help="a raster, the band files of one scene, or several rasters, Sentinel-2 product folders or "
+                        "folders of them: one map per tile plus mosaic VRTs, resumable" if cmd == "apply" else None)
     if cmd == "apply":  # model, mode and stride are the classifier's; a flag that disagrees is refused
         p.add_argument("--classifier", required=True)
         p.add_argument("--out-dir", required=True)
+        p.add_argument("--tiles", action="store_true", help="map every input as a tile of its own (out-dir/tiles/"
+                       "<tile>/ and mosaic VRTs), even a single raster; the default for folders and several rasters")
         _outputs(p)
         p.add_argument("--model", help="must match the classifier's model (default: the classifier's)")
         p.add_argument("--mode", help="must match the classifier's embedding mode (default: its)")
@@ -155,7 +160,15 @@ def _main(argv: list[str]) -> int:
         _done(res)
         return 0
     a = _sub_parser(cmd).parse_args(argv[1:])
-    if cmd == "apply":
+    if cmd == "apply" and (a.tiles or is_many_tiles(a.raster)):
+        expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
+        tiles = apply_tiles(a.raster, a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
+                            cache=not a.no_cache, progress=cli_progress("tiles"), progress_for=cli_progress)
+        if json_lines():
+            emit_result(tiles.summary())
+        else:
+            print(tiles_summary(tiles))
+    elif cmd == "apply":
         expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
         res = apply_classifier(_one(a.raster), a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
                                cache=not a.no_cache, destinations=destinations(a.output),

@@ -65,6 +65,9 @@ class Method:
         params: the parameters a user may set; seeded: the classifier takes the run's ``seed``.
         features: one of :data:`FEATURE_KINDS`; auto: ``--method auto`` tries it; auto_max_classes: ... only up to
             this many classes (None: any number).
+        predict_cost: CPU-seconds to predict a million pixels (30 features, 7 classes, 143 training samples, one
+            core of the project's CPU): ``auto`` prefers the cheapest of the methods it cannot tell apart
+            (:func:`core.classify.selection.pick`); a Sentinel-2 tile is 120 million pixels.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Method:
     auto: bool = True
     seeded: bool = False
     auto_max_classes: int | None = None
+    predict_cost: float = 1.0
 
 
 #: Method name -> declaration, in order of preference on ties (cheaper, smoother maps first).
@@ -134,15 +138,17 @@ TEMPERATURE = Param("temperature", 0.07, "Temperature (kNN and prototype)",
                     advanced=True)
 K = Param("k", 20, "k (kNN neighbours)", "neighbours that vote in kNN", type=int, low=1)
 
+# predict_cost: measured by predict_proba on 200 000 random rows, one thread, load average 12 (so ratios)
 register_method(Method("linear", "Logistic regression", "logistic regression on standardised features",
-                       ".classifiers:LinearClassifier", features="standardised"))
+                       ".classifiers:LinearClassifier", features="standardised", predict_cost=0.3))
 # boosting grows one tree per class and iteration: above 30 classes its cross-validation alone takes minutes
 register_method(Method("hgb", "Gradient boosting", "histogram gradient boosting",
-                       ".classifiers:BoostingClassifier", seeded=True, auto_max_classes=30))
+                       ".classifiers:BoostingClassifier", seeded=True, auto_max_classes=30,
+                       predict_cost=42.0))  # 7 x 100 trees
 register_method(Method("rf", "Random forest", "random forest (on the pixel features alone: the per-pixel "
-                       "baseline of GIS tools)", ".classifiers:ForestClassifier", seeded=True))
+                       "baseline of GIS tools)", ".classifiers:ForestClassifier", seeded=True, predict_cost=6.3))
 register_method(Method("knn", "k nearest neighbours", "cosine k nearest neighbours, votes weighted by "
                        "exp(similarity / temperature)", ".classifiers:KNNClassifier", (K, TEMPERATURE),
-                       features="cosine"))
+                       features="cosine", predict_cost=3.9))
 register_method(Method("prototype", "Nearest prototype", "nearest class mean (cosine)",
-                       ".classifiers:PrototypeClassifier", (TEMPERATURE,), features="cosine"))
+                       ".classifiers:PrototypeClassifier", (TEMPERATURE,), features="cosine", predict_cost=0.3))

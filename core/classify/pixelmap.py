@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
@@ -27,7 +28,7 @@ from rasterio.windows import Window
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import band_names, nodata_values, open_raster
-from ..io.reader import random_pixels, read_pixels, read_window
+from ..io.reader import Prefetcher, random_pixels, read_pixels, read_window
 from ..io.writer import BlockWriter
 from ..progress import Progress
 from .features import (FeatureSpec, fit_pca, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
@@ -201,19 +202,25 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
                      descriptions=[f"p({c})" for c in class_names], **kw) as wp, \
          BlockWriter(paths["confidence_raster"], count=1, dtype="float32",
                      descriptions=["max class probability"], **kw) as wf:
-        for r, x, valid in source.strips(progress, "classifying"):
-            h, w = valid.shape
-            prob = np.full((h, w, n), np.nan, np.float32)
-            if valid.any():
-                prob[valid] = classifier.predict_proba(x[valid])
-            cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)  # index + 1
-            conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
-            wc.write_rows(r, lut[cls][None])
-            wp.write_rows(r, np.moveaxis(prob, -1, 0))
-            wf.write_rows(r, conf[None])
-            counts += np.bincount(cls.ravel(), minlength=n + 1)
-            first = (-r) % step
-            small[(r + first) // step:(r + first) // step + len(range(first, h, step))] = cls[first::step, ::step]
+        # the next strip's features are read and computed in a background thread while the classifier
+        # predicts this one on every core; progress and cancel are handled here, between strips
+        workers = torch.get_num_threads()
+        with Prefetcher(lambda stop: source.strips(), depth=1) as strips:
+            for r, x, valid in strips:
+                progress.check()
+                h, w = valid.shape
+                prob = np.full((h, w, n), np.nan, np.float32)
+                if valid.any():
+                    prob[valid] = classifier.predict_proba(x[valid], workers=workers)
+                cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)  # index + 1
+                conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
+                wc.write_rows(r, lut[cls][None])
+                wp.write_rows(r, np.moveaxis(prob, -1, 0))
+                wf.write_rows(r, conf[None])
+                counts += np.bincount(cls.ravel(), minlength=n + 1)
+                first = (-r) % step
+                small[(r + first) // step:(r + first) // step + len(range(first, h, step))] = cls[first::step, ::step]
+                progress.update(r + h, g.height, "classifying")
         for wr in (wc, wp, wf):
             wr.commit()
     total = max(int(counts[1:].sum()), 1)

@@ -54,17 +54,35 @@ def compare(features: np.ndarray, full: FeatureSpec, px: PixelSamples, xy: np.nd
 
 
 def pick(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The best row: highest kappa, then macro F1; ties go to the earlier (preferred) row."""
-    def key(i_r):
+    """The row to map with: among the rows that cross-validation cannot tell from the best one (overall accuracy
+    within one standard error of the best row's: the one-standard-error rule of Breiman et al. 1984 and Hastie et
+    al. 2009, sec. 7.10), the method cheapest to predict (``Method.predict_cost``); then highest kappa, macro F1,
+    and the earlier (preferred) row.
+
+    The best row is the one of highest kappa (then macro F1); its standard error is the binomial one of its
+    accuracy on the ``n_validated`` samples: with the demo's 143 points about 2 points, so that boosting at
+    93.7 % does not displace a forest at 92.3 % that predicts a Sentinel-2 tile 7 times faster.
+    """
+    def quality(i_r):
         i, r = i_r
         return (-(r["kappa"] if r["overall_accuracy"] is not None else -1), -(r["macro_f1"] or 0), i)
 
-    return sorted(enumerate(rows), key=key)[0][1]
+    best = sorted(enumerate(rows), key=quality)[0][1]
+    acc, n = best["overall_accuracy"], (best.get("cv") or {}).get("n_validated") or 0
+    if acc is None or n < 2:
+        return best
+    se = (acc * (1 - acc) / n) ** 0.5
+    close = [(i, r) for i, r in enumerate(rows)
+             if r["overall_accuracy"] is not None and r["overall_accuracy"] >= acc - se - 1e-12]
+
+    def cheap(i_r):
+        method = METHODS.get(i_r[1]["method"])
+        return (method.predict_cost if method is not None else float("inf"),) + quality(i_r)
+
+    return sorted(close, key=cheap)[0][1]
 
 
 def table_rows(rows: Sequence[dict[str, Any]], chosen: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The comparison as JSON-ready rows (no per-fold detail), the chosen one marked."""
     return [{"features": r["features"], "method": r["method"], "overall_accuracy": r["overall_accuracy"],
              "kappa": r["kappa"], "macro_f1": r["macro_f1"], "chosen": r is chosen} for r in rows]
-
-

@@ -27,10 +27,16 @@ from .spec import MODES
 
 
 def default_stride(mode: str, window: int, patch: int) -> int:
-    """Half a window in both modes: pooled output pixels of window/2 (e.g. 320 m for 64 px at 10 m),
-    dense windows keeping their central half, so each kept patch has a quarter window of context."""
+    """Pooled: half a window (output pixels of window/2, e.g. 320 m for 64 px at 10 m). Dense: three quarters of
+    a window (48 px for 64 px windows of 8 px patches), so each window keeps its central 3/4 and every kept patch
+    has at least an eighth of a window of context; each pixel is computed 1.8 times instead of 4 at half a window.
+
+    Dense stride 48 against 32 on the demo scene (galileo_nano_s2, method auto = rf on emb+pixel): 67 against 63
+    of the 74 independent validation points, 95.5 % of the pixels the same class, 2.25x fewer windows.
+    """
     if mode == "dense":
-        return max(patch, (window // 2) // patch * patch)
+        keeps_whole_patches = [s for s in range(patch, window + 1, patch) if (window - s) % (2 * patch) == 0]
+        return max((s for s in keeps_whole_patches if 4 * s <= 3 * window), default=patch)
     return max(1, window // 2)
 
 

@@ -337,20 +337,9 @@ class BlockWriter:
     def _to_cog(self) -> None:
         """Rewrite the temporary file as a COG with overviews (a second temporary file, then swapped)."""
         p = self.profile
-        opts = dict(compress=p["compress"], predictor="YES", blocksize=max(p["blockxsize"], 128), bigtiff="if_safer",
-                    overviews="auto", overview_resampling=self.overview_resampling, num_threads="1")
-        if p["compress"] == "zstd":
-            opts["level"] = 1
-        if "nbits" in p:
-            opts["nbits"] = p["nbits"]
-        if self._ns:
-            opts["src_mdd"] = self._ns
         cog_tmp = _temp_name(self.out_path)
-        try:
-            rasterio.shutil.copy(self.tmp, cog_tmp, driver="COG", **opts)
-        except BaseException:
-            _remove(cog_tmp)
-            raise
+        cog_copy(self.tmp, cog_tmp, compress=p["compress"], blocksize=max(p["blockxsize"], 128),
+                 overview_resampling=self.overview_resampling, nbits=p.get("nbits"), namespace=self._ns)
         _remove(self.tmp)
         self.tmp = cog_tmp
 
@@ -371,3 +360,49 @@ class BlockWriter:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def cog_copy(src: PathLike, dst: PathLike, *, compress: str = "zstd", blocksize: int = 256,
+             overview_resampling: str = "average", nbits: int | None = None, namespace: str | None = None) -> Path:
+    """Copy a GeoTIFF to ``dst`` as a Cloud Optimized GeoTIFF with overviews (GDAL's COG driver).
+
+    ``namespace``: a tag domain to carry over (the COG driver drops all but the default one). ``dst`` is
+    removed if the copy fails.
+    """
+    opts = dict(compress=compress, predictor="YES", blocksize=blocksize, bigtiff="if_safer", overviews="auto",
+                overview_resampling=overview_resampling, num_threads="1")
+    if compress == "zstd":
+        opts["level"] = 1
+    if nbits:
+        opts["nbits"] = nbits
+    if namespace:
+        opts["src_mdd"] = namespace
+    try:
+        rasterio.shutil.copy(src, dst, driver="COG", **opts)
+    except BaseException:
+        _remove(Path(dst))
+        raise
+    return Path(dst)
+
+
+def make_cog(path: PathLike, overview_resampling: str = "average") -> Path:
+    """Turn a finished GeoTIFF into a COG in place: written beside it, checked complete, renamed over it.
+
+    Raises:
+        SoftConError: the copy failed or came out incomplete (a full disk); ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = _temp_name(path)
+    try:
+        with gdal_env():
+            with rasterio.open(path) as ds:
+                bs = ds.block_shapes[0][1] if ds.block_shapes else 256
+                nbits = ds.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") if ds.count else None
+            cog_copy(path, tmp, blocksize=max(128, bs), overview_resampling=overview_resampling,
+                     nbits=int(nbits) if nbits else None)
+        verify_geotiff(tmp, path)
+        os.replace(tmp, path)
+    except BaseException as e:
+        _remove(tmp)
+        raise _disk_error(e, path) from e
+    return path

@@ -101,14 +101,17 @@ class Attention(nn.Module):
         super().__init__()
         self.q, self.k, self.v, self.proj = (nn.Linear(DIM, DIM) for _ in range(4))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> the heads' outputs before the output projection, (B, N, D)."""
         b, n, _ = x.shape
         # one matmul for q, k and v (the weights stay separate, under their upstream names)
         w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
         bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
         q, k, v = F.linear(x, w, bias).view(b, n, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, DIM))
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, DIM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.mix(x))
 
 
 class Mlp(nn.Module):
@@ -140,8 +143,24 @@ class Block(nn.Module):
         return y * mask / keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.training and not torch.is_grad_enabled() and x.dtype == torch.float32
+                and not torch.is_autocast_enabled(x.device.type)):
+            return self._forward_fused(x)
         x = x + self._drop(self.attn(self.norm1(x)))
         return x + self._drop(self.mlp(self.norm2(x)))
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block for float32 inference, with fewer passes over memory: each residual addition is the
+        ``addmm`` input of the projection before it, and GELU is applied in place, so the (tokens, 4 D) hidden
+        layer is written once instead of three times. On the CPU, where these passes are memory-bound, the
+        encoder runs about 10 % faster (``benchmarks/inference.py``)."""
+        b, n, d = x.shape
+        x = x.reshape(b * n, d)
+        mixed = self.attn.mix(self.norm1(x).view(b, n, d)).view(b * n, d)
+        x = torch.addmm(x, mixed, self.attn.proj.weight.t()).add_(self.attn.proj.bias)
+        hidden = self.mlp.fc1(self.norm2(x))
+        torch.ops.aten.gelu_(hidden)  # in place: F.gelu has no inplace form
+        return torch.addmm(x, hidden, self.mlp.fc2.weight.t()).add_(self.mlp.fc2.bias).view(b, n, d)
 
 
 class GalileoNano(nn.Module):

@@ -1,5 +1,6 @@
 """One QgsProcessingAlgorithm per file; the provider registers every class in ALGORITHMS."""
 from .apply_classifier import ApplyClassifierAlgorithm
+from .apply_tiles import ApplyTilesAlgorithm
 from .assess_accuracy import AssessAccuracyAlgorithm
 from .classify import ClassifyAlgorithm
 from .embed import EmbedAlgorithm
@@ -14,6 +15,7 @@ ALGORITHMS = [
     EmbedAlgorithm,
     ClassifyAlgorithm,
     ApplyClassifierAlgorithm,
+    ApplyTilesAlgorithm,
     SimilarityAlgorithm,
     PcaPreviewAlgorithm,
     KMeansAlgorithm,
