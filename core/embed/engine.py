@@ -36,6 +36,7 @@ from ..errors import SoftConError
 from ..geo.bands import describe_order, MissingBands, resolve_bands
 from ..geo.crs import pixel_extent, pixel_size_m, to_geometry
 from ..geo.normalize import preprocess, strip_normaliser
+from ..io.atomic import clean_stale
 from ..io.raster import band_names, gdal_env, open_raster, resample_to
 from ..io.reflectance import check_reflectance
 from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
@@ -237,6 +238,7 @@ def embed_raster(
     progress = progress or Progress()
     out_path = Path(out_path)
     check_writable(out_path)
+    clean_stale(out_path.parent)  # what killed runs left there goes, even if this run fails before writing
     t_start = time.perf_counter()
     with gdal_env():
         src = open_raster(sources, nodata=spec.nodata)
