@@ -29,7 +29,7 @@ from .io.sample_data import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.
-ENGINE_VERSION = 2  # 2: border windows see the raster mirrored (core.embed.windows.reflect_outside)
+ENGINE_VERSION = 3  # 2: border windows see the raster mirrored; 3: dense windows blended (core.embed.blend)
 
 
 def cache_root() -> Path:

@@ -42,6 +42,8 @@ from ..models.record import ModelRecord
 from ..models.registry import create_encoder, DEFAULT_MODEL
 from ..models.weights import weights_id
 from ..progress import Progress
+from . import position_bias
+from .blend import BLEND, halo_windows, TokenBlender
 from .tags import FORMAT_VERSION, TAG_NAMESPACE
 from .windows import make_grid, MODES, reflect_outside, WindowGrid
 
@@ -320,6 +322,11 @@ def _run(
     dim = record.embed_dim
     mp = grid.margin // grid.cell if grid.mode == "dense" else 0
     k = grid.cells_per_window
+    halo = halo_windows(mp, k)  # rows/columns of windows beyond the extent that blend into it
+    run_grid = grid.with_halo(halo)
+    blender = TokenBlender(dim, k, k + 2 * mp, mp, grid.out_height, grid.out_width)
+    bias, bias_source = position_bias.load(record, wid) if grid.mode == "dense" else (None, "none")
+    bias_t = None if bias is None else torch.from_numpy(bias).to(dev)
     tags = {
         "format_version": FORMAT_VERSION, "model": record.name, "arch": record.arch,
         "bands": json.dumps(list(record.bands)),
@@ -330,6 +337,7 @@ def _run(
         "patch_size": str(enc.patch_size), "cell": str(grid.cell), "dim": str(dim),
         "precision": _PRECISION_NAME[amp], "dtype": dtype, "min_valid": repr(float(min_valid)),
         "checkpoint": str(checkpoint) if checkpoint else "", "weights_id": wid, "border": "reflect",
+        "blend": BLEND if grid.mode == "dense" else "none", "position_bias": bias_source,
         "input_res_m": f"{pixel_size_m(ds):.3f}",
         "sources": json.dumps([str(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]),
     }
@@ -344,33 +352,31 @@ def _run(
     )
     try:
         prefetch = Prefetcher(
-            lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
+            lambda stop: _produce(stop, ds, indexes, run_grid, bs, min_valid, polygon_mask,
                                   None if on_gpu else stats, dev.type == "cuda"),
             depth=QUEUE_DEPTH, background=read_in_background(dev),
         )
     except BaseException:
         writer.abort()
         raise
-    rows: dict[int, np.ndarray] = {}
+    cells_of: dict[int, np.ndarray] = {}  # output block -> which of its tokens hold enough data
     done = run = 0
 
     def place(batch: _Batch, out: np.ndarray | None) -> None:
-        """Put a batch's embeddings (B, D, k, k) into their rows; write rows that are complete."""
+        """Blend a batch's embeddings (B, D, T, T) into the output; write the rows no later window reaches."""
         nonlocal done
         for b, (i, j) in enumerate(batch.where):
-            row = rows.get(i)
-            if row is None:
-                row = rows[i] = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
-            row[:, :, j * k:(j + 1) * k] = out[b]
+            blender.add(i - halo, j - halo, out[b])
         for i, cells in batch.rows_done:
-            row = rows.pop(i, None)
-            if row is None:
-                row = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
-            else:
-                row[:, ~cells] = np.nan
-            r0, r1 = grid.out_rows(i)
-            writer.write_rows(r0, row[:, :r1 - r0, :grid.out_width])
-            done += 1
+            i -= halo
+            if 0 <= i < grid.n_rows:
+                cells_of[i] = cells[:, halo * k:halo * k + grid.out_width]
+            while done < grid.n_rows and done + halo <= i:
+                row = blender.pop(done)
+                row[:, ~cells_of.pop(done)] = np.nan
+                r0, r1 = grid.out_rows(done)
+                writer.write_rows(r0, row[:, :r1 - r0])
+                done += 1
 
     try:
         pending: tuple[_Batch, torch.Tensor, Any] | None = None
@@ -385,7 +391,9 @@ def _run(
                             x = x.to(torch.int32).bitwise_and_(0xFFFF)
                         x = preprocess(x, valid=batch.valid.to(dev, non_blocking=True), **stats)
                     with autocast(dev, amp):
-                        y = enc.forward_dense(x)[:, :, mp:mp + k, mp:mp + k] if grid.mode == "dense" else enc(x)[:, :, None, None]
+                        y = enc.forward_dense(x) if grid.mode == "dense" else enc(x)[:, :, None, None]
+                    if bias_t is not None:  # the token pattern every window has (core.embed.position_bias)
+                        y = y.float() - bias_t
                     run += len(batch.where)
                     if dev.type == "cuda":  # copy back without waiting; collect after the next batch is queued
                         out = y.float().to("cpu", non_blocking=True)
@@ -414,7 +422,7 @@ def _run(
                 f"{grid.stride} px. Use a larger extent, or check the raster's nodata value."
             )
         elapsed = time.perf_counter() - t_start
-        writer.set_tags(windows_total=grid.n_windows, windows_run=run, windows_skipped=grid.n_windows - run,
+        writer.set_tags(windows_total=run_grid.n_windows, windows_run=run, windows_skipped=run_grid.n_windows - run,
                         seconds=f"{elapsed:.2f}", device=str(dev))
         result = writer.commit()
     except BaseException:
