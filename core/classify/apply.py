@@ -82,7 +82,8 @@ def apply_classifier(
                 dim = ds.count
                 spec = FeatureSpec(("emb",), "embedding", mean=np.zeros(dim, np.float32),
                                    components=np.eye(dim, dtype=np.float32))
-            _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in spec.groups else ({}, {})
+            needs_bands = "pixel" in spec.groups or spec.upsample == "jbu"
+            _, band_index = full_spec_bands(src, emb.info, bands) if needs_bands else ({}, {})
             source = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
             report = build_report(
                 class_names=saved.class_names, colors=saved.colors, counts={n: 0 for n in saved.class_names},

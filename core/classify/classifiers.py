@@ -173,11 +173,15 @@ class LinearClassifier(Classifier):
                        "coef": coef, "intercept": bias}
         return self
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Class scores as ``x @ w.T + b``: w (C, D), b (C,), the standardisation folded into the weights
+        (-inf bias for classes absent from the training data)."""
+        a = self.arrays
+        w = a["coef"] / a["scale"]
+        return w.astype(np.float32), (a["intercept"] - w @ a["mean"]).astype(np.float32)
+
     def _proba(self, x: torch.Tensor) -> torch.Tensor:
-        a = {k: torch.from_numpy(v) for k, v in self.arrays.items()}
-        # ((x - mean) / scale) @ coef.T + b, with the standardisation folded into the weights.
-        w = a["coef"] / a["scale"]  # (C, D)
-        b = a["intercept"] - (w @ a["mean"])  # (C,); -inf for absent classes stays -inf
+        w, b = (torch.from_numpy(v) for v in self.affine())
         return torch.softmax(x @ w.T + b, dim=1)
 
 

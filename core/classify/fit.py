@@ -28,9 +28,11 @@ from .classifiers import CLASSIFIERS, make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
 from .features import FEATURE_SETS, GRIDS, parse_features
 from .outputs import ClassifyResult, closing, describe_features, finish
-from .pixelmap import FeatureSource, full_spec, open_source
-from .report import build_report, format_table
-from .selection import candidates, compare, method_params, pick, table_rows
+from .pixelmap import full_source, open_source
+from .report import build_report
+from .evaluate import block_size, evaluate
+from .selection import candidates, method_params
+from .validation import read_validation
 from .styles import class_colors
 
 
@@ -113,6 +115,9 @@ def classify(
     grid: str = "pixel",
     embed_spec: EmbedSpec | None = None,
     destinations: Mapping[str, str | os.PathLike] | None = None,
+    validation: str | os.PathLike | None = None,
+    validation_layer: str | int | None = None,
+    min_mapping_unit: int = 0,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -132,8 +137,8 @@ def classify(
         grid: ``pixel`` (the map on the input raster's own grid; default) or ``embedding`` (the token grid).
         bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.engine.embed_raster`.
         cv_folds: folds of the spatially blocked cross-validation (0 = skip it).
-        block_size_m: side of the CV blocks; default twice the model window's footprint (at least five
-            embedding pixels), so that validation pixels share no input with training pixels.
+        block_size_m: side of the CV blocks; default the range of the embedding's spatial autocorrelation (its
+            variogram, :mod:`core.classify.spatial`), at least twice the model window's footprint.
         max_pixels_per_polygon: cap on training pixels drawn from one polygon.
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
@@ -142,6 +147,12 @@ def classify(
             ``method_comparison``, one row per feature set and method).
         embed_spec: every embedding setting at once (:class:`core.embed.spec.EmbedSpec`; the plugin builds
             one); when given, it replaces the keywords above that it carries.
+        validation: independent reference points or polygons (same ``label_field``, any CRS), never trained on:
+            every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
+            ``method="auto"`` / ``features=None`` choose by them (:mod:`core.classify.validation`).
+        validation_layer: layer of a multi-layer ``validation`` file.
+        min_mapping_unit: smallest patch of one class kept in the class raster, in pixels (GDAL's sieve filter;
+            0 or 1 = none); probabilities and confidence stay per pixel.
         destinations: output key (``class_raster``, ``report_html``... see ``outputs.NAMES``) -> path: keep only
             these outputs, each at its path (the plugin passes the files the user chose); the stage folder
             is still made in ``out_dir``, so same-folder destinations are renamed into place.
@@ -166,16 +177,18 @@ def classify(
         raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
                            f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
+    if validation is not None:  # a missing file or field stops here, before the embedding
+        read_vector(validation, label_field, validation_layer)
     _precheck_samples(raster, vec, max_pixels_per_polygon, embed_spec.bbox)
     emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
-            full, band_index = full_spec(ds, src, emb.info, bands, grid, seed)
+            source = full_source(ds, src, emb.info, bands, grid, emb.info.get("cell") or 1, seed)
+            full = source.spec
             wanted = parse_features(features)
             if wanted is not None:
-                FeatureSource(ds, src, full.select(wanted), emb.info.get("cell") or 1, band_index)  # checks
-            source = FeatureSource(ds, src, full, emb.info.get("cell") or 1, band_index)
+                source.select(full.select(wanted))  # checks
             g = source.grid
             px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, max_pixels_per_polygon,
                                    seed=seed)
@@ -185,29 +198,22 @@ def classify(
             xy = pixel_xy_m(g, px.rows, px.cols)
             summary = embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
-            block = float(block_size_m) if block_size_m else max(2 * window_m, 5 * summary["pixel_size_m"])
+            block = block_size(ds, block_size_m, window_m, summary["pixel_size_m"], seed)
+            val = None if validation is None else read_validation(
+                validation, label_field, validation_layer, px.class_names, source, px, max_pixels_per_polygon, seed)
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
             pairs = candidates(method, sets)
+            others = [p for p in candidates("auto", sets) if p not in pairs] if compare_methods and method != "auto" else []
             params = {m: method_params(m, k, temperature, seed) for m in METHODS}
             t = time.perf_counter()
-            rows, cv, chosen = [], None, None
-            if cv_folds and cv_folds >= 2:
-                progress.log(f"Spatially blocked {cv_folds}-fold cross-validation (blocks of {block:.0f} m), "
-                             f"{len(pairs)} method/feature combination(s):")
-                todo = list(pairs)
-                if compare_methods and method != "auto":  # the other combinations too, for the comparison table
-                    todo += [p for p in candidates("auto", sets) if p not in pairs]
-                rows = compare(feats, full, px.labels, px.groups, xy, px.class_names, todo, cv_folds, block,
-                               params, seed, progress)
-                chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
-                cv = chosen["cv"]
-                cv["method_comparison"] = table_rows(rows, chosen)
-                progress.log(format_table(cv["method_comparison"]))
-            fs, method = (chosen["features"], chosen["method"]) if chosen else pairs[0]
+            ev = evaluate(ds, full, feats, px.labels, px.groups, xy, px.class_names, pairs, others, cv_folds or 0,
+                          block, params, seed, progress, val)
+            fs, method = ev.chosen
             spec = full.select(FEATURE_SETS[fs])
-            feats = feats[:, spec.columns(full)]
+            cols = spec.columns(full)
+            feats = feats[:, cols]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
             clf = make_classifier(method, len(px.class_names), **params[method]).fit(feats, px.labels)
@@ -216,19 +222,23 @@ def classify(
             saved = SavedClassifier(clf, px.class_names, colors, needs, spec)
             report = build_report(
                 class_names=px.class_names, colors=colors, counts=px.counts(), feature_counts=px.feature_counts(),
-                dropped=px.dropped, n_features=px.n_features, cv=cv, method=method, params=clf.params,
+                dropped=px.dropped, n_features=px.n_features, cv=ev.cv, method=method, params=clf.params,
                 embedding=summary, weights=emb.weights,
                 timings={"embedding": round(t_embed, 3), "cross_validation": round(t_cv, 3)},
-                extra_warnings=_feature_warnings(feats, emb.weights, method) if fs == "emb" else [],
+                extra_warnings=(_feature_warnings(feats, emb.weights, method) if fs == "emb" else []) + ev.warnings,
             )
+            report.update(method_comparison=ev.table, selected_by=ev.selected_by,
+                          spatial={"block": ev.block, "samples": ev.spread})
+            if val is not None:
+                report["validation"] = val.score(clf, cols, px.class_names)
             describe_features(report, spec, source)
             report["samples"]["path"] = str(samples)
             report["samples"]["label_field"] = label_field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
-            final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            final = source.select(spec)
             result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
-                            destinations)
+                            destinations, min_mapping_unit)
     finally:
         drop_uncached(emb, cache)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

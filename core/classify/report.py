@@ -279,16 +279,25 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
 
 
 def cells(r: dict[str, Any]) -> str:
-    if r["overall_accuracy"] is None:
-        return "accuracy n/a"
-    return f"accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}"
+    out = "CV n/a" if r["overall_accuracy"] is None else (
+        f"CV accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}")
+    v = r.get("validation")
+    return out + (f"  | validation {100 * v['overall_accuracy']:5.1f}%  kappa {v['kappa']:.3f}" if v else "")
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison as a plain-text table (CLI, report.txt, the plugin's log)."""
-    lines = [f"{'features':10s} {'method':9s} {'accuracy':>8s} {'kappa':>6s} {'macro F1':>8s}"]
+    """The comparison as a plain-text table (CLI, report.txt, the plugin's log): blocked CV, and the validation
+    samples when given."""
+    val = any(r.get("validation") for r in rows)
+    lines = [f"{'features':10s} {'method':9s} {'CV acc':>7s} {'kappa':>6s} {'macro F1':>8s}"
+             + (f" {'valid acc':>9s} {'kappa':>6s}" if val else "")]
     for r in rows:
         acc = "n/a" if r["overall_accuracy"] is None else f"{100 * r['overall_accuracy']:.1f}%"
-        lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
-                     + ("  <- chosen" if r.get("chosen") else ""))
+        kappa = "" if r["kappa"] is None else f"{r['kappa']:.3f}"
+        f1 = "" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
+        line = f"{r['features']:10s} {r['method']:9s} {acc:>7s} {kappa:>6s} {f1:>8s}"
+        if val:
+            v = r.get("validation") or {}
+            line += (f" {100 * v['overall_accuracy']:8.1f}% {v['kappa']:6.3f}" if v else f" {'':>9s} {'':>6s}")
+        lines.append(line + ("  <- chosen" if r.get("chosen") else ""))
     return "\n".join(lines)
