@@ -72,14 +72,17 @@ def phase(args: argparse.Namespace) -> dict:
     from core.classify.demo import DEMO_LABEL_FIELD, DEMO_POINTS, demo_raster
     from core.classify.apply import apply_classifier
     from core.classify.fit import classify
+    from core.classify.spec import FitSpec
     from core.embed.engine import embed_raster
+    from core.embed.spec import EmbedSpec
 
     work = Path(args.work)
     t = time.perf_counter()
     if args.phase == "train":
         for run in ("train", "again"):  # the second run finds the demo's embedding in the cache
-            r = classify(demo_raster(), DEMO_POINTS, DEMO_LABEL_FIELD, work / run, model=args.model,
-                         method=args.method, features=args.features, cv_folds=0, device="cpu",
+            r = classify(demo_raster(), DEMO_POINTS, DEMO_LABEL_FIELD, work / run,
+                         EmbedSpec(model=args.model, device="cpu"),
+                         FitSpec(method=args.method, features=args.features, cv_folds=0),
                          save_classifier=work / "classifier.npz")
         emb = r.report["embedding"]
         return {"seconds": round(time.perf_counter() - t, 2), "warm_cache_hit": emb["from_cache"],
@@ -87,9 +90,10 @@ def phase(args: argparse.Namespace) -> dict:
     elif args.phase == "mosaic":
         make_mosaic(work / "mosaic.tif", args.size)
     elif args.phase == "embed":
-        embed_raster(work / "mosaic.tif", work / "mosaic_emb.tif", model=args.model, mode="dense", device="cpu")
+        embed_raster(work / "mosaic.tif", work / "mosaic_emb.tif", EmbedSpec(model=args.model, mode="dense",
+                     device="cpu"))
     elif args.phase == "apply":
-        apply_classifier(work / "mosaic_emb.tif", work / "classifier.npz", work / "map", device="cpu")
+        apply_classifier(work / "mosaic_emb.tif", work / "classifier.npz", work / "map", EmbedSpec(device="cpu"))
     return {"seconds": round(time.perf_counter() - t, 2)}
 
 

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         chans, size = ARCH_INPUTS[arch]
         x = None
         if arch in ARCH_MODEL:
-            from core.models.registry import create_encoder
+            from core.models.encoders import create_encoder
 
             enc, record = create_encoder(ARCH_MODEL[arch])
             x = real_batch(record, args.batch)

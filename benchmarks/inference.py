@@ -38,7 +38,9 @@ from core.io.writer import stack_to_geotiff  # noqa: E402
 from core.device import autocast, pick_device, resolve_precision  # noqa: E402
 from core.embed import engine  # noqa: E402
 from core.embed.engine import default_batch_size, embed_raster  # noqa: E402
-from core.models.registry import DEFAULT_MODEL, create_encoder  # noqa: E402
+from core.embed.spec import EmbedSpec  # noqa: E402
+from core.models.encoders import create_encoder  # noqa: E402
+from core.models.registry import DEFAULT_MODEL  # noqa: E402
 from core.geo.normalize import preprocess  # noqa: E402
 from core.io.sample_data import s2_scene_files  # noqa: E402
 
@@ -119,7 +121,7 @@ def child(args: argparse.Namespace) -> None:
     rss_before = _status_mb("VmRSS")
     has_hwm = reset_peak_rss()
     t0 = time.perf_counter()
-    embed_raster(args.src, args.out, encoder=enc, mode=args.mode, precision=args.precision)
+    embed_raster(args.src, args.out, EmbedSpec(mode=args.mode, precision=args.precision), encoder=enc)
     dt = time.perf_counter() - t0
     embed_peak = _status_mb("VmHWM") if has_hwm else None
     with rasterio.open(args.out) as ds:
@@ -242,7 +244,8 @@ def main() -> None:
         e2e, bare, e2e_cpu, bare_cpu, n = [], [], [], [], 0
         for k in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = embed_raster(scene, work / "a.tif", encoder=(enc, record), precision=args.precision)
+            out = embed_raster(scene, work / "a.tif", EmbedSpec(mode="pooled", precision=args.precision),
+                               encoder=(enc, record))
             e2e.append(time.perf_counter() - t0)
             e2e_cpu.append(time.process_time() - c0)
             with rasterio.open(out) as ds:
@@ -290,7 +293,9 @@ def main() -> None:
     if "e" in args.only:
         outs = {}
         for prec in ("bf16", "fp32"):
-            path = embed_raster(scene, work / f"e_{prec}.tif", encoder=(enc, record), precision=prec, dtype="float32")
+            path = embed_raster(scene, work / f"e_{prec}.tif", EmbedSpec(mode="pooled", precision=prec,
+                                dtype="float32"),
+                                encoder=(enc, record))
             with rasterio.open(path) as ds:
                 outs[prec] = ds.read().reshape(record.embed_dim, -1).T
         a, b = outs["bf16"], outs["fp32"]

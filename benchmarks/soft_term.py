@@ -83,7 +83,7 @@ def real_batch(n: int, seed: int = 0) -> dict:
 
 
 def share(batch_size: int) -> dict:
-    from core.models.registry import create_encoder
+    from core.models.encoders import create_encoder
 
     batch = real_batch(batch_size)
     cfg = Config(**{k: v for k, v in BASE.items() if k in Config.__dataclass_fields__})
@@ -128,7 +128,7 @@ def label_alignment(encoder: torch.nn.Module, n: int = 256) -> float:
 
 
 def ablation(names: list[str], steps: int, seed: int) -> dict:
-    from core.models.registry import create_encoder
+    from core.models.encoders import create_encoder
     from train.features import encoder_features, read_class_folders
     from train.linear_probe import evaluate
     from train.pretrain import main

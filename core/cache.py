@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import SoftConError
 from .io.atomic import atomic_path, clean_stale
-from .io.sample_data import cache_dir
+from .paths import cache_dir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .embed.spec import PRECISIONS
 from .errors import SoftConError
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @functools.lru_cache(maxsize=1)

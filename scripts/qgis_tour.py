@@ -8,6 +8,10 @@ screenshots and ``tour.json`` (what happened, with times):
   *Install…*, accept the dialog that states the download, wait for pip, and record the outcome.
 - ``screens``: the demo scene and training points loaded; the toolbox, the Classify and Model info
   dialogs, a Classify run pressed in the dialog, and the map after it.
+- ``assess``: the demo scene and a class map (``SOFTCON_TOUR_MAP``); *Create validation sample* run from its
+  dialog, one point labelled in its form through the value map, the labels of ``SOFTCON_TOUR_LABELS`` (a JSON
+  object sample_id -> class, labelled by eye) entered and saved, *Assess accuracy and estimate areas* run from
+  its dialog, and its report.
 
 Each step waits for what it needs (a widget, a finished task) by polling; the tour quits QGIS at the end.
 """
@@ -18,8 +22,10 @@ import traceback
 from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtCore import Qt, QTimer
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QLineEdit, QMessageBox, QPushButton, QTextEdit
+from qgis.PyQt.QtCore import Qt, QTimer, QUrl
+from qgis.PyQt.QtWidgets import (
+    QApplication, QComboBox, QDockWidget, QLineEdit, QMessageBox, QPushButton, QTextBrowser, QTextEdit,
+)
 from qgis.utils import iface, plugins
 
 OUT = Path(os.environ.get("SOFTCON_TOUR_OUT", "/tmp/softcon-tour"))
@@ -221,8 +227,133 @@ def screens_tour() -> None:
     QTimer.singleShot(4000, step_toolbox)
 
 
+# ---------------------------------------------------------------------------------------- assess
+def assess_tour() -> None:
+    from processing import createAlgorithmDialog
+    from qgis.core import QgsContrastEnhancement, QgsRasterMinMaxOrigin, QgsRectangle
+
+    from softcon_qgis.core.assess.classmap import read_class_map
+    from softcon_qgis.core.classify.demo import demo_raster
+
+    given = json.loads(Path(os.environ["SOFTCON_TOUR_LABELS"]).read_text())
+    labels = {int(k): v for k, v in given["labels"].items()}
+    form_id = int(given.get("form", min(labels)))  # the point labelled in its form, on screen
+    cmap = read_class_map(os.environ["SOFTCON_TOUR_MAP"])
+    if given.get("map_counts") and dict(zip(cmap.names, cmap.counts)) != given["map_counts"]:
+        finish(False, error="the labels are for another map (its pixel counts differ): a new map draws other "
+                            "points; label them again")
+        return
+    size = int(os.environ.get("SOFTCON_TOUR_SIZE", "400"))
+    raster = QgsRasterLayer(str(demo_raster()), "S2 L1C demo scene")
+    renderer = raster.renderer()
+    renderer.setRedBand(4), renderer.setGreenBand(3), renderer.setBlueBand(2)
+    raster.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
+    classes = QgsRasterLayer(os.environ["SOFTCON_TOUR_MAP"], "demo - classes")  # styled by its classes.qml
+    iface.mainWindow().setGeometry(0, 0, 1600, 1000)
+    assert len(QgsProject.instance().addMapLayers([raster, classes])) == 2
+    for dock in iface.mainWindow().findChildren(QDockWidget):
+        dock.setVisible(dock.objectName() == "Layers")
+    layers_panel = iface.mainWindow().findChild(QDockWidget, "Layers")
+    if layers_panel is not None:
+        iface.mainWindow().resizeDocks([layers_panel], [340], Qt.Orientation.Horizontal)
+    iface.mapCanvas().setExtent(raster.extent())
+    iface.mapCanvas().refresh()
+    state = {}
+
+    def step_sample_dialog():
+        params = {"INPUT": classes.id(), "SIZE": size, "OUTPUT": str(OUT / "validation_sample.gpkg")}
+        dlg = createAlgorithmDialog("softcon:validationsample", params)
+        dlg.show()
+        dlg.setGeometry(*DIALOG_AT, 1100, 640)
+        QTimer.singleShot(2500, lambda: (shot("assess_1_dialog_sample"), dlg.runAlgorithm(), poll(
+            sample_layer, lambda lyr: QTimer.singleShot(2000, lambda: step_sample_map(dlg, lyr)), timeout_s=600,
+            what="the validation sample")))
+
+    def sample_layer():
+        return next((lyr for lyr in QgsProject.instance().mapLayers().values()
+                     if lyr.name().endswith("validation sample")), None)
+
+    def step_sample_map(dlg, layer):
+        note("sample loaded", points=layer.featureCount(), log=dlg.findChild(QTextEdit, "txtLog").toPlainText()[-600:])
+        dlg.close()
+        QgsProject.instance().layerTreeRoot().findLayer(classes.id()).setItemVisibilityChecked(False)
+        iface.mapCanvas().refreshAllLayers()
+        state["layer"] = layer
+        QTimer.singleShot(3000, lambda: (shot("assess_2_sample"), step_form()))
+
+    def step_form():
+        layer = state["layer"]
+        assert layer.startEditing()
+        first = next(f for f in layer.getFeatures() if f["sample_id"] == form_id)
+        p = first.geometry().asPoint()
+        iface.mapCanvas().setExtent(QgsRectangle(p.x() - 1500, p.y() - 950, p.x() + 1500, p.y() + 950))
+        iface.mapCanvas().refreshAllLayers()
+        form = iface.getFeatureForm(layer, first)
+        form.show()
+        form.setGeometry(1000, 120, 520, 360)
+        layer.selectByIds([first.id()])  # the point being labelled, in the selection colour
+        combo = form.findChild(QComboBox, "reference")  # the value map of the class names
+        state.update(form=form, combo=combo, first=first)
+        QTimer.singleShot(2500, lambda: (combo.showPopup(), QTimer.singleShot(1500, step_pick)))
+
+    def step_pick():
+        shot("assess_3_label_value_map")
+        combo, form = state["combo"], state["form"]
+        combo.hidePopup()
+        combo.setCurrentIndex(combo.findText(labels[state["first"]["sample_id"]]))
+        form.accept()
+        layer = state["layer"]
+        idx = layer.fields().indexOf("reference")
+        by_id = {f["sample_id"]: f.id() for f in layer.getFeatures()}
+        for sid, label in labels.items():
+            if sid != state["first"]["sample_id"] and not layer.changeAttributeValue(by_id[sid], idx, label):
+                raise RuntimeError(f"could not label point {sid}")
+        ok = layer.commitChanges()
+        layer.removeSelection()
+        saved = layer.getFeature(state["first"].id())["reference"]
+        note("labels saved", ok=ok, labelled=len(labels), first_in_form=saved)
+        if saved != labels[state["first"]["sample_id"]]:
+            finish(False, error=f"the label picked in the form was not saved ({saved})")
+            return
+        iface.mapCanvas().setExtent(raster.extent())
+        iface.mapCanvas().refreshAllLayers()
+        QTimer.singleShot(3000, lambda: (shot("assess_4_labelled"), step_assess()))
+
+    def step_assess():
+        folder = OUT / "accuracy"
+        dlg = createAlgorithmDialog("softcon:assessaccuracy", {"INPUT": classes.id(), "SAMPLE": state["layer"].id(),
+                                                               "OUTPUT_FOLDER": str(folder)})
+        dlg.show()
+        dlg.setGeometry(*DIALOG_AT, 1100, 640)
+        dlg.runAlgorithm()
+        poll(lambda: (folder / "accuracy.html").exists() and dlg,
+             lambda d: QTimer.singleShot(2500, lambda: step_assess_log(d, folder)), timeout_s=600,
+             what="the accuracy report")
+
+    def step_assess_log(dlg, folder):
+        dlg.setGeometry(DIALOG_AT[0], 0, 1150, 1000)
+        log = dlg.findChild(QTextEdit, "txtLog")
+        (OUT / "assess_log.txt").write_text(log.toPlainText())
+        cursor = log.document().find("overall accuracy")
+        if not cursor.isNull():
+            cursor.clearSelection()
+            log.setTextCursor(cursor)
+        QTimer.singleShot(1000, lambda: (shot("assess_5_log"), dlg.close(), step_report(folder)))
+
+    def step_report(folder):
+        view = QTextBrowser()
+        view.setWindowTitle("accuracy.html")
+        view.setSource(QUrl.fromLocalFile(str(folder / "accuracy.html")))
+        view.setGeometry(340, 0, 1260, 1000)
+        view.show()
+        state["view"] = view
+        QTimer.singleShot(2000, lambda: (shot("assess_6_report"), view.close(), finish(True)))
+
+    QTimer.singleShot(4000, step_sample_dialog)
+
+
 iface.mainWindow().setGeometry(0, 0, 1600, 1000)  # no window manager under Xvfb: fill the screen
 QgsApplication.messageLog().messageReceived.connect(  # the SoftCon log tab, kept in a file
     lambda msg, tag, level: tag == "SoftCon" and open(OUT / "softcon_log.txt", "a").write(msg + "\n"))
 note("started", qgis_settings=str(QgsApplication.qgisSettingsDirPath()))
-QTimer.singleShot(3000, install_tour if MODE == "install" else screens_tour)
+QTimer.singleShot(3000, {"install": install_tour, "assess": assess_tour}.get(MODE, screens_tour))

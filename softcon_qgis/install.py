@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 import os
 import platform
+import queue
 import shlex
 import shutil
+import socket
 # subprocess runs pip, or the interpreter QGIS runs to check imports after pip: see _run().
 import subprocess  # nosec B404
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote, urlparse
 
 from . import deps
 
@@ -77,9 +82,6 @@ def install_requirements(build: str, system: str | None = None) -> list[str]:
 def index_reachable(url: str = deps.TORCH_CPU_INDEX, timeout: float = 5.0) -> bool:
     """Whether the host of ``url`` accepts a connection within ``timeout`` s. pip would otherwise wait
     its full timeout, with retries, on an index that drops packets (many minutes) before moving on."""
-    import socket
-    from urllib.parse import urlparse
-
     parsed = urlparse(url)
     try:
         with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
@@ -156,10 +158,6 @@ def _run(cmd: list[str], on_line: Callable[[str], None] | None = None,
     """Run ``cmd`` (pip, or the interpreter QGIS runs for the import check), passing each output line to
     ``on_line``; stops it when ``is_cancelled()``. Returns (exit code, whole output); -1 if it could not
     start, -2 if cancelled or out of time."""
-    import queue
-    import threading
-    import time
-
     lines: list[str] = []
     try:
         # The plugin's only subprocesses: pip and the import check, with fixed argument lists (no shell),
@@ -195,8 +193,6 @@ def plan(build: str, python: str | None = None, size_of: Callable[[str], int | N
     network settings); local files are measured directly. Returns (plan, pip's output); plan is None
     when pip cannot resolve the requirements (e.g. the CPU build of torch is not reachable).
     """
-    from urllib.parse import unquote, urlparse
-
     reqs = requirements if requirements is not None else install_requirements(build)
     with tempfile.TemporaryDirectory(prefix="softcon-pip-plan-") as tmp:
         report = Path(tmp) / "report.json"

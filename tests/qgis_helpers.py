@@ -22,7 +22,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+import numpy as np
+from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings, QgsProcessingException, QgsProcessingFeedback
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
 
 ROOT = Path(__file__).resolve().parents[1]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
@@ -74,7 +77,8 @@ def random_checkpoint() -> Path:
     import torch
 
     from core.models.checkpoint import save_safetensors
-    from core.models.registry import DEFAULT_MODEL, create_encoder
+    from core.models.registry import DEFAULT_MODEL
+    from core.models.encoders import create_encoder
 
     torch.manual_seed(0)
     encoder, _ = create_encoder(DEFAULT_MODEL, pretrained=False)
@@ -231,3 +235,25 @@ def drop_layers() -> None:
     from qgis.core import QgsProject
 
     QgsProject.instance().removeAllMapLayers()
+
+
+# ------------------------------------------------------------------------------------ drawing
+def render(layers, extent, crs, size=(480, 480)) -> QImage:
+    settings = QgsMapSettings()
+    settings.setLayers(layers)  # first = on top
+    settings.setDestinationCrs(crs)
+    settings.setExtent(extent)
+    settings.setOutputSize(QSize(*size))
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+def to_array(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format_RGB32)
+    ptr = image.constBits()
+    ptr.setsize(image.byteCount())
+    bgra = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)[:, :image.width()]
+    return bgra[..., 2::-1].copy()  # RGB

@@ -16,8 +16,10 @@ from core.models.adapt import adapt_input_conv, init_from_rgb, resample_pos_embe
 from core.models.checkpoint import load_weights, read_state_dict, save_safetensors
 from core.models.encoders import build_encoder
 from core.errors import SoftConError
-from core.models.cli import convert, main as models_main
-from core.models.registry import create_encoder, get_record
+from core.models.cli import main as models_main
+from core.models.manage import convert
+from core.models.registry import get_record
+from core.models.encoders import create_encoder
 
 TOL = 1e-5
 VIT = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12)}  # dim, depth, heads
@@ -272,7 +274,7 @@ def test_convert_and_save_safetensors_roundtrip(vits_b2_file, tmp_path, capsys):
     out = tmp_path / "b2.safetensors"
     assert models_main(["convert", "B2_vits14_softcon", str(vits_b2_file), str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    from core.models.checkpoint import read_safetensors_metadata
+    from core.models.record import read_safetensors_metadata
 
     meta = read_safetensors_metadata(out)
     assert meta["model"] == "B2_vits14_softcon" and meta["arch"] == "vit_small_patch14_dinov2"

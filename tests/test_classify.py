@@ -16,11 +16,14 @@ import rasterio
 import shapely
 import torch
 
+import toy_classifier
 from core import cache as embcache
 from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
 from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
+from core.classify.spec import FitSpec
+from core.embed.spec import EmbedSpec
 from core.errors import SoftConError
 from core.geo.samples import read_vector
 from core.geo.crs import reproject
@@ -42,7 +45,12 @@ def cache_root(tmp_path_factory):
 def demo(s2_scene_files, cache_root, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("demo") / "demo"
-    return run_demo(out, mode="dense", stride=64, device="cpu")
+    return run_demo(out, EmbedSpec(mode="dense", stride=64, device="cpu"), FitSpec())
+
+
+def as_trained(demo) -> EmbedSpec:
+    """The embedding settings the demo's classifier was trained with (its weights: trained or random-init)."""
+    return EmbedSpec(device="cpu", pretrained="random-init" not in demo.report["weights"])
 
 
 def _classes(path):
@@ -95,6 +103,9 @@ def test_demo_report_is_honest_and_accurate(demo):
     assert r["samples"]["features_per_class"]["forest"] == 17
     assert abs(sum(r["area_fraction"].values()) - 1) < 1e-6
     assert "overall accuracy" in demo.report_txt.read_text() and "<table>" in demo.report_html.read_text()
+    # cross-validation is a hint: both reports say how to get a design-based estimate of the map
+    assert "python -m core.assess sample CLASSES.tif" in demo.report_txt.read_text()
+    assert "Create validation sample" in demo.report_html.read_text()
 
 
 def test_quicklook_shows_rgb_and_classes(demo):
@@ -124,15 +135,14 @@ def test_style_loads_in_qgis(demo, qgis_new_project):
 
 def test_warm_cache_gives_the_same_map(demo, tmp_path):
     """The second run reuses the cached embedding (its time: benchmarks/classify.py, warm_cache_embedding_s)."""
-    r = run_demo(tmp_path / "again", mode="dense", stride=64, device="cpu")
+    r = run_demo(tmp_path / "again", EmbedSpec(mode="dense", stride=64, device="cpu"), FitSpec())
     assert r.report["embedding"]["from_cache"] is True and r.embedding == demo.embedding
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
 
 
 def test_saved_classifier_reapplied_gives_the_same_map(demo, tmp_path):
     for raster in (demo.embedding, demo_raster()):  # the embedding raster, and the original (cache hit)
-        r = apply_classifier(raster, demo.classifier, tmp_path / "applied", device="cpu",
-                             pretrained="random-init" not in demo.report["weights"])
+        r = apply_classifier(raster, demo.classifier, tmp_path / "applied", as_trained(demo))
         assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
         assert r.class_names == demo.class_names
 
@@ -142,16 +152,16 @@ def test_destinations_keep_only_the_chosen_outputs_at_their_paths(demo, tmp_path
     maps, docs = tmp_path / "maps", tmp_path / "docs"
     dests = {"class_raster": maps / "lc.tif", "confidence_raster": maps / "conf.tif",
              "report_html": docs / "lc.html", "quicklook_png": docs / "lc_quicklook.png"}
-    r = apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations=dests,
-                         pretrained="random-init" not in demo.report["weights"])
+    r = apply_classifier(demo.embedding, demo.classifier, maps, as_trained(demo),
+                         destinations=dests)
     assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]  # no stage folder, nothing else
     assert sorted(p.name for p in docs.iterdir()) == ["lc.html", "lc_quicklook.png"]
     assert (r.class_raster, r.probability_raster, r.report_json) == (maps / "lc.tif", None, None)
     assert np.array_equal(_classes(r.class_raster), _classes(demo.class_raster))
     assert "src='lc_quicklook.png'" in (docs / "lc.html").read_text(encoding="utf-8")
     with pytest.raises(SoftConError, match="class_raster"):
-        apply_classifier(demo.embedding, demo.classifier, maps, device="cpu", destinations={"report_html": docs / "x"},
-                         pretrained="random-init" not in demo.report["weights"])
+        apply_classifier(demo.embedding, demo.classifier, maps, as_trained(demo),
+                         destinations={"report_html": docs / "x"})
     assert sorted(p.name for p in maps.iterdir()) == ["conf.tif", "lc.tif"]
 
 
@@ -163,8 +173,9 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
     gpkg = tmp_path / "utm.gpkg"
     write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["landcover"], geometry_type="Point",
           crs="EPSG:32618", driver="GPKG")
-    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", method="prototype", compare_methods=False)
-    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", method="prototype", compare_methods=False)
+    fit = FitSpec(method="prototype", compare_methods=False)
+    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit)
+    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", EmbedSpec(), fit)
     assert np.array_equal(_classes(a.class_raster), _classes(b.class_raster))
     assert a.report["cross_validation"]["confusion_matrix"] == b.report["cross_validation"]["confusion_matrix"]
 
@@ -178,13 +189,27 @@ def test_polygon_layer(demo, tmp_path):
     write(path, shapely.to_wkb(reproject(polys, "EPSG:32618", "EPSG:4326")),
           [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Polygon", crs="EPSG:4326",
           driver="GeoJSON")
-    r = classify(demo.embedding, path, "class", tmp_path / "poly", method="linear", max_pixels_per_polygon=3,
-                 compare_methods=False)
+    r = classify(demo.embedding, path, "class", tmp_path / "poly", EmbedSpec(), FitSpec(method="linear",
+                 max_pixels_per_polygon=3, compare_methods=False))
     s = r.report["samples"]
     assert s["geometry"] == "polygon" and s["features_used"] == 143
     assert 143 < sum(s["pixels_per_class"].values()) <= 3 * 143
     assert r.report["cross_validation"]["n_validated"] == sum(s["pixels_per_class"].values())
     assert r.report["cross_validation"]["overall_accuracy"] > 0.4
+
+
+def test_a_registered_toy_classifier_maps_and_is_compared(demo, tmp_path):
+    """A method added in one call (tests/toy_classifier.py) is fitted, mapped, saved, applied and compared."""
+    with toy_classifier.registered():
+        r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "toy", EmbedSpec(),
+                     FitSpec(method="centroid", params={"spread": 2.0}), save_classifier=True)
+        assert r.report["method"] == "centroid" and r.report["params"] == {"spread": 2.0}
+        rows = r.report["cross_validation"]["method_comparison"]
+        assert [row["method"] for row in rows if row["chosen"]] == ["centroid"]
+        assert {"linear", "knn", "centroid"} <= {row["method"] for row in rows}  # compared with the others
+        assert r.report["cross_validation"]["overall_accuracy"] > 0.5
+        again = apply_classifier(demo.embedding, r.classifier, tmp_path / "applied", as_trained(demo))
+        assert np.array_equal(_classes(again.class_raster), _classes(r.class_raster))
 
 
 def _assert_nothing_written(out_dir):
@@ -194,7 +219,7 @@ def _assert_nothing_written(out_dir):
 def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match=r"no field 'landuse'.*id, class"):
-        classify(demo.embedding, DEMO_POINTS, "landuse", out)
+        classify(demo.embedding, DEMO_POINTS, "landuse", out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     far = tmp_path / "far.geojson"
@@ -204,9 +229,9 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         f["geometry"]["coordinates"] = [lon + 30, lat]  # the same points in the Atlantic, far east
     far.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo.embedding, far, "class", out)
+        classify(demo.embedding, far, "class", out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo_raster(), far, "class", out, pretrained=False)  # caught before embedding
+        classify(demo_raster(), far, "class", out, EmbedSpec(pretrained=False), FitSpec())  # caught before embedding
     _assert_nothing_written(out)
 
     single = tmp_path / "single.geojson"
@@ -215,7 +240,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     doc["features"] = [f for f in doc["features"] if f["properties"]["class"] != "forest"] + forest[:1]
     single.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match=r"'forest': 1 .*at least 2"):
-        classify(demo.embedding, single, "class", out)
+        classify(demo.embedding, single, "class", out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     other = tmp_path / "other_model.tif"
@@ -223,13 +248,13 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     with rasterio.open(other, "r+") as ds:
         ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
     with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
-        classify(other, DEMO_POINTS, "class", out)
+        classify(other, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="trained on model 'galileo_nano_s2' embeddings but other_model.tif holds"):
-        apply_classifier(other, demo.classifier, out)
+        apply_classifier(other, demo.classifier, out, EmbedSpec())
     _assert_nothing_written(out)
 
     with pytest.raises(SoftConError, match="Unknown method"):
-        classify(demo.embedding, DEMO_POINTS, "class", out, method="svm")
+        classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec(method="svm"))
     _assert_nothing_written(out)
 
 
@@ -312,9 +337,10 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
     pts = tmp_path / "pts.gpkg"
     write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
           crs=crs, driver="GPKG")
-    kw = dict(method="linear", features="emb", stride=stride, device="cpu", cv_folds=0, compare_methods=False)
-    a = classify(big, pts, "class", tmp_path / "big", save_classifier=tmp_path / "c.npz", **kw)
-    b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", device="cpu")
+    fit = FitSpec(method="linear", features="emb", cv_folds=0, compare_methods=False)
+    a = classify(big, pts, "class", tmp_path / "big", EmbedSpec(stride=stride, device="cpu"), fit,
+                 save_classifier=tmp_path / "c.npz")
+    b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", EmbedSpec(device="cpu"))
     ref = _classes(a.class_raster)[margin:margin + inner, margin:margin + inner]
     got = _classes(b.class_raster)
     ring = np.ones_like(got, bool)
@@ -355,20 +381,20 @@ def test_training_features_are_the_map_features(demo):
 def test_apply_refuses_other_weights_mode_features_and_grid(demo, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match="comes from a random-init encoder"):
-        apply_classifier(demo_raster(), demo.classifier, out, pretrained=False)  # caught before embedding
+        apply_classifier(demo_raster(), demo.classifier, out, EmbedSpec(pretrained=False))  # caught before embedding
     rand = tmp_path / "random_init.tif"
     shutil.copy(demo.embedding, rand)
     with rasterio.open(rand, "r+") as ds:
         ds.update_tags(ns="SOFTCON", weights_id="random-init")
     with pytest.raises(SoftConError, match="random_init.tif comes from a random-init encoder"):
-        apply_classifier(rand, demo.classifier, out)
+        apply_classifier(rand, demo.classifier, out, EmbedSpec())
     with pytest.raises(SoftConError, match="--mode pooled cannot apply it"):
-        apply_classifier(demo.embedding, demo.classifier, out, mode="pooled")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"mode": "pooled"})
     with pytest.raises(SoftConError, match="feature groups"):
-        apply_classifier(demo.embedding, demo.classifier, out, features="emb+pixel" if
-                         demo.report["features"] != "emb+pixel" else "emb")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"features": "emb+pixel" if
+                         demo.report["features"] != "emb+pixel" else "emb"})
     with pytest.raises(SoftConError, match="pixel grid, not the embedding grid"):
-        apply_classifier(demo.embedding, demo.classifier, out, grid="embedding")
+        apply_classifier(demo.embedding, demo.classifier, out, EmbedSpec(), expect={"grid": "embedding"})
     assert main(["apply", str(demo.embedding), "--classifier", str(demo.classifier), "--out-dir", str(out),
                  "--mode", "pooled"]) == 2
     _assert_nothing_written(out)

@@ -20,14 +20,15 @@ from rasterio.windows import Window
 
 from core.io.raster import open_raster
 from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
 from core.embed.cli import main
 from core.embed.tags import read_embedding_info
 from core.errors import Cancelled, SoftConError
-from core.models.registry import create_encoder
+from core.models.encoders import create_encoder
 from core.geo.normalize import preprocess
 from core.progress import Progress
 
-FP32 = dict(precision="fp32", dtype="float32", device="cpu")
+FP32 = EmbedSpec(precision="fp32", dtype="float32", device="cpu", mode="pooled")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_pooled_scene_output_is_georeferenced(s2_scene_files, encoder, tmp_path)
     enc, record = encoder
     utm = (440000.0, 4165000.0, 442500.0, 4167500.0)
     lonlat = transform_bounds("EPSG:32618", "EPSG:4326", *utm)
-    out = embed_raster(s2_scene_files, tmp_path / "p.tif", encoder=encoder, bbox=lonlat, bbox_crs="EPSG:4326", **FP32)
+    out = embed_raster(s2_scene_files, tmp_path / "p.tif", FP32.replace(bbox=lonlat, bbox_crs="EPSG:4326"),
+                       encoder=encoder)
     info = read_embedding_info(out)
     assert info["model"] == "softcon_tiny_s2" and info["mode"] == "pooled" and info["dim"] == 192 == info["count"]
     assert info["stride"] == 32 and info["window"] == 64 and info["precision"] == "fp32"
@@ -110,12 +112,12 @@ def test_dense_embeddings_do_not_depend_on_tiling_or_batch(s2_scene_files, crop,
     enc, record = encoder
     striped = tmp_path / "striped.tif"
     _write_crop(s2_scene_files, striped, 700, 900, 192, 256, tiled=False, blockysize=3)
-    a = embed_raster(crop, tmp_path / "a.tif", encoder=encoder, mode="dense", batch_size=7, **FP32)
-    b = embed_raster(striped, tmp_path / "b.tif", encoder=encoder, mode="dense", batch_size=64, **FP32)
+    a = embed_raster(crop, tmp_path / "a.tif", FP32.replace(mode="dense", batch_size=7), encoder=encoder)
+    b = embed_raster(striped, tmp_path / "b.tif", FP32.replace(mode="dense", batch_size=64), encoder=encoder)
     with rasterio.open(crop) as ds:
         t = ds.transform  # a box of 150 x 110 px that starts off the stride grid
         box = (t.c + 75 * 10, t.f - 170 * 10, t.c + 225 * 10, t.f - 60 * 10)
-    c = embed_raster(crop, tmp_path / "c.tif", encoder=encoder, mode="dense", batch_size=3, bbox=box, **FP32)
+    c = embed_raster(crop, tmp_path / "c.tif", FP32.replace(mode="dense", batch_size=3, bbox=box), encoder=encoder)
     with rasterio.open(a) as da, rasterio.open(b) as db, rasterio.open(c) as dc:
         ea, eb, ec = da.read(), db.read(), dc.read()
         assert da.transform == db.transform and da.res == (80.0, 80.0) and ea.shape == (192, 24, 32)
@@ -141,9 +143,9 @@ def test_device_path_matches_reader_thread_path(s2_scene_files, encoder, tmp_pat
 
     src = tmp_path / "holes.tif"
     _with_holes(s2_scene_files, src)
-    a = embed_raster(src, tmp_path / "a.tif", encoder=encoder, mode="dense", **FP32)
+    a = embed_raster(src, tmp_path / "a.tif", FP32.replace(mode="dense"), encoder=encoder)
     monkeypatch.setattr(engine, "normalise_on_device", lambda dev: True)
-    b = embed_raster(src, tmp_path / "b.tif", encoder=encoder, mode="dense", **FP32)
+    b = embed_raster(src, tmp_path / "b.tif", FP32.replace(mode="dense"), encoder=encoder)
     with rasterio.open(a) as da, rasterio.open(b) as db:
         ea, eb = da.read(), db.read()
     assert np.array_equal(np.isnan(ea), np.isnan(eb)) and np.nanmax(np.abs(ea - eb)) < 1e-5
@@ -168,8 +170,8 @@ def _cell_mask(valid, cell, min_valid=0.5):
 def test_nodata_is_propagated(s2_scene_files, encoder, tmp_path):
     src = tmp_path / "holes.tif"
     valid = _with_holes(s2_scene_files, src)
-    p = embed_raster(src, tmp_path / "p.tif", encoder=encoder, **FP32)
-    d = embed_raster(src, tmp_path / "d.tif", encoder=encoder, mode="dense", **FP32)
+    p = embed_raster(src, tmp_path / "p.tif", FP32, encoder=encoder)
+    d = embed_raster(src, tmp_path / "d.tif", FP32.replace(mode="dense"), encoder=encoder)
     with rasterio.open(p) as ds:
         ep = ds.read()
     with rasterio.open(d) as ds:
@@ -194,7 +196,7 @@ def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):
     with rasterio.open(crop) as ds:
         t = ds.transform
     tri = Polygon([(t.c + 20, t.f - 20), (t.c + 1500, t.f - 20), (t.c + 20, t.f - 1500)])
-    out = embed_raster(crop, tmp_path / "poly.tif", encoder=encoder, polygon=tri.wkt, **FP32)
+    out = embed_raster(crop, tmp_path / "poly.tif", FP32.replace(polygon=tri.wkt), encoder=encoder)
     with rasterio.open(out) as ds:
         emb = ds.read(1)
         assert ds.bounds.left == t.c and ds.bounds.top == t.f and emb.shape == (5, 5)  # 1.5 km / 320 m
@@ -208,8 +210,8 @@ def test_background_and_inline_reading_agree(crop, encoder, tmp_path, monkeypatc
     outs = []
     for background in (True, False):
         monkeypatch.setattr(engine, "read_in_background", lambda dev, b=background: b)
-        outs.append(embed_raster(crop, tmp_path / f"{background}.tif", encoder=encoder, mode="dense", batch_size=5,
-                                 **FP32))
+        outs.append(embed_raster(crop, tmp_path / f"{background}.tif", FP32.replace(mode="dense", batch_size=5),
+                    encoder=encoder))
     with rasterio.open(outs[0]) as da, rasterio.open(outs[1]) as db:
         assert np.array_equal(da.read(), db.read(), equal_nan=True)
 
@@ -227,8 +229,8 @@ def test_cancel_leaves_nothing_behind(crop, encoder, tmp_path, monkeypatch, back
 
     before = threading.active_count()
     with pytest.raises(Cancelled):
-        embed_raster(crop, tmp_path / "x.tif", encoder=encoder, mode="dense", batch_size=4,
-                     progress=Progress(is_cancelled=cancelled), **FP32)
+        embed_raster(crop, tmp_path / "x.tif", FP32.replace(mode="dense", batch_size=4), encoder=encoder,
+                     progress=Progress(is_cancelled=cancelled))
     assert calls["n"] == 3  # stopped at the third batch
     assert list(tmp_path.iterdir()) == []
     assert threading.active_count() == before  # the reader thread is gone
@@ -247,33 +249,35 @@ def test_bad_inputs_give_clear_errors(encoder, tmp_path, monkeypatch):
     out = tmp_path / "out" / "e.tif"
     out.parent.mkdir()
     with pytest.raises(SoftConError, match="no coordinate reference system"):
-        embed_raster(_raster(tmp_path / "nocrs.tif", crs=None), out, encoder=encoder)
+        embed_raster(_raster(tmp_path / "nocrs.tif", crs=None), out, EmbedSpec(mode="pooled"), encoder=encoder)
     with pytest.raises(SoftConError, match="Cannot tell which"):
-        embed_raster(_raster(tmp_path / "five.tif", count=5), out, encoder=encoder)
+        embed_raster(_raster(tmp_path / "five.tif", count=5), out, EmbedSpec(mode="pooled"), encoder=encoder)
     with pytest.raises(SoftConError, match="lacks band"):
-        embed_raster(_raster(tmp_path / "rgb.tif", count=3, descriptions=["B4", "B3", "B2"]), out, encoder=encoder)
+        embed_raster(_raster(tmp_path / "rgb.tif", count=3, descriptions=["B4", "B3", "B2"]), out,
+                     EmbedSpec(mode="pooled"), encoder=encoder)
     with pytest.raises(SoftConError, match="Unknown band name"):
-        embed_raster(_raster(tmp_path / "l1c.tif"), out, encoder=encoder, bands="B1,B2,X")
+        embed_raster(_raster(tmp_path / "l1c.tif"), out, EmbedSpec(bands="B1,B2,X", mode="pooled"), encoder=encoder)
     coarse = _raster(tmp_path / "coarse.tif", res=60.0, size=16)
     with pytest.raises(SoftConError, match="--resample"):
-        embed_raster(coarse, out, encoder=encoder)
+        embed_raster(coarse, out, EmbedSpec(mode="pooled"), encoder=encoder)
     logs = []  # 13 m: usable, with a warning in the run's log (one line, not a Python warning)
-    embed_raster(_raster(tmp_path / "r13.tif", res=13.0), tmp_path / "r13_emb.tif", encoder=encoder,
-                 progress=Progress(on_log=logs.append), **FP32)
+    embed_raster(_raster(tmp_path / "r13.tif", res=13.0), tmp_path / "r13_emb.tif", FP32, encoder=encoder,
+                 progress=Progress(on_log=logs.append))
     assert any(m.startswith("Warning: the raster has 13.0 m pixels") for m in logs), logs
     with pytest.raises(SoftConError, match="does not exist"):
-        embed_raster(_raster(tmp_path / "ok.tif"), tmp_path / "nowhere" / "e.tif", encoder=encoder)
+        embed_raster(_raster(tmp_path / "ok.tif"), tmp_path / "nowhere" / "e.tif", EmbedSpec(mode="pooled"),
+                     encoder=encoder)
     with pytest.raises(SoftConError, match="Dense stride 24"):
-        embed_raster(tmp_path / "ok.tif", out, encoder=encoder, mode="dense", stride=24)
+        embed_raster(tmp_path / "ok.tif", out, EmbedSpec(mode="dense", stride=24), encoder=encoder)
     with pytest.raises(SoftConError, match="does not overlap"):
-        embed_raster(tmp_path / "ok.tif", out, encoder=encoder, bbox=(0, 0, 10, 10))
+        embed_raster(tmp_path / "ok.tif", out, EmbedSpec(bbox=(0, 0, 10, 10), mode="pooled"), encoder=encoder)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: type("U", (), {"free": 100})())
     with pytest.raises(SoftConError, match="free"):
-        embed_raster(tmp_path / "ok.tif", out, encoder=encoder)
+        embed_raster(tmp_path / "ok.tif", out, EmbedSpec(mode="pooled"), encoder=encoder)
     assert list(out.parent.iterdir()) == []
     monkeypatch.undo()
     # the option the error names works: 16 px at 60 m become 96 px at 10 m -> 3 x 3 pooled cells
-    embed_raster(coarse, out, encoder=encoder, resample=True, **FP32)
+    embed_raster(coarse, out, FP32.replace(resample=True), encoder=encoder)
     info = read_embedding_info(out)
     assert (info["width"], info["height"], info["res"]) == (3, 3, (320.0, 320.0))
 
@@ -281,20 +285,20 @@ def test_bad_inputs_give_clear_errors(encoder, tmp_path, monkeypatch):
 def test_cli_stacks_scene_files(s2_scene_files, tmp_path, capsys):
     out = tmp_path / "cli.tif"
     argv = [str(f) for f in s2_scene_files] + [
-        "--out", str(out), "--random-weights", "--mode", "dense", "--precision", "fp32",
+        "--out", str(out), "--random-init", "--mode", "dense", "--precision", "fp32",
         "--bbox", "445010,4169860,445650,4170500", "--batch-size", "16",
     ]
     assert main(argv) == 0
     info = read_embedding_info(out)
     assert info["mode"] == "dense" and (info["width"], info["height"]) == (8, 8) and info["transform"][2] == 445010
-    assert main([str(s2_scene_files[1]), "--out", str(tmp_path / "x.tif"), "--random-weights"]) == 2
+    assert main([str(s2_scene_files[1]), "--out", str(tmp_path / "x.tif"), "--random-init"]) == 2
     assert "lacks band" in capsys.readouterr().err
 
 
 def test_cog_output_has_overviews_and_tags(s2_scene_files, encoder, tmp_path):
-    box = dict(bbox=(440000.0, 4165000.0, 452800.0, 4177800.0), mode="dense", encoder=encoder, **FP32)  # 160 x 160 out
-    plain = embed_raster(s2_scene_files, tmp_path / "plain.tif", **box)
-    cog = embed_raster(s2_scene_files, tmp_path / "cog.tif", cog=True, **box)
+    box = FP32.replace(bbox=(440000.0, 4165000.0, 452800.0, 4177800.0), mode="dense")  # 160 x 160 out
+    plain = embed_raster(s2_scene_files, tmp_path / "plain.tif", box, encoder=encoder)
+    cog = embed_raster(s2_scene_files, tmp_path / "cog.tif", box.replace(cog=True), encoder=encoder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]  # no temporary files left
     with rasterio.open(plain) as dp, rasterio.open(cog) as dc:
         assert dc.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and dp.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
@@ -324,7 +328,8 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
            "--log-dir", str(logs), "--redirects", "3", "-m", "core.embed", *map(str, rasters), "--out", str(out),
-           "--model", "softcon_tiny_s2", "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32", "--device", "cpu"]
+           "--model", "softcon_tiny_s2", "--checkpoint", str(ckpt), "--precision", "fp32", "--dtype", "float32",
+           "--device", "cpu", "--mode", "pooled"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # each rank's own log ("Wrote <file> ...") names exactly one of the two outputs
@@ -334,7 +339,7 @@ def test_torchrun_ranks_take_their_own_rasters(s2_scene_files, encoder, tmp_path
         written[int(log.parent.name)] = [n for n in ("a_pooled_emb.tif", "b_pooled_emb.tif") if f"Wrote {out / n}" in text]
     assert written == {0: ["a_pooled_emb.tif"], 1: ["b_pooled_emb.tif"]}
     for r in rasters:
-        one = embed_raster(r, tmp_path / f"one_{r.name}", encoder=encoder, **FP32)
+        one = embed_raster(r, tmp_path / f"one_{r.name}", FP32, encoder=encoder)
         with rasterio.open(one) as d1, rasterio.open(out / f"{r.stem}_pooled_emb.tif") as d2:
             assert d1.transform == d2.transform and np.array_equal(d1.read(), d2.read())
 

@@ -21,7 +21,8 @@ from conftest import blended_tokens, write_scene_crop
 from core.errors import SoftConError
 from core.embed import position_bias
 from core.models.galileo import BANDS, GalileoEncoder, resize_kernel
-from core.models.registry import create_encoder, get_record
+from core.models.registry import get_record
+from core.models.encoders import create_encoder
 from core.models.weights import weights_id
 from core.geo.normalize import preprocess
 
@@ -215,6 +216,7 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
 
     from core.io.raster import open_raster
     from core.embed.engine import embed_raster
+    from core.embed.spec import EmbedSpec
     from core.embed.tags import read_embedding_info
     from core.models.registry import DEFAULT_MODEL
 
@@ -230,8 +232,8 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
             dst.write(data)
             for i, d in enumerate(ds.descriptions, start=1):
                 dst.set_band_description(i, d)
-    out = embed_raster(crop, tmp_path / "d.tif", encoder=(encoder, record), mode="dense", precision="fp32",
-                       dtype="float32", device="cpu")
+    out = embed_raster(crop, tmp_path / "d.tif", EmbedSpec(mode="dense", precision="fp32", dtype="float32",
+                       device="cpu"), encoder=(encoder, record))
     info = read_embedding_info(out)
     assert info["model"] == "galileo_nano_s2" and info["dim"] == 128 and info["bands"] == list(BANDS)
     with rasterio.open(out) as ds:

@@ -10,7 +10,8 @@ import pytest
 import rasterio
 
 from core.errors import SoftConError
-from core.classify.classifiers import CLASSIFIERS, SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.methods import METHODS
 
 
 def _dino_reference(train, labels, test, k, t, n_classes):
@@ -58,7 +59,7 @@ def eurosat_features(eurosat_dir: Path):
     return np.array(x), np.array(y), classes
 
 
-@pytest.mark.parametrize("method", list(CLASSIFIERS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_methods_separate_real_eurosat_classes(eurosat_features, method):
     """On real patches every method must beat chance (10 %) by far on held-out patches."""
     x, y, classes = eurosat_features
@@ -98,7 +99,7 @@ def test_linear_binary_matches_sklearn():
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", list(CLASSIFIERS))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_save_load_round_trip_without_pickle(tmp_path, method):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(60, 16)).astype(np.float32)

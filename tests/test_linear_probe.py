@@ -14,7 +14,8 @@ from core.geo.bands import S2_L1C
 from core.errors import SoftConError
 from train import linear_probe as lp
 from train.bigearthnet import BEN_19
-from train.features import read_bigearthnet, read_class_folders
+from train.bigearthnet import read_bigearthnet
+from train.features import read_class_folders
 
 FIELDS = {"model", "features", "dim", "protocol", "n_train", "classes", "precision", "knn", "linear", "seconds"}
 
@@ -120,7 +121,7 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
         on_disk = np.load(feat / "train_features.npy")
         assert on_disk.shape == (6, r["dim"]) and np.isfinite(on_disk).all()
     # streaming in batches of 4 (64 here: one batch) gives what embedding all patches at once gives
-    from core.models.registry import create_encoder
+    from core.models.encoders import create_encoder
     from train.bigearthnet import BigEarthNet, statistics_for
 
     torch.manual_seed(0)
@@ -137,7 +138,7 @@ def test_bigearthnet_map_streams_features_and_reports_micro_and_macro(tmp_path):
 
 def test_l2a_statistics_for_an_l1c_model():
     from core.models.registry import get_record
-    from core.geo.normalize import S2A_MEAN, S2C_MEAN
+    from core.geo.stats import S2A_MEAN, S2C_MEAN
     from train.bigearthnet import statistics_for
 
     rec = statistics_for(get_record("softcon_tiny_s2"))
@@ -183,7 +184,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path, eurosat_dir):
 def test_checkpoint_is_evaluated_through_core(eurosat_dir, tmp_path):
     # A weights file in the project's format (timm keys, metadata naming the model) is found by name.
     from core.models.checkpoint import save_safetensors
-    from core.models.registry import create_encoder
+    from core.models.encoders import create_encoder
 
     torch.manual_seed(1)
     enc, _ = create_encoder("softcon_tiny_s2", pretrained=False)
@@ -205,7 +206,8 @@ def test_shipped_default_model(eurosat_dir):
     from safetensors import safe_open
 
     from core.device import autocast
-    from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+    from core.models.registry import DEFAULT_MODEL, get_record
+    from core.models.encoders import create_encoder
     from core.models.weights import sha256sum
     from train.features import model_input
 
@@ -231,7 +233,7 @@ def test_texture_and_token_stats_features(eurosat_dir):
     """The feature variants of the default-model study: hand-made texture, dense-feature statistics."""
     import torch.nn.functional as F
 
-    from core.models.registry import create_encoder
+    from core.models.encoders import create_encoder
     from train.features import model_input, read_class_folders, spectral_features, token_stats
 
     enc, rec = create_encoder("softcon_tiny_s2", pretrained=False)

@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 import torch
 
-from core.models.checkpoint import save_safetensors
-from core.models.encoders import ARCHS, build_encoder, is_empty
 from core.errors import SoftConError
-from core.models.registry import (DEFAULT_MODEL, HF_REPO, REGISTRY, create_encoder, get_record, record_from_checkpoint,
-                                  register)
+from core.geo.stats import S1_MEAN, S2C_MEAN
+from core.models.checkpoint import save_safetensors
+from core.models.encoders import ARCHS, build_encoder, create_encoder, is_empty
 from core.models.record import record_metadata
-from core.geo.normalize import S1_MEAN, S2C_MEAN
+from core.models.registry import (ARCHITECTURES, DEFAULT_MODEL, HF_REPO, REGISTRY, get_record, record_from_checkpoint,
+                                  register)
 
 PUBLISHED = {
     "B13_rn50_softcon": ("resnet50", 13, 2048, "torchvision"),
@@ -89,6 +89,17 @@ def test_vit_dense_on_larger_windows():
     enc = build_encoder("vit_tiny_patch8_64", 13, 64).eval()
     with torch.no_grad():
         assert enc.forward_dense(torch.rand(1, 13, 96, 128)).shape == (1, 192, 12, 16)
+
+
+def test_the_torch_free_registry_agrees_with_the_builders():
+    """Architectures, parameter counts (the plugin's download sizes) and Galileo's bands, declared without torch."""
+    from core.geo.bands import S2_SURFACE
+    from core.models.galileo import BANDS
+
+    assert set(ARCHS) == set(ARCHITECTURES) and BANDS == S2_SURFACE
+    for r in REGISTRY.values():
+        encoder = build_encoder(r.arch, r.in_chans, r.input_size, empty=True)
+        assert r.parameters == sum(p.numel() for p in encoder.parameters()) and r.title, r.name
 
 
 def test_empty_build_and_default_model_offline(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ import torch
 
 from core.classify.compat import check_compatible
 from core.errors import SoftConError
-from core.classify.features import FeatureSpec, parse_features, pixel_features, upsample_rows
+from core.classify.features import FeatureSpec, pixel_features, upsample_rows
+from core.classify.spec import parse_features
 from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
 from core.embed.windows import reflect_outside
 

@@ -75,7 +75,7 @@ def test_provider_lists_every_algorithm(plugin):
     assert provider is not None and provider.name() == "SoftCon"
     ids = {a.id() for a in provider.algorithms()}
     assert ids == {f"softcon:{n}" for n in ("modelinfo", "embed", "classify", "applyclassifier", "similarity",
-                                            "pcapreview", "kmeans")}
+                                            "pcapreview", "kmeans", "validationsample", "assessaccuracy")}
     for alg in provider.algorithms():
         assert len(alg.shortHelpString()) > 100, alg.id()
         names = [p.name() for p in alg.parameterDefinitions()]
@@ -149,7 +149,11 @@ def test_classify_outputs_are_styled_layers(classified, data):
     prob = assert_on_crop(res["OUTPUT_PROBABILITY"], data["crop"], 3)
     assert prob.renderer().type() == "singlebandpseudocolor"
     conf = assert_on_crop(res["OUTPUT_CONFIDENCE"], data["crop"], 1)
-    assert conf.renderer().type() == "singlebandgray"
+    assert conf.renderer().type() == "singlebandpseudocolor"  # core's ramp, as the command line's .qml draws it
+    from core.classify.styles import CONFIDENCE
+
+    items = conf.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [(i.value, i.color.getRgb()[:3]) for i in items] == [(v, tuple(c)) for v, c in CONFIDENCE.items()]
     with rasterio.open(res["OUTPUT_CLASSES"]) as ds:
         values = np.unique(ds.read(1))
     assert set(values.tolist()) - {0} <= {1, 2, 3} and len(set(values.tolist()) - {0}) >= 2
@@ -170,6 +174,7 @@ def test_classify_outputs_are_styled_layers(classified, data):
     assert " " not in tables[0] and len(rows) >= 3
     assert len({len(r.split("\u00a0\u00a0<-")[0]) for r in rows}) == 1, rows
     assert "Spatially blocked cross-validation: overall accuracy" in log
+    assert "Create validation sample" in log  # the next step: the map's accuracy by the book
     assert fb.progress_values and max(fb.progress_values) >= 99
     del classes, prob, conf
 

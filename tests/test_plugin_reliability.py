@@ -24,12 +24,14 @@ SCRIPT = textwrap.dedent('''
     app.initQgis()
     import qgis_helpers as helpers
     from core.embed.engine import embed_raster
-    from core.models.registry import create_encoder
+    from core.embed.spec import EmbedSpec
+    from core.models.encoders import create_encoder
 
     plugin = helpers.load_provider()
     out = {out!r}
-    emb = embed_raster(helpers.scene_crop(), os.path.join(out, "emb.tif"), encoder=create_encoder(pretrained=False),
-                       mode="dense", device="cpu", precision="fp32")
+    emb = embed_raster(helpers.scene_crop(), os.path.join(out, "emb.tif"),
+                       EmbedSpec(mode="dense", device="cpu",
+                                 precision="fp32"), encoder=create_encoder(pretrained=False))
 
     def start(name):
         alg = QgsApplication.processingRegistry().createAlgorithmById("softcon:classify")

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import (
-    QgsContrastEnhancement,
-    QgsMapRendererSequentialJob,
-    QgsMapSettings,
-    QgsMultiBandColorRenderer,
-    QgsRasterLayer,
-    QgsRasterMinMaxOrigin,
-)
-from qgis.PyQt.QtCore import QSize
-from qgis.PyQt.QtGui import QColor, QImage
+from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsRasterLayer, QgsRasterMinMaxOrigin
+from qgis.PyQt.QtGui import QImage
 
 import qgis_helpers as helpers
 
@@ -44,27 +36,6 @@ def classes_tif(qgis_processing, tmp_path_factory):
     return res["OUTPUT_CLASSES"], crop
 
 
-def render(layers, extent, crs, size=(480, 480)) -> QImage:
-    settings = QgsMapSettings()
-    settings.setLayers(layers)  # first = on top
-    settings.setDestinationCrs(crs)
-    settings.setExtent(extent)
-    settings.setOutputSize(QSize(*size))
-    settings.setBackgroundColor(QColor(255, 255, 255))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    return job.renderedImage()
-
-
-def to_array(image: QImage) -> np.ndarray:
-    image = image.convertToFormat(QImage.Format_RGB32)
-    ptr = image.constBits()
-    ptr.setsize(image.byteCount())
-    bgra = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)[:, :image.width()]
-    return bgra[..., 2::-1].copy()  # RGB
-
-
 def test_class_map_over_rgb_scene(classes_tif, tmp_path):
     path, crop = classes_tif
     classes = QgsRasterLayer(path, "classes", "gdal")  # picks up the .qml the plugin wrote beside it
@@ -75,18 +46,18 @@ def test_class_map_over_rgb_scene(classes_tif, tmp_path):
     palette = {c.label: (c.color.red(), c.color.green(), c.color.blue()) for c in classes.renderer().classes()}
     assert len(palette) >= 3
 
-    opaque = to_array(render([classes, rgb], rgb.extent(), rgb.crs()))
+    opaque = helpers.to_array(helpers.render([classes, rgb], rgb.extent(), rgb.crs()))
     flat = opaque.reshape(-1, 3)
     shares = {name: float(np.mean(np.all(flat == np.array(col), axis=1))) for name, col in palette.items()}
     assert sum(s > 0.01 for s in shares.values()) >= 2, shares  # more than one class colour on the map
     assert opaque.std() > 10  # not blank
 
     classes.renderer().setOpacity(0.6)
-    image = render([classes, rgb], rgb.extent(), rgb.crs())
+    image = helpers.render([classes, rgb], rgb.extent(), rgb.crs())
     out = Path(DOCS_PICTURE or tmp_path / "classification.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     assert image.save(str(out), "PNG")
-    picture = to_array(QImage(str(out)))
+    picture = helpers.to_array(QImage(str(out)))
     assert picture.shape == (480, 480, 3)
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50  # the scene shows through the classes
     assert not np.array_equal(picture, opaque)

@@ -15,8 +15,8 @@ import torch
 
 from core.geo.bands import S1_GRD, S2_L1C, resolve_bands, select_bands
 from core.models.registry import get_record
-from core.geo.normalize import (BOA_ADD_OFFSET, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD, STATS, masked_quantiles, preprocess,
-                                reflectance_offset)
+from core.geo.normalize import masked_quantiles, preprocess, reflectance_offset
+from core.geo.stats import BOA_ADD_OFFSET, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD, STATS
 
 EUROSAT_TO_SOFTCON = [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
 

@@ -134,7 +134,8 @@ def test_killed_run_resumes_with_identical_loss_curve(reference, crop, tmp_path)
 def test_short_run_on_real_imagery_lowers_the_loss_and_exports(crop, tmp_path):
     from dataclasses import replace
 
-    from core.models.registry import REGISTRY, create_encoder, get_record, register
+    from core.models.registry import REGISTRY, get_record, register
+    from core.models.encoders import create_encoder
 
     out = tmp_path / "learn"
     enc_path = main(parse_args(_args(crop, out, batch_size=16, epochs=10, max_steps=30, save_every=0, lr=3e-3,
@@ -241,7 +242,8 @@ def ssl4eo_root(tmp_path_factory, s2_scene_files) -> tuple[Path, Path]:
 
 def test_ssl4eo_layout_two_seasons_as_views(ssl4eo_root):
     from train.augment import Augment
-    from train.data import SSL4EODataset, read_ssl4eo_patch
+    from train.data import SSL4EODataset
+    from train.pack import read_ssl4eo_patch
 
     root, labels = ssl4eo_root
     full = read_ssl4eo_patch(root / "s2c" / "0000000" / "20210301T000000")
@@ -450,8 +452,10 @@ def ben_ssl4eo(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("modality,bands", [("s1", ("VV", "VH")), ("s2a", None)])
 def test_pretrain_runs_on_real_bigearthnet_s1_and_l2a(ben_ssl4eo, tmp_path, modality, bands):
     from core.geo.bands import S2_L1C
-    from core.models.registry import create_encoder, get_record
-    from train.data import SSL4EODataset, read_ssl4eo_patch
+    from core.models.registry import get_record
+    from core.models.encoders import create_encoder
+    from train.data import SSL4EODataset
+    from train.pack import read_ssl4eo_patch
     from train.modality import MODALITIES
 
     mod = MODALITIES[modality]

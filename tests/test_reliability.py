@@ -23,12 +23,14 @@ from core import cache as embcache
 from core.io.raster import open_raster
 from core.io.writer import BlockWriter, _disk_error, check_folder, make_folder, verify_geotiff
 from core.io.atomic import clean_stale, temp_path
+from core.classify.spec import FitSpec
 from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
 from core.errors import SoftConError
-from core.models.registry import create_encoder
+from core.models.encoders import create_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = dict(device="cpu", precision="fp32", mode="dense")
+FAST = EmbedSpec(device="cpu", precision="fp32", mode="dense")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def hidden(folder: Path) -> list[str]:
 def test_disk_full_on_a_small_tmpfs_fails_and_keeps_the_earlier_file(crop, encoder, tmp_path):
     with tmpfs(tmp_path / "full") as full:
         out = full / "emb.tif"
-        embed_raster(crop, out, encoder=encoder, **FAST)  # the user's good file
+        embed_raster(crop, out, FAST, encoder=encoder)  # the user's good file
         good = out.read_bytes()
         with rasterio.open(out) as ds:
             raw = ds.count * ds.width * ds.height * 2  # float16
@@ -91,7 +93,7 @@ def test_disk_full_on_a_small_tmpfs_fails_and_keeps_the_earlier_file(crop, encod
         # room for the size check (half the raw size) but not for the file: GDAL fails while flushing at close
         fill_disk(full, leave=raw // 2 + 12_000)
         with pytest.raises(SoftConError, match="may be full|is full") as e:
-            embed_raster(crop, out, encoder=encoder, **FAST)
+            embed_raster(crop, out, FAST, encoder=encoder)
         assert str(e.value).count("\n") == 0 and "emb.tif" in str(e.value)
         assert out.read_bytes() == good  # untouched
         assert hidden(full) == []  # no temp file left
@@ -112,11 +114,11 @@ def truncate_on_close(monkeypatch) -> None:
 def test_a_write_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, monkeypatch):
     """The same fault everywhere: the file GDAL closed is cut short (as a full disk leaves it)."""
     out = tmp_path / "emb.tif"
-    embed_raster(crop, out, encoder=encoder, **FAST)
+    embed_raster(crop, out, FAST, encoder=encoder)
     good = out.read_bytes()
     truncate_on_close(monkeypatch)
     with pytest.raises(SoftConError, match="left as it was"):
-        embed_raster(crop, out, encoder=encoder, **FAST)
+        embed_raster(crop, out, FAST, encoder=encoder)
     assert out.read_bytes() == good and hidden(tmp_path) == []
 
 
@@ -132,7 +134,7 @@ def test_a_cog_that_gdal_leaves_truncated_is_refused(crop, encoder, tmp_path, mo
 
     monkeypatch.setattr(rasterio.shutil, "copy", truncating_copy)
     with pytest.raises(SoftConError, match="left as it was"):
-        embed_raster(crop, tmp_path / "emb.tif", encoder=encoder, cog=True, **FAST)
+        embed_raster(crop, tmp_path / "emb.tif", FAST.replace(cog=True), encoder=encoder)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -144,7 +146,7 @@ def test_a_write_error_raised_by_gdal_is_one_message(crop, encoder, tmp_path, mo
 
     monkeypatch.setattr(BlockWriter, "_flush", failing_flush)
     with pytest.raises(SoftConError, match="is full"):
-        embed_raster(crop, out, encoder=encoder, **FAST)
+        embed_raster(crop, out, FAST, encoder=encoder)
     assert list(tmp_path.iterdir()) == []
     err = _disk_error(rasterio.errors.RasterioIOError("Write failed. See previous exception for details."), out)
     assert isinstance(err, SoftConError) and "may be full" in str(err)
@@ -181,7 +183,6 @@ def test_an_unreadable_cache_entry_is_dropped_and_recomputed(crop, tmp_path, mon
 
 def test_classify_recomputes_a_poisoned_cache_entry(crop, tmp_path, monkeypatch):
     from core.classify.embedding import get_embedding
-    from core.embed.spec import EmbedSpec
     from core.progress import Progress
 
     root = tmp_path / "cache"
@@ -239,7 +240,7 @@ def test_temp_files_of_killed_runs_are_cleaned_on_the_next_run(crop, encoder, tm
     mine = temp_path(out)  # this process is alive: kept
     mine.write_bytes(b"")
     assert len(hidden(tmp_path)) == 5
-    embed_raster(crop, out, encoder=encoder, **FAST)
+    embed_raster(crop, out, FAST, encoder=encoder)
     assert hidden(tmp_path) == sorted([other.name, mine.name])
     assert clean_stale(tmp_path) == []
 
@@ -258,8 +259,8 @@ def test_partly_named_bands_are_resolved_and_the_order_is_logged(s2_scene_files,
     logs = []
     from core.progress import Progress
 
-    a = embed_raster(crop, tmp_path / "a.tif", encoder=encoder, **FAST)
-    b = embed_raster(shuffled, tmp_path / "b.tif", encoder=encoder, progress=Progress(on_log=logs.append), **FAST)
+    a = embed_raster(crop, tmp_path / "a.tif", FAST, encoder=encoder)
+    b = embed_raster(shuffled, tmp_path / "b.tif", FAST, encoder=encoder, progress=Progress(on_log=logs.append))
     with rasterio.open(a) as da, rasterio.open(b) as db:
         assert np.array_equal(da.read(), db.read(), equal_nan=True)
     line = next(m for m in logs if m.startswith("Bands"))
@@ -273,8 +274,8 @@ def test_unnamed_l2a_is_not_guessed(crop, encoder, tmp_path):
     with rasterio.open(l2a, "w", **prof) as dst:
         dst.write(np.delete(data, 10, axis=0))  # 12 bands, no descriptions
     with pytest.raises(SoftConError, match="--bands s2_l2a"):
-        embed_raster(l2a, tmp_path / "e.tif", encoder=encoder, **FAST)
-    embed_raster(l2a, tmp_path / "e.tif", encoder=encoder, bands="s2_l2a", **FAST)
+        embed_raster(l2a, tmp_path / "e.tif", FAST, encoder=encoder)
+    embed_raster(l2a, tmp_path / "e.tif", FAST.replace(bands="s2_l2a"), encoder=encoder)
 
 
 # ------------------------------------------------------------------------------------ 7. one clear line
@@ -295,7 +296,7 @@ def points_crop(s2_scene_files, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def points_embedding(points_crop, encoder, tmp_path_factory) -> Path:
-    return embed_raster(points_crop, tmp_path_factory.mktemp("emb") / "emb.tif", encoder=encoder, **FAST)
+    return embed_raster(points_crop, tmp_path_factory.mktemp("emb") / "emb.tif", FAST, encoder=encoder)
 
 
 def error_line(capsys) -> str:
@@ -325,7 +326,7 @@ def test_truncated_geotiff_is_one_line_in_the_cli(crop, tmp_path, capsys):
     bad = truncated_cog(crop, tmp_path / "cut.tif")
     out = tmp_path / "out"
     out.mkdir()
-    assert main([str(bad), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu"]) == 2
+    assert main([str(bad), "--out", str(out / "e.tif"), "--random-init", "--device", "cpu"]) == 2
     assert "truncated or corrupt" in error_line(capsys)
     assert list(out.iterdir()) == []
 
@@ -361,7 +362,7 @@ def test_disk_full_in_classify_leaves_no_outputs(points_embedding, tmp_path, mon
     out = tmp_path / "out"
     truncate_on_close(monkeypatch)
     with pytest.raises(SoftConError, match="left as it was"):
-        classify(points_embedding, DEMO_POINTS, "class", out, model="softcon_tiny_s2", cv_folds=0)
+        classify(points_embedding, DEMO_POINTS, "class", out, EmbedSpec(model="softcon_tiny_s2"), FitSpec(cv_folds=0))
     assert not out.exists()  # created by the run, removed with everything in it
 
 
@@ -371,7 +372,8 @@ def test_disk_full_in_classify_on_a_small_tmpfs(points_embedding, tmp_path):
     with tmpfs(tmp_path / "full", size="1m") as full:
         fill_disk(full, leave=60_000)
         with pytest.raises(SoftConError, match="full"):
-            classify(points_embedding, DEMO_POINTS, "class", full / "out", model="softcon_tiny_s2", cv_folds=0)
+            classify(points_embedding, DEMO_POINTS, "class", full / "out", EmbedSpec(model="softcon_tiny_s2"),
+                     FitSpec(cv_folds=0))
         assert [p.name for p in full.iterdir()] == ["filler"]
 
 
@@ -415,7 +417,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(crop, tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     try:
-        rc = cli.main([str(crop), "--out", str(out / "e.tif"), "--random-weights", "--device", "cpu", "--mode", "dense",
+        rc = cli.main([str(crop), "--out", str(out / "e.tif"), "--random-init", "--device", "cpu", "--mode", "dense",
                       "--batch-size", "4"])
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the command line as a traceback")
@@ -430,7 +432,7 @@ def test_sigint_on_the_command_line(s2_scene_files, tmp_path):
     out.mkdir()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "core.embed", *map(str, s2_scene_files), "--out",
-                             str(out / "scene.tif"), "--random-weights", "--device", "cpu"], cwd=ROOT, env=env,
+                             str(out / "scene.tif"), "--random-init", "--device", "cpu"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import time
 
@@ -450,7 +452,7 @@ def test_sigint_on_the_command_line(s2_scene_files, tmp_path):
 def test_rasters_smaller_than_a_window_are_refused(s2_scene_files, encoder, tmp_path, size):
     small = write_crop(s2_scene_files, tmp_path / "small.tif", size=size)
     with pytest.raises(SoftConError, match="No output pixel has enough valid input"):
-        embed_raster(small, tmp_path / "e.tif", encoder=encoder, **(FAST | dict(mode="pooled")))
+        embed_raster(small, tmp_path / "e.tif", FAST.replace(mode="pooled"), encoder=encoder)
     assert [p.name for p in tmp_path.iterdir()] == ["small.tif"]
 
 
@@ -461,7 +463,7 @@ def test_all_nodata_raster_is_refused(crop, encoder, tmp_path):
     with rasterio.open(empty, "w", **prof) as dst:
         dst.write(np.zeros((13, prof["height"], prof["width"]), np.uint16))  # 0 = nodata
     with pytest.raises(SoftConError, match="all nodata"):
-        embed_raster(empty, tmp_path / "e.tif", encoder=encoder, **FAST)
+        embed_raster(empty, tmp_path / "e.tif", FAST, encoder=encoder)
 
 
 def test_8_bit_data_is_warned(crop, encoder, tmp_path):
@@ -475,7 +477,7 @@ def test_8_bit_data_is_warned(crop, encoder, tmp_path):
         for i, d in enumerate(S2_NAMES, start=1):
             dst.set_band_description(i, d)
     logs = []
-    embed_raster(byte, tmp_path / "e.tif", encoder=encoder, progress=Progress(on_log=logs.append), **FAST)
+    embed_raster(byte, tmp_path / "e.tif", FAST, encoder=encoder, progress=Progress(on_log=logs.append))
     assert any(m.startswith("Warning: the raster holds 8-bit values") for m in logs), logs
 
 
@@ -486,7 +488,7 @@ def test_one_cv_fold_is_refused(points_embedding, tmp_path):
     from core.classify.fit import classify
 
     with pytest.raises(SoftConError, match="--cv-folds 1 .* 0 to skip"):
-        classify(points_embedding, DEMO_POINTS, "class", tmp_path / "out", cv_folds=1)
+        classify(points_embedding, DEMO_POINTS, "class", tmp_path / "out", EmbedSpec(), FitSpec(cv_folds=1))
     assert not (tmp_path / "out").exists()
 
 
@@ -519,7 +521,7 @@ def test_raster_without_crs_in_classify_says_so(points_crop, tmp_path):
     with rasterio.open(nocrs, "w", **prof) as dst:
         dst.write(data)
     with pytest.raises(SoftConError, match="no coordinate reference system") as e:
-        classify(nocrs, DEMO_POINTS, "class", tmp_path / "out")
+        classify(nocrs, DEMO_POINTS, "class", tmp_path / "out", EmbedSpec(), FitSpec())
     assert "outside" not in str(e.value)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.models import weights
 from core.errors import SoftConError
-from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.encoders import create_encoder
 from core.models.cli import main as models_main
 
 
@@ -92,3 +95,28 @@ def test_default_model_ships_and_a_missing_local_file_says_where(cache, tmp_path
         weights.weights_path(gone)
     assert "galileo_nano_s2.safetensors" in str(err.value)
     assert weights.is_offline()
+
+
+def test_register_checks_a_file_copied_by_hand_and_caches_it(cache, tmp_path, capsys):
+    """``python -m core.models register``: sha256 against the record, strict load, atomic copy into the cache."""
+    shipped = Path(get_record("softcon_tiny_s2").local_path)
+    copy = tmp_path / "from_a_usb_stick.safetensors"
+    shutil.copyfile(shipped, copy)
+    assert models_main(["register", str(copy)]) == 0  # the model named in the file's metadata
+    cached = cache / "weights" / "softcon_tiny_s2.safetensors"
+    assert cached.read_bytes() == shipped.read_bytes()
+    out, err = capsys.readouterr()
+    assert f"registered {copy} as {cached}" in out and "ships its own weights" in err
+    # the wrong file under a model whose record pins its sha256: refused, nothing copied
+    assert models_main(["register", str(copy), "--model", "galileo_nano_s2"]) == 2
+    assert "sha256" in capsys.readouterr().err and not (cache / "weights" / "galileo_nano_s2.safetensors").exists()
+    # a record without a sha256: the strict load names what does not fit
+    assert models_main(["register", str(copy), "--model", "B13_vits14_softcon"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err and not (cache / "weights" / "B13_vits14_softcon.pth").exists()
+    # a file that does not say what it is, and no --model
+    bare = tmp_path / "bare.pth"
+    torch.save({"w": torch.zeros(1)}, bare)
+    assert models_main(["register", str(bare)]) == 2
+    assert "--model NAME" in capsys.readouterr().err
+    assert sorted(p.name for p in (cache / "weights").iterdir()) == ["softcon_tiny_s2.safetensors"]  # no temp files

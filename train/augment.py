@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from core.geo.normalize import S2C_MEAN, S2C_STD, quantile_clamp, scale_bands
+from core.geo.normalize import quantile_clamp, scale_bands
+from core.geo.stats import S2C_MEAN, S2C_STD
 
 
 @dataclass

@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import rasterio
 import torch
 import torch.nn.functional as F
 
 from core.geo.bands import S2_L1C, canonical, resolve_bands
 from core.errors import SoftConError
 from core.models.record import ModelRecord
+
+from .features import encoder_features, PatchSet, spectral_features, stream_features
+from .modality import MODALITIES
 
 #: BigEarthNet 43 CORINE labels -> 19-class nomenclature (None = dropped), from bigearthnet-common.
 BEN_43_TO_19: dict[str, str | None] = {
@@ -130,8 +134,6 @@ def fraction_split(names: Sequence[str], fraction: float = 0.1, seed: int = 42) 
 
 def statistics_for(record: ModelRecord, stats: str = "auto") -> ModelRecord:
     """The record with the statistics to feed BigEarthNet-S2 (L2A) with: ``auto`` = L2A for a 13-band L1C model."""
-    from .modality import MODALITIES
-
     if stats == "model" or (stats == "auto" and (tuple(record.bands) != S2_L1C or record.stats != "ssl4eo_s12_l1c")):
         return record
     if tuple(record.bands) != S2_L1C:
@@ -185,8 +187,6 @@ class BigEarthNet:
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Raw patches ``start:stop`` as (B, C, size, size) float32 in the model's band order."""
-        import rasterio
-
         out = torch.zeros(stop - start, len(self.model_bands), self.size, self.size)
         for j, folder in enumerate(self.folders[start:stop]):
             files = sorted(folder.glob("*.tif"))
@@ -200,6 +200,13 @@ class BigEarthNet:
                     a = F.interpolate(a, size=(self.size, self.size), mode="bilinear", align_corners=False)
                 out[j, c] = a[0, 0]
         return out
+
+
+def read_bigearthnet(root: str | Path, model_bands: Sequence[str], size: int | None = None) -> PatchSet:
+    """All BigEarthNet patches of ``root`` in memory (small sets; use :class:`BigEarthNet`
+    with :func:`stream_features` for the full dataset)."""
+    data = BigEarthNet(root, model_bands, size or BEN_SIZE)
+    return PatchSet(data.read(0, len(data)), data.y, list(data.classes), data.paths)
 
 
 # ------------------------------------------------------- train.linear_probe on BigEarthNet (args = its CLI)
@@ -221,8 +228,6 @@ def bigearthnet_splits(args, record: ModelRecord, feat_dir: Path) -> tuple[BigEa
 
 def streamed_features(args, encoder, record: ModelRecord, data: BigEarthNet, device, dtype, path: Path) -> torch.Tensor:
     """Features of every patch of ``data``, embedded batch by batch into ``path`` (never all pixels in memory)."""
-    from .features import encoder_features, spectral_features, stream_features
-
     if encoder is None:
         embed = lambda x: spectral_features(x, record, args.texture)  # noqa: E731
     else:

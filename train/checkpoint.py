@@ -19,10 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core.io.atomic import atomic_path
 from core.errors import SoftConError
+from core.models.checkpoint import save_safetensors
+from core.models.registry import get_record, REGISTRY
+from core.models.record import ModelRecord, record_metadata
 
 from .config import Config
 from .distributed import Context, broadcast_object, gather_objects, raise_if_any
@@ -63,8 +67,6 @@ def write_text(text: str, path: Path) -> None:
 def save_checkpoint(ctx: Context, cfg: Config, step: int, model: nn.Module, teacher: nn.Module,
                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
     """Write ckpt-<step>.* then ``last.json`` (the commit point); a kill in between leaves the old one valid."""
-    from safetensors.torch import save_file
-
     stem = f"ckpt-{step:08d}"
     _torch_save(rng_state(), ctx.out / f"{stem}.rng{ctx.rank}.pt")
     if ctx.rank == 0:
@@ -128,8 +130,6 @@ def load_checkpoint(folder: Path, ctx: Context, model: nn.Module, teacher: nn.Mo
                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                     info: dict | None = None) -> int:
     """Restore everything :func:`save_checkpoint` wrote on this rank; returns the checkpoint's step."""
-    from safetensors.torch import load_file
-
     info = info or read_last(folder)
     stem = info["checkpoint"]
     weights = folder / f"{stem}.safetensors"
@@ -213,10 +213,6 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 def export_encoder(cfg: Config, source: nn.Module, out: Path, rank: int, world: int) -> Path:
     """encoder.safetensors: the encoder's timm keys + the record metadata ``core.models`` reads back."""
-    from core.models.checkpoint import save_safetensors
-    from core.models.registry import REGISTRY, get_record
-    from core.models.record import ModelRecord, record_metadata
-
     mod = MODALITIES[cfg.modality]
     path = out / "encoder.safetensors"
     if rank == 0 and cfg.init_model:  # continual pretraining: the registered model's record, renamed

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import SoftConError
+from core.loss import SOFT_FORMS
 
 from .modality import MODALITIES
 
@@ -156,8 +157,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def check(cfg: Config) -> None:
     """Refuse values the run would only trip over later, each with the fix."""
-    from core.loss import SOFT_FORMS
-
     choices = {"jitter_bands": ("per_band", "shared"), "soft_form": SOFT_FORMS, "modality": tuple(MODALITIES),
                "pred_last_bn": ("auto", "true", "false"), "export": ("teacher", "student"),
                "labels": ("spectral", "landcover", "ssl4eo", "none")}

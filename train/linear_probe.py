@@ -34,13 +34,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from threadpoolctl import threadpool_limits
+from sklearn.metrics import average_precision_score
+from safetensors import safe_open
 
 from core.classify.classifiers import knn_index, knn_vote
 from core.device import pick_device, resolve_precision
 from core.models.encoders import build_encoder
 from core.errors import SoftConError
-from core.models.registry import DEFAULT_MODEL, create_encoder, get_record
+from core.models.registry import DEFAULT_MODEL, get_record
+from core.models.encoders import create_encoder
 from core.io.atomic import write_text_atomic
+from core.models.checkpoint import load_weights
 from core.models.record import ModelRecord
 
 from .bigearthnet import bigearthnet_splits, is_bigearthnet, statistics_for, streamed_features
@@ -74,10 +83,6 @@ def knn_scores(
 
 
 def _logreg(C: float, seed: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
 
 
@@ -96,9 +101,6 @@ def linear_scores(
     class has 3 training examples; else C = 1). Multi-label: one binary model per class, C (one for all
     classes) picked by micro mAP on a held-out fifth of the training set, then refitted on all of it.
     """
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from threadpoolctl import threadpool_limits
-
     scores = np.zeros((test_f.shape[0], num_classes), dtype=np.float64)
     # One BLAS thread: these problems are tiny (~100 x 1000), and multi-threaded BLAS next to
     # torch's OpenMP pool on a busy CPU is 5x slower than one thread.
@@ -152,8 +154,6 @@ def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
 def mean_average_precision(scores: np.ndarray, y: np.ndarray) -> dict:
     """Micro AP (all labels pooled: the SoftCon / SSL4EO-S12 BigEarthNet figure) and macro mAP over the
     classes with at least one positive."""
-    from sklearn.metrics import average_precision_score
-
     has = y.sum(axis=0) > 0
     macro = float(average_precision_score(y[:, has], scores[:, has], average="macro"))
     micro = float(average_precision_score(y[:, has], scores[:, has], average="micro"))
@@ -163,8 +163,6 @@ def mean_average_precision(scores: np.ndarray, y: np.ndarray) -> dict:
 # -------------------------------------------------------------------------------------------- protocol
 def splits(y: np.ndarray, folds: int, seed: int, multilabel: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k-fold indices (plain k-fold for multi-label sets); k capped by the data."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     n = len(y)
     if multilabel:
         k = min(folds, n)
@@ -292,7 +290,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 def _checkpoint_model_name(path: Path) -> str | None:
     if path.suffix != ".safetensors":
         return None
-    from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         return (f.metadata() or {}).get("model")
@@ -317,8 +314,6 @@ def build(args: argparse.Namespace) -> tuple[torch.nn.Module | None, ModelRecord
         raise SoftConError(str(e.args[0])) from None
     record = replace(record, embed_dim=encoder.embed_dim)
     if not args.random_init:
-        from core.models.checkpoint import load_weights
-
         if ckpt is None:
             raise SoftConError("--arch needs --checkpoint (or --random-init): the record's own weights "
                                "belong to its own architecture.")

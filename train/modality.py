@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.geo.bands import S1_GRD, S2_L1C
-from core.geo.normalize import S1_MEAN, S1_STD, S2A_MEAN, S2A_STD, S2C_MEAN, S2C_STD
+from core.geo.stats import S1_MEAN, S1_STD, S2A_MEAN, S2A_STD, S2C_MEAN, S2C_STD
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Modality:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     sar_quantiles: tuple[float, float] | None = None
-    stats: str = "ssl4eo_s12_l1c"     # core.geo.normalize.STATS name written into the export
+    stats: str = "ssl4eo_s12_l1c"     # core.geo.stats.STATS name written into the export
 
     @property
     def optical(self) -> bool:

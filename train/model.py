@@ -12,9 +12,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from core.models.adapt import init_from_rgb
 from core.models.encoders import Encoder, ViTEncoder, build_encoder
 from core.models.galileo import GalileoEncoder
-from core.models.registry import create_encoder
+from core.models.encoders import create_encoder
 
 from .config import Config
 from .heads import convert_batchnorm, mlp
@@ -107,8 +108,6 @@ def build_model(cfg: Config) -> SoftConModel:
                 if name.endswith(("ls1.gamma", "ls2.gamma")):
                     p.fill_(cfg.layer_scale_init)
     if cfg.init:
-        from core.models.adapt import init_from_rgb
-
         for note in init_from_rgb(encoder, cfg.init, mode=cfg.init_mode, bands=MODALITIES[cfg.modality].bands):
             print(f"init: {note}")
     if cfg.grad_checkpointing:

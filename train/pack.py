@@ -17,15 +17,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import rasterio
 import torch
+import torch.nn.functional as F
 
 from core.io.atomic import atomic_path
 from core.errors import SoftConError
+from core.geo.bands import S2_L1C
 from core.progress import Progress
 
 from .modality import MODALITIES
 
 INDEX = "index.json"
+#: Side (px) of an SSL4EO-S12 patch at 10 m; coarser bands are resized to it.
+SSL4EO_SIZE = 264
 
 
 def read_index(folder: Path) -> dict[str, list[str]] | None:
@@ -39,11 +44,30 @@ def read_index(folder: Path) -> dict[str, list[str]] | None:
         raise SoftConError(f"Cannot read {path} ({e}); pack again with python -m train.pack.") from None
 
 
-def pack(root: str | Path, modality: str = "s2c", size: int = 264, progress: Progress | None = None) -> Path:
-    """Write ``<root>/<modality>_packed/`` from ``<root>/<modality>/``; returns the packed folder."""
-    import rasterio
+def read_ssl4eo_patch(folder: Path, bands: Sequence[str] = S2_L1C, size: int = SSL4EO_SIZE,
+                      files: Sequence[str] | None = None) -> torch.Tensor:
+    """One SSL4EO-S12 season folder (``B1.tif`` ..., or ``VV.tif``, ``VH.tif``) -> (C, size, size) float32.
 
-    from .data import read_ssl4eo_patch
+    Args:
+        bands: the model's channels, in order; files: the bands stored as files (default: all of ``bands``);
+            channels without a file (B10 of L2A) are raw 0. Coarser bands are resized bilinearly.
+    """
+    files = tuple(bands if files is None else files)
+    out = torch.zeros(len(bands), size, size)
+    for b in files:
+        f = folder / f"{b}.tif"
+        if not f.is_file():
+            raise SoftConError(f"Missing band file {f} (SSL4EO-S12 layout: <product>/<location>/<season>/{b}.tif).")
+        with rasterio.open(f) as src:
+            a = torch.from_numpy(src.read(1).astype(np.float32))
+        if a.shape != (size, size):
+            a = F.interpolate(a[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        out[bands.index(b)] = a
+    return out
+
+
+def pack(root: str | Path, modality: str = "s2c", size: int = SSL4EO_SIZE, progress: Progress | None = None) -> Path:
+    """Write ``<root>/<modality>_packed/`` from ``<root>/<modality>/``; returns the packed folder."""
 
     mod = MODALITIES[modality]
     src, dst = Path(root) / modality, Path(root) / f"{modality}_packed"
@@ -84,8 +108,6 @@ def pack(root: str | Path, modality: str = "s2c", size: int = 264, progress: Pro
 def read_packed(path: Path, seasons: Sequence[int], bands: Sequence[str],
                 files: Sequence[str]) -> dict[int, torch.Tensor]:
     """Seasons (by position) of one packed location -> {season: (C, H, W) float32 in ``bands`` order}."""
-    import rasterio
-
     try:
         with rasterio.open(path) as src:
             out = {}

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
 
 from core.device import autocast, resolve_precision
 from core.errors import SoftConError
@@ -153,7 +155,6 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
     params = [p for p in model.parameters() if p.requires_grad]
     bar = None
     if cfg.progress and ctx.rank == 0:
-        from tqdm import tqdm
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     t_last, n_since = time.perf_counter(), 0
     labelled = seen = 0
@@ -169,7 +170,6 @@ def train_one_epoch(model: nn.Module, teacher: SoftConModel, loss_fn: SoftContra
 
         counter = None
         if ctx.flops_per_step == 0.0 and ctx.device.type == "cuda":   # count once, for MFU
-            from torch.utils.flop_counter import FlopCounterMode
             counter = FlopCounterMode(display=False)
             counter.__enter__()
         out, grad_norm, ok = softcon_step(model, teacher, loss_fn, optimizer, scaler, batch, params, epoch, m, cfg,

@@ -15,7 +15,8 @@ prototype, random forest and histogram gradient boosting.
 Every classifier is a set of numpy arrays plus a few numbers, so it is saved without pickle: one
 ``.npz`` whose ``meta_json`` entry is a JSON document naming the method, its parameters, the class
 names and colours, and the model and bands the embeddings came from (``save_classifier`` /
-``load_classifier``). Adding a method is adding an entry to ``CLASSIFIERS``.
+``load_classifier``). Each method is declared once, in :mod:`core.classify.methods` (name, parameters, the
+features it suits, where its class lives); adding one is a class here (or anywhere) and one ``register_method``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import skops.io as sio
@@ -37,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import SoftConError
 from ..io.atomic import atomic_path
 from .features import FeatureSpec
+from .methods import load
 
 FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
@@ -52,9 +54,12 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 
 
 class Classifier:
-    """Base: ``fit(X, y)`` then ``predict_proba(X) -> (N, C)``; state is ``arrays`` + ``params``."""
+    """Base: ``fit(X, y)`` then ``predict_proba(X) -> (N, C)``; state is ``arrays`` + ``params``.
 
-    method: ClassVar[str]
+    ``method`` is the registered name (:mod:`core.classify.methods`), set by :func:`make_classifier`.
+    """
+
+    method: str = ""
 
     def __init__(self, n_classes: int, **params: Any):
         self.n_classes = int(n_classes)
@@ -120,8 +125,6 @@ def knn_vote(index: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, k: int
 class KNNClassifier(Classifier):
     """Cosine kNN with temperature-weighted voting (DINO ``knn_classifier``); ``center``: see :func:`knn_index`."""
 
-    method = "knn"
-
     def __init__(self, n_classes: int, k: int = 20, temperature: float = 0.07, center: bool = False, **_: Any):
         super().__init__(n_classes, k=int(k), temperature=float(temperature))
         if center:  # recorded only when on, so classifiers saved without it read back the same
@@ -143,8 +146,6 @@ class KNNClassifier(Classifier):
 
 class LinearClassifier(Classifier):
     """Multinomial logistic regression on standardised features (scikit-learn ``LogisticRegression``)."""
-
-    method = "linear"
 
     def __init__(self, n_classes: int, C: float = 1.0, max_iter: int = 500, **_: Any):
         super().__init__(n_classes, C=float(C), max_iter=int(max_iter))
@@ -187,8 +188,6 @@ class LinearClassifier(Classifier):
 
 class PrototypeClassifier(Classifier):
     """Nearest class prototype: softmax over cosine similarity to each class's mean embedding / T."""
-
-    method = "prototype"
 
     def __init__(self, n_classes: int, temperature: float = 0.07, **_: Any):
         super().__init__(n_classes, temperature=float(temperature))
@@ -274,8 +273,6 @@ class _SklearnClassifier(Classifier):
 class ForestClassifier(_SklearnClassifier):
     """Random forest (Breiman 2001): the per-pixel classifier GIS analysts compare with."""
 
-    method = "rf"
-
     def __init__(self, n_classes: int, n_estimators: int = 100, min_samples_leaf: int = 1,
                  max_features: float | str = 0.5, seed: int = 0, **_: Any):
         super().__init__(n_classes, n_estimators=int(n_estimators), min_samples_leaf=int(min_samples_leaf),
@@ -293,8 +290,6 @@ class ForestClassifier(_SklearnClassifier):
 class BoostingClassifier(_SklearnClassifier):
     """Histogram gradient boosting (scikit-learn's LightGBM-style trees)."""
 
-    method = "hgb"
-
     def __init__(self, n_classes: int, max_iter: int = 100, learning_rate: float = 0.1,
                  min_samples_leaf: int = 5, seed: int = 0, **_: Any):
         super().__init__(n_classes, max_iter=int(max_iter), learning_rate=float(learning_rate),
@@ -308,17 +303,11 @@ class BoostingClassifier(_SklearnClassifier):
                                               random_state=p["seed"])
 
 
-#: Method name -> classifier class. Adding a method is adding an entry.
-CLASSIFIERS: dict[str, type[Classifier]] = {
-    c.method: c for c in (KNNClassifier, LinearClassifier, PrototypeClassifier, ForestClassifier, BoostingClassifier)
-}
-
-
 def make_classifier(method: str, n_classes: int, **params: Any) -> Classifier:
-    """An unfitted classifier of ``method`` (``knn``, ``linear``, ``prototype``, ``rf``, ``hgb``)."""
-    if method not in CLASSIFIERS:
-        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(CLASSIFIERS)}.")
-    return CLASSIFIERS[method](n_classes, **params)
+    """An unfitted classifier of a registered ``method`` (:data:`core.classify.methods.METHODS`)."""
+    clf = load(method)(n_classes, **params)
+    clf.method = method
+    return clf
 
 
 @dataclass

@@ -80,12 +80,12 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
     record = get_record(model)
     weights_file = spec.checkpoint or (cached_path(record) if spec.pretrained else None)
     dev = pick_device(spec.device)
-    key = spec.cache_key(file_fingerprint(weights_file), dev, resolve_precision(dev, spec.precision))
+    key = spec.cache_key(file_fingerprint(weights_file), dev.type, str(resolve_precision(dev, spec.precision)))
     if table_path(record).is_file():  # a re-measured position bias changes dense embeddings
         key["position_bias"] = file_fingerprint(table_path(record))
 
     def compute(out: Path) -> Path:
-        return embed_raster(sources, out, progress=progress, **spec.engine_kwargs())
+        return embed_raster(sources, out, spec, progress=progress)
 
     t = time.perf_counter()
     if cache:

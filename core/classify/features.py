@@ -26,16 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from ..errors import SoftConError
 from ..geo.bands import canonical, parse_band_list
 from ..io.raster import nodata_values
-from ..io.reader import read_pixels
 from .upsample import RADIUS, SIGMA_R, SIGMA_S
 
-GROUPS = ("emb", "pixel")
-#: Named feature sets, as offered on the command line and in the plugin.
-FEATURE_SETS: dict[str, tuple[str, ...]] = {"emb+pixel": ("emb", "pixel"), "emb": ("emb",), "pixel": ("pixel",)}
-GRIDS = ("pixel", "embedding")
 #: Surface bands taken as pixel features, when the raster has them (60 m atmospheric bands left out).
 PIXEL_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 #: Normalised differences (a - b) / (a + b).
@@ -149,19 +143,6 @@ class FeatureSpec:
         return ((refl - self.guide_mean) / self.guide_std).astype(np.float32)
 
 
-def parse_features(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """``"emb+pixel"`` / ``"pixel"`` / ``["emb", "pixel"]`` -> groups; None or ``auto`` -> None (let CV pick)."""
-    if text is None or text == "auto":
-        return None
-    parts = text.replace(",", "+").split("+") if isinstance(text, str) else list(text)
-    groups = tuple(g for g in GROUPS if g in parts)
-    unknown = [p for p in parts if p not in GROUPS]
-    if unknown or not groups:
-        raise SoftConError(f"Unknown feature group(s) {unknown or parts}; use auto or a combination of "
-                           f"{', '.join(GROUPS)} joined by '+', e.g. emb+pixel.")
-    return groups
-
-
 def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and leading principal axes (D, d) of embeddings ``samples`` (N, D)."""
     x = np.asarray(samples, np.float64)
@@ -255,19 +236,6 @@ def token_rows_for(pix_r0: int, pix_r1: int, cell: int, n_tok_rows: int) -> tupl
     a = _axis_weights(np.array([pix_r0]), cell, n_tok_rows)[0][0]
     b = _axis_weights(np.array([pix_r1 - 1]), cell, n_tok_rows)[1][0]
     return int(a), int(b) + 1
-
-
-def sample_emb(emb_ds, spec: FeatureSpec, rows: np.ndarray, cols: np.ndarray, cell: int) -> np.ndarray:
-    """The ``emb`` features (M, d) of pixels (rows, cols) (relative to the embedding grid's origin)."""
-    r0, r1, wr = _axis_weights(rows, cell, emb_ds.height)
-    c0, c1, wc = _axis_weights(cols, cell, emb_ds.width)
-
-    def proj(r, c):
-        return (read_pixels(emb_ds, r, c) - spec.mean) @ spec.components
-
-    top = _lerp(proj(r0, c0)[:, None], proj(r0, c1)[:, None], wc, 0)[:, 0]
-    bottom = _lerp(proj(r1, c0)[:, None], proj(r1, c1)[:, None], wc, 0)[:, 0]
-    return _lerp(top[:, None], bottom[:, None], wr, 0)[:, 0]
 
 
 def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.ndarray,

@@ -2,7 +2,7 @@
 
 The raster is embedded once (:mod:`.embedding`, cached on disk), the samples become training pixels of the
 map's grid (:mod:`core.geo.samples`), every method on every feature set is evaluated by spatially blocked
-cross-validation (:mod:`.selection`, :mod:`.report`), and the chosen one maps the raster strip by strip
+cross-validation and on independent validation samples when given (:mod:`.evaluate`), and the chosen one maps the raster strip by strip
 (:mod:`.pixelmap`); :mod:`.outputs` writes everything at once at the end, so a failed run leaves no output.
 """
 from __future__ import annotations
@@ -17,29 +17,22 @@ import rasterio
 
 from ..embed.spec import EmbedSpec
 from ..embed.tags import is_embedding_raster
-from ..errors import SoftConError
 from ..geo.crs import pixel_xy_m
 from ..geo.samples import drop_invalid, rasterize_samples, read_vector, VectorSamples
 from ..io.raster import gdal_env, open_raster
 from ..io.writer import check_folder
-from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
-from .classifiers import CLASSIFIERS, make_classifier, SavedClassifier
+from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding, raster_sources
-from .features import FEATURE_SETS, GRIDS, parse_features
+from .methods import get_method, METHODS
 from .outputs import ClassifyResult, closing, describe_features, finish
+from .evaluate import block_size, evaluate
 from .pixelmap import full_source, open_source
 from .report import build_report
-from .evaluate import block_size, evaluate
-from .selection import candidates, method_params
-from .validation import read_validation
+from .selection import candidates
+from .spec import FEATURE_SETS, FitSpec, parse_features
 from .styles import class_colors
-
-
-METHODS = tuple(CLASSIFIERS)
-
-
-METHOD_CHOICES = ("auto",) + METHODS
+from .validation import read_validation
 
 
 def _grid(ds) -> tuple[Any, tuple[int, int], Any]:
@@ -55,23 +48,11 @@ def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]
     unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     centre = unit.mean(0)
     spread = float((unit @ (centre / max(np.linalg.norm(centre), 1e-12))).mean()) if len(unit) else 0.0
-    if spread > 0.995 and method != "linear":
+    if spread > 0.995 and get_method(method).features != "standardised":
         out.append(f"The training embeddings are nearly identical in direction (mean cosine to their mean "
                    f"{spread:.4f}), so cosine methods ({method}) cannot tell classes apart; use --method linear "
                    f"(standardised features), dense mode, or trained weights.")
     return out
-
-
-def _check_method(method: str, k: int, temperature: float, features: Any = None, grid: str = "pixel") -> None:
-    if method not in METHOD_CHOICES:
-        raise SoftConError(f"Unknown method {method!r}; use one of: {', '.join(METHOD_CHOICES)}.")
-    if grid not in GRIDS:
-        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
-    parse_features(features)
-    if k < 1:
-        raise SoftConError(f"k must be at least 1, not {k}.")
-    if not temperature > 0:
-        raise SoftConError(f"The temperature must be positive, not {temperature}.")
 
 
 def _precheck_samples(raster: Any, vec: VectorSamples, max_pixels_per_polygon: int, bbox: Any) -> None:
@@ -89,35 +70,17 @@ def classify(
     samples: str | os.PathLike,
     label_field: str,
     out_dir: str | os.PathLike,
-    model: str = DEFAULT_MODEL,
-    method: str = "auto",
-    k: int = 20,
-    temperature: float = 0.07,
-    bands: str | Sequence[str] | None = None,
-    mode: str = "dense",
-    stride: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    cv_folds: int = 5,
-    block_size_m: float | None = None,
-    max_pixels_per_polygon: int = 200,
+    spec: EmbedSpec,
+    fit: FitSpec,
+    *,
+    layer: str | int | None = None,
     save_classifier: str | os.PathLike | bool | None = None,
     cache: bool = True,
-    progress: Progress | None = None,
-    pretrained: bool = True,
-    layer: str | int | None = None,
-    bbox: Sequence[float] | None = None,
-    bbox_crs: Any = None,
-    seed: int = 0,
-    compare_methods: bool = True,
-    features: str | Sequence[str] | None = None,
-    grid: str = "pixel",
-    embed_spec: EmbedSpec | None = None,
     destinations: Mapping[str, str | os.PathLike] | None = None,
+    progress: Progress | None = None,
     validation: str | os.PathLike | None = None,
     validation_layer: str | int | None = None,
-    min_mapping_unit: int = 0,
+    validation_field: str | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -126,36 +89,25 @@ def classify(
         samples: points or polygons (GeoPackage, Shapefile, GeoJSON...), any CRS.
         label_field: the attribute holding each sample's class (text or integer).
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
-        model, checkpoint, pretrained: encoder (see :func:`core.models.registry.create_encoder`).
-        method: ``auto`` (every method on every feature set, the best by blocked CV), ``knn`` (cosine,
-            ``k`` neighbours, vote weights exp(sim / ``temperature``)), ``linear`` (logistic regression on
-            standardised features), ``prototype`` (nearest class mean), ``rf`` (random forest) or ``hgb``
-            (histogram gradient boosting).
-        features: feature groups joined by ``+`` (``emb``, ``pixel``; see :mod:`core.classify.features`), or
-            None / ``auto``: every available set, picked by blocked CV. ``pixel`` with ``rf`` is the
-            per-pixel random forest of the bands that GIS tools offer (the baseline).
-        grid: ``pixel`` (the map on the input raster's own grid; default) or ``embedding`` (the token grid).
-        bands, mode, stride, bbox, bbox_crs, device, precision: passed to :func:`core.embed.engine.embed_raster`.
-        cv_folds: folds of the spatially blocked cross-validation (0 = skip it).
-        block_size_m: side of the CV blocks; default the range of the embedding's spatial autocorrelation (its
-            variogram, :mod:`core.classify.spatial`), at least twice the model window's footprint.
-        max_pixels_per_polygon: cap on training pixels drawn from one polygon.
+        spec: the embedding settings (:class:`core.embed.spec.EmbedSpec`): model, weights, bands, mode, extent...
+        fit: the classifier settings (:class:`core.classify.spec.FitSpec`): ``method`` ``auto`` (every method on
+            every feature set, the best on ``validation`` when given, else by blocked CV) or one of
+            :data:`core.classify.methods.METHODS`; features (``pixel`` with ``rf`` is the per-pixel random forest
+            of the bands that GIS tools offer, the baseline); grid; CV folds and block size (default the range of
+            the embedding's spatial autocorrelation, :mod:`core.classify.spatial`); method parameters; minimum
+            mapping unit.
+        layer: layer name or index in a multi-layer vector file.
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
-        layer: layer name or index in a multi-layer vector file.
-        compare_methods: also cross-validate the other methods and feature sets (cheap; reported as
-            ``method_comparison``, one row per feature set and method).
-        embed_spec: every embedding setting at once (:class:`core.embed.spec.EmbedSpec`; the plugin builds
-            one); when given, it replaces the keywords above that it carries.
-        validation: independent reference points or polygons (same ``label_field``, any CRS), never trained on:
-            every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
-            ``method="auto"`` / ``features=None`` choose by them (:mod:`core.classify.validation`).
-        validation_layer: layer of a multi-layer ``validation`` file.
-        min_mapping_unit: smallest patch of one class kept in the class raster, in pixels (GDAL's sieve filter;
-            0 or 1 = none); probabilities and confidence stay per pixel.
         destinations: output key (``class_raster``, ``report_html``... see ``outputs.NAMES``) -> path: keep only
             these outputs, each at its path (the plugin passes the files the user chose); the stage folder
             is still made in ``out_dir``, so same-folder destinations are renamed into place.
+        progress: callback and cancel check.
+        validation: independent reference points or polygons (same ``label_field``, any CRS), never trained on:
+            every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
+            ``method``/``features`` ``auto`` choose by them (:mod:`core.classify.validation`).
+        validation_layer: layer of a multi-layer ``validation`` file; validation_field: its class field
+            (default ``label_field``; ``reference`` for a sample from ``python -m core.assess sample``).
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -165,51 +117,46 @@ def classify(
             embedding raster from another model...); nothing is written in that case.
     """
     progress = progress or Progress()
-    embed_spec = embed_spec or EmbedSpec(model=model, checkpoint=checkpoint, pretrained=pretrained, bands=bands,
-                                         mode=mode, stride=stride, precision=precision, device=device, bbox=bbox,
-                                         bbox_crs=bbox_crs)
-    bands = embed_spec.bands
-    _check_method(method, k, temperature, features, grid)
+    bands = spec.bands
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     check_folder(out_dir)
-    if cv_folds == 1 or cv_folds < 0:
-        raise SoftConError(f"--cv-folds {cv_folds} cannot validate anything: use 2 or more folds, or 0 to skip "
-                           f"the validation (the report then has no accuracy).")
     vec = read_vector(samples, label_field, layer)
     if validation is not None:  # a missing file or field stops here, before the embedding
-        read_vector(validation, label_field, validation_layer)
-    _precheck_samples(raster, vec, max_pixels_per_polygon, embed_spec.bbox)
-    emb = get_embedding(raster, embed_spec, cache=cache, progress=progress)
+        read_vector(validation, validation_field or label_field, validation_layer)
+    _precheck_samples(raster, vec, fit.max_pixels_per_polygon, spec.bbox)
+    emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
-            source = full_source(ds, src, emb.info, bands, grid, emb.info.get("cell") or 1, seed)
+            source = full_source(ds, src, emb.info, bands, fit.grid, emb.info.get("cell") or 1, fit.seed)
             full = source.spec
-            wanted = parse_features(features)
+            wanted = parse_features(fit.features)
             if wanted is not None:
                 source.select(full.select(wanted))  # checks
             g = source.grid
-            px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, max_pixels_per_polygon,
-                                   seed=seed)
+            px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, fit.max_pixels_per_polygon,
+                                   seed=fit.seed)
             feats, ok = source.sample(px.rows, px.cols)
             px = drop_invalid(px, ok)
             feats = feats[ok]
             xy = pixel_xy_m(g, px.rows, px.cols)
             summary = embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
-            block = block_size(ds, block_size_m, window_m, summary["pixel_size_m"], seed)
+            block = block_size(ds, fit.block_size_m, window_m, summary["pixel_size_m"], fit.seed)
             val = None if validation is None else read_validation(
-                validation, label_field, validation_layer, px.class_names, source, px, max_pixels_per_polygon, seed)
+                validation, validation_field or label_field, validation_layer, px.class_names, source, px, fit.max_pixels_per_polygon,
+                fit.seed)
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
-            pairs = candidates(method, sets)
-            others = [p for p in candidates("auto", sets) if p not in pairs] if compare_methods and method != "auto" else []
-            params = {m: method_params(m, k, temperature, seed) for m in METHODS}
+            pairs = candidates(fit.method, sets)
+            others = ([p for p in candidates("auto", sets) if p not in pairs]
+                      if fit.compare_methods and fit.method != "auto" else [])  # for the comparison table
+            params = {m: fit.method_params(m) for m in METHODS}
             t = time.perf_counter()
-            ev = evaluate(ds, full, feats, px.labels, px.groups, xy, px.class_names, pairs, others, cv_folds or 0,
-                          block, params, seed, progress, val)
+            ev = evaluate(ds, full, feats, px.labels, px.groups, xy, px.class_names, pairs, others, fit.cv_folds,
+                          block, params, fit.seed, progress, val)
             fs, method = ev.chosen
             spec = full.select(FEATURE_SETS[fs])
             cols = spec.columns(full)
@@ -236,9 +183,8 @@ def classify(
             report["samples"]["label_field"] = label_field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
-            final = source.select(spec)
-            result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
-                            destinations, min_mapping_unit)
+            result = finish(source.select(spec), emb, saved, out_dir, report, raster, bands, progress, save_to,
+                            destinations, fit.min_mapping_unit)
     finally:
         drop_uncached(emb, cache)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

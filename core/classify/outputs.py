@@ -22,14 +22,14 @@ from ..geo.crs import pixel_size_m
 from ..io.atomic import atomic_path, clean_stale, stage_dir, write_text_atomic
 from ..io.writer import make_folder
 from ..progress import Progress
-from . import analysis
 from .classifiers import load_classifier, save_classifier, SavedClassifier
 from .embedding import Embedding
 from .cleanup import sieve_class_raster
+from .explore import pca_raster
 from .pixelmap import FeatureSource, predict_map, quicklook_step
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
-from .styles import write_class_qml, write_ramp_qml
+from .styles import class_style, CONFIDENCE, write_qml
 
 
 #: Output file names inside ``out_dir``.
@@ -163,8 +163,8 @@ def _write_outputs(
                                       "pixels_changed": changed, "share_changed": changed / max(int(counts[1:].sum()), 1)}
     report["area_fraction"] = area
     report["timings_s"]["predict"] = round(time.perf_counter() - t, 3)
-    write_class_qml(stage.path("style_qml"), saved.class_names, saved.colors)
-    write_ramp_qml(stage.path("confidence_qml"), 0.0, 1.0)
+    write_qml(stage.path("style_qml"), class_style(saved.class_names, saved.colors))
+    write_qml(stage.path("confidence_qml"), CONFIDENCE)
     rgb = None
     left = "RGB (B4, B3, B2)"
     if not is_embedding_raster(raster):
@@ -174,7 +174,7 @@ def _write_outputs(
             rgb = None
     if rgb is None:  # an embedding raster (or no RGB bands): show the embeddings' PCA instead
         left = "embeddings, PCA false colour"
-        pca = analysis.pca_raster(emb.path, stage.dir / "pca.tif")
+        pca = pca_raster(emb.path, stage.dir / "pca.tif")
         with rasterio.open(pca) as p:
             rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(g.height, g.width))), 0, -1)
         pca.unlink()

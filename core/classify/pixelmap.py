@@ -31,7 +31,7 @@ from ..io.raster import band_names, nodata_values, open_raster
 from ..io.writer import BlockWriter
 from ..progress import Progress
 from .context import Context
-from .features import (FeatureSpec, GRIDS, pixel_bands_spec, pixel_features, REFLECTANCE_SCALE, sample_pixels,
+from .features import (FeatureSpec, pixel_bands_spec, pixel_features, REFLECTANCE_SCALE, sample_pixels,
                        strip_height, token_rows_for, upsample_rows)
 from .upsample import JBU, token_guide, upsample
 
@@ -329,9 +329,8 @@ def full_source(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: s
                 seed: int = 0) -> FeatureSource:
     """Every feature group available for this raster, fitted on it: the embedding's context PCA
     (:mod:`.context`) and, on the pixel grid with the raster's bands, the guide statistics of the edge-aware
-    upsampling (:mod:`.upsample`) and the pixel group."""
-    if grid not in GRIDS:
-        raise SoftConError(f"Unknown grid {grid!r}; use one of: {', '.join(GRIDS)}.")
+    upsampling (:mod:`.upsample`) and the pixel group; ``grid`` is one of :data:`core.classify.spec.GRIDS`
+    (checked by the spec)."""
     context = Context(emb_ds)
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":

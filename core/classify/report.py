@@ -178,6 +178,17 @@ def build_report(
     }
 
 
+#: The next step the reports point to: cross-validation on hand-picked points is a hint, not the map's accuracy.
+DESIGN_BASED = (
+    "Cross-validation on the training points is a hint, not the map's accuracy (the points were chosen by hand, "
+    "not drawn at random). For accuracy and class areas with confidence intervals by the book (Olofsson et al. "
+    "2014): draw a stratified random sample of the class raster (python -m core.assess sample CLASSES.tif "
+    "--out-dir DIR; in QGIS: SoftCon > Accuracy assessment > Create validation sample), label the points' "
+    "'reference' field, then run python -m core.assess estimate CLASSES.tif DIR/validation_sample.gpkg "
+    "--out-dir DIR (in QGIS: Assess accuracy and estimate areas)."
+)
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:5.1f}%"
 
@@ -222,6 +233,7 @@ def format_text(report: dict[str, Any]) -> str:
         lines += [f"{n:{w}s}  {_pct(f)}" for n, f in report["area_fraction"].items()]
     if report["warnings"]:
         lines += ["", "warnings"] + [f"- {m}" for m in report["warnings"]]
+    lines += ["", DESIGN_BASED]
     return "\n".join(lines) + "\n"
 
 
@@ -271,6 +283,7 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
         parts.append(f"<h3>Quicklook</h3><img src='{e(quicklook)}' style='max-width:100%'>")
     if report["warnings"]:
         parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{e(m)}</li>" for m in report["warnings"]) + "</ul>")
+    parts.append(f"<h3>Accuracy by the book</h3><p>{e(DESIGN_BASED)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -15,31 +15,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..progress import Progress
-from .features import FEATURE_SETS, FeatureSpec
 from .classifiers import make_classifier
+from .features import FeatureSpec
+from .methods import auto_methods, METHODS
 from .report import cells, cross_validate
-
-#: Methods compared by ``auto``, in order of preference on ties (cheaper, smoother maps first).
-AUTO_METHODS = ("linear", "hgb", "rf", "knn", "prototype")
-#: Methods that compare feature vectors by cosine: sensible on embeddings only.
-COSINE_METHODS = ("knn", "prototype")
-
-
-def method_params(method: str, k: int = 20, temperature: float = 0.07, seed: int = 0) -> dict[str, Any]:
-    """The options each classifier takes: kNN (k, T), prototype (T), forests (seed), linear (none)."""
-    if method == "knn":
-        return {"k": k, "temperature": temperature}
-    if method == "prototype":
-        return {"temperature": temperature}
-    return {"seed": seed} if method in ("rf", "hgb") else {}
+from .spec import FEATURE_SETS
 
 
 def candidates(method: str, feature_sets: Sequence[str]) -> list[tuple[str, str]]:
-    """(feature set, method) pairs to compare: ``method`` (or every method for ``auto``) on each set,
-    cosine methods only on embeddings alone."""
-    methods = AUTO_METHODS if method == "auto" else (method,)
+    """(feature set, method) pairs to compare: ``method`` (or every method ``auto`` tries, in the registry's
+    order of preference) on each set, methods on cosine features only on embeddings alone."""
+    methods = auto_methods() if method == "auto" else (method,)
     out = [(fs, m) for fs in feature_sets for m in methods
-           if not (m in COSINE_METHODS and FEATURE_SETS[fs] != ("emb",))]
+           if not (METHODS[m].features == "cosine" and FEATURE_SETS[fs] != ("emb",))]
     if not out:  # e.g. knn asked for with pixel features only
         out = [(fs, m) for fs in feature_sets for m in methods][:1]
     return out

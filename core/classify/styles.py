@@ -1,17 +1,24 @@
-"""QGIS layer styles (``.qml``) written as plain XML, so ``core`` never imports qgis.
+"""The one style authority: how every output looks, as plain data, and its QGIS style (``.qml``) as XML.
 
-A ``.qml`` beside a raster with the same base name is applied by QGIS when the raster is opened, so the
-class map shows its class names and colours at once. Also: class colours, chosen from the class names
-where they name a familiar cover type (water blue, forest green...), from a qualitative palette otherwise.
+Each output's style is data (:class:`ClassStyle`: values, names, colours; :class:`RampStyle`: a colour ramp
+over a value range; :class:`RgbStyle`: three bands as RGB). Core writes the ``.qml`` beside each raster from it
+(QGIS applies a ``.qml`` of the same base name when the raster is opened), and the QGIS plugin builds its
+renderers from the very same data (``softcon_qgis/styles.py``), so a map looks the same from the command line
+and in QGIS. Standard library only (``core`` never imports qgis; the plugin reads this without numpy). Also:
+class colours, chosen from the class names where they name a familiar cover type (water blue, forest
+green...), from a qualitative palette otherwise.
 """
 from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from ..io.atomic import write_text_atomic
+
+RGB = tuple[int, int, int]
 
 #: Colours for familiar land-cover words (first match in the class name wins).
 NAMED_COLORS: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -53,12 +60,13 @@ def _hex(c: Sequence[int]) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
 
-def _raster_qml(kind: str, band: int, body: str, attrs: str = "", trailer: str = "") -> str:
-    """A raster style document with one renderer of type ``kind``; ``body`` is the renderer's content."""
+def _raster_qml(kind: str, bands: str, body: str, attrs: str = "", trailer: str = "") -> str:
+    """A raster style document with one renderer of type ``kind`` reading ``bands`` (``band="1"``, or the
+    red/green/blue bands); ``body`` is the renderer's content."""
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
-    <rasterrenderer type="{kind}" band="{band}" opacity="1" alphaBand="-1"{attrs} nodataColor="">
+    <rasterrenderer type="{kind}" {bands} opacity="1" alphaBand="-1"{attrs} nodataColor="">
       <rasterTransparency/>
       <minMaxOrigin>
         <limits>None</limits>
@@ -89,7 +97,8 @@ def paletted_qml(entries: Sequence[tuple[int, str, Sequence[int]]], band: int = 
 {palette}
       </colorPalette>
       <colorramp type="randomcolors" name="[source]"/>"""
-    return _raster_qml("paletted", band, body, trailer="    <resamplingStage>resamplingFilter</resamplingStage>\n")
+    return _raster_qml("paletted", f'band="{band}"', body,
+                       trailer="    <resamplingStage>resamplingFilter</resamplingStage>\n")
 
 
 def pseudocolor_qml(vmin: float, vmax: float, stops: Sequence[tuple[float, Sequence[int]]], band: int = 1) -> str:
@@ -104,20 +113,93 @@ def pseudocolor_qml(vmin: float, vmax: float, stops: Sequence[tuple[float, Seque
 {items}
         </colorrampshader>
       </rastershader>"""
-    return _raster_qml("singlebandpseudocolor", band, body,
+    return _raster_qml("singlebandpseudocolor", f'band="{band}"', body,
                        attrs=f' classificationMin="{vmin}" classificationMax="{vmax}"')
 
 
-#: Ramps for continuous outputs: confidence / probability (0..1) and similarity (-1..1).
+#: Viridis (perceptually uniform, readable with colour-blindness): (fraction 0..1, colour) stops.
 VIRIDIS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37)))
 
 
-def write_class_qml(path: str | Path, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> Path:
-    """Write the paletted style of a class raster (values 1..C) to ``path`` (atomically)."""
-    entries = [(i + 1, n, c) for i, (n, c) in enumerate(zip(class_names, colors))]
-    return write_text_atomic(Path(path), paletted_qml(entries))
+@dataclass(frozen=True)
+class ClassStyle:
+    """A class raster: pixel value -> (label, colour); values not listed are not drawn."""
+
+    kind: ClassVar[str] = "paletted"
+    entries: tuple[tuple[int, str, RGB], ...]
 
 
-def write_ramp_qml(path: str | Path, vmin: float = 0.0, vmax: float = 1.0) -> Path:
-    """Write a viridis pseudocolour style from ``vmin`` to ``vmax`` (confidence, similarity)."""
-    return write_text_atomic(Path(path), pseudocolor_qml(vmin, vmax, VIRIDIS))
+@dataclass(frozen=True)
+class RampStyle:
+    """A continuous band (``band``, 1-based) coloured along ``stops`` (fraction 0..1, colour) from vmin to vmax,
+    interpolated; values outside take the end colours."""
+
+    kind: ClassVar[str] = "ramp"
+    vmin: float
+    vmax: float
+    stops: tuple[tuple[float, RGB], ...] = VIRIDIS
+    band: int = 1
+
+    def items(self) -> list[tuple[float, RGB]]:
+        """(value, colour) at each stop."""
+        return [(self.vmin + f * (self.vmax - self.vmin), c) for f, c in self.stops]
+
+
+@dataclass(frozen=True)
+class RgbStyle:
+    """Three bands as red, green and blue, each stretched linearly from vmin to vmax."""
+
+    kind: ClassVar[str] = "rgb"
+    bands: tuple[int, int, int] = (1, 2, 3)
+    vmin: float = 0.0
+    vmax: float = 255.0
+
+
+Style = ClassStyle | RampStyle | RgbStyle
+
+#: The confidence raster (highest class probability, 0..1).
+CONFIDENCE = RampStyle(0.0, 1.0)
+#: The probability raster (one band per class, 0..1): the first class's band.
+PROBABILITY = RampStyle(0.0, 1.0)
+#: The similarity map (cosine similarity; below 0 is drawn as 0).
+SIMILARITY = RampStyle(0.0, 1.0)
+#: The PCA preview: uint8 components already stretched to 1..255 (0 = nodata).
+PCA_RGB = RgbStyle((1, 2, 3), 1.0, 255.0)
+
+
+def class_style(names: Sequence[str], colors: Sequence[Sequence[int]]) -> ClassStyle:
+    """The style of a class raster whose value ``i + 1`` is class ``names[i]``."""
+    return ClassStyle(tuple((i + 1, str(n), tuple(int(v) for v in c[:3])) for i, (n, c) in enumerate(zip(names,
+                      colors))))
+
+
+def cluster_style(n_clusters: int) -> ClassStyle:
+    """The style of a k-means raster (values 1..k): ``cluster i`` in the palette's colours."""
+    return class_style([f"cluster {i + 1}" for i in range(n_clusters)],
+                       [PALETTE[i % len(PALETTE)] for i in range(n_clusters)])
+
+
+def _multiband_qml(style: RgbStyle) -> str:
+    parts = []
+    for band, colour in zip(style.bands, ("red", "green", "blue")):
+        parts.append(f"""      <{colour}ContrastEnhancement>
+        <minValue>{style.vmin:g}</minValue>
+        <maxValue>{style.vmax:g}</maxValue>
+        <algorithm>StretchToMinimumMaximum</algorithm>
+      </{colour}ContrastEnhancement>""")
+    bands = " ".join(f'{c}Band="{b}"' for c, b in zip(("red", "green", "blue"), style.bands))
+    return _raster_qml("multibandcolor", bands, "\n".join(parts))
+
+
+def qml(style: Style) -> str:
+    """The QGIS style document of ``style``."""
+    if style.kind == "paletted":
+        return paletted_qml(style.entries)
+    if style.kind == "ramp":
+        return pseudocolor_qml(style.vmin, style.vmax, style.stops, style.band)
+    return _multiband_qml(style)
+
+
+def write_qml(path: str | Path, style: Style) -> Path:
+    """Write ``style`` as a ``.qml`` to ``path`` (atomically)."""
+    return write_text_atomic(Path(path), qml(style))

@@ -38,14 +38,15 @@ from ..geo.normalize import preprocess, strip_normaliser
 from ..io.raster import band_names, gdal_env, open_raster, resample_to
 from ..io.reader import geometry_mask_fn, Prefetcher, StripReader
 from ..io.writer import BlockWriter, check_writable
+from ..models.encoders import create_encoder
 from ..models.record import ModelRecord
-from ..models.registry import create_encoder, DEFAULT_MODEL
 from ..models.weights import weights_id
 from ..progress import Progress
 from . import position_bias
 from .blend import BLEND, halo_windows, TokenBlender
+from .spec import EmbedSpec
 from .tags import FORMAT_VERSION, TAG_NAMESPACE
-from .windows import make_grid, MODES, reflect_outside, WindowGrid
+from .windows import make_grid, reflect_outside, WindowGrid
 
 #: Ground sampling distance (m) the SoftCon models were trained at (Sentinel-1/2 at 10 m).
 MODEL_GSD_M = 10.0
@@ -206,28 +207,10 @@ def _produce(
 def embed_raster(
     sources: str | os.PathLike | Sequence[str | os.PathLike],
     out_path: str | os.PathLike,
-    model: str = DEFAULT_MODEL,
-    checkpoint: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    mode: str = "pooled",
-    stride: int | None = None,
-    bands: str | Sequence[str] | None = None,
-    bbox: Sequence[float] | None = None,
-    bbox_crs: Any = None,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int | None = None,
-    dtype: str = "float16",
-    progress: Progress | None = None,
+    spec: EmbedSpec,
     *,
-    polygon: Any = None,
-    polygon_crs: Any = None,
-    resample: bool = False,
-    min_valid: float = 0.5,
-    offset: float = 0.0,
-    nodata: float | None = None,
+    progress: Progress | None = None,
     encoder: tuple[torch.nn.Module, ModelRecord] | None = None,
-    cog: bool = False,
 ) -> Path:
     """Embed a raster window by window into a GeoTIFF of ``embed_dim`` bands in the raster's CRS.
 
@@ -235,26 +218,14 @@ def embed_raster(
         sources: one raster (any GDAL format), or single-band files stacked onto the finest one's grid
             (a Sentinel-2 product at 10/20/60 m; coarser bands are resampled bilinearly).
         out_path: output GeoTIFF (tiled, ZSTD-compressed, NaN nodata, tags in namespace ``SOFTCON``).
-        model, checkpoint, pretrained: as :func:`core.models.registry.create_encoder`.
-        mode: ``pooled`` (one embedding per window; output pixel = ``stride`` px) or ``dense`` (patch
-            tokens of each window's centre; output pixel = patch size).
-        stride: window spacing in px; default half a window (see :func:`core.embed.windows.default_stride`).
-        bands: the raster's band order (preset such as ``s2_l1c`` or a list); default: band
-            descriptions / file names, else the model's order when the count matches.
-        bbox: (minx, miny, maxx, maxy) limiting the extent, in ``bbox_crs`` (default the raster's).
-        device, precision: ``auto``/``cpu``/``cuda``/``mps`` and ``auto``/``bf16``/``fp16``/``fp32``.
-        batch_size: windows per model call (default :func:`default_batch_size`).
-        dtype: ``float16`` (default) or ``float32`` output values.
+        spec: every setting (:class:`core.embed.spec.EmbedSpec`): model and weights, bands (default: band
+            descriptions / file names, else the model's order when the count matches), ``mode`` (``pooled``: one
+            embedding per window, output pixel = stride; ``dense``: patch tokens of each window's centre, output
+            pixel = patch size), stride (default :func:`core.embed.windows.default_stride`), extent (bbox,
+            polygon), device, precision, batch size (default :func:`default_batch_size`), nodata, offset,
+            min_valid, resample, output dtype and COG layout (averaged overviews: one extra pass).
         progress: callback and cancel check; cancelling stops within one batch and leaves no file.
-        polygon: shapely geometry, WKT, GeoJSON dict or ``.geojson`` file; pixels outside are nodata
-            and the extent is limited to its bounds. In ``polygon_crs`` (default the raster's).
-        resample: warp a raster far from 10 m onto a 10 m grid instead of refusing it.
-        min_valid: fraction of an output pixel's input pixels that must hold data.
-        offset: subtracted from optical values first (1000 for Sentinel-2 baseline >= 04.00).
-        nodata: no-data value for stacked files that declare none (default 0 for Sentinel-2 bands).
-        encoder: an already built ``(encoder, record)`` to use instead of ``model``/``checkpoint``.
-        cog: write a Cloud Optimized GeoTIFF with averaged overviews (for display and web serving;
-            costs one extra pass over the output).
+        encoder: an already built ``(encoder, record)`` to use instead of ``spec.model``/``spec.checkpoint``.
 
     Returns:
         ``out_path``.
@@ -265,56 +236,61 @@ def embed_raster(
     """
     progress = progress or Progress()
     out_path = Path(out_path)
-    if dtype not in ("float16", "float32"):
-        raise SoftConError(f"dtype must be float16 or float32, not {dtype!r}.")
-    if mode not in MODES:
-        raise SoftConError(f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
-    if not 0 < min_valid <= 1:
-        raise SoftConError(f"min_valid must be in (0, 1], not {min_valid}.")
     check_writable(out_path)
     t_start = time.perf_counter()
     with gdal_env():
-        src = open_raster(sources, nodata=nodata)
+        src = open_raster(sources, nodata=spec.nodata)
         try:
             if src.crs is None:
                 raise SoftConError(
                     "The raster has no coordinate reference system, so the embeddings could not be placed on a map. "
                     "Assign one (e.g. gdal_edit.py -a_srs EPSG:32632 FILE) and try again."
                 )
-            ds = _check_resolution(src, resample, progress)
+            ds = _check_resolution(src, spec.resample, progress)
             if encoder is None:
-                enc, record = create_encoder(model, pretrained=pretrained, checkpoint=checkpoint)
+                enc, record = create_encoder(spec.model, pretrained=spec.pretrained, checkpoint=spec.checkpoint)
             else:
                 enc, record = encoder
             names = band_names(src, sources)
             _check_values(src, record, progress)
             notes: list[str] = []
-            mapping = resolve_bands(names, record.bands, bands, notes)
+            mapping = resolve_bands(names, record.bands, spec.bands, notes)
             progress.log(f"Bands ({'; '.join(notes)}): {describe_order(mapping, record.bands)}")
             indexes = [None if b is None else b + 1 for b in mapping]
-            geometry = to_geometry(polygon, polygon_crs, ds.crs) if polygon is not None else None
-            extent = pixel_extent(ds, bbox, bbox_crs, geometry)
-            grid = make_grid(mode, record.input_size, stride, enc.patch_size, ds.height, ds.width, extent)
+            geometry = to_geometry(spec.polygon, spec.polygon_crs, ds.crs) if spec.polygon is not None else None
+            extent = pixel_extent(ds, spec.bbox, spec.bbox_crs, geometry)
+            grid = make_grid(spec.mode, record.input_size, spec.stride, enc.patch_size, ds.height, ds.width, extent)
             polygon_mask = geometry_mask_fn(geometry, ds.transform) if geometry is not None else None
-            return _run(ds, src, sources, out_path, enc, record, grid, indexes, names, device, precision,
-                        batch_size, dtype, progress, polygon_mask, min_valid, offset, checkpoint, t_start, cog,
-                        weights_id(record, pretrained, checkpoint))
+            inp = _Input(ds, sources, indexes, names, grid, polygon_mask)
+            return _run(inp, out_path, enc, record, spec, progress, t_start,
+                        weights_id(record, spec.pretrained, spec.checkpoint))
         finally:
             src.close()
 
 
-def _run(
-    ds: Any, src: Any, sources: Any, out_path: Path, enc: torch.nn.Module, record: ModelRecord, grid: WindowGrid,
-    indexes: list[int | None], names: list[str | None], device: str, precision: str, batch_size: int | None,
-    dtype: str, progress: Progress, polygon_mask: Any, min_valid: float, offset: float, checkpoint: Any,
-    t_start: float, cog: bool, wid: str = "",
-) -> Path:
+@dataclass
+class _Input:
+    """The opened raster and what was decided about it: band indexes (None = zeros), window grid, polygon mask."""
+
+    ds: Any
+    sources: Any
+    indexes: list[int | None]
+    names: list[str | None]
+    grid: WindowGrid
+    polygon_mask: Any
+
+
+def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord, spec: EmbedSpec,
+         progress: Progress, t_start: float, wid: str) -> Path:
+    ds, sources, indexes, names, grid, polygon_mask = (inp.ds, inp.sources, inp.indexes, inp.names, inp.grid,
+                                                       inp.polygon_mask)
+    min_valid, offset, checkpoint, dtype = spec.min_valid, spec.offset, spec.checkpoint, spec.dtype
     rank, _, local_rank = rank_info()
-    dev = pick_device(device)
+    dev = pick_device(spec.device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    amp = resolve_precision(dev, precision)
-    bs = batch_size or default_batch_size(dev, grid.window)
+    amp = resolve_precision(dev, spec.precision)
+    bs = spec.batch_size or default_batch_size(dev, grid.window)
     enc = enc.to(dev).eval()
     stats = dict(mean=list(record.mean), std=list(record.std), sar_quantiles=record.sar_quantiles, offset=offset,
                  clip=record.clip)
@@ -348,7 +324,7 @@ def _run(
     writer = BlockWriter(
         out_path, width=grid.out_width, height=grid.out_height, count=dim, crs=ds.crs,
         transform=grid.transform(ds.transform), dtype=dtype,
-        descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=cog,
+        descriptions=[f"emb_{d:03d}" for d in range(dim)], tags=tags, namespace=TAG_NAMESPACE, cog=spec.cog,
     )
     try:
         prefetch = Prefetcher(

@@ -30,7 +30,8 @@ from ..errors import SoftConError
 from ..geo.bands import resolve_bands
 from ..geo.normalize import preprocess
 from ..models.record import ModelRecord
-from ..models.registry import create_encoder, DEFAULT_MODEL, WEIGHTS_DIR
+from ..models.encoders import create_encoder
+from ..models.registry import DEFAULT_MODEL, WEIGHTS_DIR
 from ..models.weights import weights_id
 
 

@@ -26,8 +26,7 @@ import numpy as np
 from affine import Affine
 
 from ..errors import SoftConError
-
-MODES = ("pooled", "dense")
+from .spec import MODES
 
 
 def default_stride(mode: str, window: int, patch: int) -> int:

@@ -22,6 +22,8 @@ ArrayT = TypeVar("ArrayT")
 S2_L1C: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 S2_L2A: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
 S1_GRD: tuple[str, ...] = ("VV", "VH")
+#: The ten 10 m and 20 m surface bands (Sentinel-2 without the 60 m atmospheric B1, B9, B10): Galileo's input.
+S2_SURFACE: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 
 #: Native ground sampling distance (m) of each Sentinel-2 band.
 S2_GSD: dict[str, int] = {

@@ -99,6 +99,29 @@ def pixel_size_m(ds: rasterio.DatasetReader) -> float:
 
 
 
+def pixel_area_m2(ds: rasterio.DatasetReader) -> float:
+    """Area of one pixel in square metres (geographic CRSs: geodesic, at the raster's centre).
+
+    Area estimates multiply pixel counts by it, so a projected map gives exact map-unit areas; a map in
+    degrees, whose pixels shrink towards the poles, gives the area at its centre.
+    """
+    if ds.crs is None:
+        raise SoftConError(
+            "The raster has no coordinate reference system, so its pixels have no area. Assign one "
+            "(e.g. gdal_edit.py -a_srs EPSG:32632 FILE)."
+        )
+    t = ds.transform
+    if ds.crs.is_geographic:
+        lon, lat = t @ (ds.width / 2, ds.height / 2)
+        geod = Geod(ellps="WGS84")
+        _, _, dx = geod.inv(lon, lat, lon + abs(t.a), lat)
+        _, _, dy = geod.inv(lon, lat, lon, lat + abs(t.e))
+        return float(abs(dx * dy))
+    factor = ds.crs.linear_units_factor[1] if ds.crs.linear_units_factor else 1.0
+    return float(abs(t.a * t.e - t.b * t.d) * factor ** 2)
+
+
+
 def pixel_xy_m(ds, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Pixel-centre map coordinates (M, 2) in metres (degrees converted near the raster's centre)."""
     x, y = ds.transform @ (cols + 0.5, rows + 0.5)

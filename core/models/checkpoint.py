@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
-from safetensors import safe_open, SafetensorError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -157,15 +157,6 @@ def read_state_dict(path: str | Path, notes: list[str] | None = None) -> StateDi
         SoftConError: file missing, empty, truncated/corrupt, or not a state dict.
     """
     return unwrap_state_dict(_load_raw(Path(path)), notes)
-
-
-def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a ``.safetensors`` file (empty dict if none)."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except (SafetensorError, OSError) as exc:
-        raise SoftConError(f"Cannot read {path} as safetensors ({exc}). Is it truncated?") from None
 
 
 # --------------------------------------------------------------------------------------------

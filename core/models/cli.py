@@ -1,29 +1,19 @@
-"""``python -m core.models list`` / ``info NAME`` / ``convert NAME IN.pth OUT.safetensors``."""
+"""``python -m core.models list`` / ``info NAME`` / ``convert NAME IN.pth OUT.safetensors`` / ``register FILE``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
 from ..errors import SoftConError
-from .checkpoint import load_weights, save_safetensors
 from .encoders import build_encoder
-from .record import ModelRecord, record_metadata
+from .manage import convert, register_weights
+from .record import ModelRecord
 from .registry import get_record, REGISTRY
-from .weights import cached_path, download_url, sha256sum
-
-
-def convert(name: str, src: str | Path, dst: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Strictly load a published ``.pth`` for model ``name`` and save it in this project's safetensors format."""
-    record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    notes = load_weights(encoder, src, record)
-    meta = record_metadata(record, source_file=Path(src).name, source_sha256=sha256sum(src), conversion=notes)
-    return save_safetensors(encoder, dst, meta, dtype=dtype)
+from .weights import cached_path, download_url
 
 
 def _info(record: ModelRecord) -> dict:
@@ -40,7 +30,8 @@ def _info(record: ModelRecord) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.models", description="List, inspect and convert SoftCon models.")
+    p = argparse.ArgumentParser(prog="python -m core.models",
+                                description="List, inspect, convert and register SoftCon models.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="one line per registered model")
     info = sub.add_parser("info", help="bands, statistics, size, cached or not (JSON)")
@@ -50,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("src", help="published .pth file")
     conv.add_argument("dst", help="output .safetensors file")
     conv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None)
+    reg = sub.add_parser("register", help="check a weights file copied by hand (sha256, strict load) and copy it "
+                                          "into the weights cache")
+    reg.add_argument("file", help="the published .pth, or a .safetensors file of this project")
+    reg.add_argument("--model", help="the registered model it holds (default: the one its metadata names)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -60,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "info":
             print(json.dumps(_info(get_record(args.name)), indent=2))
+            return 0
+        if args.cmd == "register":
+            target, warnings = register_weights(args.file, args.model)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"registered {args.file} as {target}")
             return 0
         dtype = getattr(torch, args.dtype) if args.dtype else None
         out = convert(args.name, args.src, args.dst, dtype)

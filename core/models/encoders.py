@@ -7,32 +7,26 @@
 
 Architectures follow the published SoftCon checkpoints: DINOv2 ViT-S/14 and ViT-B/14 at 224 px
 (16x16 grid, LayerScale, no registers) and torchvision's ResNet-50 (no ``fc``).
+:func:`create_encoder` is the one way to get a ready model: the registry's record, its builder here and its
+weights loaded strictly.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..progress import Progress
+from .base import Encoder
+from .checkpoint import load_weights
+from .galileo import build as _galileo
+from .record import ModelRecord
+from .registry import DEFAULT_MODEL, get_record
 from .timm_compat import timm
-
-
-class Encoder(nn.Module):
-    """Common interface over a timm backbone."""
-
-    embed_dim: int
-    patch_size: int
-    kind: str
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward_linear_probe(self, x: torch.Tensor, n_last: int = 4, avgpool: bool = True) -> torch.Tensor:
-        return self.forward(x)
+from .weights import weights_path
 
 
 class ViTEncoder(Encoder):
@@ -110,13 +104,8 @@ def _resnet(name: str) -> Callable[[int, int], Encoder]:
     return build
 
 
-def _galileo(in_chans: int, img_size: int) -> Encoder:
-    from .galileo import build  # galileo.py imports Encoder from here
-
-    return build(in_chans, img_size)
-
-
-#: Architecture name -> builder(in_chans, img_size). Adding an architecture is adding an entry.
+#: Architecture name -> builder(in_chans, img_size). Adding an architecture is adding an entry (and its name to
+#: ``core.models.registry.ARCHITECTURES``, which records are checked against without torch).
 ARCHS: dict[str, Callable[[int, int], Encoder]] = {
     "resnet50": _resnet("resnet50"),
     "resnet18": _resnet("resnet18"),  # small CNN baseline for the default-model study
@@ -148,3 +137,35 @@ def build_encoder(arch: str, in_chans: int, img_size: int, empty: bool = False) 
 def is_empty(module: nn.Module) -> bool:
     """True when ``module`` was built with ``empty=True`` and holds no data yet."""
     return any(t.is_meta for t in module.state_dict().values())
+
+
+def create_encoder(
+    name: str = DEFAULT_MODEL,
+    pretrained: bool = True,
+    checkpoint: str | Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[Encoder, ModelRecord]:
+    """Build the encoder of a registered model and load its weights strictly.
+
+    Args:
+        name: registry name, or the path of a user ``.safetensors`` checkpoint.
+        pretrained: load the record's weights (download if needed); False = random init.
+        checkpoint: a local file to load instead of the record's (same architecture/bands);
+            ``.safetensors`` files are read as this project's format (timm keys), others with
+            the record's ``checkpoint_format``.
+        progress: reports download progress.
+
+    Returns:
+        (encoder in eval mode, its record).
+    """
+    record = get_record(name)
+    load = checkpoint is not None or pretrained
+    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=load)
+    if load:
+        if checkpoint is not None:
+            path = Path(checkpoint)
+            fmt = "safetensors" if path.suffix == ".safetensors" else record.checkpoint_format
+            load_weights(encoder, path, replace(record, checkpoint_format=fmt))
+        else:
+            load_weights(encoder, weights_path(record, progress), record)
+    return encoder.eval(), record

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import Encoder
+from .base import Encoder
 
 #: Channel groups in token order: (upstream name, bands). Row g + 1 of ``s_t_channel_embed`` is group g.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -34,7 +34,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("S2_NIR_20m", ("B8A",)),
     ("S2_SWIR", ("B11", "B12")),
 )
-#: The encoder's input bands, in order.
+#: The encoder's input bands, in order (= ``core.geo.bands.S2_SURFACE``, the bands its record declares).
 BANDS: tuple[str, ...] = tuple(b for _, bands in GROUPS for b in bands)
 STORED_PATCH = 8
 DIM, DEPTH, HEADS, MLP_RATIO = 128, 4, 8, 4

@@ -15,23 +15,20 @@ DINOv2 model (same key names), so they need no record of their own: pass one as
 User checkpoints written by ``train.pretrain`` (safetensors with :func:`record_metadata`) are
 models too: ``create_encoder("path/to/file.safetensors")`` builds the record from the metadata.
 
+Standard library only (records are data): the QGIS plugin lists the models without torch. The builders
+are :mod:`core.models.encoders` (``create_encoder``, ``ARCHS``), imported where a model is built.
 CLI: ``python -m core.models`` (:mod:`core.models.cli`).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import SoftConError
-from ..geo.bands import parse_band_list, S1_GRD, S2_L1C
-from ..geo.normalize import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
-from ..progress import Progress
-from .checkpoint import load_weights, read_safetensors_metadata
-from .encoders import ARCHS, build_encoder, Encoder
-from .galileo import BANDS as GALILEO_BANDS
-from .record import META_FIELDS, ModelRecord, SOFTCON_CITATION
-from .weights import weights_path
+from ..geo.bands import parse_band_list, S1_GRD, S2_L1C, S2_SURFACE
+from ..geo.stats import GALILEO_S2_MEAN, GALILEO_S2_STD, S1_MEAN, S1_STD, S2C_MEAN, S2C_STD
+from .record import META_FIELDS, ModelRecord, read_safetensors_header, SOFTCON_CITATION
 
 HF_REPO = "wangyi111/softcon"
 GALILEO_CITATION = (
@@ -39,8 +36,18 @@ GALILEO_CITATION = (
     "Remote Sensing Modalities. arXiv:2502.09356."
 )
 
+#: Architectures with a builder in ``core.models.encoders.ARCHS`` (a test keeps the two equal), and their names.
+ARCHITECTURES: dict[str, str] = {
+    "resnet50": "ResNet-50",
+    "resnet18": "ResNet-18",
+    "vit_small_patch14_dinov2": "ViT-S/14",
+    "vit_base_patch14_dinov2": "ViT-B/14",
+    "vit_tiny_patch8_64": "ViT-Tiny/8",
+    "galileo_nano": "nano",
+}
 
-def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str) -> ModelRecord:
+
+def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str, parameters: int) -> ModelRecord:
     s2 = modality == "s2"
     fname = f"{name}.pth"
     return ModelRecord(
@@ -61,6 +68,8 @@ def _softcon(name: str, arch: str, modality: str, dim: int, fmt: str) -> ModelRe
         license="CC-BY-4.0",
         description=f"SoftCon {arch} pretrained on SSL4EO-S12 "
                     f"{'Sentinel-2 L1C (13 bands)' if s2 else 'Sentinel-1 GRD (VV, VH dB)'}.",
+        title=f"SoftCon {ARCHITECTURES[arch]}",
+        parameters=parameters,
     )
 
 
@@ -69,18 +78,19 @@ REGISTRY: dict[str, ModelRecord] = {}
 
 def register(record: ModelRecord) -> ModelRecord:
     """Add a record (replacing one of the same name) and return it."""
-    if record.arch not in ARCHS:
-        raise ValueError(f"Record {record.name}: unknown arch {record.arch!r}; known: {', '.join(ARCHS)}")
+    if record.arch not in ARCHITECTURES:
+        raise ValueError(f"Record {record.name}: unknown arch {record.arch!r}; known: {', '.join(ARCHITECTURES)}")
     if len(record.mean) != len(record.bands) or len(record.std) != len(record.bands):
         raise ValueError(f"Record {record.name}: {len(record.bands)} bands but {len(record.mean)} means / {len(record.std)} stds")
     REGISTRY[record.name] = record
     return record
 
 
-for _mod, _prefix in (("s2", "B13"), ("s1", "B2")):
-    register(_softcon(f"{_prefix}_rn50_softcon", "resnet50", _mod, 2048, "torchvision"))
-    register(_softcon(f"{_prefix}_vits14_softcon", "vit_small_patch14_dinov2", _mod, 384, "dinov2"))
-    register(_softcon(f"{_prefix}_vitb14_softcon", "vit_base_patch14_dinov2", _mod, 768, "dinov2"))
+for _mod, _prefix, _sizes in (("s2", "B13", (23539392, 22381440, 87230208)),
+                               ("s1", "B2", (23504896, 21553536, 85574400))):
+    register(_softcon(f"{_prefix}_rn50_softcon", "resnet50", _mod, 2048, "torchvision", _sizes[0]))
+    register(_softcon(f"{_prefix}_vits14_softcon", "vit_small_patch14_dinov2", _mod, 384, "dinov2", _sizes[1]))
+    register(_softcon(f"{_prefix}_vitb14_softcon", "vit_base_patch14_dinov2", _mod, 768, "dinov2", _sizes[2]))
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: The project's own small SoftCon ViT trained from scratch on one scene (issue 11), shipped in the repository:
@@ -103,6 +113,8 @@ register(ModelRecord(
                 "scene with weak spectral-index labels; short training, see core/weights/MODEL_CARD.md for its "
                 "EuroSAT evaluation and limitations.",
     local_path=str(WEIGHTS_DIR / "softcon_tiny_s2.safetensors"),
+    title="SoftCon ViT-Tiny/8",
+    parameters=2844480,
 ))
 
 #: Galileo-nano (core/models/galileo.py), the upstream weights at commit 0f0b5b9 converted to safetensors
@@ -111,7 +123,7 @@ GALILEO_COMMIT = "0f0b5b95ac81acef4b74cf4686dc877202f4541b"
 register(ModelRecord(
     name="galileo_nano_s2",
     arch="galileo_nano",
-    bands=GALILEO_BANDS,
+    bands=S2_SURFACE,
     input_size=64,
     embed_dim=128,
     mean=tuple(GALILEO_S2_MEAN),
@@ -126,6 +138,8 @@ register(ModelRecord(
     local_path=str(WEIGHTS_DIR / "galileo_nano_s2.safetensors"),
     stats="galileo_s2",
     clip=False,
+    title="Galileo nano",
+    parameters=876128,
 ))
 
 #: Name used when no model is given: the best shipped model on EuroSAT (core/weights/MODEL_CARD.md).
@@ -138,7 +152,7 @@ def record_from_checkpoint(path: str | Path) -> ModelRecord:
     Fields the metadata lacks come from the registered record it names (``model``), if any.
     """
     path = Path(path)
-    meta = read_safetensors_metadata(path)
+    meta, shapes = read_safetensors_header(path)
     base = REGISTRY.get(meta.get("model", ""))
     if base is None and "arch" not in meta:
         raise SoftConError(
@@ -163,8 +177,8 @@ def record_from_checkpoint(path: str | Path) -> ModelRecord:
     for k in ("bands", "mean", "std", "sar_quantiles"):
         if values.get(k) is not None:
             values[k] = tuple(values[k])
-    if "embed_dim" not in values and values.get("arch") in ARCHS and values.get("bands") and values.get("input_size"):
-        values["embed_dim"] = build_encoder(values["arch"], len(values["bands"]), int(values["input_size"]), empty=True).embed_dim
+    if "embed_dim" not in values and "norm.weight" in shapes:  # ViT and Galileo: the final LayerNorm's width
+        values["embed_dim"] = shapes["norm.weight"][0]
     name = values.get("name") or meta.get("model") or path.stem
     values.update(name=str(name), filename=path.name, url=None, hf_repo=None,
                   revision=None, sha256=None, checkpoint_format="safetensors", local_path=str(path))
@@ -182,37 +196,3 @@ def get_record(name: str) -> ModelRecord:
         return record_from_checkpoint(name)
     raise SoftConError(f"Unknown model {name!r}. Known models: {', '.join(REGISTRY)} "
                        f"(or the path of a .safetensors file written by train.pretrain).")
-
-
-def create_encoder(
-    name: str = DEFAULT_MODEL,
-    pretrained: bool = True,
-    checkpoint: str | Path | None = None,
-    progress: Progress | None = None,
-) -> tuple[Encoder, ModelRecord]:
-    """Build the encoder of a registered model and load its weights strictly.
-
-    Args:
-        name: registry name, or the path of a user ``.safetensors`` checkpoint.
-        pretrained: load the record's weights (download if needed); False = random init.
-        checkpoint: a local file to load instead of the record's (same architecture/bands);
-            ``.safetensors`` files are read as this project's format (timm keys), others with
-            the record's ``checkpoint_format``.
-        progress: reports download progress.
-
-    Returns:
-        (encoder in eval mode, its record).
-    """
-    record = get_record(name)
-    load = checkpoint is not None or pretrained
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=load)
-    if load:
-        if checkpoint is not None:
-            path = Path(checkpoint)
-            fmt = "safetensors" if path.suffix == ".safetensors" else record.checkpoint_format
-            load_weights(encoder, path, replace(record, checkpoint_format=fmt))
-        else:
-            load_weights(encoder, weights_path(record, progress), record)
-    return encoder.eval(), record
-
-

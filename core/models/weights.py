@@ -4,7 +4,7 @@ Order of lookup in :func:`weights_path`: the record's ``local_path`` (weights sh
 project), the cache folder ``<cache>/weights/<filename>``, then a download: through
 ``huggingface_hub.hf_hub_download`` (resumable, tqdm progress) when the record names a hub repo,
 else plain HTTPS with HTTP Range resume. ``<cache>`` is ``$SOFTCON_CACHE`` or
-``$XDG_CACHE_HOME/softcon`` (``~/.cache/softcon``), shared with :mod:`core.io.sample_data`.
+``$XDG_CACHE_HOME/softcon`` (``~/.cache/softcon``), the root of :func:`core.paths.cache_dir`.
 
 With ``HF_HUB_OFFLINE=1`` (or ``SOFTCON_OFFLINE=1``), or when the network is unreachable, a
 :class:`~core.errors.SoftConError` gives the URL and the exact file path to put the file at by hand.
@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import Cancelled, SoftConError
-from ..io.sample_data import cache_dir
+from ..paths import cache_dir
 from ..progress import Progress
 from .record import ModelRecord
 

@@ -75,6 +75,6 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
         feedback.pushInfo(tr(f"Classifier: {classifier}"))
         self.log_setup(feedback, "as trained (from the classifier)", spec.checkpoint, spec.bands, spec.device)
         result = run_core(
-            feedback, apply_classifier, source, classifier, outputs.folder, progress=make_progress(feedback),
-            embed_spec=spec, destinations=outputs.destinations())
+            feedback, apply_classifier, source, classifier, outputs.folder, spec,
+            destinations=outputs.destinations(), progress=make_progress(feedback))
         return outputs.publish(result, context, feedback)

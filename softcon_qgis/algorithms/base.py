@@ -1,12 +1,13 @@
 """What every SoftCon algorithm shares: parameter builders, the feedback -> Progress adapter, and the
 translation of ``core`` errors into ``QgsProcessingException``.
 
-Nothing here imports torch at module level; ``core`` is imported inside ``processAlgorithm`` (through
-:func:`require_core`) so QGIS starts fast and a missing package gives an explanation, not a traceback.
+Nothing here imports torch at module level: the settings (``EmbedSpec``, ``FitSpec``), the model and method
+registries, the errors and ``Progress`` are standard-library modules of ``core``, imported at the top; the rest
+of ``core`` is imported inside ``processAlgorithm`` (after :func:`require_core`), so QGIS starts fast and a
+missing package gives an explanation, not a traceback.
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 from pathlib import Path
@@ -26,16 +27,15 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .. import deps, install
+from ..core.embed.spec import DEFAULT_MODE, DEVICES, EmbedSpec, MODES
+from ..core.errors import Cancelled, SoftConError
+from ..core.geo.bands import PRESETS
+from ..core.models.registry import DEFAULT_MODEL, REGISTRY
+from ..core.progress import Progress
+from ..core.settings import default
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"  # every algorithm shows the plugin's icon
-DEFAULT_MODEL_NAME = "galileo_nano_s2"  # used only when core cannot be imported (deps missing)
-BAND_CHOICES = ("auto", "s2_l1c", "s2_l2a", "eurosat", "s1")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-#: Embedding modes of core.embed, in the order the MODE enums show them; every algorithm defaults to dense.
-MODES = ("pooled", "dense")
-DEFAULT_MODE = "dense"  # = core.embed.spec.DEFAULT_MODE (test_plugin_processing checks it)
+BAND_CHOICES = ("auto",) + tuple(PRESETS)
 
 #: Appended to the help of every algorithm with an embedding mode, so all explain it the same way.
 MODE_HELP = (
@@ -67,6 +67,8 @@ GUI_WORDS: tuple[tuple[str, str], ...] = (
     (r"--stride\b", "the Stride in Advanced"),
     (r"--save-classifier\b", "the Trained classifier output"),
     (r"--layer\b", "the training layer"),
+    (r"\(--size\)", "(the Sample size)"),
+    (r"--min-per-class\b", "the Fewest points per class"),
 )
 
 #: core's hidden stage folder in a path: its files are moved away before the user reads the log.
@@ -80,13 +82,8 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("SoftCon", text)
 
 
-@functools.lru_cache(maxsize=1)
 def model_names() -> tuple[str, ...]:
-    """Registry names, default first (just the default when core's dependencies are missing)."""
-    try:
-        from ..core.models.registry import DEFAULT_MODEL, REGISTRY
-    except Exception:  # deps missing: the provider still loads; running explains what to install
-        return (DEFAULT_MODEL_NAME,)
+    """Registry names, default first (the registry is standard library: no torch needed to list it)."""
     return (DEFAULT_MODEL,) + tuple(n for n in REGISTRY if n != DEFAULT_MODEL)
 
 
@@ -111,8 +108,6 @@ def make_progress(feedback: QgsProcessingFeedback | None):
     and log lines name no file inside a staging folder (it is gone when the user reads them). A table
     goes out as command info: the dialog shows that in a fixed-width font.
     """
-    from ..core.progress import Progress
-
     if feedback is None:
         return Progress()
     state = {"msg": None, "step": -1, "total": None}
@@ -143,8 +138,6 @@ def make_progress(feedback: QgsProcessingFeedback | None):
 
 def run_core(feedback: QgsProcessingFeedback | None, fn, *args, **kwargs):
     """Call ``fn`` and turn ``SoftConError`` (including ``Cancelled``) into ``QgsProcessingException``."""
-    from ..core.errors import Cancelled, SoftConError
-
     try:
         return fn(*args, **kwargs)
     except Cancelled as exc:
@@ -272,7 +265,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
     def add_model_parameters(self) -> None:
         names = model_names()
         model = QgsProcessingParameterEnum(
-            self.MODEL, tr("Model"), options=list(names), defaultValue=names[0], usesStaticStrings=True)
+            self.MODEL, tr("Model"), options=list(names), defaultValue=default(EmbedSpec, "model"),
+            usesStaticStrings=True)
         model.setMetadata(MODEL_WIDGET)  # human names, and whether the weights are on disk
         self.param(model)
         self.param(QgsProcessingParameterFile(
@@ -290,7 +284,8 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     def add_device_parameter(self) -> None:
         param = QgsProcessingParameterEnum(
-            self.DEVICE, tr("Device"), options=list(DEVICE_CHOICES), defaultValue="auto", usesStaticStrings=True)
+            self.DEVICE, tr("Device"), options=list(DEVICES), defaultValue=default(EmbedSpec, "device"),
+            usesStaticStrings=True)
         self.param(param, advanced=True)
 
     def add_mode_parameter(self, name: str = "MODE") -> None:
@@ -313,21 +308,26 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         preset = self.parameterAsEnumString(parameters, self.BANDS, context) or "auto"
         return None if preset == "auto" else preset
 
-    def embed_spec(self, parameters, context, layer: QgsRasterLayer):
-        """The embedding settings of this run as one ``core.embed.spec.EmbedSpec``, the only place the plugin
-        reads them: model and checkpoint, bands, device; mode, stride and extent where the algorithm has them."""
-        from ..core.embed.spec import EmbedSpec
-
-        model, checkpoint = self.model_choice(parameters, context)
-        mode = self.parameterAsEnumString(parameters, "MODE", context) if self.parameterDefinition("MODE") else ""
-        stride = self.parameterAsInt(parameters, "STRIDE", context) if self.parameterDefinition("STRIDE") else 0
-        bbox = extent_bbox(self, parameters, "EXTENT", context, layer) if self.parameterDefinition("EXTENT") else None
-        return EmbedSpec(model=model, checkpoint=checkpoint, bands=self.bands_choice(parameters, context),
-                         mode=mode or DEFAULT_MODE, stride=stride or None, bbox=bbox,
-                         device=self.device_choice(parameters, context))
+    def embed_spec(self, parameters, context, layer: QgsRasterLayer, **settings) -> EmbedSpec:
+        """The embedding settings of this run as one ``EmbedSpec``, the only place the plugin reads them: model
+        and checkpoint, bands, device; mode, stride and extent where the algorithm has them; ``settings`` add
+        the algorithm's own (``cog``). A value the spec refuses is one message in the dialog's words."""
+        kw = dict(settings, bands=self.bands_choice(parameters, context), device=self.device_choice(parameters,
+                  context))
+        if self.parameterDefinition(self.MODEL) is not None:
+            kw["model"], kw["checkpoint"] = self.model_choice(parameters, context)
+        elif self.parameterDefinition(self.CHECKPOINT) is not None:
+            kw["checkpoint"] = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
+        if self.parameterDefinition("MODE") is not None:
+            kw["mode"] = self.parameterAsEnumString(parameters, "MODE", context) or DEFAULT_MODE
+        if self.parameterDefinition("STRIDE") is not None:
+            kw["stride"] = self.parameterAsInt(parameters, "STRIDE", context) or None
+        if self.parameterDefinition("EXTENT") is not None:
+            kw["bbox"] = extent_bbox(self, parameters, "EXTENT", context, layer)
+        return run_core(None, EmbedSpec, **kw)
 
     def device_choice(self, parameters, context) -> str:
-        return self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
+        return self.parameterAsEnumString(parameters, self.DEVICE, context) or default(EmbedSpec, "device")
 
     def log_setup(self, feedback, model: str, checkpoint, bands, device: str) -> None:
         """Log model, weights, bands and the device that will actually run."""

@@ -1,4 +1,9 @@
-"""Classify land cover from training points or polygons over SoftCon embeddings."""
+"""Classify land cover from training points or polygons over SoftCon embeddings.
+
+Its Method list, the method parameters (k, temperature...) and their help come from the classifier registry
+(``core.classify.methods``), its other choices and defaults from ``FitSpec``: a method registered in core
+appears here without an edit.
+"""
 from __future__ import annotations
 
 from qgis.core import (
@@ -15,8 +20,10 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.classify import methods
+from ..core.classify.spec import feature_choices, FitSpec, GRIDS
+from ..core.settings import default
 from .base import (
-    MODES,
     SoftConAlgorithm,
     make_progress,
     raster_source,
@@ -26,6 +33,25 @@ from .base import (
 )
 from .outputs import ClassificationOutputs
 
+_HELP = (
+    "Maps land cover from a few labelled points or polygons. The raster is turned into SoftCon "
+    "embeddings (or give an embedding raster made by 'Compute embeddings'), every training feature "
+    "becomes training pixels, and a classifier over the embeddings maps the whole raster.\n\n"
+    "Methods: 'auto' (the default: every method on every feature set, the best by spatially blocked "
+    "cross-validation, the whole comparison in the log and the report), {methods}.\n"
+    "Features: 'emb' (the embeddings, upsampled to the raster's pixels), 'pixel' (the pixel's bands and "
+    "NDVI, NDWI, MNDWI, NDBI; with 'rf' the per-pixel random forest other tools offer), 'emb+pixel', or "
+    "'auto'. The map is on the raster's own grid (10 m for Sentinel-2) unless Grid is 'embedding'.\n"
+    "Outputs: the class raster (styled with the class names and colours), one probability band per "
+    "class, the confidence (highest class probability), and an HTML report with the accuracy, "
+    "confusion matrix and per-class scores from spatially blocked cross-validation (training pixels "
+    "close together never end up on both sides of a split), and the comparison of every method and "
+    "feature set.\n"
+    "Save the trained classifier to apply it to other rasters with 'Apply saved classifier'.\n\n"
+    "Each class needs at least 2 training features (10 or more give a reliable map and report); the "
+    "training layer must overlap the raster. Nothing is written when the run fails or is cancelled."
+)
+
 
 class ClassifyAlgorithm(SoftConAlgorithm):
     INPUT = "INPUT"
@@ -34,8 +60,6 @@ class ClassifyAlgorithm(SoftConAlgorithm):
     METHOD = "METHOD"
     FEATURES = "FEATURES"
     GRID = "GRID"
-    K = "K"
-    TEMPERATURE = "TEMPERATURE"
     MODE = "MODE"
     STRIDE = "STRIDE"
     EXTENT = "EXTENT"
@@ -50,26 +74,10 @@ class ClassifyAlgorithm(SoftConAlgorithm):
     CLASS_NAMES = "CLASS_NAMES"
 
     _group = "Classification"
-    _help = (
-        "Maps land cover from a few labelled points or polygons. The raster is turned into SoftCon "
-        "embeddings (or give an embedding raster made by 'Compute embeddings'), every training feature "
-        "becomes training pixels, and a classifier over the embeddings maps the whole raster.\n\n"
-        "Methods: 'auto' (the default: every method on every feature set, the best by spatially blocked "
-        "cross-validation, the whole comparison in the log and the report), 'knn' (cosine k nearest "
-        "neighbours, votes weighted by exp(similarity / temperature)), 'linear' (logistic regression), "
-        "'prototype' (nearest class mean), 'rf' (random forest), 'hgb' (histogram gradient boosting).\n"
-        "Features: 'emb' (the embeddings, upsampled to the raster's pixels), 'pixel' (the pixel's bands and "
-        "NDVI, NDWI, MNDWI, NDBI; with 'rf' the per-pixel random forest other tools offer), 'emb+pixel', or "
-        "'auto'. The map is on the raster's own grid (10 m for Sentinel-2) unless Grid is 'embedding'.\n"
-        "Outputs: the class raster (styled with the class names and colours), one probability band per "
-        "class, the confidence (highest class probability), and an HTML report with the accuracy, "
-        "confusion matrix and per-class scores from spatially blocked cross-validation (training pixels "
-        "close together never end up on both sides of a split), and the comparison of every method and "
-        "feature set.\n"
-        "Save the trained classifier to apply it to other rasters with 'Apply saved classifier'.\n\n"
-        "Each class needs at least 2 training features (10 or more give a reliable map and report); the "
-        "training layer must overlap the raster. Nothing is written when the run fails or is cancelled."
-    )
+
+    @property
+    def _help(self) -> str:  # the registry's methods as they are now
+        return _HELP.format(methods=", ".join(f"'{m.name}' ({m.help})" for m in methods.METHODS.values()))
 
     def name(self) -> str:
         return "classify"
@@ -86,35 +94,34 @@ class ClassifyAlgorithm(SoftConAlgorithm):
             self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.TRAINING,
             type=QgsProcessingParameterField.Any))
         self.param(QgsProcessingParameterEnum(
-            self.METHOD, tr("Method"), options=["auto", "knn", "linear", "prototype", "rf", "hgb"],
-            defaultValue="auto", usesStaticStrings=True))
-        self.param(QgsProcessingParameterEnum(
-            self.FEATURES, tr("Features"), options=["auto", "emb+pixel", "emb", "pixel"], defaultValue="auto",
+            self.METHOD, tr("Method"), options=list(methods.method_choices()), defaultValue=default(FitSpec, "method"),
             usesStaticStrings=True))
         self.param(QgsProcessingParameterEnum(
-            self.GRID, tr("Output grid"), options=["pixel", "embedding"], defaultValue="pixel",
+            self.FEATURES, tr("Features"), options=list(feature_choices()), defaultValue=default(FitSpec, "features"),
             usesStaticStrings=True))
-        self.param(QgsProcessingParameterNumber(
-            self.K, tr("k (kNN neighbours)"), QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=1))
+        self.param(QgsProcessingParameterEnum(
+            self.GRID, tr("Output grid"), options=list(GRIDS), defaultValue=default(FitSpec, "grid"),
+            usesStaticStrings=True))
+        for p in methods.parameters().values():  # k, temperature, ...: one number each, named as on the command line
+            kind = QgsProcessingParameterNumber.Integer if p.type is int else QgsProcessingParameterNumber.Double
+            low = {} if p.low is None else {"minValue": p.low}
+            self.param(QgsProcessingParameterNumber(p.name.upper(), tr(p.title), kind, defaultValue=p.default, **low),
+                       advanced=p.advanced)
         self.add_band_parameters()
         self.add_model_parameters()
-        self.param(QgsProcessingParameterEnum(
-            self.MODE, tr("Embedding mode"), options=list(MODES), defaultValue="dense", usesStaticStrings=True))
+        self.add_mode_parameter()
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         advanced = [
-            QgsProcessingParameterNumber(
-                self.TEMPERATURE, tr("Temperature (kNN and prototype)"), QgsProcessingParameterNumber.Double,
-                defaultValue=0.07, minValue=1e-4),
             QgsProcessingParameterNumber(
                 self.STRIDE, tr("Stride in pixels (0 = default)"), QgsProcessingParameterNumber.Integer,
                 defaultValue=0, minValue=0),
             QgsProcessingParameterNumber(
                 self.CV_FOLDS, tr("Cross-validation folds (0 = none)"), QgsProcessingParameterNumber.Integer,
-                defaultValue=5, minValue=0, maxValue=20),
+                defaultValue=default(FitSpec, "cv_folds"), minValue=0, maxValue=20),
             QgsProcessingParameterNumber(
                 self.MAX_PIXELS, tr("Most training pixels per polygon"), QgsProcessingParameterNumber.Integer,
-                defaultValue=200, minValue=1),
+                defaultValue=default(FitSpec, "max_pixels_per_polygon"), minValue=1),
         ]
         for p in advanced:
             self.param(p, advanced=True)
@@ -124,6 +131,22 @@ class ClassifyAlgorithm(SoftConAlgorithm):
             optional=True, createByDefault=False))
         self.output(QgsProcessingOutputNumber(self.ACCURACY, tr("Cross-validated overall accuracy")))
         self.output(QgsProcessingOutputString(self.CLASS_NAMES, tr("Class names")))
+
+    def fit_spec(self, parameters, context) -> FitSpec:
+        """The classifier settings of this run as one ``FitSpec`` (a value it refuses: one message)."""
+        params = {}
+        for p in methods.parameters().values():
+            read = self.parameterAsInt if p.type is int else self.parameterAsDouble
+            params[p.name] = read(parameters, p.name.upper(), context)
+        return run_core(None, FitSpec,
+                        method=self.parameterAsEnumString(parameters, self.METHOD, context) or default(FitSpec,
+                                                                                                       "method"),
+                        features=self.parameterAsEnumString(parameters, self.FEATURES, context)
+                        or default(FitSpec, "features"),
+                        grid=self.parameterAsEnumString(parameters, self.GRID, context) or default(FitSpec, "grid"),
+                        cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
+                        max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
+                        params=params)
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
@@ -138,23 +161,16 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         if not field:
             raise QgsProcessingException(tr("Choose the field of the training layer that holds the class."))
-        method = self.parameterAsEnumString(parameters, self.METHOD, context) or "auto"
-        features = self.parameterAsEnumString(parameters, self.FEATURES, context) or "auto"
-        grid = self.parameterAsEnumString(parameters, self.GRID, context) or "pixel"
         spec = self.embed_spec(parameters, context, layer)
+        fit = self.fit_spec(parameters, context)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
         classifier_out = self.parameterAsFileOutput(parameters, self.OUTPUT_CLASSIFIER, context) or None
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         feedback.pushInfo(tr(f"Training: {samples} ({sample_layer or 'first layer'}), field {field}, "
-                             f"method {method}"))
+                             f"method {fit.method}"))
         result = run_core(
-            feedback, classify, source, samples, field, outputs.folder, method=method,
-            k=self.parameterAsInt(parameters, self.K, context),
-            temperature=self.parameterAsDouble(parameters, self.TEMPERATURE, context),
-            cv_folds=self.parameterAsInt(parameters, self.CV_FOLDS, context),
-            max_pixels_per_polygon=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
-            save_classifier=classifier_out, progress=make_progress(feedback), layer=sample_layer or None,
-            features=features, grid=grid, embed_spec=spec, destinations=outputs.destinations())
+            feedback, classify, source, samples, field, outputs.folder, spec, fit, layer=sample_layer or None,
+            save_classifier=classifier_out, destinations=outputs.destinations(), progress=make_progress(feedback))
         results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
         if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)

@@ -9,6 +9,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.embed.spec import EmbedSpec
+from ..core.settings import default
 from .base import (
     SoftConAlgorithm,
     make_progress,
@@ -64,7 +66,7 @@ class EmbedAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterBoolean(
-            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=False))
+            self.COG, tr("Write a Cloud Optimized GeoTIFF with overviews"), defaultValue=default(EmbedSpec, "cog")))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Embeddings")))
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -73,12 +75,11 @@ class EmbedAlgorithm(SoftConAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
-        spec = self.embed_spec(parameters, context, layer)
-        cog = self.parameterAsBoolean(parameters, self.COG, context)
+        spec = self.embed_spec(parameters, context, layer, cog=self.parameterAsBoolean(parameters, self.COG, context))
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Embeddings")
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
         feedback.pushInfo(tr(f"Mode: {spec.mode}, stride: {spec.stride or 'default'}"))
-        run_core(feedback, embed_raster, source, out, cog=cog, progress=make_progress(feedback),
-                 **spec.engine_kwargs())  # core writes a temp file beside ``out`` and renames it when complete
+        # core writes a temp file beside ``out`` and renames it when complete
+        run_core(feedback, embed_raster, source, out, spec, progress=make_progress(feedback))
         name_output(context, out, output_name(layer, tr("embeddings")))
         return {self.OUTPUT: out}

@@ -7,7 +7,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..styles import StyleOnLoad, class_renderer, write_style
+from ..core.classify.styles import cluster_style
+from ..styles import StyleOnLoad, write_style
 from .base import (
     SoftConAlgorithm,
     embedding_source,
@@ -51,8 +52,7 @@ class KMeansAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.maps import kmeans_map
-        from ..core.classify.styles import PALETTE
+        from ..core.classify.explore import kmeans_map
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)
@@ -61,8 +61,6 @@ class KMeansAlgorithm(SoftConAlgorithm):
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Clusters")
         feedback.pushInfo(tr(f"k-means with {k} clusters, seed {seed}"))
         run_core(feedback, kmeans_map, source, k, out, seed=seed, progress=make_progress(feedback))
-        names = [f"cluster {i + 1}" for i in range(k)]
-        colors = [PALETTE[i % len(PALETTE)] for i in range(k)]
-        qml = write_style(out, class_renderer, names=names, colors=colors)
+        qml = write_style(out, cluster_style(k))
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("clusters")))
         return {self.OUTPUT: out}

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -15,6 +12,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
+from .. import deps
+from ..core.io.atomic import write_text_atomic
+from ..core.models.registry import get_record, REGISTRY
+from ..core.models.weights import cached_path, weights_path
 from .base import SoftConAlgorithm, make_progress, require_core, run_core, tr
 
 ACTIONS = ("list", "download", "register")
@@ -63,10 +64,7 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.models.registry import REGISTRY, create_encoder, get_record
-        from ..core.models.weights import cached_path, verify_sha256, weights_dir, weights_path
-
-        from .. import deps
+        from ..core.models.manage import register_weights  # torch: only once the dependencies are checked
 
         environment = deps.versions()
         feedback.pushInfo(environment)
@@ -82,23 +80,9 @@ class ModelInfoAlgorithm(SoftConAlgorithm):
         elif action == "register":
             if not checkpoint:
                 raise QgsProcessingException(tr("Action 'register' needs a checkpoint file: set 'Checkpoint file'."))
-            run_core(feedback, create_encoder, record.name, pretrained=False, checkpoint=checkpoint)
-            run_core(feedback, verify_sha256, checkpoint, record.sha256)
-            target = weights_dir() / (record.filename or f"{record.name}.safetensors")
-            shipped = cached_path(record)
-            if shipped is not None and record.local_path and Path(record.local_path) == shipped:
-                feedback.reportError(tr(
-                    f"{record.name} ships its own weights ({shipped}); those take precedence over the cache. "
-                    "Pass your file as 'Checkpoint file' to the other algorithms instead."), fatalError=False)
-            if Path(checkpoint).resolve() != target.resolve():
-                fd, tmp = tempfile.mkstemp(prefix=".register-", dir=target.parent)
-                os.close(fd)
-                try:
-                    shutil.copyfile(checkpoint, tmp)
-                    os.replace(tmp, target)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
+            target, warnings = run_core(feedback, register_weights, checkpoint, record.name)
+            for warning in warnings:
+                feedback.reportError(tr(warning), fatalError=False)
             feedback.pushInfo(tr(f"Registered {checkpoint} as the weights of {record.name}: {target}"))
 
         available = cached_path(record)
@@ -137,4 +121,4 @@ def _write_report(path: str, rows, selected: str) -> None:
             f"<td>{esc(str(local)) if local else 'no'}</td><td>{esc(r.url or r.hf_repo or 'shipped')}</td></tr>")
     body.append("</table><p>" + esc(rows[0][0].citation if rows else "") + "</p></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(body), encoding="utf-8")
+    write_text_atomic(Path(path), "\n".join(body))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
 
-from ..styles import StyleOnLoad, class_renderer, grey_renderer, ramp_renderer, write_style
+from ..core.classify.styles import class_style, CONFIDENCE, PROBABILITY
+from ..styles import StyleOnLoad, write_style
 from .base import output_name, require_tif, tr
 
 
@@ -70,18 +71,21 @@ class ClassificationOutputs:
     def publish(self, result, context, feedback) -> dict:
         """Style the files core wrote (``result``, a ``ClassifyResult``) and name them for loading."""
         results = {}
-        qml = write_style(self.classes, class_renderer, names=result.class_names, colors=result.colors)
+        qml = write_style(self.classes, class_style(result.class_names, result.colors))
         StyleOnLoad.attach(context, self.classes, qml, self.name(tr("classes")))
         results[self.CLASSES] = self.classes
         if self.probability:
-            qml = write_style(self.probability, ramp_renderer, vmin=0.0, vmax=1.0)
+            qml = write_style(self.probability, PROBABILITY)
             StyleOnLoad.attach(context, self.probability, qml, self.name(tr("class probabilities")))
             results[self.PROBABILITY] = self.probability
         if self.confidence:
-            qml = write_style(self.confidence, grey_renderer, vmin=0.0, vmax=1.0)
+            qml = write_style(self.confidence, CONFIDENCE)
             StyleOnLoad.attach(context, self.confidence, qml, self.name(tr("confidence")))
             results[self.CONFIDENCE] = self.confidence
         if result.report_html is not None:
             results[self.REPORT] = str(result.report_html)
         feedback.pushInfo(tr(f"Classes: {', '.join(result.class_names)}"))
+        feedback.pushInfo(tr(f"Next: the map's accuracy and class areas by the book. Run SoftCon > Accuracy "
+                             f"assessment > Create validation sample on '{self.name(tr('classes'))}', label its "
+                             "points, then Assess accuracy and estimate areas."))
         return results

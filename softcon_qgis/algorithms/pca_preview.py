@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
 
-from ..styles import StyleOnLoad, rgb_renderer, write_style
+from ..core.classify.styles import PCA_RGB
+from ..styles import StyleOnLoad, write_style
 from .base import (
     SoftConAlgorithm,
     embedding_source,
@@ -40,12 +41,12 @@ class PcaPreviewAlgorithm(SoftConAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.maps import pca_preview
+        from ..core.classify.explore import pca_preview
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = embedding_source(layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "PCA preview")
         run_core(feedback, pca_preview, source, out, progress=make_progress(feedback))
-        qml = write_style(out, rgb_renderer)
+        qml = write_style(out, PCA_RGB)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("embedding preview")))
         return {self.OUTPUT: out}

