@@ -40,7 +40,7 @@ from ..io.atomic import atomic_path
 from .features import FeatureSpec
 from .methods import load
 
-FORMAT_VERSION = 2  # 2: feature spec (groups, PCA, grid), rf and hgb
+FORMAT_VERSION = 3  # 2: feature spec (groups, PCA, grid), rf and hgb; 3: every dimension + context, edge-aware upsampling
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
 
 

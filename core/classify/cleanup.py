@@ -33,9 +33,8 @@ def sieve_class_raster(path: Path, min_pixels: int, n_classes: int, step: int) -
         tmp = path.with_name(path.stem + ".sieved.tif")
         with BlockWriter.like(tmp, ds, 1, "uint8", nodata=0, colormap=cmap, descriptions=list(desc), namespace=None,
                               tags=tags) as w:
-            step = 1024
-            for r in range(0, out.shape[0], step):
-                w.write_rows(r, out[None, r:r + step])
+            for r in range(0, out.shape[0], 1024):
+                w.write_rows(r, out[None, r:r + 1024])
             w.commit()
     tmp.replace(path)
     return np.bincount(out.ravel(), minlength=n_classes + 1), out[::step, ::step], int((out != cls).sum())

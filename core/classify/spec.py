@@ -22,9 +22,10 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {"emb+pixel": ("emb", "pixel"), "emb"
 #: Map grids: the input raster's own pixels, or the embedding's token grid.
 GRIDS = ("pixel", "embedding")
 
-FEATURES_HELP = ("feature groups: auto (every available set, the best by blocked CV), emb (embeddings upsampled "
-                 "to the pixel grid), pixel (the pixel's bands and NDVI/NDWI/MNDWI/NDBI; with --method rf, the "
-                 "per-pixel random-forest baseline), or emb+pixel")
+FEATURES_HELP = ("feature groups: auto (every available set, the best on --validation or by blocked CV), emb (the "
+                 "embedding and its ~1 km neighbourhood, upsampled to the pixel grid guided by the pixel's bands), "
+                 "pixel (the pixel's bands and NDVI/NDWI/MNDWI/NDBI; with --method rf, the per-pixel random-forest "
+                 "baseline), or emb+pixel")
 
 
 def parse_features(text: str | Sequence[str] | None) -> tuple[str, ...] | None:

@@ -8,7 +8,8 @@ like the pixel:
 
     f(p) = sum_q f(q) k_s(|p - q| / cell) k_r(|g(p) - g(q)|) / sum_q k_s k_r
 
-with Gaussian kernels, ``g(p)`` the pixel's guide (its standardised reflectances) and ``g(q)`` the token's
+with Gaussian kernels (the spatial one lowered to reach zero at the neighbourhood's edge), ``g(p)`` the pixel's
+guide (its standardised reflectances) and ``g(q)`` the token's
 guide, the mean over the pixels the token covers. A pixel on the field side of an edge takes the semantics of
 the field's tokens, one on the forest side those of the forest's; inside a field, the wide spatial kernel
 (``sigma_s`` 1.5 tokens over a 6 x 6 neighbourhood) averages neighbouring tokens, which also removes what is
@@ -53,7 +54,10 @@ class JBU:
         base = np.floor(t).astype(np.int64)
         offs = np.arange(1 - self.radius, self.radius + 1)
         d = t[:, None] - (base[:, None] + offs[None])
-        return base, np.exp(-d ** 2 / (2 * self.sigma_s ** 2)).astype(np.float32)
+        # a Gaussian lowered to reach 0 at the neighbourhood's edge, where tokens enter and leave it as the pixel
+        # moves: weights then vary continuously across token borders (no token-sized grid in the output)
+        edge = np.exp(-self.radius ** 2 / (2 * self.sigma_s ** 2))
+        return base, np.maximum(np.exp(-d ** 2 / (2 * self.sigma_s ** 2)) - edge, 0).astype(np.float32)
 
     def token_rows(self, r0: int, r1: int, cell: int, n_tok_rows: int) -> tuple[int, int]:
         """Token rows [start, stop) that pixel rows [r0, r1) read."""
@@ -119,7 +123,8 @@ def upsample(tokens: np.ndarray, tok_guide: np.ndarray, tok_row0: int, guide: np
     pad = np.zeros((n, groups * cell, g), np.float32)
     pad[:, lead:lead + width] = np.nan_to_num(guide)
     gp = torch.from_numpy(pad).reshape(n, groups, cell, g)
-    spatial = np.log(rw[:, None, :, None] * 1.0)[:, :, None] + np.log(cw)[None, None, :, None, :]  # (n,1,cell,2R,2R)
+    with np.errstate(divide="ignore"):  # weight 0 at the neighbourhood's edge: log -inf, softmax weight 0
+        spatial = np.log(rw)[:, None, None, :, None] + np.log(cw)[None, None, :, None, :]  # (n, 1, cell, 2R, 2R)
     logits = (2 / s) * (gp @ gq.transpose(2, 3))  # (n, groups, cell, K)
     logits += logit_q[rows, cols].reshape(n, groups, 1, k2)
     logits += torch.from_numpy(spatial.reshape(n, 1, cell, k2).astype(np.float32))

@@ -37,6 +37,7 @@ class Validation:
     def score(self, classifier: Any, columns: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
         """Metrics of ``classifier`` (fitted on the feature ``columns``) on these pixels."""
         pred = np.asarray(classifier.predict_proba(self.features[:, columns])).argmax(1)
+        self.last_correct = pred == self.labels  # for paired comparisons of candidates
         out = metrics(self.labels, pred, class_names)
         out.update(path=self.path, n_features=self.n_features, geometry=self.samples.geometry_type,
                    accuracy_ci95=wilson(out["overall_accuracy"], out["n_validated"]))

@@ -37,9 +37,14 @@ _HELP = (
     "Maps land cover from a few labelled points or polygons. The raster is turned into SoftCon "
     "embeddings (or give an embedding raster made by 'Compute embeddings'), every training feature "
     "becomes training pixels, and a classifier over the embeddings maps the whole raster.\n\n"
-    "Methods: 'auto' (the default: every method on every feature set, the best by spatially blocked "
-    "cross-validation, the whole comparison in the log and the report), {methods}.\n"
-    "Features: 'emb' (the embeddings, upsampled to the raster's pixels), 'pixel' (the pixel's bands and "
+    "Methods: 'auto' (the default: every method on every feature set, the best on the validation layer "
+    "when given, else by spatially blocked cross-validation, the whole comparison in the log and the "
+    "report), {methods}.\n"
+    "Validation points or polygons (optional): independent reference samples with the same class field, "
+    "never used for training; the report then headlines their accuracy, kappa, per-class F1 and "
+    "confusion matrix.\n"
+    "Features: 'emb' (the embeddings and their neighbourhood, upsampled to the raster's pixels following "
+    "the pixel's own bands, so field and shore edges stay sharp), 'pixel' (the pixel's bands and "
     "NDVI, NDWI, MNDWI, NDBI; with 'rf' the per-pixel random forest other tools offer), 'emb+pixel', or "
     "'auto'. The map is on the raster's own grid (10 m for Sentinel-2) unless Grid is 'embedding'.\n"
     "Outputs: the class raster (styled with the class names and colours), one probability band per "
@@ -57,6 +62,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
     INPUT = "INPUT"
     TRAINING = "TRAINING"
     CLASS_FIELD = "CLASS_FIELD"
+    VALIDATION = "VALIDATION"
     METHOD = "METHOD"
     FEATURES = "FEATURES"
     GRID = "GRID"
@@ -93,6 +99,9 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterField(
             self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.TRAINING,
             type=QgsProcessingParameterField.Any))
+        self.param(QgsProcessingParameterFeatureSource(
+            self.VALIDATION, tr("Validation points or polygons (independent, same class field; optional)"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon], optional=True))
         self.param(QgsProcessingParameterEnum(
             self.METHOD, tr("Method"), options=list(methods.method_choices()), defaultValue=default(FitSpec, "method"),
             usesStaticStrings=True))
@@ -129,7 +138,8 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterFileDestination(
             self.OUTPUT_CLASSIFIER, tr("Trained classifier"), fileFilter="SoftCon classifier (*.npz)",
             optional=True, createByDefault=False))
-        self.output(QgsProcessingOutputNumber(self.ACCURACY, tr("Cross-validated overall accuracy")))
+        self.output(QgsProcessingOutputNumber(self.ACCURACY, tr("Overall accuracy (validation samples, else "
+                                                                "cross-validated)")))
         self.output(QgsProcessingOutputString(self.CLASS_NAMES, tr("Class names")))
 
     def fit_spec(self, parameters, context) -> FitSpec:
@@ -161,6 +171,10 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         if not field:
             raise QgsProcessingException(tr("Choose the field of the training layer that holds the class."))
+        validation, validation_layer = None, None
+        if parameters.get(self.VALIDATION):
+            validation, validation_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+                parameters, self.VALIDATION, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
         spec = self.embed_spec(parameters, context, layer)
         fit = self.fit_spec(parameters, context)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
@@ -170,14 +184,20 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                              f"method {fit.method}"))
         result = run_core(
             feedback, classify, source, samples, field, outputs.folder, spec, fit, layer=sample_layer or None,
-            save_classifier=classifier_out, destinations=outputs.destinations(), progress=make_progress(feedback))
+            save_classifier=classifier_out, destinations=outputs.destinations(), progress=make_progress(feedback),
+            validation=validation or None, validation_layer=validation_layer or None)
         results = outputs.publish(result, context, feedback)
         cv = result.report.get("cross_validation") or {}
+        val = result.report.get("validation") or {}
+        if val:
+            feedback.pushInfo(tr(f"Validation samples: overall accuracy {100 * val['overall_accuracy']:.1f}% on "
+                                 f"{val['n_validated']} pixels ({result.report.get('method')} on features "
+                                 f"{result.report.get('features')})"))
         if cv.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
                                  f"{100 * cv['overall_accuracy']:.1f}% ({result.report.get('method')} on "
                                  f"features {result.report.get('features')})"))
-        results[self.ACCURACY] = cv.get("overall_accuracy")
+        results[self.ACCURACY] = (val or cv).get("overall_accuracy")
         results[self.CLASS_NAMES] = ",".join(result.class_names)
         if classifier_out:
             results[self.OUTPUT_CLASSIFIER] = str(result.classifier)
