@@ -49,6 +49,27 @@ def write_scene_crop(s2_scene_files: list[Path], path: Path, size: int, col: int
     return path
 
 
+def blended_tokens(window_tokens, rows, cols, cells: int = 4, margin: int = 2):
+    """What the engine's blending (core.embed.blend) gives for output tokens ``rows`` x ``cols``, computed by hand:
+    ``window_tokens[(i, j)]`` (D, T, T) are window (i, j)'s patch tokens, placed from output token
+    (i cells - margin, j cells - margin) and weighted by the raised-cosine taper."""
+    import numpy as np
+
+    from core.embed.blend import taper
+
+    some = next(iter(window_tokens.values()))
+    t = some.shape[-1]
+    w1 = taper(t, t - cells)
+    total, weight = np.zeros((some.shape[0], len(rows), len(cols))), np.zeros((len(rows), len(cols)))
+    for (i, j), tok in window_tokens.items():
+        r, c = np.asarray(rows) - (cells * i - margin), np.asarray(cols) - (cells * j - margin)
+        ro, co = np.flatnonzero((r >= 0) & (r < t))[:, None], np.flatnonzero((c >= 0) & (c < t))[None]
+        w = w1[r[ro]] * w1[c[co]]
+        total[:, ro, co] += tok[:, r[ro], c[co]] * w
+        weight[ro, co] += w
+    return total / weight, weight
+
+
 # --- the fast / slow split: `pytest -m "not slow"` is the quick loop while working (under 2 minutes here);
 # the default run (`make test`, CI) runs everything. Slow = starts real QGIS, runs the demo scene end to end,
 # spawns torchrun or pip, or took over ~1.5 s on this project's 2-core CPU (pytest --durations).
