@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core.embed.blend import taper
 from core.io.sample_data import s2_scene_files as fetch
 import rasterio
 
@@ -47,6 +49,23 @@ def write_scene_crop(s2_scene_files: list[Path], path: Path, size: int, col: int
                        crs=grid["crs"], transform=t) as dst:
         dst.write(stack[:, 0:size, col:col + size])
     return path
+
+
+def blended_tokens(window_tokens, rows, cols, cells: int = 4, margin: int = 2):
+    """What the engine's blending (core.embed.blend) gives for output tokens ``rows`` x ``cols``, computed by hand:
+    ``window_tokens[(i, j)]`` (D, T, T) are window (i, j)'s patch tokens, placed from output token
+    (i cells - margin, j cells - margin) and weighted by the raised-cosine taper."""
+    some = next(iter(window_tokens.values()))
+    t = some.shape[-1]
+    w1 = taper(t, t - cells)
+    total, weight = np.zeros((some.shape[0], len(rows), len(cols))), np.zeros((len(rows), len(cols)))
+    for (i, j), tok in window_tokens.items():
+        r, c = np.asarray(rows) - (cells * i - margin), np.asarray(cols) - (cells * j - margin)
+        ro, co = np.flatnonzero((r >= 0) & (r < t))[:, None], np.flatnonzero((c >= 0) & (c < t))[None]
+        w = w1[r[ro]] * w1[c[co]]
+        total[:, ro, co] += tok[:, r[ro], c[co]] * w
+        weight[ro, co] += w
+    return total / weight, weight
 
 
 # --- the fast / slow split: `pytest -m "not slow"` is the quick loop while working (under 2 minutes here);

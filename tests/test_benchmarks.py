@@ -18,6 +18,7 @@ BENCHMARKS = {
     "encoders.py": ["--smoke"],
     "inference.py": ["--smoke", "--pretrained"],  # the default model's own 10 bands picked from the 13-band scene
     "classify.py": ["--smoke"],
+    "map_quality.py": ["--smoke"],
     "train.py": ["--smoke"],
     "soft_term.py": ["share", "--smoke"],
 }

@@ -17,20 +17,21 @@ import shapely
 import torch
 from PIL import Image
 from pyogrio.raw import write
+from rasterio.features import sieve
 from rasterio.windows import Window
 
 import toy_classifier
 from core import cache as embcache
-from core.classify.demo import DEMO_POINTS, demo_raster, run_demo
+from core.classify.demo import DEMO_POINTS, DEMO_VALIDATION, demo_raster, run_demo
 from core.classify.apply import apply_classifier
 from core.classify.fit import classify
 from core.classify.cli import main
-from core.classify.pixelmap import FeatureSource, full_spec, open_source
+from core.classify.pixelmap import full_source, open_source
 from core.classify.spec import FitSpec
 from core.embed.spec import EmbedSpec
 from core.embed.tags import embedding_info
 from core.errors import SoftConError
-from core.geo.samples import read_vector
+from core.geo.samples import rasterize_samples, read_vector
 from core.geo.crs import reproject
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.weights import cached_path
@@ -94,15 +95,24 @@ def test_demo_report_is_honest_and_accurate(demo):
     assert ("random-init" in r["weights"]) != trained
     assert r["weights"] in demo.report_txt.read_text()
     cv = r["cross_validation"]
-    assert cv["folds"] == 5 and cv["n_validated"] == 143 and cv["block_size_m"] == 1280
+    block = r["spatial"]["block"]  # from the embedding's variogram, never below two window footprints
+    assert block["source"] == "variogram" and cv["block_size_m"] == block["block_m"] >= 1280
+    assert cv["folds"] == 5 and cv["n_validated"] == 143
     assert 0.5 < cv["overall_accuracy"] <= 1  # 7 classes: chance is ~0.14
     table = {(row["features"], row["method"]): row for row in cv["method_comparison"]}
     assert {("pixel", "rf"), ("emb+pixel", "linear"), ("emb", "knn"), ("emb+pixel", "hgb")} <= set(table)
     assert ("pixel", "knn") not in table  # cosine methods only on embeddings
     chosen = [row for row in cv["method_comparison"] if row["chosen"]]
     assert len(chosen) == 1 and chosen[0]["method"] == r["method"] and chosen[0]["features"] == r["features"]
-    assert chosen[0]["kappa"] == max(row["kappa"] for row in cv["method_comparison"]) == cv["kappa"]
-    assert "every method and feature set" in demo.report_txt.read_text()
+    # the demo is validated on the 74 shipped independent points: they headline every report and choose the map
+    v = r["validation"]
+    assert r["selected_by"] == "validation" and v["n_validated"] == 74 and chosen[0]["validation"]["kappa"] == v["kappa"]
+    assert v["accuracy_ci95"][0] < v["overall_accuracy"] <= v["accuracy_ci95"][1]
+    assert np.array(v["confusion_matrix"]).sum() == 74 and set(v["per_class"]) == set(demo.class_names)
+    text = demo.report_txt.read_text()
+    assert text.index("Accuracy on 74 independent validation pixels") < text.index("Spatially blocked 5-fold")
+    assert "Accuracy on 74 independent" in demo.report_html.read_text()
+    assert "every method and feature set" in text
     cm = np.array(cv["confusion_matrix"])
     assert cm.shape == (7, 7) and cm.sum() == 143 and np.trace(cm) / 143 == pytest.approx(cv["overall_accuracy"])
     assert r["samples"]["features_per_class"]["forest"] == 17
@@ -184,7 +194,6 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
 def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     """Codes such as 10..70 (a land-cover legend) stay the class raster's values, in its tags, style and saved
     classifier: GIS users join maps by code. The map is the text-labelled one with the values renamed."""
-
 
     assert class_values(["10", "20", "70"]) == [10, 20, 70] and class_values(["0", "1"]) == [1, 2]
     assert class_values(["water", "10"]) == [1, 2] and class_values(["300", "1000"]) == [300, 1000]
@@ -379,12 +388,14 @@ def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_fi
 
 
 def test_training_features_are_the_map_features(demo):
+    """Samples (training and validation) get the features the map is made of: every embedding dimension and the
+    32 neighbourhood components, upsampled guided by the bands, then the 10 bands and 4 indices."""
     emb = rasterio.open(demo.embedding)
     info = embedding_info(demo.embedding)
     with emb, open_source(demo.embedding, info) as src:
-        spec, bands = full_spec(emb, src, info, None, "pixel")
-        assert spec.groups == ("emb", "pixel") and spec.dim == 16 + 10 + 4
-        source = FeatureSource(emb, src, spec, info["cell"], bands)
+        source = full_source(emb, src, info, None, "pixel", info["cell"])
+        spec = source.spec
+        assert spec.groups == ("emb", "pixel") and spec.upsample == "jbu" and spec.dim == 128 + 32 + 10 + 4
         assert (source.grid.height, source.grid.width) == (1947, 1933)
         rng = np.random.default_rng(0)
         rows, cols = rng.integers(0, 1947, 500), rng.integers(0, 1933, 500)
@@ -395,6 +406,51 @@ def test_training_features_are_the_map_features(demo):
             seen[sel] = x[rows[sel] - r, cols[sel]]
     assert ok.mean() > 0.99
     np.testing.assert_allclose(seen[ok], feats[ok], atol=1e-4)
+
+
+def test_validation_is_scored_on_the_maps_own_pixels(demo):
+    """The report's validation figures are what the class raster says at the validation points."""
+
+    with rasterio.open(demo.class_raster) as ds:
+        cls, t, crs = ds.read(1), ds.transform, ds.crs
+    px = rasterize_samples(read_vector(DEMO_VALIDATION, "class"), t, cls.shape, crs, check=False)
+    truth = np.array([demo.class_names.index(px.class_names[k]) for k in px.labels])
+    pred = cls[px.rows, px.cols].astype(int) - 1
+    v = demo.report["validation"]
+    assert v["n_validated"] == len(truth) == 74
+    assert v["overall_accuracy"] == pytest.approx((truth == pred).mean())
+    cm = np.zeros((7, 7), int)
+    np.add.at(cm, (truth, pred), 1)
+    assert v["confusion_matrix"] == cm.tolist()
+
+
+def test_validation_samples_never_train_and_bad_ones_are_refused(demo, tmp_path):
+    fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0)
+    r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "v", EmbedSpec(), fit, validation=DEMO_VALIDATION)
+    assert r.report["samples"]["features_used"] == 143 and r.report["validation"]["n_validated"] == 74
+    assert r.report["cross_validation"] is None and r.report["selected_by"] == "validation"
+    doc = json.loads(DEMO_VALIDATION.read_text())
+    doc["features"][0]["properties"]["class"] = "mangrove"
+    odd = tmp_path / "odd.geojson"
+    odd.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    with pytest.raises(SoftConError, match="class\\(es\\) 'mangrove' that no training sample has"):
+        classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), fit, validation=odd)
+    with pytest.raises(SoftConError, match="no field 'klass'"):
+        classify(demo_raster(), DEMO_POINTS, "class", out, EmbedSpec(pretrained=False), fit, validation=odd,
+                 validation_field="klass")  # caught before embedding
+    _assert_nothing_written(out)
+
+
+def test_minimum_mapping_unit_sieves_the_class_raster_only(demo, tmp_path):
+    fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0, min_mapping_unit=25)
+    r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "mmu", EmbedSpec(), fit)
+    cls = _classes(r.class_raster)
+    assert np.array_equal(sieve(cls, size=25, mask=cls > 0, connectivity=8), cls)  # no patch under 25 px left
+    with rasterio.open(r.probability_raster) as ds:
+        argmax = ds.read().argmax(0) + 1
+    changed = r.report["min_mapping_unit"]["pixels_changed"]
+    assert 0 < changed == int((argmax != cls).sum()) and "minimum mapping unit" in r.report_txt.read_text()
 
 
 def test_apply_refuses_other_weights_mode_features_and_grid(demo, tmp_path):

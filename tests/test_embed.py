@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import blended_tokens
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -136,9 +137,12 @@ def test_dense_embeddings_do_not_depend_on_tiling_or_batch(s2_scene_files, crop,
     assert np.array_equal(np.isnan(ea), np.isnan(eb))
     sub = ea[:, 4:4 + ec.shape[1], 8:8 + ec.shape[2]]
     assert ec.shape[1:] == (18, 21) and np.nanmax(np.abs(sub - ec)) < 1e-4
-    # window (i, j) = (2, 3) starts at pixel (2*32 - 16, 3*32 - 16) and owns patches [8:12, 12:16]
-    ref = _reference(crop, enc, record, 48, 80, dense=True)
-    np.testing.assert_allclose(ea[:, 8:12, 12:16], ref[:, 2:6, 2:6], atol=1e-4)
+    # window (i, j) starts at pixel (32 i - 16, 32 j - 16), so its 8 x 8 patches are output tokens from
+    # (4 i - 2, 4 j - 2): tokens [8:12, 12:16] (owned by window (2, 3)) blend windows i = 1..3, j = 2..4
+    refs = {(i, j): _reference(crop, enc, record, 32 * i - 16, 32 * j - 16, dense=True) for i in (1, 2, 3) for j in (2, 3, 4)}
+    want, weight = blended_tokens(refs, range(8, 12), range(12, 16))
+    np.testing.assert_allclose(weight, 1.0, atol=1e-6)  # the tapers are a partition of unity at stride 32
+    np.testing.assert_allclose(ea[:, 8:12, 12:16], want, atol=1e-4)
 
 
 def test_device_path_matches_reader_thread_path(s2_scene_files, encoder, tmp_path, monkeypatch):
@@ -186,7 +190,10 @@ def test_nodata_is_propagated(s2_scene_files, encoder, tmp_path):
     # one pooled window per 32 px cell; the ones without data are never run
     assert info["windows_run"] == _cell_mask(valid, 32).sum() < info["windows_total"] == 64
     patches = _cell_mask(valid, 8).reshape(8, 4, 8, 4).any(axis=(1, 3))  # dense: 4 x 4 patches per window
-    assert read_embedding_info(d)["windows_skipped"] == (~patches).sum() == 20  # bottom quarter + hole
+    # the blended dense grid has a ring of windows beyond the extent (10 x 10); the 36 outside the raster never run
+    info = read_embedding_info(d)
+    assert info["windows_total"] == 100 and info["windows_skipped"] == (~patches).sum() + 36 == 20 + 36
+    assert info["blend"] == "raised-cosine" and info["format_version"] == "2"
 
 
 def test_polygon_limits_extent_and_masks(crop, encoder, tmp_path):

@@ -20,12 +20,14 @@ from core.embed.spec import EmbedSpec
 from core.embed.tags import read_embedding_info
 from core.geo.bands import S2_L1C, S2_L2A, resolve_bands, select_bands
 from core.models.checkpoint import load_weights
-from conftest import write_scene_crop
+from conftest import blended_tokens, write_scene_crop
 from rasterio.windows import Window
 from core.errors import SoftConError
+from core.embed import position_bias
 from core.models.galileo import BANDS, fixed_time_month, GalileoEncoder, resize_kernel
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.encoders import create_encoder
+from core.models.weights import weights_id
 from core.geo.normalize import preprocess
 from train.pretrain import main, parse_args
 from core.io.raster import open_raster
@@ -245,11 +247,19 @@ def test_embedding_engine_runs_the_default_on_a_13_band_scene(s2_scene_files, mo
     with rasterio.open(out) as ds:
         emb = ds.read()
         assert ds.res == (80.0, 80.0) and emb.shape == (128, 20, 24)
-    # window (i, j) = (2, 3) starts at pixel (2*32 - 16, 3*32 - 16) and owns patches [8:12, 12:16]
+    # tokens [8:12, 12:16] blend windows (i, j), i = 1..3, j = 2..4, each starting at pixel (32 i - 16, 32 j - 16),
+    # after the shipped position bias is taken off every window (core.embed.position_bias)
+    bias, source = position_bias.load(record, weights_id(record, True))
+    assert bias is not None and "EuroSAT" in source and info["position_bias"] == source and info["blend"] == "raised-cosine"
     index = [S2_L1C.index(b) for b in BANDS]
-    x = torch.from_numpy(data[index, 48:112, 80:144].astype(np.float32))[None]
-    z = preprocess(x, record.mean, record.std, clip=False)
+    refs = {}
+    for i in (1, 2, 3):
+        for j in (2, 3, 4):
+            r, c = 32 * i - 16, 32 * j - 16
+            x = torch.from_numpy(data[index, r:r + 64, c:c + 64].astype(np.float32))[None]
+            z = preprocess(x, record.mean, record.std, clip=False)
+            with torch.no_grad():
+                refs[i, j] = encoder.forward_dense(z)[0].numpy() - bias
     assert float(z.min()) < 0  # dark water: a clipping engine would give other numbers
-    with torch.no_grad():
-        ref = encoder.forward_dense(z)[0].numpy()
-    np.testing.assert_allclose(emb[:, 8:12, 12:16], ref[:, 2:6, 2:6], atol=1e-4)
+    want, _ = blended_tokens(refs, range(8, 12), range(12, 16))
+    np.testing.assert_allclose(emb[:, 8:12, 12:16], want, atol=1e-4)

@@ -83,7 +83,8 @@ def apply_classifier(
                 dim = ds.count
                 features = FeatureSpec(("emb",), "embedding", mean=np.zeros(dim, np.float32),
                                        components=np.eye(dim, dtype=np.float32))
-            _, band_index = full_spec_bands(src, emb.info, bands) if "pixel" in features.groups else ({}, {})
+            needs_bands = "pixel" in features.groups or features.upsample == "jbu"  # pixel features or the guide
+            _, band_index = full_spec_bands(src, emb.info, bands) if needs_bands else ({}, {})
             source = FeatureSource(ds, src, features, emb.info.get("cell") or 1, band_index)
             source.strip_pixels = strip_pixels(features.dim, len(saved.class_names))
             report = build_report(saved, None, None, summary, emb.weights,

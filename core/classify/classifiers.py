@@ -44,7 +44,8 @@ from ..io.atomic import atomic_path
 from .features import FeatureSpec
 from .methods import load
 
-FORMAT_VERSION = 3  # 2: feature spec (groups, PCA, grid), rf and hgb; 3: SHA-256 digest of meta and arrays
+FORMAT_VERSION = 4  # 2: feature spec (groups, PCA, grid), rf and hgb; 3: SHA-256 digest of meta and arrays;
+#                     4: every dimension + context, edge-aware upsampling
 CHUNK = 65536  # rows per batched prediction: (CHUNK, N_train) similarities stay ~ a few hundred MB
 
 
@@ -188,11 +189,15 @@ class LinearClassifier(Classifier):
                        "coef": coef, "intercept": bias}
         return self
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Class scores as ``x @ w.T + b``: w (C, D), b (C,), the standardisation folded into the weights
+        (-inf bias for classes absent from the training data)."""
+        a = self.arrays
+        w = a["coef"] / a["scale"]
+        return w.astype(np.float32), (a["intercept"] - w @ a["mean"]).astype(np.float32)
+
     def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
-        a = {k: torch.from_numpy(v) for k, v in self.arrays.items()}
-        # ((x - mean) / scale) @ coef.T + b, with the standardisation folded into the weights.
-        w = a["coef"] / a["scale"]  # (C, D)
-        b = a["intercept"] - (w @ a["mean"])  # (C,); -inf for absent classes stays -inf
+        w, b = (torch.from_numpy(v) for v in self.affine())
         return torch.softmax(x @ w.T + b, dim=1)
 
 

@@ -34,6 +34,14 @@ def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
 
 
+def _validation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--validation", metavar="POINTS_OR_POLYGONS",
+                   help="independent reference samples (same label field), never trained on: the reports headline "
+                        "their accuracy, and --method/--features auto choose by them")
+    p.add_argument("--validation-layer", help="layer of a multi-layer validation file")
+    p.add_argument("--validation-field", help="class field of the validation samples (default: --label-field)")
+
+
 def destinations(values: list[str] | None) -> dict[str, str] | None:
     """``["class_raster=a.tif", ...]`` -> ``{"class_raster": "a.tif", ...}`` (None when no --output was given)."""
     if not values:
@@ -56,6 +64,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", required=True, help="points or polygons (GeoPackage, Shapefile, GeoJSON)")
     p.add_argument("--label-field", required=True)
     p.add_argument("--layer", help="layer of a multi-layer vector file")
+    _validation(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--save-classifier", nargs="?", const=True, default=None, metavar="PATH",
                    help="save the classifier (default out-dir/classifier.npz)")
@@ -156,7 +165,8 @@ def _main(argv: list[str]) -> int:
         res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, from_args(EmbedSpec, a),
                        from_args(FitSpec, a), layer=a.layer, save_classifier=a.save_classifier,
                        cache=not a.no_cache, destinations=destinations(a.output),
-                       progress=cli_progress("classify"))
+                       progress=cli_progress("classify"), validation=a.validation,
+                       validation_layer=a.validation_layer, validation_field=a.validation_field)
         _done(res)
         return 0
     a = _sub_parser(cmd).parse_args(argv[1:])

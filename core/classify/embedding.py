@@ -12,6 +12,7 @@ from typing import Any
 from ..cache import cached_embedding, file_fingerprint, unusable
 from ..device import pick_device, resolve_precision
 from ..embed.engine import embed_raster
+from ..embed.position_bias import table_path
 from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
 from ..errors import SoftConError
@@ -85,6 +86,8 @@ def get_embedding(raster: Any, spec: EmbedSpec, *, cache: bool = True, scratch: 
     weights_file = spec.checkpoint or (cached_path(record) if spec.pretrained else None)
     dev = pick_device(spec.device)
     key = spec.cache_key(file_fingerprint(weights_file), dev.type, str(resolve_precision(dev, spec.precision)))
+    if table_path(record).is_file():  # a re-measured position bias changes dense embeddings
+        key["position_bias"] = file_fingerprint(table_path(record))
 
     def compute(out: Path) -> Path:
         return embed_raster(sources, out, spec, progress=progress)

@@ -4,19 +4,22 @@ A window embedding carries context (sea vs inland water, a town vs a bare field)
 spectrum cannot; the pixel carries the 10 m detail that an 80 m token cannot. A pixel's feature
 vector joins *feature groups*:
 
-- ``emb``: the encoder's dense embeddings, reduced to their leading principal components (fitted on
-  the raster's own embeddings) and upsampled bilinearly from the token grid to the pixel grid. PCA
-  and bilinear interpolation are both linear, so projecting at the token grid and interpolating
-  afterwards gives the same numbers as the other way round, at a fraction of the cost.
+- ``emb``: the encoder's dense embedding, every dimension, and its neighbourhood (:mod:`.context`: the
+  embedding pooled and smoothed over about a kilometre, 32 principal components), upsampled from the token
+  grid to the pixel grid edge-aware, guided by the pixel's own bands (:mod:`.upsample`, joint bilateral
+  upsampling). Classifiers saved before version 3 hold 16 principal components upsampled bilinearly; they
+  are applied as they were trained.
 - ``pixel``: the pixel's own surface-reflectance bands (B2-B8A, B11, B12 as reflectance, DN / 10000)
   and the standard indices NDVI, NDWI (McFeeters), MNDWI and NDBI, all of order one.
 
-Everything needed to recompute the features on another raster (groups, PCA, band names, grid) is a
-:class:`FeatureSpec`, saved inside the classifier. The sampling and strip readers here are the only
-places that turn rasters into feature vectors, so training and mapping see the same numbers.
+Everything needed to recompute the features on another raster (groups, projections, guide statistics, band
+names, grid) is a :class:`FeatureSpec`, saved inside the classifier. The sampling and strip readers of
+:mod:`.pixelmap` are the only places that turn rasters into feature vectors, so training, validation and
+mapping see the same numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -26,14 +29,15 @@ from rasterio.windows import Window
 from ..errors import SoftConError
 from ..geo.bands import canonical, parse_band_list, resolve_bands
 from ..io.raster import nodata_values
-from ..io.reader import read_pixels, read_window
+from ..io.reader import read_window
+from .upsample import RADIUS, SIGMA_R, SIGMA_S
 
 #: Surface bands taken as pixel features, when the raster has them (60 m atmospheric bands left out).
 PIXEL_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 #: Normalised differences (a - b) / (a + b).
 INDICES = {"NDVI": ("B8", "B4"), "NDWI": ("B3", "B8"), "MNDWI": ("B3", "B11"), "NDBI": ("B11", "B8")}
-#: Principal components of the embeddings kept as the ``emb`` group.
-EMB_COMPONENTS = 16  # blocked CV on the demo: 16 beat 8 and 32 for both encoders (rf on emb+pixel)
+#: Principal components of the embeddings in classifiers saved before version 3 (bilinear upsampling).
+EMB_COMPONENTS = 16
 REFLECTANCE_SCALE = 10000.0
 
 
@@ -46,7 +50,11 @@ class FeatureSpec:
         grid: ``pixel`` (the raster's own grid) or ``embedding`` (the token grid).
         bands: raster band names read for the ``pixel`` group; indices: index names computed from them.
         offset: subtracted from the raw band values before scaling (S2 processing baseline >= 04.00).
-        mean, components: PCA of the embeddings, (D,) and (D, d), for the ``emb`` group.
+        mean, components: a projection (D,), (D, d) of the embedding (PCA in classifiers before version 3);
+            None: the embedding's own ``emb_dim`` dimensions.
+        context_mean, context_components: the PCA of the neighbourhood features (:mod:`.context`); None: none.
+        upsample: ``jbu`` (edge-aware, guided by ``guide_bands`` standardised with ``guide_mean``/``guide_std``,
+            kernel ``jbu``: radius, sigma_s, sigma_r) or ``bilinear``.
     """
 
     groups: tuple[str, ...]
@@ -56,46 +64,85 @@ class FeatureSpec:
     offset: float = 0.0
     mean: np.ndarray | None = None
     components: np.ndarray | None = None
+    emb_dim: int = 0
+    context_mean: np.ndarray | None = None
+    context_components: np.ndarray | None = None
+    upsample: str = "bilinear"
+    guide_bands: list[str] = field(default_factory=list)
+    guide_mean: np.ndarray | None = None
+    guide_std: np.ndarray | None = None
+    jbu: tuple[int, float, float] = (RADIUS, SIGMA_S, SIGMA_R)
 
     @property
     def name(self) -> str:
         return "+".join(self.groups)
 
     @property
+    def local_dim(self) -> int:
+        """Features of the token itself: its projection, or all its dimensions."""
+        return self.components.shape[1] if self.components is not None else self.emb_dim
+
+    @property
+    def emb_features(self) -> int:
+        """Features of the ``emb`` group: the token's and its neighbourhood's."""
+        if "emb" not in self.groups:
+            return 0
+        return self.local_dim + (self.context_components.shape[1] if self.context_components is not None else 0)
+
+    @property
     def dim(self) -> int:
-        d = self.components.shape[1] if "emb" in self.groups and self.components is not None else 0
-        return d + (len(self.bands) + len(self.indices) if "pixel" in self.groups else 0)
+        return self.emb_features + (len(self.bands) + len(self.indices) if "pixel" in self.groups else 0)
 
     def meta(self) -> dict[str, Any]:
-        return {"groups": list(self.groups), "grid": self.grid, "bands": self.bands, "indices": self.indices,
-                "offset": self.offset, "dim": self.dim}
+        out = {"groups": list(self.groups), "grid": self.grid, "bands": self.bands, "indices": self.indices,
+               "offset": self.offset, "dim": self.dim}
+        if "emb" in self.groups:
+            out.update(emb_dim=self.emb_dim, upsample=self.upsample)
+            if self.upsample == "jbu":
+                out.update(guide_bands=self.guide_bands, jbu=list(self.jbu))
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         if "emb" not in self.groups:
             return {}
-        return {"feat_mean": self.mean.astype(np.float32), "feat_components": self.components.astype(np.float32)}
+        named = {"feat_mean": self.mean, "feat_components": self.components, "feat_context_mean": self.context_mean,
+                 "feat_context_components": self.context_components, "feat_guide_mean": self.guide_mean,
+                 "feat_guide_std": self.guide_std}
+        return {k: v.astype(np.float32) for k, v in named.items() if v is not None}
 
     @classmethod
     def load(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FeatureSpec":
         return cls(tuple(meta["groups"]), meta.get("grid", "pixel"), list(meta.get("bands", [])),
                    list(meta.get("indices", [])), float(meta.get("offset", 0.0)),
-                   arrays.get("feat_mean"), arrays.get("feat_components"))
+                   arrays.get("feat_mean"), arrays.get("feat_components"), int(meta.get("emb_dim", 0)),
+                   arrays.get("feat_context_mean"), arrays.get("feat_context_components"),
+                   meta.get("upsample", "bilinear"), list(meta.get("guide_bands", [])),
+                   arrays.get("feat_guide_mean"), arrays.get("feat_guide_std"),
+                   tuple(meta.get("jbu", (RADIUS, SIGMA_S, SIGMA_R))))
 
     def select(self, groups: Sequence[str]) -> "FeatureSpec":
         """The same spec restricted to ``groups`` (a feature set)."""
-        return FeatureSpec(tuple(groups), self.grid, self.bands if "pixel" in groups else [],
-                           self.indices if "pixel" in groups else [], self.offset,
-                           self.mean if "emb" in groups else None, self.components if "emb" in groups else None)
+        emb, pix = "emb" in groups, "pixel" in groups
+        return dataclasses.replace(
+            self, groups=tuple(groups), bands=self.bands if pix else [], indices=self.indices if pix else [],
+            mean=self.mean if emb else None, components=self.components if emb else None,
+            emb_dim=self.emb_dim if emb else 0, context_mean=self.context_mean if emb else None,
+            context_components=self.context_components if emb else None)
 
     def columns(self, full: "FeatureSpec") -> np.ndarray:
         """Column indices of this spec's features within the features of ``full`` (a superset)."""
-        d = full.components.shape[1] if "emb" in full.groups else 0
+        d = full.emb_features
         cols = []
         if "emb" in self.groups:
             cols += list(range(d))
         if "pixel" in self.groups:
             cols += list(range(d, full.dim))
         return np.asarray(cols, dtype=np.int64)
+
+    def guide(self, raw: np.ndarray) -> np.ndarray:
+        """Guide (..., G) of the upsampling from raw values (G, ...) of ``guide_bands``: standardised reflectance."""
+        refl = (np.moveaxis(raw, 0, -1).astype(np.float32) - np.float32(self.offset)) / np.float32(REFLECTANCE_SCALE)
+        return ((refl - self.guide_mean) / self.guide_std).astype(np.float32)
 
 
 def fit_pca(samples: np.ndarray, n_components: int = EMB_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
@@ -201,19 +248,6 @@ def token_rows_for(pix_r0: int, pix_r1: int, cell: int, n_tok_rows: int) -> tupl
     a = _axis_weights(np.array([pix_r0]), cell, n_tok_rows)[0][0]
     b = _axis_weights(np.array([pix_r1 - 1]), cell, n_tok_rows)[1][0]
     return int(a), int(b) + 1
-
-
-def sample_emb(emb_ds, spec: FeatureSpec, rows: np.ndarray, cols: np.ndarray, cell: int) -> np.ndarray:
-    """The ``emb`` features (M, d) of pixels (rows, cols) (relative to the embedding grid's origin)."""
-    r0, r1, wr = _axis_weights(rows, cell, emb_ds.height)
-    c0, c1, wc = _axis_weights(cols, cell, emb_ds.width)
-
-    def proj(r, c):
-        return (read_pixels(emb_ds, r, c) - spec.mean) @ spec.components
-
-    top = _lerp(proj(r0, c0)[:, None], proj(r0, c1)[:, None], wc, 0)[:, 0]
-    bottom = _lerp(proj(r1, c0)[:, None], proj(r1, c1)[:, None], wc, 0)[:, 0]
-    return _lerp(top[:, None], bottom[:, None], wr, 0)[:, 0]
 
 
 def sample_pixels(src, spec: FeatureSpec, band_index: dict[str, int], rows: np.ndarray,

@@ -2,7 +2,7 @@
 
 The raster is embedded once (:mod:`.embedding`, cached on disk), the samples become training pixels of the
 map's grid (:mod:`core.geo.samples`), every method on every feature set is evaluated by spatially blocked
-cross-validation (:mod:`.selection`, :mod:`.report`), and the chosen one maps the raster strip by strip
+cross-validation and on independent validation samples when given (:mod:`.evaluate`), and the chosen one maps the raster strip by strip
 (:mod:`.pixelmap`); :mod:`.outputs` writes everything at once at the end, so a failed run leaves no output.
 """
 from __future__ import annotations
@@ -24,13 +24,15 @@ from ..progress import Progress
 from .checks import preflight, strip_pixels
 from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding
-from .methods import auto_methods, get_method
+from .methods import auto_methods, get_method, METHODS
 from .outputs import ClassifyResult, closing, describe_features, finish
-from .pixelmap import FeatureSource, full_spec, open_source
-from .report import build_report, format_table
-from .selection import candidates, compare, pick, table_rows
+from .evaluate import block_size, evaluate
+from .pixelmap import full_source, open_source
+from .report import build_report
+from .selection import candidates
 from .spec import FEATURE_SETS, FitSpec, parse_features
 from .styles import class_colors
+from .validation import read_validation
 
 
 def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]:
@@ -62,6 +64,9 @@ def classify(
     cache: bool = True,
     destinations: Mapping[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
+    validation: str | os.PathLike | None = None,
+    validation_layer: str | int | None = None,
+    validation_field: str | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
@@ -72,10 +77,11 @@ def classify(
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
         spec: the embedding settings (:class:`core.embed.spec.EmbedSpec`): model, weights, bands, mode, extent...
         fit: the classifier settings (:class:`core.classify.spec.FitSpec`): ``method`` ``auto`` (every method on
-            every feature set, the best by blocked CV) or one of :data:`core.classify.methods.METHODS`; features
-            (``pixel`` with ``rf`` is the per-pixel random forest of the bands that GIS tools offer, the
-            baseline); grid; CV folds and block size (default twice the model window's footprint, at least five
-            embedding pixels, so that validation pixels share no input with training pixels); method parameters.
+            every feature set, the best on ``validation`` when given, else by blocked CV) or one of
+            :data:`core.classify.methods.METHODS`; features (``pixel`` with ``rf`` is the per-pixel random forest
+            of the bands that GIS tools offer, the baseline); grid; CV folds and block size (default the range of
+            the embedding's spatial autocorrelation, :mod:`core.classify.spatial`); method parameters; minimum
+            mapping unit.
         layer: layer name or index in a multi-layer vector file.
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
@@ -83,6 +89,11 @@ def classify(
             these outputs, each at its path (the plugin passes the files the user chose); the stage folder
             is still made in ``out_dir``, so same-folder destinations are renamed into place.
         progress: callback and cancel check.
+        validation: independent reference points or polygons (same ``label_field``, any CRS), never trained on:
+            every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
+            ``method``/``features`` ``auto`` choose by them (:mod:`core.classify.validation`).
+        validation_layer: layer of a multi-layer ``validation`` file; validation_field: its class field
+            (default ``label_field``; ``reference`` for a sample from ``python -m core.assess sample``).
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -102,17 +113,19 @@ def classify(
                                f"{Path(save_classifier) / 'classifier.npz'}.")
         check_folder(Path(save_classifier).parent)
     vec = read_vector(samples, label_field, layer)
+    if validation is not None:  # a missing file or field stops here, before the embedding
+        read_vector(validation, validation_field or label_field, validation_layer)
     preflight(raster, vec, spec, parse_features(fit.features), fit.grid, fit.max_pixels_per_polygon, out_dir,
               progress.log)
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
         with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
-            full, band_index = full_spec(ds, src, emb.info, bands, fit.grid, fit.seed)
+            source = full_source(ds, src, emb.info, bands, fit.grid, emb.info.get("cell") or 1, fit.seed)
+            full = source.spec
             wanted = parse_features(fit.features)
             if wanted is not None:
-                FeatureSource(ds, src, full.select(wanted), emb.info.get("cell") or 1, band_index)  # checks
-            source = FeatureSource(ds, src, full, emb.info.get("cell") or 1, band_index)
+                source.select(full.select(wanted))  # checks
             g = source.grid
             px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, fit.max_pixels_per_polygon,
                                    seed=fit.seed)
@@ -122,7 +135,10 @@ def classify(
             xy = pixel_xy_m(g, px.rows, px.cols)
             summary = embedding_summary(emb, ds)
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
-            block = fit.block_size_m or max(2 * window_m, 5 * summary["pixel_size_m"])
+            block = block_size(ds, fit.block_size_m, window_m, summary["pixel_size_m"], fit.seed)
+            val = None if validation is None else read_validation(
+                validation, validation_field or label_field, validation_layer, px.class_names, source, px, fit.max_pixels_per_polygon,
+                fit.seed)
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
@@ -132,22 +148,16 @@ def classify(
             if fit.method == "auto" and left_out:
                 progress.log(f"{n_classes} classes: {', '.join(left_out)} left out of the comparison (its "
                              f"cross-validation alone would take minutes); ask for it with --method.")
+            others = ([p for p in candidates("auto", sets, n_classes) if p not in pairs]
+                      if fit.compare_methods and fit.method != "auto" else [])  # for the comparison table
+            params = {m: fit.method_params(m) for m in METHODS}
             t = time.perf_counter()
-            rows, cv, chosen = [], None, None
-            if fit.cv_folds >= 2:
-                progress.log(f"Spatially blocked {fit.cv_folds}-fold cross-validation (blocks of {block:.0f} m), "
-                             f"{len(pairs)} method/feature combination(s):")
-                todo = list(pairs)
-                if fit.compare_methods and fit.method != "auto":  # the others too, for the comparison table
-                    todo += [p for p in candidates("auto", sets, n_classes) if p not in pairs]
-                rows = compare(feats, full, px, xy, todo, fit, block, progress)
-                chosen = pick([r for r in rows if (r["features"], r["method"]) in pairs])
-                cv = chosen["cv"]
-                cv["method_comparison"] = table_rows(rows, chosen)
-                progress.log(format_table(cv["method_comparison"]))
-            fs, method = (chosen["features"], chosen["method"]) if chosen else pairs[0]
+            ev = evaluate(ds, full, feats, px.labels, px.groups, xy, px.class_names, pairs, others, fit.cv_folds,
+                          block, params, fit.seed, progress, val)
+            fs, method = ev.chosen
             spec = full.select(FEATURE_SETS[fs])
-            feats = feats[:, spec.columns(full)]
+            cols = spec.columns(full)
+            feats = feats[:, cols]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
             clf = make_classifier(method, len(px.class_names), **fit.method_params(method)).fit(feats, px.labels)
@@ -155,19 +165,23 @@ def classify(
             needs["weights_id"] = emb.weights_id
             saved = SavedClassifier(clf, px.class_names, colors, needs, spec)
             report = build_report(
-                saved, px, cv, summary, emb.weights,
+                saved, px, ev.cv, summary, emb.weights,
                 timings={"embedding": round(t_embed, 3), "cross_validation": round(t_cv, 3)},
-                extra_warnings=_feature_warnings(feats, emb.weights, method) if fs == "emb" else [],
+                extra_warnings=(_feature_warnings(feats, emb.weights, method) if fs == "emb" else []) + ev.warnings,
             )
+            report.update(method_comparison=ev.table, selected_by=ev.selected_by,
+                          spatial={"block": ev.block, "samples": ev.spread})
+            if val is not None:
+                report["validation"] = val.score(clf, cols, px.class_names)
             describe_features(report, spec, source)
             report["samples"]["path"] = str(samples)
             report["samples"]["label_field"] = label_field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
-            final = FeatureSource(ds, src, spec, emb.info.get("cell") or 1, band_index)
+            final = source.select(spec)
             final.strip_pixels = strip_pixels(spec.dim, n_classes)
             result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
-                            destinations)
+                            destinations, fit.min_mapping_unit)
     finally:
         drop_uncached(emb)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

@@ -23,8 +23,9 @@ from ..io.writer import make_folder
 from ..progress import Progress
 from .classifiers import save_classifier, SavedClassifier
 from .embedding import Embedding
+from .cleanup import sieve_class_raster
 from .explore import pca_raster
-from .pixelmap import FeatureSource, predict_map
+from .pixelmap import FeatureSource, predict_map, quicklook_step
 from .quicklook import panel_shape, read_rgb, write_quicklook
 from .report import format_html, format_text
 from .styles import class_style, class_values, CONFIDENCE, write_qml
@@ -61,12 +62,14 @@ class ClassifyResult:
         """What a front end needs to load and style the outputs (JSON-ready): every output's path (None when
         not written), the classes with their pixel values and colours, the method and the accuracy."""
         cv = self.report.get("cross_validation") or {}
+        val = self.report.get("validation") or {}
         out: dict[str, Any] = {key: str(p) if p is not None else None for key, p in
                                ((k, getattr(self, k)) for k in NAMES if hasattr(self, k))}
         out.update(class_names=list(self.class_names), class_values=class_values(self.class_names),
                    colors=[list(c) for c in self.colors],
                    method=self.report.get("method"), features=self.report.get("features"),
                    overall_accuracy=cv.get("overall_accuracy"), kappa=cv.get("kappa"),
+                   validation_accuracy=val.get("overall_accuracy"), n_validated=val.get("n_validated"),
                    warnings=list(self.report.get("warnings", [])))
         return out
 
@@ -150,14 +153,16 @@ def _move(src: Path, dest: Path) -> None:
 def finish(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
     raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
-    destinations: Mapping[str, str | os.PathLike] | None = None, keep: Path | None = None,
+    destinations: Mapping[str, str | os.PathLike] | None = None, min_mapping_unit: int = 0, keep: Path | None = None,
 ) -> ClassifyResult:
     """Write every output into a stage folder in ``out_dir`` and move them in together (to ``destinations``
-    when given, see :class:`Stage`); on error, nothing stays. ``keep``: an input file in ``out_dir`` under an
-    output's name (the classifier ``apply`` reads) that must not be removed as stale."""
+    when given, see :class:`Stage`); on error, nothing stays. ``min_mapping_unit`` > 1 sieves the class raster
+    (:mod:`.cleanup`). ``keep``: an input file in ``out_dir`` under an output's name (the classifier ``apply``
+    reads) that must not be removed as stale."""
     stage = Stage(Path(out_dir), destinations)
     try:
-        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to, keep)
+        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to, min_mapping_unit,
+                              keep)
     except BaseException:
         stage.abort()
         raise
@@ -165,7 +170,7 @@ def finish(
 
 def _write_outputs(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, stage: Stage, report: dict[str, Any], raster: Any,
-    bands: Any, progress: Progress, save_to: Path | bool | None, keep: Path | None = None,
+    bands: Any, progress: Progress, save_to: Path | bool | None, min_mapping_unit: int = 0, keep: Path | None = None,
 ) -> ClassifyResult:
     """Predict, write styles, quicklook and reports into the stage, commit it, and describe the result."""
     t = time.perf_counter()
@@ -175,6 +180,13 @@ def _write_outputs(
     area, small = predict_map(source, saved.classifier, saved.class_names, saved.colors, tags,
                               {k: stage.path(k) for k in ("class_raster", "probability_raster", "confidence_raster")},
                               progress)
+    if min_mapping_unit > 1:
+        counts, small, changed = sieve_class_raster(stage.path("class_raster"), min_mapping_unit,
+                                                    len(saved.class_names), quicklook_step(g.height, g.width))
+        area = {n: float(counts[i + 1] / max(counts[1:].sum(), 1)) for i, n in enumerate(saved.class_names)}
+        px_m = report.get("grid_pixel_size_m") or 0
+        report["min_mapping_unit"] = {"pixels": int(min_mapping_unit), "area_m2": round(min_mapping_unit * px_m ** 2, 1),
+                                      "pixels_changed": changed, "share_changed": changed / max(int(counts[1:].sum()), 1)}
     report["area_fraction"] = area
     report["timings_s"]["predict"] = round(time.perf_counter() - t, 3)
     write_qml(stage.path("style_qml"), class_style(saved.class_names, saved.colors))
@@ -192,11 +204,8 @@ def _write_outputs(
         with rasterio.open(pca) as p:
             rgb = np.moveaxis(p.read(out_shape=(3, *panel_shape(g.height, g.width))), 0, -1)
         pca.unlink()
-    cv = report.get("cross_validation") or {}
-    acc = cv.get("overall_accuracy")
     title = (f"{report['method']} on {report.get('features', 'emb')} ({report['embedding']['model']}, "
-             f"{report['weights']}), {report['grid_pixel_size_m']:g} m"
-             + (f" - blocked CV accuracy {100 * acc:.1f}%" if acc is not None else ""))
+             f"{report['weights']}), {report['grid_pixel_size_m']:g} m" + accuracy_title(report))
     write_quicklook(stage.path("quicklook_png"), small, saved.class_names, saved.colors, rgb, title, area, left)
     if save_to is True:  # into out_dir, with the other outputs
         report["classifier"] = str(stage.dest("classifier") or stage.out_dir / NAMES["classifier"])
@@ -220,6 +229,15 @@ def _write_outputs(
         quicklook_png=moved.get("quicklook_png"), classifier=classifier_path, embedding=emb.path, report=report,
         class_names=list(saved.class_names), colors=[tuple(c) for c in saved.colors],
     )
+
+
+def accuracy_title(report: dict[str, Any]) -> str:
+    """The accuracy the quicklook's title shows: on the validation samples when there are some, else blocked CV."""
+    v = report.get("validation")
+    if v:
+        return f" - validation accuracy {100 * v['overall_accuracy']:.1f}% ({v['n_validated']} samples)"
+    acc = (report.get("cross_validation") or {}).get("overall_accuracy")
+    return f" - blocked CV accuracy {100 * acc:.1f}% (training points)" if acc is not None else ""
 
 
 def describe_features(report: dict[str, Any], spec: Any, source: FeatureSource) -> None:

@@ -12,6 +12,7 @@ embedding grid's origin (a raster pixel), and token ``(i, j)`` covers pixels
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -28,12 +29,14 @@ from rasterio.windows import Window
 from ..embed.tags import is_embedding_raster
 from ..errors import SoftConError
 from ..io.raster import band_names, nodata_values, open_raster
-from ..io.reader import Prefetcher, random_pixels, read_pixels, read_window
+from ..io.reader import Prefetcher, read_window
 from ..io.writer import BlockWriter
 from ..progress import Progress
-from .features import (FeatureSpec, fit_pca, pixel_bands_spec, pixel_features, sample_emb, sample_pixels,
+from .context import Context
+from .features import (FeatureSpec, pixel_bands_spec, pixel_features, REFLECTANCE_SCALE, sample_pixels,
                        strip_height, token_rows_for, upsample_rows)
 from .styles import class_values
+from .upsample import JBU, token_guide, upsample
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,14 @@ class FeatureSource:
 
     Args:
         emb_ds: open embedding raster (dense or pooled); cell: its output pixel in raster pixels.
-        src: the open source raster, or None when it is not available (then only the ``emb`` group,
-            and a pixel grid ``cell`` times finer than the embedding's, without the raster's nodata mask).
+        src: the open source raster, or None when it is not available (then only the ``emb`` group, upsampled
+            bilinearly, and a pixel grid ``cell`` times finer than the embedding's, without the raster's nodata mask).
         spec: the features; band_index: 1-based raster band of each pixel band.
+        context: the :class:`~core.classify.context.Context` of ``emb_ds`` when already computed.
     """
 
-    def __init__(self, emb_ds: Any, src: Any, spec: FeatureSpec, cell: int, band_index: dict[str, int] | None = None):
+    def __init__(self, emb_ds: Any, src: Any, spec: FeatureSpec, cell: int, band_index: dict[str, int] | None = None,
+                 context: Context | None = None):
         self.emb, self.src, self.spec, self.cell = emb_ds, src, spec, int(cell)
         self.band_index = band_index or {}
         self.strip_pixels = 1 << 20  # pixels per prediction strip (core.classify.checks.strip_pixels lowers it)
@@ -82,17 +87,92 @@ class FeatureSource:
             self.grid = Grid(emb_ds.height, emb_ds.width, emb_ds.transform, emb_ds.crs)
         else:
             self.grid = pixel_grid(emb_ds, src, self.cell)
+        emb = "emb" in spec.groups
+        self.context = None
+        if emb and spec.context_components is not None:
+            self.context = context or Context(emb_ds, spec.context_mean, spec.context_components)
+        self.jbu = self._tok_guide = None
+        if emb and spec.grid == "pixel" and spec.upsample == "jbu":
+            missing = [b for b in spec.guide_bands if b not in self.band_index]
+            if src is None or missing:
+                raise SoftConError(
+                    "This classifier upsamples the embeddings guided by the raster's own bands"
+                    + (f" ({', '.join(missing)} not found)" if src is not None else "")
+                    + "; give the original raster, not only its embeddings.")
+            self.jbu = JBU(*spec.jbu)
+
+    def select(self, spec: FeatureSpec) -> "FeatureSource":
+        """The same rasters with features ``spec`` (a subset of this one's), sharing what was computed."""
+        out = FeatureSource(self.emb, self.src, spec, self.cell, self.band_index, self.context)
+        out._tok_guide = self._tok_guide if out.jbu is not None else None
+        return out
+
+    # ------------------------------------------------------------------------------------ tokens
+    def _tokens(self, t0: int, t1: int, head: np.ndarray | None = None) -> np.ndarray:
+        """Token features (t1 - t0, W_tok, F) of embedding rows [t0, t1), NaN = nodata: the embedding (or its
+        projection) and its context, times ``head`` (F, C) when given."""
+        x = read_window(self.emb, None, Window(0, t0, self.emb.width, t1 - t0), "float32")
+        x = np.moveaxis(x, 0, -1)
+        bad = ~np.isfinite(x).all(-1)
+        if self.emb.nodata is not None and np.isfinite(self.emb.nodata):
+            bad |= x[..., 0] == self.emb.nodata
+        x = np.nan_to_num(x)
+        if self.spec.components is not None:
+            x = (x - self.spec.mean) @ self.spec.components
+        if self.context is not None:
+            x = np.concatenate([x, self.context.tokens(t0, t1)], axis=-1)
+        if head is not None:
+            x = x @ head
+        x[bad] = np.nan
+        return x.astype(np.float32)
+
+    def token_guide(self) -> np.ndarray:
+        """Mean guide (h, w, G) of every token, read once from the source raster."""
+        if self._tok_guide is None:
+            g, idx = self.grid, [self.band_index[b] for b in self.spec.guide_bands]
+            out = np.full((self.emb.height, self.emb.width, len(idx)), np.nan, np.float32)
+            step = max(1, strip_height(g.width * len(idx), self.cell) // self.cell)
+            for t0 in range(0, self.emb.height, step):
+                t1 = min(self.emb.height, t0 + step)
+                r0, r1 = t0 * self.cell, min(g.height, t1 * self.cell)
+                if r1 <= r0:
+                    break
+                raw, valid = self._read_src(r0, r1, idx)
+                guide = np.full((t1 * self.cell - r0, g.width, len(idx)), np.nan, np.float32)
+                guide[:r1 - r0] = np.where(valid[..., None], self.spec.guide(raw), np.nan)
+                tg = token_guide(guide, self.cell)
+                out[t0:t1, :tg.shape[1]] = tg[:, :self.emb.width]
+            self._tok_guide = out
+        return self._tok_guide
+
+    def _emb_rows(self, r0: int, r1: int, c0: int, c1: int, head: np.ndarray | None = None) -> np.ndarray:
+        """``emb`` features (r1 - r0, c1 - c0, F) of grid pixels [r0, r1) x [c0, c1) (or their product with
+        ``head``): tokens upsampled, or the tokens themselves on the embedding grid."""
+        if self.spec.grid == "embedding":
+            return self._tokens(r0, r1, head)[:, c0:c1]
+        if self.jbu is None:
+            t0, t1 = token_rows_for(r0, r1, self.cell, self.emb.height)
+            return upsample_rows(self._tokens(t0, t1, head), t0, np.arange(r0, r1), np.arange(c0, c1), self.cell,
+                                 self.emb.height, self.emb.width)
+        t0, t1 = self.jbu.token_rows(r0, r1, self.cell, self.emb.height)
+        idx = [self.band_index[b] for b in self.spec.guide_bands]
+        raw, valid = self._read_src(r0, r1, idx, c0, c1)
+        guide = np.where(valid[..., None], self.spec.guide(raw), np.nan)
+        return upsample(self._tokens(t0, t1, head), self.token_guide()[t0:t1], t0, guide, r0, self.cell,
+                        self.emb.height, self.jbu, col0=c0)
 
     # ------------------------------------------------------------------------------------ samples
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features (M, F) of grid pixels (rows, cols) and whether each is usable (M,)."""
+        """Features (M, F) of grid pixels (rows, cols) and whether each is usable (M,): the features the map
+        computes for those pixels (one row of pixels at a time, over the samples' columns)."""
         parts, ok = [], np.ones(len(rows), bool)
         if "emb" in self.spec.groups:
-            if self.spec.grid == "embedding":
-                e = (read_pixels(self.emb, rows, cols) - self.spec.mean) @ self.spec.components
-            else:
-                e = sample_emb(self.emb, self.spec, rows, cols, self.cell)
-            parts.append(e.astype(np.float32))
+            e = np.full((len(rows), self.spec.emb_features), np.nan, np.float32)
+            for r in np.unique(rows):
+                sel = np.flatnonzero(rows == r)
+                c0, c1 = int(cols[sel].min()), int(cols[sel].max()) + 1
+                e[sel] = self._emb_rows(int(r), int(r) + 1, c0, c1)[0, cols[sel] - c0]
+            parts.append(e)
             ok &= np.isfinite(e).all(1)
         if "pixel" in self.spec.groups:
             p, v = sample_pixels(self.src, self.spec, self.band_index, rows + self.grid.row_off,
@@ -112,37 +192,31 @@ class FeatureSource:
         return v
 
     # ------------------------------------------------------------------------------------- strips
-    def _tokens(self, t0: int, t1: int) -> np.ndarray:
-        """Projected token features (t1 - t0, W_tok, d) of embedding rows [t0, t1), NaN = nodata."""
-        x = read_window(self.emb, None, Window(0, t0, self.emb.width, t1 - t0), "float32")
-        x = np.moveaxis(x, 0, -1)
-        bad = ~np.isfinite(x).all(-1)
-        if self.emb.nodata is not None and np.isfinite(self.emb.nodata):
-            bad |= x[..., 0] == self.emb.nodata
-        y = (np.nan_to_num(x) - self.spec.mean) @ self.spec.components
-        y[bad] = np.nan
-        return y.astype(np.float32)
+    def strips(self, progress: Progress | None = None, message: str = "",
+               head: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield (first row, features (n, W, F) float32, valid (n, W) bool) down the grid.
 
-    def strips(self, progress: Progress | None = None, message: str = "") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield (first row, features (n, W, F) float32, valid (n, W) bool) down the grid."""
+        With ``head`` (F_emb, C), the ``emb`` features come as their product with it, C channels: a linear
+        classifier's class scores, projected on the token grid and upsampled as C channels instead of F_emb
+        (upsampling commutes with linear maps), then the ``pixel`` features as usual.
+        """
         g = self.grid
         cell = 1 if self.spec.grid == "embedding" else self.cell
-        step = strip_height(g.width, cell, self.strip_pixels)
-        cols = np.arange(g.width)
+        width_f = (head.shape[1] if head is not None else self.spec.emb_features) + self.spec.dim - self.spec.emb_features
+        # about 128 MB of features per strip; edge-aware upsampling holds (2 radius)^2 weights per pixel besides;
+        # never more than the memory left allows (self.strip_pixels, from core.classify.checks.strip_pixels)
+        pixels = (1 << 25) // max(width_f, 8) if self.jbu is None else (1 << 21) // (2 * self.jbu.radius) ** 2
+        step = strip_height(g.width, cell, min(max(1 << 16, pixels), self.strip_pixels))
         for r0 in range(0, g.height, step):
             r1 = min(g.height, r0 + step)
             parts, valid = [], np.ones((r1 - r0, g.width), bool)
             if "emb" in self.spec.groups:
-                if self.spec.grid == "embedding":
-                    e = self._tokens(r0, r1)
-                else:
-                    t0, t1 = token_rows_for(r0, r1, self.cell, self.emb.height)
-                    e = upsample_rows(self._tokens(t0, t1), t0, np.arange(r0, r1), cols, self.cell,
-                                      self.emb.height, self.emb.width)
-                valid &= np.isfinite(e[..., 0])
+                e = self._emb_rows(r0, r1, 0, g.width, head)
+                valid &= np.isfinite(e).all(-1)
                 parts.append(e)
             if self.src is not None and self.spec.grid == "pixel":
-                raw, v = self._read_src(r0, r1)
+                idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
+                raw, v = self._read_src(r0, r1, idx)
                 valid &= v
                 if "pixel" in self.spec.groups:
                     parts.append(pixel_features(raw, self.spec))
@@ -151,10 +225,11 @@ class FeatureSource:
                 progress.check()
                 progress.update(r1, g.height, message)
 
-    def _read_src(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read_src(self, r0: int, r1: int, idx: list[int], c0: int = 0, c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw bands ``idx`` (len(idx), n, w) float32 of grid pixels [r0, r1) x [c0, c1), and where all hold data."""
         g = self.grid
-        idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
-        win = Window(g.col_off, g.row_off + r0, g.width, r1 - r0)
+        c1 = g.width if c1 is None else c1
+        win = Window(g.col_off + c0, g.row_off + r0, c1 - c0, r1 - r0)
         raw = read_window(self.src, idx, win, "float32")
         nd = nodata_values(self.src)
         valid = np.isfinite(raw).all(0)
@@ -193,7 +268,7 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
     cmap = {0: (0, 0, 0, 0), **{v: (*map(int, c[:3]), 255) for v, c in zip(values, colors)}}
     tags = {"CLASS_NAMES": json.dumps(class_names), "CLASS_VALUES": json.dumps(values), **tags}
     counts = np.zeros(n + 1, np.int64)
-    step = max(1, math.ceil(max(g.height, g.width) / 640))
+    step = quicklook_step(g.height, g.width)
     small = np.zeros((math.ceil(g.height / step), math.ceil(g.width / step)), np.uint8)
     kw = dict(width=g.width, height=g.height, crs=g.crs, transform=g.transform, namespace=None, tags=tags)
     with BlockWriter(paths["class_raster"], count=1, dtype=lut.dtype.name, nodata=0, colormap=cmap,
@@ -205,13 +280,18 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
         # the next strip's features are read and computed in a background thread while the classifier
         # predicts this one on every core; progress and cancel are handled here, between strips
         workers = torch.get_num_threads()
-        with Prefetcher(lambda stop: source.strips(), depth=1) as strips:
+        head = linear_head(classifier, source.spec)
+        with Prefetcher(lambda stop: source.strips(head=None if head is None else head[0]), depth=1) as strips:
             for r, x, valid in strips:
                 progress.check()
                 h, w = valid.shape
                 prob = np.full((h, w, n), np.nan, np.float32)
                 if valid.any():
-                    prob[valid] = classifier.predict_proba(x[valid], workers=workers)
+                    if head is None:
+                        prob[valid] = classifier.predict_proba(x[valid], workers=workers)
+                    else:  # class scores: upsampled token part + pixel part + bias
+                        z = x[valid]
+                        prob[valid] = softmax(z[:, :n] + z[:, n:] @ head[1] + head[2])
                 cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)  # index + 1
                 conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
                 wc.write_rows(r, lut[cls][None])
@@ -227,6 +307,28 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
     return {name: float(counts[i + 1] / total) for i, name in enumerate(class_names)}, small
 
 
+def quicklook_step(height: int, width: int) -> int:
+    """Decimation of the class map kept for the quicklook (its longest side about 640 pixels)."""
+    return max(1, math.ceil(max(height, width) / 640))
+
+
+def linear_head(classifier: Any, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A linear classifier's weights split into the ``emb`` part (F_emb, C), the ``pixel`` part (F_pix, C) and the
+    bias (C,), for :meth:`FeatureSource.strips` ``head``; None for other classifiers or features."""
+    if getattr(classifier, "method", None) != "linear" or "emb" not in spec.groups:
+        return None
+    w, b = classifier.affine()
+    d = spec.emb_features
+    return w[:, :d].T.copy(), w[:, d:].T.copy(), b
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of class scores (M, C); -inf scores (classes a classifier never saw) get 0."""
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
 def open_source(raster: Any, info: dict[str, Any]) -> Any:
     """The raster the pixel features come from (opened), or None for an embedding raster whose source is gone."""
     if is_embedding_raster(raster):
@@ -237,16 +339,41 @@ def open_source(raster: Any, info: dict[str, Any]) -> Any:
     return open_raster(raster if isinstance(raster, (str, Path)) else [str(r) for r in raster])
 
 
-def full_spec(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str, seed: int = 0) -> tuple[FeatureSpec, dict[str, int]]:
-    """Every feature group available for this raster (PCA fitted on its embeddings), and the pixel bands;
-    ``grid`` is one of :data:`core.classify.spec.GRIDS` (checked by the spec)."""
-    mean, comps = fit_pca(random_pixels(emb_ds, seed=seed))
+def full_source(emb_ds: Any, src: Any, info: dict[str, Any], bands: Any, grid: str, cell: int,
+                seed: int = 0) -> FeatureSource:
+    """Every feature group available for this raster, fitted on it: the embedding's context PCA
+    (:mod:`.context`) and, on the pixel grid with the raster's bands, the guide statistics of the edge-aware
+    upsampling (:mod:`.upsample`) and the pixel group; ``grid`` is one of :data:`core.classify.spec.GRIDS`
+    (checked by the spec)."""
+    context = Context(emb_ds)
     names, idx, index = [], [], {}
     if src is not None and grid == "pixel":
         names, idx, index = pixel_bands_spec(band_names(src, info.get("sources")), bands, info.get("bands") or ())
     groups = ("emb", "pixel") if names else ("emb",)
-    spec = FeatureSpec(groups, grid, names, idx, float(info.get("offset") or 0.0), mean, comps)
-    return spec, index
+    spec = FeatureSpec(groups, grid, names, idx, float(info.get("offset") or 0.0), emb_dim=emb_ds.count,
+                       context_mean=context.mean, context_components=context.components)
+    if names:
+        mean, std = guide_statistics(src, [index[b] for b in names], spec.offset, seed)
+        spec = dataclasses.replace(spec, upsample="jbu", guide_bands=list(names), guide_mean=mean, guide_std=std)
+    return FeatureSource(emb_ds, src, spec, cell, index, context)
+
+
+def guide_statistics(src: Any, idx: list[int], offset: float, seed: int = 0,
+                     n: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (G,) of the reflectance of bands ``idx`` over about ``n`` pixels of the raster
+    (a decimated read), to standardise the upsampling's guide."""
+    step = max(1, int(math.sqrt(src.height * src.width / n)))
+    raw = src.read(idx, out_shape=(len(idx), max(1, src.height // step), max(1, src.width // step)),
+                   out_dtype="float32")
+    nd = nodata_values(src)
+    ok = np.isfinite(raw).all(0)
+    for k, b in enumerate(idx):
+        if nd[b - 1] is not None:
+            ok &= raw[k] != nd[b - 1]
+    if not ok.any():
+        raise SoftConError("The raster holds no valid pixels in its bands; check its nodata value.")
+    refl = (raw[:, ok] - offset) / REFLECTANCE_SCALE
+    return refl.mean(1).astype(np.float32), np.maximum(refl.std(1), 1e-4).astype(np.float32)
 
 
 def full_spec_bands(src: Any, info: dict[str, Any], bands: Any) -> tuple[list[str], dict[str, int]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 import warnings
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ..geo.samples import PixelSamples
+from . import statement
 from .classifiers import make_classifier, SavedClassifier
 
 MIN_ADVISED_PER_CLASS = 10
@@ -122,7 +124,8 @@ def cross_validate(
         xy: (M, 2) map coordinates (metres in a projected CRS) of each pixel centre.
 
     Returns:
-        ``metrics`` of the pooled out-of-fold predictions plus fold and block counts and warnings.
+        ``metrics`` of the pooled out-of-fold predictions plus fold and block counts and warnings, and the
+        predictions themselves (``predictions``, (M,), not JSON).
     """
     blocks = spatial_blocks(xy[:, 0], xy[:, 1], groups, block_size_m)
     folds, notes = spatial_folds(labels, blocks, n_folds, seed)
@@ -138,6 +141,7 @@ def cross_validate(
         clf = make_classifier(method, len(class_names), **params).fit(features[train], labels[train])
         pred[val] = clf.predict(features[val])
     out.update(metrics(labels, pred, class_names))
+    out["predictions"] = pred  # out-of-fold, for paired comparisons (:func:`core.classify.selection.pick`)
     for i, name in enumerate(class_names):
         nb = len(np.unique(blocks[labels == i]))
         if nb < 2:
@@ -209,7 +213,8 @@ def _pct(v: float | None) -> str:
 
 
 def format_text(report: dict[str, Any]) -> str:
-    """``report.txt``: the same facts as the JSON, laid out for reading."""
+    """``report.txt``: the same facts as the JSON, laid out for reading; the accuracy on independent validation
+    samples first when there are some (:mod:`.statement`)."""
     names = [c["name"] for c in report["classes"]]
     cv = report.get("cross_validation") or {}
     w = max(12, *(len(n) for n in names))
@@ -223,39 +228,31 @@ def format_text(report: dict[str, Any]) -> str:
         f" ({report.get('grid_pixel_size_m', report['embedding'].get('pixel_size_m'))} m pixels)",
         "",
     ]
-    if cv:
-        lines += [
-            f"Spatially blocked cross-validation: {cv['folds']} folds, blocks of {cv['block_size_m']:.0f} m "
-            f"({cv['n_blocks']} blocks hold samples), {cv['n_validated']} validated samples",
-            f"overall accuracy {_pct(cv['overall_accuracy'])}   kappa {cv['kappa']:.3f}   macro F1 {cv['macro_f1']:.3f}",
-            "",
-            f"{'class':{w}s}  precision  recall     F1  samples  pixels",
-        ]
-        fc, pc = report["samples"]["features_per_class"], report["samples"]["pixels_per_class"]
-        for n in names:
-            pcs = cv["per_class"][n]
-            lines.append(f"{n:{w}s}  {_pct(pcs['precision'])}   {_pct(pcs['recall'])} {_pct(pcs['f1'])}"
-                         f"  {fc[n]:7d}  {pc[n]:6d}")
-        if cv.get("method_comparison"):
-            lines += ["", "every method and feature set, same blocked folds:", format_table(cv["method_comparison"])]
-        lines += ["", "confusion matrix (rows: reference, columns: predicted)"]
-        short = [n[:7] for n in names]
-        lines.append(" " * (w + 2) + " ".join(f"{s:>7s}" for s in short))
-        for n, row in zip(names, cv["confusion_matrix"]):
-            lines.append(f"{n:{w}s}  " + " ".join(f"{v:7d}" for v in row))
+    for para in statement.headline(report):
+        lines += textwrap.wrap(para, 110) + [""]
+    if report.get("validation"):
+        lines += ["validation samples"] + statement.metric_lines(report["validation"], names, w) + [""]
+    if cv.get("overall_accuracy") is not None:
+        lines += ["blocked cross-validation on the training points"] + statement.metric_lines(cv, names, w) + [""]
+    table = report.get("method_comparison") or cv.get("method_comparison")
+    if table:
+        lines += ["every method and feature set (same blocked folds, same validation samples):", format_table(table)]
+    if report.get("min_mapping_unit"):
+        mmu = report["min_mapping_unit"]
+        lines += ["", f"minimum mapping unit: {mmu['pixels']} pixels ({mmu['area_m2']:g} m2), GDAL sieve filter: "
+                      f"{100 * mmu['share_changed']:.2f} % of the pixels changed class (probabilities unchanged)"]
     if report.get("area_fraction"):
         lines += ["", "mapped area"]
         lines += [f"{n:{w}s}  {_pct(f)}" for n, f in report["area_fraction"].items()]
     if report["warnings"]:
         lines += ["", "warnings"] + [f"- {m}" for m in report["warnings"]]
-    lines += ["", DESIGN_BASED]
+    lines += [""] + textwrap.wrap(DESIGN_BASED, 110)
     return "\n".join(lines) + "\n"
 
 
 def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
     """``report.html``: a self-contained page for the plugin's results viewer."""
     e = html.escape
-    names = [c["name"] for c in report["classes"]]
     cv = report.get("cross_validation") or {}
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>SoftCon classification report</title>",
@@ -269,30 +266,26 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
         f"<b>{e(str(report.get('features', 'emb')))}</b>, map pixels of "
         f"{e(str(report.get('grid_pixel_size_m', report['embedding'].get('pixel_size_m'))))} m.</p>",
     ]
-    if cv and cv.get("overall_accuracy") is not None:
-        parts.append(
-            f"<p>Spatially blocked cross-validation ({cv['folds']} folds, blocks of {cv['block_size_m']:.0f} m): "
-            f"<b>overall accuracy {_pct(cv['overall_accuracy'])}</b>, kappa {cv['kappa']:.3f}, "
-            f"macro F1 {cv['macro_f1']:.3f}.</p>")
-        parts.append("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>samples</th></tr>")
-        for c in report["classes"]:
-            p = cv["per_class"][c["name"]]
-            parts.append(
-                f"<tr><td style='text-align:left'><span class='sw' style='background:{c['color']}'></span>"
-                f"{e(c['name'])}</td><td>{_pct(p['precision'])}</td><td>{_pct(p['recall'])}</td>"
-                f"<td>{_pct(p['f1'])}</td><td>{report['samples']['features_per_class'][c['name']]}</td></tr>")
-        if cv.get("method_comparison"):
-            parts.append("</table><h3>Every method and feature set (same blocked folds)</h3><table><tr><th>features"
-                         "</th><th>method</th><th>accuracy</th><th>kappa</th><th>macro F1</th></tr>")
-            for r in cv["method_comparison"]:
-                b = ("<b>", "</b>") if r.get("chosen") else ("", "")
-                parts.append(f"<tr><td>{b[0]}{e(r['features'])}{b[1]}</td><td>{b[0]}{e(r['method'])}{b[1]}</td>"
-                             f"<td>{_pct(r['overall_accuracy'])}</td><td>{r['kappa']:.3f}</td>"
-                             f"<td>{r['macro_f1']:.3f}</td></tr>")
-        parts.append("</table><h3>Confusion matrix</h3><p>rows: reference, columns: predicted</p><table><tr><th></th>")
-        parts += [f"<th>{e(n)}</th>" for n in names] + ["</tr>"]
-        for n, row in zip(names, cv["confusion_matrix"]):
-            parts.append(f"<tr><th>{e(n)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>")
+    head = statement.headline(report)
+    if head:
+        parts.append(f"<p><b>{e(head[0])}</b></p>" + "".join(f"<p>{e(t)}</p>" for t in head[1:]))
+    if report.get("validation"):
+        parts.append("<h3>Validation samples</h3>" + statement.metric_html(report["validation"], report["classes"]))
+    if cv.get("overall_accuracy") is not None:
+        parts.append("<h3>Blocked cross-validation on the training points</h3>"
+                     + statement.metric_html(cv, report["classes"]))
+    table = report.get("method_comparison") or cv.get("method_comparison")
+    if table:
+        parts.append("<h3>Every method and feature set</h3><table><tr><th>features</th><th>method</th><th>CV "
+                     "accuracy</th><th>CV kappa</th><th>validation accuracy</th><th>validation kappa</th></tr>")
+        for r in table:
+            b = ("<b>", "</b>") if r.get("chosen") else ("", "")
+            v = r.get("validation") or {}
+            kappa = "" if r["kappa"] is None else f"{r['kappa']:.3f}"
+            v_acc, v_kappa = (_pct(v["overall_accuracy"]), f"{v['kappa']:.3f}") if v else ("", "")
+            parts.append(f"<tr><td>{b[0]}{e(r['features'])}{b[1]}</td><td>{b[0]}{e(r['method'])}{b[1]}</td>"
+                         f"<td>{_pct(r['overall_accuracy'])}</td><td>{kappa}</td><td>{v_acc}</td><td>{v_kappa}</td>"
+                         f"</tr>")
         parts.append("</table>")
     if quicklook:
         parts.append(f"<h3>Quicklook</h3><img src='{e(quicklook)}' style='max-width:100%'>")
@@ -303,20 +296,26 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
     return "\n".join(parts)
 
 
-
-
-
 def cells(r: dict[str, Any]) -> str:
-    if r["overall_accuracy"] is None:
-        return "accuracy n/a"
-    return f"accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}"
+    out = "CV n/a" if r["overall_accuracy"] is None else (
+        f"CV accuracy {100 * r['overall_accuracy']:5.1f}%  kappa {r['kappa']:.3f}  macro F1 {r['macro_f1']:.3f}")
+    v = r.get("validation")
+    return out + (f"  | validation {100 * v['overall_accuracy']:5.1f}%  kappa {v['kappa']:.3f}" if v else "")
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison as a plain-text table (CLI, report.txt, the plugin's log)."""
-    lines = [f"{'features':10s} {'method':9s} {'accuracy':>8s} {'kappa':>6s} {'macro F1':>8s}"]
+    """The comparison as a plain-text table (CLI, report.txt, the plugin's log): blocked CV, and the validation
+    samples when given."""
+    val = any(r.get("validation") for r in rows)
+    lines = [f"{'features':10s} {'method':9s} {'CV acc':>7s} {'kappa':>6s} {'macro F1':>8s}"
+             + (f" {'valid acc':>9s} {'kappa':>6s}" if val else "")]
     for r in rows:
         acc = "n/a" if r["overall_accuracy"] is None else f"{100 * r['overall_accuracy']:.1f}%"
-        lines.append(f"{r['features']:10s} {r['method']:9s} {acc:>8s} {r['kappa']:6.3f} {r['macro_f1']:8.3f}"
-                     + ("  <- chosen" if r.get("chosen") else ""))
+        kappa = "" if r["kappa"] is None else f"{r['kappa']:.3f}"
+        f1 = "" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
+        line = f"{r['features']:10s} {r['method']:9s} {acc:>7s} {kappa:>6s} {f1:>8s}"
+        if val:
+            v = r.get("validation") or {}
+            line += (f" {100 * v['overall_accuracy']:8.1f}% {v['kappa']:6.3f}" if v else f" {'':>9s} {'':>6s}")
+        lines.append(line + ("  <- chosen" if r.get("chosen") else ""))
     return "\n".join(lines)

@@ -22,9 +22,10 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {"emb+pixel": ("emb", "pixel"), "emb"
 #: Map grids: the input raster's own pixels, or the embedding's token grid.
 GRIDS = ("pixel", "embedding")
 
-FEATURES_HELP = ("feature groups: auto (every available set, the best by blocked CV), emb (embeddings upsampled "
-                 "to the pixel grid), pixel (the pixel's bands and NDVI/NDWI/MNDWI/NDBI; with --method rf, the "
-                 "per-pixel random-forest baseline), or emb+pixel")
+FEATURES_HELP = ("feature groups: auto (every available set, the best on --validation or by blocked CV), emb (the "
+                 "embedding and its ~1 km neighbourhood, upsampled to the pixel grid guided by the pixel's bands), "
+                 "pixel (the pixel's bands and NDVI/NDWI/MNDWI/NDBI; with --method rf, the per-pixel random-forest "
+                 "baseline), or emb+pixel")
 
 
 def parse_features(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -53,28 +54,32 @@ class FitSpec:
         method: ``auto`` (every method of :data:`core.classify.methods.METHODS` that ``auto`` tries, on every
             feature set, the best by spatially blocked CV) or one method.
         features: ``auto`` or a feature set of :data:`FEATURE_SETS`; grid: one of :data:`GRIDS`.
-        cv_folds: folds of the blocked cross-validation (0 = none); block_size_m: CV block side (None = twice
-            the model window's footprint, at least five embedding pixels).
+        cv_folds: folds of the blocked cross-validation (0 = none); block_size_m: CV block side (None = the range of
+            the embedding's spatial autocorrelation, at least twice the model window's footprint).
         max_pixels_per_polygon: cap on the training pixels one polygon gives; seed: sampling and forests.
         compare_methods: with one method, also cross-validate the others for the comparison table.
+        min_mapping_unit: the class raster sieved to patches of at least this many pixels (0 or 1 = none).
         params: method parameters (``k``, ``temperature``... as the methods declare them), as sorted
             (name, value) pairs without the defaults; a dict is accepted. Read them with :meth:`param`.
     """
 
-    method: str = setting("auto", "--method", "classifier: auto compares every method on every feature set by "
-                          "spatially blocked CV and maps with the best", choices=method_choices)
+    method: str = setting("auto", "--method", "classifier: auto compares every method on every feature set (on the "
+                          "--validation samples when given, else by spatially blocked CV) and maps with the best",
+                          choices=method_choices)
     features: str = setting("auto", "--features", FEATURES_HELP, choices=feature_choices)
     grid: str = setting("pixel", "--grid", "pixel: the map on the raster's own grid; embedding: on the token grid",
                         choices=GRIDS)
     cv_folds: int = setting(5, "--cv-folds", "folds of the spatially blocked cross-validation (0 = none)",
                             parse=int)
-    block_size_m: float | None = setting(None, "--block-size", "side of the CV blocks in metres (default: twice "
-                                         "the model window's footprint)", parse=float)
+    block_size_m: float | None = setting(None, "--block-size", "side of the CV blocks in metres (default: the range "
+                                         "of the embedding's spatial autocorrelation)", parse=float)
     max_pixels_per_polygon: int = setting(200, "--max-pixels-per-polygon", "most training pixels one polygon "
                                           "gives", parse=int)
     seed: int = setting(0, "--seed", "random seed of the pixel sampling and the forests", parse=int)
     compare_methods: bool = setting(True, "--no-compare", "with one --method, do not cross-validate the others "
                                     "for the comparison table")
+    min_mapping_unit: int = setting(0, "--min-mapping-unit", "smallest patch of one class kept in the class map, in "
+                                    "pixels (GDAL's sieve filter; 0 = every pixel as classified)", parse=int)
     params: tuple[tuple[str, Any], ...] = entries(lambda: parameters().values())
 
     def __post_init__(self) -> None:
@@ -86,6 +91,7 @@ class FitSpec:
             fix(self, "cv_folds", int(self.cv_folds))
             fix(self, "max_pixels_per_polygon", int(self.max_pixels_per_polygon))
             fix(self, "seed", int(self.seed))
+            fix(self, "min_mapping_unit", int(self.min_mapping_unit))
             if self.block_size_m is not None:
                 fix(self, "block_size_m", float(self.block_size_m))
         except (TypeError, ValueError) as e:
@@ -95,6 +101,8 @@ class FitSpec:
                                f"skip the validation (the report then has no accuracy).")
         if self.block_size_m is not None and not self.block_size_m > 0:
             fail(FitSpec, "block_size_m", "must be a positive length in metres", self.block_size_m)
+        if self.min_mapping_unit < 0:
+            fail(FitSpec, "min_mapping_unit", "must be 0 (none) or a number of pixels", self.min_mapping_unit)
         if self.max_pixels_per_polygon < 1:
             fail(FitSpec, "max_pixels_per_polygon", "must be at least 1", self.max_pixels_per_polygon)
         fix(self, "compare_methods", bool(self.compare_methods))

@@ -46,6 +46,8 @@ from ..models.record import ModelRecord
 from ..models.registry import models_for
 from ..models.weights import weights_id
 from ..progress import Progress
+from . import position_bias
+from .blend import BLEND, halo_windows, TokenBlender
 from .runner import BatchRunner, cpu_workers
 from .spec import EmbedSpec
 from .tags import FORMAT_VERSION, TAG_NAMESPACE
@@ -308,6 +310,11 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
     dim = record.embed_dim
     mp = grid.margin // grid.cell if grid.mode == "dense" else 0
     k = grid.cells_per_window
+    halo = halo_windows(mp, k)  # rows/columns of windows beyond the extent that blend into it
+    run_grid = grid.with_halo(halo)
+    blender = TokenBlender(dim, k, k + 2 * mp, mp, grid.out_height, grid.out_width)
+    bias, bias_source = position_bias.load(record, wid) if grid.mode == "dense" else (None, "none")
+    bias_t = None if bias is None else torch.from_numpy(bias).to(dev)
     tags = {
         "format_version": FORMAT_VERSION, "model": record.name, "arch": record.arch,
         "bands": json.dumps(list(record.bands)),
@@ -318,6 +325,7 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
         "patch_size": str(enc.patch_size), "cell": str(grid.cell), "dim": str(dim),
         "precision": _PRECISION_NAME[amp], "dtype": dtype, "min_valid": repr(float(min_valid)),
         "checkpoint": str(checkpoint) if checkpoint else "", "weights_id": wid, "border": "reflect",
+        "blend": BLEND if grid.mode == "dense" else "none", "position_bias": bias_source,
         "input_res_m": f"{pixel_size_m(ds):.3f}",
         "sources": json.dumps([str(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]),
     }
@@ -329,11 +337,11 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
     )
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        """(B, C, W, W) normalised windows -> (B, D, k, k) embeddings of the cells they own."""
+        """(B, C, W, W) normalised windows -> (B, D, T, T) float embeddings of all their tokens (blended by
+        ``place``), the encoder's token position pattern taken off (:mod:`core.embed.position_bias`)."""
         with autocast(dev, amp):
-            if grid.mode == "dense":
-                return enc.forward_dense(x)[:, :, mp:mp + k, mp:mp + k]
-            return enc(x)[:, :, None, None]
+            y = enc.forward_dense(x) if grid.mode == "dense" else enc(x)[:, :, None, None]
+        return y.float() if bias_t is None else y.float() - bias_t
 
     writer = BlockWriter(
         out_path, width=grid.out_width, height=grid.out_height, count=dim, crs=ds.crs,
@@ -343,7 +351,7 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
     runner = BatchRunner(forward, dev, workers)
     try:
         prefetch = Prefetcher(
-            lambda stop: _produce(stop, ds, indexes, grid, bs, min_valid, polygon_mask,
+            lambda stop: _produce(stop, ds, indexes, run_grid, bs, min_valid, polygon_mask,
                                   None if on_gpu else stats, dev.type == "cuda", runner.depth),
             depth=QUEUE_DEPTH, background=read_in_background(dev),
         )
@@ -351,26 +359,24 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
         runner.close()
         writer.abort()
         raise
-    rows: dict[int, np.ndarray] = {}
+    cells_of: dict[int, np.ndarray] = {}  # output block -> which of its tokens hold enough data
     done = run = 0
 
     def place(batch: _Batch, out: np.ndarray | None) -> None:
-        """Put a batch's embeddings (B, D, k, k) into their rows; write rows that are complete."""
+        """Blend a batch's embeddings (B, D, T, T) into the output; write the rows no later window reaches."""
         nonlocal done
         for b, (i, j) in enumerate(batch.where):
-            row = rows.get(i)
-            if row is None:
-                row = rows[i] = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
-            row[:, :, j * k:(j + 1) * k] = out[b]
+            blender.add(i - halo, j - halo, out[b])
         for i, cells in batch.rows_done:
-            row = rows.pop(i, None)
-            if row is None:
-                row = np.full((dim, k, grid.n_cols * k), np.nan, np.float32)
-            else:
-                row[:, ~cells] = np.nan
-            r0, r1 = grid.out_rows(i)
-            writer.write_rows(r0, row[:, :r1 - r0, :grid.out_width])
-            done += 1
+            i -= halo
+            if 0 <= i < grid.n_rows:
+                cells_of[i] = cells[:, halo * k:halo * k + grid.out_width]
+            while done < grid.n_rows and done + halo <= i:
+                row = blender.pop(done)
+                row[:, ~cells_of.pop(done)] = np.nan
+                r0, r1 = grid.out_rows(done)
+                writer.write_rows(r0, row[:, :r1 - r0])
+                done += 1
 
     try:
         for batch in prefetch:
@@ -395,7 +401,7 @@ def _run(inp: _Input, out_path: Path, enc: torch.nn.Module, record: ModelRecord,
                 f"{grid.stride} px. Use a larger extent, or check the raster's nodata value."
             )
         elapsed = time.perf_counter() - t_start
-        writer.set_tags(windows_total=grid.n_windows, windows_run=run, windows_skipped=grid.n_windows - run,
+        writer.set_tags(windows_total=run_grid.n_windows, windows_run=run, windows_skipped=run_grid.n_windows - run,
                         seconds=f"{elapsed:.2f}", device=str(dev))
         result = writer.commit()
     except BaseException:

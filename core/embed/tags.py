@@ -12,7 +12,7 @@ import rasterio
 from ..errors import SoftConError
 
 TAG_NAMESPACE = "SOFTCON"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: dense tokens blended across overlapping windows (tag ``blend``)
 
 
 _JSON_TAGS = ("bands", "source_bands", "mean", "std", "sar_quantiles", "sources")

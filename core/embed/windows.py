@@ -6,16 +6,19 @@ it. Each window *owns* the ``stride x stride`` px cell at its centre:
 
 - ``pooled``: one embedding per window, written as one output pixel of ``stride`` px (the window's
   centre cell).
-- ``dense``: the window's patch tokens, of which only the central ``stride / patch`` x ``stride / patch``
-  are kept, so every output pixel (one patch, ``patch`` px) comes from the one window that has it at
-  its centre, with ``(window - stride) / 2`` px of context on each side. The result is therefore the same
-  whatever extent, strip height or batch size produced it.
+- ``dense``: the window's patch tokens (output pixel = one patch, ``patch`` px). Every token of every window
+  is kept and blended with its neighbours' (:mod:`core.embed.blend`: weights falling off towards each
+  window's edge), so the window grid leaves no seams; the window that owns a token has it where its
+  weight is highest, with ``(window - stride) / 2`` px of context on each side. Windows are anchored to
+  the raster, and those just beyond the extent are run too, so the result is the same whatever extent,
+  strip height or batch size produced it.
 
 Pixels outside the raster are filled with the raster mirrored at its edge (:func:`reflect_outside`):
 zero padding, which the model never saw in training, made border windows look like open sea.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -97,6 +100,17 @@ class WindowGrid:
         """Output rows [start, end) owned by window row i (clipped to the output)."""
         k = self.cells_per_window
         return i * k, min((i + 1) * k, self.out_height)
+
+    def with_halo(self, n: int) -> "WindowGrid":
+        """The same windows plus ``n`` rows and columns of windows on every side: those whose tokens reach into
+        the extent when windows are blended (:mod:`core.embed.blend`), so that a token's value never depends on
+        the extent that was asked for. Only :meth:`row_span`, :meth:`col_span` and :meth:`cell_valid` apply to it."""
+        if n <= 0:
+            return self
+        k = self.cells_per_window
+        return dataclasses.replace(self, row0=self.row0 - n * self.stride, col0=self.col0 - n * self.stride,
+                                   n_rows=self.n_rows + 2 * n, n_cols=self.n_cols + 2 * n,
+                                   out_height=self.out_height + 2 * n * k, out_width=self.out_width + 2 * n * k)
 
     def transform(self, raster_transform: Affine) -> Affine:
         """Geotransform of the output raster."""

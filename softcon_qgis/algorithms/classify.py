@@ -30,9 +30,14 @@ _HELP = (
     "Maps land cover from a few labelled points or polygons. The raster is turned into SoftCon "
     "embeddings (or give an embedding raster made by 'Compute embeddings'), every training feature "
     "becomes training pixels, and a classifier over the embeddings maps the whole raster.\n\n"
-    "Methods: 'auto' (the default: every method on every feature set, the best by spatially blocked "
-    "cross-validation, the whole comparison in the log and the report), {methods}.\n"
-    "Features: 'emb' (the embeddings, upsampled to the raster's pixels), 'pixel' (the pixel's bands and "
+    "Methods: 'auto' (the default: every method on every feature set, the best on the validation layer "
+    "when given, else by spatially blocked cross-validation, the whole comparison in the log and the "
+    "report), {methods}.\n"
+    "Validation points or polygons (optional): independent reference samples with the same class field, "
+    "never used for training; the report then headlines their accuracy, kappa, per-class F1 and "
+    "confusion matrix.\n"
+    "Features: 'emb' (the embeddings and their neighbourhood, upsampled to the raster's pixels following "
+    "the pixel's own bands, so field and shore edges stay sharp), 'pixel' (the pixel's bands and "
     "NDVI, NDWI, MNDWI, NDBI; with 'rf' the per-pixel random forest other tools offer), 'emb+pixel', or "
     "'auto'. The map is on the raster's own grid (10 m for Sentinel-2) unless Grid is 'embedding'.\n"
     "Outputs: the class raster (styled with the class names and colours), one probability band per "
@@ -50,6 +55,7 @@ class ClassifyAlgorithm(SoftConAlgorithm):
     INPUT = "INPUT"
     TRAINING = "TRAINING"
     CLASS_FIELD = "CLASS_FIELD"
+    VALIDATION = "VALIDATION"
     METHOD = "METHOD"
     FEATURES = "FEATURES"
     GRID = "GRID"
@@ -86,6 +92,9 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterField(
             self.CLASS_FIELD, tr("Class field"), parentLayerParameterName=self.TRAINING,
             type=QgsProcessingParameterField.Any))
+        self.param(QgsProcessingParameterFeatureSource(
+            self.VALIDATION, tr("Validation points or polygons (independent, same class field; optional)"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon], optional=True))
         self.param(QgsProcessingParameterEnum(
             self.METHOD, tr("Method"), options=list(methods.method_choices()), defaultValue=default(FitSpec, "method"),
             usesStaticStrings=True))
@@ -122,7 +131,8 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         self.param(QgsProcessingParameterFileDestination(
             self.OUTPUT_CLASSIFIER, tr("Trained classifier"), fileFilter="SoftCon classifier (*.npz)",
             optional=True, createByDefault=False))
-        self.output(QgsProcessingOutputNumber(self.ACCURACY, tr("Cross-validated overall accuracy")))
+        self.output(QgsProcessingOutputNumber(self.ACCURACY, tr("Overall accuracy (validation samples, else "
+                                                                "cross-validated)")))
         self.output(QgsProcessingOutputString(self.CLASS_NAMES, tr("Class names")))
 
     def fit_spec(self, parameters, context) -> FitSpec:
@@ -151,6 +161,10 @@ class ClassifyAlgorithm(SoftConAlgorithm):
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         if not field:
             raise QgsProcessingException(tr("Choose the field of the training layer that holds the class."))
+        validation, validation_layer = None, None
+        if parameters.get(self.VALIDATION):
+            validation, validation_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+                parameters, self.VALIDATION, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
         spec = self.embed_spec(parameters, context, layer)
         fit = self.fit_spec(parameters, context)
         outputs = ClassificationOutputs.from_parameters(self, parameters, context)
@@ -160,14 +174,20 @@ class ClassifyAlgorithm(SoftConAlgorithm):
                              f"method {fit.method}"))
         args = [source, "--samples", samples, "--label-field", field]
         args += ["--layer", sample_layer] if sample_layer else []
+        args += ["--validation", validation] if validation else []
+        args += ["--validation-layer", validation_layer] if validation and validation_layer else []
         args += (["--save-classifier", classifier_out] if classifier_out else []) + to_argv(fit) + to_argv(spec)
         result = run_worker(feedback, "classify", args + outputs.args())
         results = outputs.publish(result, context, feedback)
+        how = f"({result['method']} on features {result['features']})"
+        if result.get("validation_accuracy") is not None:
+            feedback.pushInfo(tr(f"Validation samples: overall accuracy {100 * result['validation_accuracy']:.1f}% "
+                                 f"on {result['n_validated']} pixels {how}"))
         if result.get("overall_accuracy") is not None:  # the comparison table itself is in the log already (core)
             feedback.pushInfo(tr(f"Spatially blocked cross-validation: overall accuracy "
-                                 f"{100 * result['overall_accuracy']:.1f}% ({result['method']} on "
-                                 f"features {result['features']})"))
-        results[self.ACCURACY] = result.get("overall_accuracy")
+                                 f"{100 * result['overall_accuracy']:.1f}% {how}"))
+        results[self.ACCURACY] = (result["validation_accuracy"] if result.get("validation_accuracy") is not None
+                                  else result.get("overall_accuracy"))
         results[self.CLASS_NAMES] = ",".join(result["class_names"])
         if classifier_out:
             results[self.OUTPUT_CLASSIFIER] = result["classifier"]
