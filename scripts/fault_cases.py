@@ -14,8 +14,8 @@ import numpy as np
 from fault_checks import (accuracy, agrees, all_of, cache_entry, Case, copy_ref, Ctx, earlier_kept, edited,
                           either, embedding_tiles, flip, half_done_in_inputs, labelled, mount, no_stale_classifier,
                           no_temp_left, nothing_left, outputs_ok, pixel_used, protocol_result, sample_of,
-                          sigint_after, tiles_complete, tiles_whole, umount, rename_classes, reverse_bands,
-                          reverse_feature_bands)
+                          sigint_after, tiles_complete, tiles_whole, truncated_classifier, umount, rename_classes,
+                          reverse_bands, reverse_feature_bands)
 
 
 PTS = ["--label-field", "class"]
@@ -167,7 +167,7 @@ def cases(ctx: Ctx) -> list[Case]:
         *[Case(f"byte flip in {m}", P, A("crop.tif", "{OUT}/c.npz"), "error", nothing_left, before=flip(m))
           for m in ("meta_json.npy", "sha256.npy")],
         Case("truncated classifier", P, A("crop.tif", "{OUT}/c.npz"), "error", nothing_left,
-             before=lambda c, o: (o / "c.npz").write_bytes((c.ref / "main/classifier.npz").read_bytes()[:5000])),
+             before=truncated_classifier),
         Case("edited band list", P, A("crop.tif", "{OUT}/c.npz"), "error", nothing_left,
              before=edited(reverse_bands)),
         Case("edited feature bands", P, A("crop.tif", "{OUT}/c.npz"), "error", nothing_left,

@@ -178,6 +178,12 @@ def flip(at: float | str) -> Callable:
     return before
 
 
+def truncated_classifier(ctx: Ctx, out: Path) -> None:
+    """``{OUT}/c.npz``: the first half of the reference classifier."""
+    b = (ctx.ref / "main" / "classifier.npz").read_bytes()
+    (out / "c.npz").write_bytes(b[:len(b) // 2])
+
+
 def either(*checks: Callable) -> Callable:
     """The first problem any check finds, whatever the exit code (each check decides what a code means)."""
     def check(ctx, out, rc, err):
