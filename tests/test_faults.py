@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 import torch
 from pyogrio.raw import read, write
 
@@ -23,7 +24,7 @@ from core.assess.accuracy import assess_accuracy
 from core.assess.classmap import MAX_CLASSES as MAP_CLASSES, read_class_map
 from core.assess.sampling import create_sample
 from core.classify import checks
-from core.classify.checks import check_classes, check_features, MAX_CLASSES, strip_pixels
+from core.classify.checks import check_classes, check_features, least_per_class, MAX_CLASSES, strip_pixels
 from core.classify.classifiers import load_classifier, make_classifier, save_classifier, SavedClassifier
 from core.classify.cli import main as classify_main
 from core.classify.embedding import get_embedding
@@ -37,7 +38,7 @@ from core.embed.engine import embed_raster
 from core.embed.spec import EmbedSpec
 from core.errors import error_line, SoftConError
 from core.geo.bands import S2_L1C
-from core.geo.samples import VectorSamples
+from core.geo.samples import rasterize_samples, VectorSamples
 from core.io.raster import open_raster
 from core.io.reflectance import check_reflectance
 from core.models.encoders import create_encoder
@@ -199,6 +200,18 @@ def test_every_method_cross_validates_two_to_four_points_per_class(per_class):
     for m, params in (("linear", {}), ("knn", {"k": 20, "temperature": 0.07})):  # the folds are every method's
         res = cross_validate(x, labels, np.arange(len(labels)), xy, list("abcdef"), m, params, 5, 1280.0)
         assert res["folds"] == per_class and res["n_validated"] == len(labels), (m, res["warnings"])
+
+
+def test_one_sample_of_a_class_is_enough_without_cross_validation(crop):
+    """A class left with one point (its other one unlabelled) was refused even with --cv-folds 0."""
+    with rasterio.open(crop) as ds:
+        x, y = ds.transform * (np.array([10, 30, 50, 70, 90]) + 0.5, np.array([10, 30, 50, 70, 90]) + 0.5)
+        grid = (ds.transform, (ds.height, ds.width), ds.crs.to_wkt())
+    vec = VectorSamples(shapely.points(x, y), ["sea", "sea", "marsh", "marsh", "forest"], grid[2], np.arange(5))
+    with pytest.raises(SoftConError, match=r"'forest': 1 .*--cv-folds 0"):
+        rasterize_samples(vec, *grid, min_per_class=least_per_class(5))
+    px = rasterize_samples(vec, *grid, min_per_class=least_per_class(0))
+    assert px.feature_counts() == {"forest": 1, "marsh": 2, "sea": 2}
 
 
 def test_a_fold_of_one_class_predicts_that_class():
