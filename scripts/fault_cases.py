@@ -223,6 +223,8 @@ def cases(ctx: Ctx) -> list[Case]:
         # ---------------------------------------------------------------- accuracy assessment
         Case("sample the class map", AS, sample(M, "--size", "120"), "ok", sample_of(120)),
         Case("sample, size from eq. 13", AS, sample(M), "ok", sample_of(None)),
+        Case("sample the mosaic of tiles", AS, sample("{REF}/tiles/classes.vrt", "--size", "120"), "ok",
+             sample_of(120, "tiles/classes.vrt")),
         *[Case(f"sample {what}", AS, sample(path), "error", nothing_left)
           for what, path in (("a reflectance raster", "{F}/crop.tif"), ("one reflectance band", "{F}/bands/s2_B02.tif"),
                              ("the probabilities", "{REF}/main/probabilities.tif"),

@@ -280,16 +280,16 @@ def half_done_in_inputs(ctx: Ctx, out: Path) -> None:
         shutil.copy(f, out / "o" / f.name)
 
 
-def sample_of(size: int | None, min_per_class: int = 20) -> Callable:
+def sample_of(size: int | None, class_map: str = "main/classes.tif", min_per_class: int = 20) -> Callable:
     """``o/validation_sample.gpkg`` holds ``size`` (None: any number of) unlabelled points, every class of the map
-    at least ``min_per_class``, each on a pixel of the class it records."""
+    (``class_map`` under ``{REF}``) at least ``min_per_class``, each on a pixel of the class it records."""
     def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
         if rc != 0:
             return None
         meta, _, wkb, values = read(out / "o" / "validation_sample.gpkg", layer="validation_sample")
         f = dict(zip(meta["fields"], values))
         xy = shapely.get_coordinates(shapely.from_wkb(wkb))
-        with rasterio.open(ctx.ref / "main" / "classes.tif") as ds:
+        with rasterio.open(ctx.ref / class_map) as ds:
             names = json.loads(ds.tags()["CLASS_NAMES"])
             r, c = rasterio.transform.rowcol(ds.transform, xy[:, 0], xy[:, 1])
             under = ds.read(1)[np.asarray(r), np.asarray(c)]
