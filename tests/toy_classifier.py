@@ -27,7 +27,7 @@ class CentroidClassifier(Classifier):
                        "scale": x.std(0) + 1e-6}
         return self
 
-    def _proba(self, x: torch.Tensor) -> torch.Tensor:
+    def _proba(self, x: torch.Tensor, workers: int = 1) -> torch.Tensor:
         a = {k: torch.from_numpy(v) for k, v in self.arrays.items()}
         d = torch.cdist(x / a["scale"], a["means"] / a["scale"]) ** 2
         return torch.softmax((-d / self.params["spread"]).masked_fill(~a["present"], float("-inf")), dim=1)
