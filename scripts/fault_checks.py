@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import struct
 import subprocess
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import rasterio
+import shapely
+from pyogrio.raw import read, write
 
 
 @dataclass
@@ -54,12 +58,13 @@ def _classes(path: Path) -> tuple[np.ndarray, list[str], rasterio.Affine]:
         return ds.read(1), names, ds.transform
 
 
-def agrees(threshold: float = 0.95, ref: str = "fast") -> Callable:
-    """The map agrees with the reference map of the clean crop on at least ``threshold`` of the pixels."""
+def agrees(threshold: float = 0.95, ref: str = "fast", name: str = "classes.tif") -> Callable:
+    """The map (``name`` in the case's output folder: a multi-tile run's mosaic is ``classes.vrt``) agrees with
+    the reference map of the clean crop on at least ``threshold`` of the pixels."""
     def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
         if rc != 0:
             return None
-        a, an, at = _classes(out / "o" / "classes.tif")
+        a, an, at = _classes(out / "o" / name)
         b, bn, bt = _classes(ctx.ref / ref / "classes.tif")
         if a.shape != b.shape or at != bt:
             return f"map grid {a.shape} differs from the reference {b.shape}"
@@ -154,13 +159,36 @@ def umount(ctx: Ctx, out: Path) -> None:
     subprocess.run(["umount", "-l", str(out / "mnt")], capture_output=True)
 
 
-def flip(at: float) -> Callable:
+def flip(at: float | str) -> Callable:
+    """``{OUT}/c.npz``: the reference classifier with one byte flipped, at a fraction of the file (which may be a
+    zip header field that nothing reads: a harmless flip) or in the middle of the stored data of member ``at``."""
     def before(ctx: Ctx, out: Path) -> None:
-        b = bytearray((ctx.ref / "main" / "classifier.npz").read_bytes())
-        i = int(len(b) * at)
+        path = ctx.ref / "main" / "classifier.npz"
+        b = bytearray(path.read_bytes())
+        if isinstance(at, str):
+            with zipfile.ZipFile(path) as z:
+                info = z.getinfo(at)
+            h = info.header_offset  # the local header: 30 bytes, then the name and the extra field, then the data
+            name_len, extra_len = struct.unpack("<HH", b[h + 26:h + 30])
+            i = h + 30 + name_len + extra_len + info.compress_size // 2
+        else:
+            i = int(len(b) * at)
         b[i] ^= 0x55
         (out / "c.npz").write_bytes(bytes(b))
     return before
+
+
+def truncated_classifier(ctx: Ctx, out: Path) -> None:
+    """``{OUT}/c.npz``: the first half of the reference classifier."""
+    b = (ctx.ref / "main" / "classifier.npz").read_bytes()
+    (out / "c.npz").write_bytes(b[:len(b) // 2])
+
+
+def either(*checks: Callable) -> Callable:
+    """The first problem any check finds, whatever the exit code (each check decides what a code means)."""
+    def check(ctx, out, rc, err):
+        return next((p for c in checks if (p := c(ctx, out, rc, err))), None)
+    return check
 
 
 def edited(key: Callable) -> Callable:
@@ -210,3 +238,95 @@ def cache_entry(damage: str) -> Callable:
 
 def sigint_after(s: float) -> tuple[float, int]:
     return (s, signal.SIGINT)
+
+
+TILE_FILES = ("classes.tif", "probabilities.tif", "confidence.tif", "report.json")
+
+
+def tiles_whole(names: list[str]) -> Callable:
+    """A multi-tile run: the tiles ``names`` (those that can be mapped) are in ``o/tiles/``, each whole, with the
+    mosaic over them; nothing half-written (hidden stage folders) is left, whatever the exit code."""
+    def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
+        root = out / "o" / "tiles"
+        found = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        if hidden := [n for n in found if n.startswith(".")]:
+            return f"data loss: partial tiles left {hidden}"
+        if broken := [n for n in found if not all((root / n / f).is_file() for f in TILE_FILES)]:
+            return f"data loss: incomplete tiles {broken}"
+        if found != sorted(names):
+            return f"tiles {found}, not {sorted(names)}"
+        return None if not names or (out / "o" / "classes.vrt").is_file() else "no mosaic"
+    return check
+
+
+def tiles_complete(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
+    """After an interrupted multi-tile run: every tile folder there is whole (a rerun maps the rest)."""
+    root = out / "o" / "tiles"
+    return tiles_whole(sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir()
+                       else [])(ctx, out, rc, err)
+
+
+def embedding_tiles(ctx: Ctx, out: Path) -> None:
+    """A folder of tiles that are embedding rasters (the crop's, of galileo_nano_s2)."""
+    (out / "embs").mkdir()
+    shutil.copy(ctx.ref / "emb.tif", out / "embs" / "emb.tif")
+
+
+def half_done_in_inputs(ctx: Ctx, out: Path) -> None:
+    """``o`` holds the two tiles and the outputs of an earlier run into the same folder that mapped only one."""
+    shutil.copytree(ctx.ref / "tiles", out / "o")
+    shutil.rmtree(out / "o" / "tiles" / "east")
+    for f in (ctx.fix / "tiles_good").glob("*.tif"):
+        shutil.copy(f, out / "o" / f.name)
+
+
+def sample_of(size: int | None, class_map: str = "main/classes.tif", min_per_class: int = 20) -> Callable:
+    """``o/validation_sample.gpkg`` holds ``size`` (None: any number of) unlabelled points, every class of the map
+    (``class_map`` under ``{REF}``) at least ``min_per_class``, each on a pixel of the class it records."""
+    def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
+        if rc != 0:
+            return None
+        meta, _, wkb, values = read(out / "o" / "validation_sample.gpkg", layer="validation_sample")
+        f = dict(zip(meta["fields"], values))
+        xy = shapely.get_coordinates(shapely.from_wkb(wkb))
+        with rasterio.open(ctx.ref / class_map) as ds:
+            names = json.loads(ds.tags()["CLASS_NAMES"])
+            r, c = rasterio.transform.rowcol(ds.transform, xy[:, 0], xy[:, 1])
+            under = ds.read(1)[np.asarray(r), np.asarray(c)]
+        counts = {n: int((f["map_class"] == n).sum()) for n in names}
+        if size not in (None, len(xy)) or min(counts.values()) < min_per_class:
+            return f"{len(xy)} points, per class {counts}"
+        if any(names[v - 1] != m for v, m in zip(under, f["map_class"])) or any(v is not None for v in f["reference"]):
+            return "points not on the class they record, or already labelled"
+        return None
+    return check
+
+
+def labelled(reference: Callable) -> Callable:
+    """``{OUT}/l.gpkg``: the reference sample with ``reference(map_class)`` in its reference field, as QGIS
+    would save it after labelling."""
+    def before(ctx: Ctx, out: Path) -> None:
+        meta, _, wkb, values = read(ctx.ref / "sample.gpkg", layer="validation_sample")
+        f = dict(zip(meta["fields"], values))
+        f["reference"] = np.array([reference(m) for m in f["map_class"]], dtype=object)
+        write(out / "l.gpkg", wkb, list(f.values()), list(f), geometry_type="Point", crs=meta["crs"], driver="GPKG",
+              layer="validation_sample")
+    return before
+
+
+def accuracy(estimator: str, overall: float | None = None) -> Callable:
+    """``o/accuracy.json`` used ``estimator`` and (if given) reports overall accuracy ``overall``."""
+    def check(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
+        if rc != 0:
+            return None
+        rep = json.loads((out / "o" / "accuracy.json").read_text())
+        oa = rep["overall_accuracy"]["estimate"]
+        if rep["estimator"] != estimator or (overall is not None and abs(oa - overall) > 1e-9):
+            return f"estimator {rep['estimator']}, overall accuracy {oa}"
+        return None
+    return check
+
+
+def protocol_result(ctx: Ctx, out: Path, rc: int, err: str) -> str | None:
+    """Under ``SOFTCON_PROGRESS=jsonl`` a successful run ends with the protocol's ``{"result": ...}`` line."""
+    return None if rc != 0 or any(ln.startswith('{"result"') for ln in err.splitlines()) else "no result line"

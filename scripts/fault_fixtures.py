@@ -138,6 +138,24 @@ def rasters(d: Path) -> dict:
     return {"array": a, "profile": prof, "names": names, "safe_files": sorted(img.glob("*.jp2"))}
 
 
+def tiles(d: Path, crop: Path) -> None:
+    """Folders of tiles for ``apply``: the crop's west and east halves (``tiles_good``), the same with the east
+    half truncated (``tiles_onebad``), and an empty folder."""
+    good, bad = d / "tiles_good", d / "tiles_onebad"
+    for folder in (good, bad, d / "tiles_empty"):
+        folder.mkdir()
+    with rasterio.open(crop) as src:
+        half = src.width // 2
+        for name, win in (("west", Window(0, 0, half, src.height)),
+                          ("east", Window(half, 0, src.width - half, src.height))):
+            prof = dict(crs=src.crs, transform=src.window_transform(win), nodata=src.nodata)
+            _write(good / f"{name}.tif", src.read(window=win), prof, list(src.descriptions))
+    shutil.copy(good / "west.tif", bad / "west.tif")
+    copy_raster(good / "east.tif", bad / "east.tif", driver="COG", blocksize=256)
+    data = (bad / "east.tif").read_bytes()
+    (bad / "east.tif").write_bytes(data[: len(data) // 2])  # opens (its header is at the start), reads fail
+
+
 def samples(d: Path, crop: Path) -> None:
     """Every vector variant, from the demo points inside the crop."""
     doc = json.loads(POINTS.read_text())

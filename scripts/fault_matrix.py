@@ -37,9 +37,10 @@ OUTCOMES = ("correct", "clear error", "traceback", "silently wrong", "warned, st
 
 
 def error_lines(err: str) -> list[str]:
-    lines = err.replace("\r", "\n").splitlines()
-    return [ln.strip() for ln in lines if ln.strip().startswith("error:") or ": error:" in ln or
-            ln.strip().startswith("Interrupted")]
+    """The run's error lines: ``error: ...`` (argparse's ``prog: error: ...`` too), ``Interrupted``, or the
+    plugin protocol's ``{"error": ...}`` (``SOFTCON_PROGRESS=jsonl``)."""
+    lines = [ln.strip() for ln in err.replace("\r", "\n").splitlines()]
+    return [ln for ln in lines if ln.startswith(("error:", "Interrupted", '{"error":')) or ": error:" in ln]
 
 
 def outcome(case: fault_cases.Case, rc: int | None, err: str, problem: str | None) -> str:
@@ -117,11 +118,15 @@ def _execute(cmd: list[str], case: fault_cases.Case, env: dict, ctx: fault_cases
         return max(rcs, key=abs), "\n".join(o[1] for o in outs)
     delay, sig = case.kill
     p = subprocess.Popen(cmd, cwd=ctx.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(p.stderr.readline, "")), daemon=True)
-    reader.start()
+    err: list[str] = []  # stderr, then stdout (the plugin protocol's lines)
+    out: list[str] = []
+    readers = [threading.Thread(target=lambda f=f, sink=sink: sink.extend(iter(f.readline, "")), daemon=True)
+               for f, sink in ((p.stderr, err), (p.stdout, out))]
+    for r in readers:
+        r.start()
     t0 = time.perf_counter()  # mid-run: once the first progress line is out (imports can take long on a busy CPU)
-    while p.poll() is None and not any("%" in line for line in err) and time.perf_counter() - t0 < case.timeout:
+    while (p.poll() is None and not any("%" in ln or '"progress"' in ln for ln in err + out)
+           and time.perf_counter() - t0 < case.timeout):
         time.sleep(0.5)
     time.sleep(delay)
     if p.poll() is None:
@@ -131,11 +136,12 @@ def _execute(cmd: list[str], case: fault_cases.Case, env: dict, ctx: fault_cases
     except subprocess.TimeoutExpired:
         p.kill()
         return None, "did not stop after the signal"
-    reader.join(timeout=10)
+    for r in readers:
+        r.join(timeout=10)
     if sig == signal.SIGKILL:  # the rerun is the case
         q = subprocess.run(cmd, cwd=ctx.repo, env=env, capture_output=True, text=True, timeout=case.timeout)
         return q.returncode, q.stderr
-    return p.returncode, "".join(err)
+    return p.returncode, "".join(err + out)
 
 
 def setup(work: Path, repo: Path, python: str, fix: Path) -> fault_cases.Ctx:
@@ -147,15 +153,20 @@ def setup(work: Path, repo: Path, python: str, fix: Path) -> fault_cases.Ctx:
         fault_fixtures.samples(fix, fix / "crop.tif")
         fault_fixtures.training(fix, fault_fixtures.s2_scene_files())
         (fix / ".done").touch()
+    if not (fix / ".tiles_done").exists():  # added later: made on their own in an older fixtures folder
+        for folder in fix.glob("tiles_*"):
+            shutil.rmtree(folder)
+        fault_fixtures.tiles(fix, fix / "crop.tif")
+        (fix / ".tiles_done").touch()
     ctx = fault_cases.Ctx(work=work, repo=repo, python=python, fix=fix, ref=work / "ref")
-    if not (ctx.ref / ".done").exists():
-        shutil.rmtree(ctx.ref, ignore_errors=True)
-        env = dict(os.environ, HF_HUB_OFFLINE="1", SOFTCON_CACHE=str(work / "cache"))
-        for argv in fault_cases.reference_runs(ctx):
-            p = subprocess.run([python, "-m", *argv], cwd=repo, env=env, capture_output=True, text=True)
-            if p.returncode != 0:
-                raise SystemExit(f"reference run failed: {' '.join(argv)}\n{p.stderr[-3000:]}")
-        (ctx.ref / ".done").touch()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", SOFTCON_CACHE=str(work / "cache"))
+    for name, argv in fault_cases.reference_runs(ctx).items():  # each once per work folder, in order
+        if (ctx.ref / f".{name}.done").exists():
+            continue
+        p = subprocess.run([python, "-m", *argv], cwd=repo, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"reference run failed: {' '.join(argv)}\n{p.stderr[-3000:]}")
+        (ctx.ref / f".{name}.done").touch()
     return ctx
 
 

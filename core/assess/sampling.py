@@ -36,9 +36,9 @@ def sample_size(weights: np.ndarray, expected_ua: np.ndarray, target_se: float, 
         total: N, pixels of the map (None: infinite).
     """
     u = np.asarray(expected_ua, float)
-    if not (0 < target_se < 1) or np.any((u <= 0) | (u >= 1)):
+    if not (0 < target_se < 1) or not np.all((u > 0) & (u < 1)):  # written so that NaN fails too
         raise SoftConError("Expected user's accuracies and the target standard error must lie strictly between 0 "
-                           f"and 1 (got {sorted(set(u.tolist()))} and {target_se}).")
+                           f"and 1 (got {np.unique(u).tolist()} and {target_se}).")
     w = np.asarray(weights, float)
     s = np.sqrt(u * (1 - u))
     den = target_se ** 2 + ((w * s ** 2).sum() / total if total else 0.0)
@@ -169,19 +169,21 @@ def create_sample(map_path: str | Path, out_path: str | Path, size: int | None =
         raise SoftConError(f"The sample is written as a GeoPackage; give a .gpkg file name, not {out_path.name}.")
     if min_per_class < 2:
         raise SoftConError("--min-per-class must be at least 2: a stratum's variance needs two points.")
+    if size is not None and size < 1:
+        raise SoftConError(f"--size must be a positive number of points, not {size} (leave it out for eq. 13's).")
+    if seed < 0:
+        raise SoftConError(f"--seed must be 0 or more, not {seed}.")
     check_folder(out_path.parent)
     cmap = read_class_map(map_path, progress)
     strata = np.asarray(cmap.counts) > 0
     ua = expected_ua_for(cmap, expected_ua)
     eq13 = sample_size(cmap.weights[strata], ua[strata], target_se, cmap.total)
-    n = int(size) if size else eq13
-    if n < 1:
-        raise SoftConError(f"The sample size must be a positive number of points, not {size}.")
+    n = int(size) if size is not None else eq13
     alloc = allocate(n, np.asarray(cmap.counts), min_per_class)
     design = {"size": int(alloc.sum()), "size_from_eq13": eq13, "size_given": size, "target_se": target_se,
               "expected_ua": dict(zip(cmap.names, ua.tolist())), "min_per_class": min_per_class, "seed": seed}
-    why = "" if size else (f" (Olofsson et al. 2014 eq. 13: standard error of overall accuracy {target_se} with "
-                           f"expected user's accuracies {sorted(set(ua.tolist()))})")
+    why = "" if size is not None else (f" (Olofsson et al. 2014 eq. 13: standard error of overall accuracy "
+                                       f"{target_se} with expected user's accuracies {sorted(set(ua.tolist()))})")
     progress.log(f"{cmap.total} mapped pixels in {int(strata.sum())} classes; sample of {int(alloc.sum())} points{why}")
     sample = draw(map_path, cmap, alloc, seed, progress)
     make_folder(out_path.parent)

@@ -18,13 +18,12 @@ from ..models.weights import weights_id
 from ..progress import Progress
 from .checks import preflight_apply, strip_pixels
 from .classifiers import load_classifier
-from .compat import check_compatible
+from .compat import check_compatible, check_expected
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FeatureSpec
 from .outputs import ClassifyResult, closing, describe_features, finish
 from .pixelmap import FeatureSource, full_spec_bands, open_source
 from .report import build_report
-from .spec import parse_features
 
 
 def apply_classifier(
@@ -57,8 +56,7 @@ def apply_classifier(
         progress.log(f"Warning: {classifier_path} was saved by an older version without a checksum, so damage to it "
                      f"cannot be detected; save it again with this version.")
     meta = saved.embedding
-    asked = {key: (expect or {}).get(key) for key in ("model", "mode", "features", "grid")}
-    asked["features"] = parse_features(asked["features"])
+    asked = check_expected(saved, expect)
     model = meta.get("model") or asked["model"] or DEFAULT_MODEL
     # classifiers of format 1 recorded no mode: they were trained on pooled embeddings
     spec = spec.replace(model=model, mode=meta.get("mode") or "pooled", stride=meta.get("stride"))

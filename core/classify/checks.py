@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from ..embed.tags import is_embedding_raster
 from ..errors import MEMORY_FIX, SoftConError
-from ..geo.samples import rasterize_samples, VectorSamples
+from ..geo.samples import MIN_PER_CLASS, rasterize_samples, VectorSamples
 from ..io.raster import band_names, gdal_env, open_raster
 from ..models.registry import get_record
 from .embedding import raster_sources
@@ -132,9 +132,16 @@ def check_disk(height: int, width: int, n_classes: int, folder: Path) -> None:
                            f"raster's size and pixel size.")
 
 
+def least_per_class(cv_folds: int) -> int:
+    """The fewest points or polygons a class needs: two to be cross-validated, one when there is no CV."""
+    return MIN_PER_CLASS if cv_folds else 1
+
+
 def preflight(raster: Any, vec: VectorSamples, spec: Any, wanted: tuple[str, ...] | None, grid: str,
-              max_pixels_per_polygon: int, out_dir: Path, log: Callable[[str], None]) -> None:
-    """Every check of :mod:`core.classify.checks` on a ``classify`` run's inputs (raster not yet embedded)."""
+              max_pixels_per_polygon: int, out_dir: Path, log: Callable[[str], None], *,
+              min_per_class: int = MIN_PER_CLASS) -> None:
+    """Every check of :mod:`core.classify.checks` on a ``classify`` run's inputs (raster not yet embedded);
+    ``min_per_class``: the fewest points or polygons a class may have (:func:`least_per_class`)."""
     check_classes(vec)
     if is_embedding_raster(raster):
         return
@@ -142,7 +149,8 @@ def preflight(raster: Any, vec: VectorSamples, spec: Any, wanted: tuple[str, ...
     sources = raster_sources(raster)
     with gdal_env(), open_raster(sources) as src:
         if spec.bbox is None:  # samples on the raster (with a bbox, on the embedded extent, after embedding)
-            rasterize_samples(vec, src.transform, (src.height, src.width), src.crs, None, max_pixels_per_polygon)
+            rasterize_samples(vec, src.transform, (src.height, src.width), src.crs, None, max_pixels_per_polygon,
+                              min_per_class)
             check_disk(src.height, src.width, n_classes(vec), Path(out_dir))
         check_features(src, sources, spec.bands, record.bands, wanted, grid, log)
     strip_pixels(EMB_COMPONENTS + len(PIXEL_BANDS) + len(INDICES), n_classes(vec), reserve=BASE_BYTES)

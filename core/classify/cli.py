@@ -171,6 +171,10 @@ def _main(argv: list[str]) -> int:
         return 0
     a = _sub_parser(cmd).parse_args(argv[1:])
     if cmd == "apply" and (a.tiles or is_many_tiles(a.raster)):
+        if a.output:
+            raise SoftConError("--output places the outputs of one map; several tiles are mapped into "
+                               "OUT_DIR/tiles/<tile>/ with mosaics in OUT_DIR: leave --output out, or apply to "
+                               "one raster.")
         expect = {"model": a.model, "mode": a.mode, "features": a.features, "grid": a.grid}
         tiles = apply_tiles(a.raster, a.classifier, a.out_dir, from_args(EmbedSpec, a), expect=expect,
                             cache=not a.no_cache, progress=cli_progress("tiles"), progress_for=cli_progress)

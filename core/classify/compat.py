@@ -6,9 +6,10 @@ garbage. :func:`check_compatible` refuses every such mismatch with one message t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import SoftConError
+from .spec import parse_features
 
 
 def _weights_words(wid: str) -> str:
@@ -62,3 +63,12 @@ def check_compatible(saved: Any, info: dict[str, Any], weights_id: str, *, what:
     if grid is not None and grid != spec.grid:
         raise SoftConError(f"The classifier was trained on the {spec.grid} grid, not the {grid} grid; leave --grid "
                            f"out, or train a classifier with --grid {grid}.")
+
+
+def check_expected(saved: Any, expect: Mapping[str, str | None] | None) -> dict[str, Any]:
+    """What a caller requires of a classifier (``model``, ``mode``, ``features``, ``grid``; None = whatever it
+    has), checked against it before any raster is opened, and returned as :func:`check_compatible` takes it."""
+    asked: dict[str, Any] = {key: (expect or {}).get(key) for key in ("model", "mode", "features", "grid")}
+    asked["features"] = parse_features(asked["features"])
+    check_compatible(saved, {}, "", what="", **asked)
+    return asked

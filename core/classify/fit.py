@@ -21,7 +21,7 @@ from ..errors import SoftConError
 from ..geo.samples import drop_invalid, rasterize_samples, read_vector
 from ..io.writer import check_folder
 from ..progress import Progress
-from .checks import preflight, strip_pixels
+from .checks import least_per_class, preflight, strip_pixels
 from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .methods import auto_methods, get_method, METHODS
@@ -115,8 +115,9 @@ def classify(
     vec = read_vector(samples, label_field, layer)
     if validation is not None:  # a missing file or field stops here, before the embedding
         read_vector(validation, validation_field or label_field, validation_layer)
+    least = least_per_class(fit.cv_folds)
     preflight(raster, vec, spec, parse_features(fit.features), fit.grid, fit.max_pixels_per_polygon, out_dir,
-              progress.log)
+              progress.log, min_per_class=least)
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
@@ -128,9 +129,9 @@ def classify(
                 source.select(full.select(wanted))  # checks
             g = source.grid
             px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, fit.max_pixels_per_polygon,
-                                   seed=fit.seed)
+                                   least, seed=fit.seed)
             feats, ok = source.sample(px.rows, px.cols)
-            px = drop_invalid(px, ok)
+            px = drop_invalid(px, ok, least)
             feats = feats[ok]
             xy = pixel_xy_m(g, px.rows, px.cols)
             summary = embedding_summary(emb, ds)

@@ -10,6 +10,7 @@ parameters and help. Adding a method is one :func:`register_method` call.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ class Param:
             v = self.type(value)
         except (TypeError, ValueError):
             raise SoftConError(f"{self.cli.flag} takes a number, not {value!r}.") from None
+        if not math.isfinite(v):  # a NaN passes every comparison below
+            raise SoftConError(f"{self.cli.flag} takes a finite number, not {value!r}.")
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):
             rule = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
             raise SoftConError(f"{self.cli.flag} must be {rule}, not {value!r}.")

@@ -34,6 +34,7 @@ from ..io.writer import make_cog, make_folder
 from ..progress import Progress
 from .apply import apply_classifier
 from .classifiers import load_classifier
+from .compat import check_expected
 from .outputs import NAMES
 
 #: Raster files taken as tiles when a folder is given.
@@ -127,8 +128,11 @@ def is_many_tiles(inputs: Sequence[str | os.PathLike]) -> bool:
     return len(paths) > 1 and all(p.is_file() for p in paths) and not all(_is_single_band(p) for p in paths)
 
 
-def find_tiles(inputs: Sequence[str | os.PathLike]) -> list[Tile]:
+def find_tiles(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None) -> list[Tile]:
     """The tiles among ``inputs``: rasters, Sentinel-2 product folders, and folders holding either.
+
+    ``out_dir``: the run's output folder, whose mosaics and ``tiles/`` are outputs, not tiles, when a folder of
+    inputs is also the output folder (its second run, which resumes the first, would take them for tiles).
 
     Raises:
         SoftConError: an input that does not exist, or a folder with no raster or product in it.
@@ -140,7 +144,7 @@ def find_tiles(inputs: Sequence[str | os.PathLike]) -> list[Tile]:
         if item.is_file():
             tiles.append(Tile(item.stem, (str(item),)))
             continue
-        found = _folder_tiles(item)
+        found = _folder_tiles(item, Path(out_dir).resolve() if out_dir is not None else None)
         if not found:
             raise SoftConError(f"{item} holds no raster (.tif, .vrt) and no Sentinel-2 product folder; "
                                f"give rasters, product folders, or a folder of them.")
@@ -148,10 +152,19 @@ def find_tiles(inputs: Sequence[str | os.PathLike]) -> list[Tile]:
     return _unique(tiles)
 
 
-def _folder_tiles(folder: Path) -> list[Tile]:
-    """The tiles of one folder: itself when it is a product, else the products and rasters inside it."""
+def _is_output(path: Path, out_dir: Path | None) -> bool:
+    """Whether ``path`` is an output of a multi-tile run into ``out_dir``: its ``tiles/`` or a mosaic."""
+    if out_dir is None or path.parent.resolve() != out_dir:
+        return False
+    stems = [Path(NAMES[key]).stem for key in MOSAIC_RASTERS]
+    return path.name == "tiles" or (path.suffix == ".vrt" and path.stem.split("_EPSG")[0] in stems)
+
+
+def _folder_tiles(folder: Path, out_dir: Path | None = None) -> list[Tile]:
+    """The tiles of one folder: itself when it is a product, else the products and rasters inside it (not the
+    outputs of a run into ``out_dir``)."""
     found = []
-    children = [] if product_band_files(folder) else sorted(folder.iterdir())
+    children = [] if product_band_files(folder) else [c for c in sorted(folder.iterdir()) if not _is_output(c, out_dir)]
     for child in [folder] if not children else children:
         if child.is_dir():
             granules = product_band_files(child)
@@ -206,8 +219,9 @@ def apply_tiles(
             rerunning the command maps only the rest).
     """
     progress = progress or Progress()
-    saved = load_classifier(classifier_path)  # a damaged file stops the run before any tile
-    tiles = find_tiles(inputs)
+    saved = load_classifier(classifier_path)  # a damaged file, or flags it does not fit: stop before any tile
+    check_expected(saved, expect)
+    tiles = find_tiles(inputs, out_dir)
     rank, world, _ = rank_info()
     out_dir = make_folder(out_dir)
     root = make_folder(out_dir / "tiles")
@@ -236,12 +250,15 @@ def apply_tiles(
         result.tiles[tile.name] = final
         result.seconds[tile.name] = round(time.perf_counter() - t, 1)
     progress.update(len(mine), len(mine), "mosaics")
+    if world == 1 and not any(root.iterdir()):  # every tile failed: no empty folder left behind
+        root.rmdir()
     result.mosaics = write_mosaics(out_dir)
     for path in result.mosaics.values():
         progress.log(f"Mosaic: {path}")
     if failed:
-        raise SoftConError(f"{len(failed)} of {len(mine)} tile(s) failed (the others are mapped; fix these and run "
-                           f"the same command again to map only them):\n  " + "\n  ".join(failed))
+        kept = ("the others are mapped; fix these and run the same command again to map only them"
+                if len(failed) < len(mine) else "nothing was mapped")
+        raise SoftConError(f"{len(failed)} of {len(mine)} tile(s) failed ({kept}):\n  " + "\n  ".join(failed))
     return result
 
 

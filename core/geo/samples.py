@@ -287,6 +287,8 @@ def check_counts(samples: PixelSamples, min_per_class: int = MIN_PER_CLASS) -> N
         raise SoftConError(
             f"Too few usable training samples for class(es) {listing} (at least {min_per_class} points or "
             f"polygons per class are needed, 10 or more are advisable). Add samples for these classes "
-            f"or remove them from the layer."
+            f"or remove them from the layer"
+            + (" (or, for a class with one, train without cross-validation: --cv-folds 0)." if min_per_class == 2
+               else ".")
             + (f" Dropped: {', '.join(f'{n} {k}' for k, n in samples.dropped.items())}." if samples.dropped else "")
         )
