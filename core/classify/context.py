@@ -2,7 +2,7 @@
 
 A 64 px window (640 m) is too small to tell some classes apart: turbid water a kilometre off a barrier beach
 and water in the lagoon behind it look alike inside one window. The embedding pooled over 4 x 4 tokens
-(320 m cells) and smoothed by a Gaussian of one cell (so about 1 km across) says which side of the beach a
+(320 m cells) and smoothed by a Gaussian of two cells (640 m; so about 2 km across) says which side of the beach a
 token is on; its 32 leading principal components (fitted on the raster's own cells) join each token's own
 embedding. The cells also average whole window strides (4 tokens at the default stride), so whatever is left of
 the window grid cancels. On the demo scene blocked CV and the independent validation points agree with it, and
@@ -24,7 +24,7 @@ from ..io.reader import iter_strips
 from .features import fit_pca
 
 #: Tokens per side of a context cell, Gaussian smoothing of the cells (in cells), principal components kept.
-POOL, SIGMA, COMPONENTS = 4, 1.0, 32
+POOL, SIGMA, COMPONENTS = 4, 2.0, 32  # demo, stride 48: sigma 1 cell 98.4 % of the sea zone open sea, 2: 99.2 %
 
 
 def pooled_grid(emb_ds: Any, pool: int = POOL) -> np.ndarray:
