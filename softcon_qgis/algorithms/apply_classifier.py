@@ -6,7 +6,6 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
 )
 
@@ -17,7 +16,6 @@ from .outputs import ClassificationOutputs
 
 class ApplyClassifierAlgorithm(SoftConAlgorithm):
     INPUT = "INPUT"
-    CLASSIFIER = "CLASSIFIER"
     EXTENT = "EXTENT"
     OUTPUT_CLASSES = ClassificationOutputs.CLASSES
     OUTPUT_PROBABILITY = ClassificationOutputs.PROBABILITY
@@ -42,14 +40,7 @@ class ApplyClassifierAlgorithm(SoftConAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         self.param(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster (imagery or embeddings)")))
-        self.param(QgsProcessingParameterFile(
-            self.CLASSIFIER, tr("Saved classifier"), behavior=QgsProcessingParameterFile.File,
-            fileFilter="SoftCon classifier (*.npz)"))
-        self.add_band_parameters()
-        self.param(QgsProcessingParameterFile(
-            self.CHECKPOINT, tr("Checkpoint file (only if the classifier was trained with one)"),
-            behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
-            optional=True))
+        self.add_classifier_parameters()
         self.add_device_parameter()
         self.param(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         ClassificationOutputs.add_parameters(self)

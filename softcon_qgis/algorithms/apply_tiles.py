@@ -22,7 +22,6 @@ from .base import raster_source, run_worker, SoftConAlgorithm, tr
 class ApplyTilesAlgorithm(SoftConAlgorithm):
     FOLDER = "FOLDER"
     LAYERS = "LAYERS"
-    CLASSIFIER = "CLASSIFIER"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_CLASSES = "OUTPUT_CLASSES"
 
@@ -49,14 +48,7 @@ class ApplyTilesAlgorithm(SoftConAlgorithm):
             behavior=QgsProcessingParameterFile.Folder, optional=True))
         self.param(QgsProcessingParameterMultipleLayers(
             self.LAYERS, tr("Raster layers (tiles)"), layerType=QgsProcessing.TypeRaster, optional=True))
-        self.param(QgsProcessingParameterFile(
-            self.CLASSIFIER, tr("Saved classifier"), behavior=QgsProcessingParameterFile.File,
-            fileFilter="SoftCon classifier (*.npz)"))
-        self.add_band_parameters()
-        self.param(QgsProcessingParameterFile(
-            self.CHECKPOINT, tr("Checkpoint file (only if the classifier was trained with one)"),
-            behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
-            optional=True))
+        self.add_classifier_parameters()
         self.add_device_parameter()
         self.param(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
         self.output(QgsProcessingOutputRasterLayer(self.OUTPUT_CLASSES, tr("Class mosaic")))

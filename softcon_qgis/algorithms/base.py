@@ -229,6 +229,7 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
 
     MODEL = "MODEL"
     CHECKPOINT = "CHECKPOINT"
+    CLASSIFIER = "CLASSIFIER"
     BANDS = "BANDS"
     BAND_LIST = "BAND_LIST"
     DEVICE = "DEVICE"
@@ -291,6 +292,17 @@ class SoftConAlgorithm(QgsProcessingAlgorithm):
         self.param(QgsProcessingParameterString(
             self.BAND_LIST, tr("Explicit band list, one name per raster band (overrides the band order)"),
             optional=True), advanced=True)
+
+    def add_classifier_parameters(self) -> None:
+        """A classifier saved by 'Classify land cover', the band order and the checkpoint it was trained with."""
+        self.param(QgsProcessingParameterFile(
+            self.CLASSIFIER, tr("Saved classifier"), behavior=QgsProcessingParameterFile.File,
+            fileFilter="SoftCon classifier (*.npz)"))
+        self.add_band_parameters()
+        self.param(QgsProcessingParameterFile(
+            self.CHECKPOINT, tr("Checkpoint file (only if the classifier was trained with one)"),
+            behavior=QgsProcessingParameterFile.File, fileFilter="Weights (*.safetensors *.pth *.pt)",
+            optional=True))
 
     def add_device_parameter(self) -> None:
         param = QgsProcessingParameterEnum(
