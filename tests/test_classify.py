@@ -381,10 +381,12 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
 
 
 def test_border_strip_matches_the_same_pixels_inside_a_larger_raster(s2_scene_files, cache_root, tmp_path):
+    """The neighbourhood features (core.classify.context, ~2 km) see less of it near an edge, so a 5 km crop keeps
+    most but not all classes of the same pixels inside a larger raster."""
     ring, interior = border_agreement(tmp_path)
-    assert interior == 1.0  # the same windows give the same classes
-    # measured: mirrored border windows 0.98 of the ring; zero padding (before) 0.84
-    assert ring > 0.93, ring
+    # measured: ring 0.92 and interior 0.985 (mirrored border windows and context); without the context features
+    # 0.98 and 1.0; zero padding of border windows 0.84 of the ring
+    assert ring > 0.9 and interior > 0.97, (ring, interior)
 
 
 def test_training_features_are_the_map_features(demo):
@@ -450,7 +452,8 @@ def test_minimum_mapping_unit_sieves_the_class_raster_only(demo, tmp_path):
     with rasterio.open(r.probability_raster) as ds:
         argmax = ds.read().argmax(0) + 1
     changed = r.report["min_mapping_unit"]["pixels_changed"]
-    assert 0 < changed == int((argmax != cls).sum()) and "minimum mapping unit" in r.report_txt.read_text()
+    valid = cls > 0  # the scene's last row is nodata (its 20 m bands end half a pixel earlier)
+    assert 0 < changed == int((argmax != cls)[valid].sum()) and "minimum mapping unit" in r.report_txt.read_text()
 
 
 def test_apply_refuses_other_weights_mode_features_and_grid(demo, tmp_path):

@@ -1,12 +1,13 @@
-"""The neighbourhood of a token: the embedding averaged over about a kilometre, as extra features.
+"""The neighbourhood of a token: the embedding averaged over a kilometre or two, as extra features.
 
-A 64 px window (640 m) is too small to tell some classes apart: turbid water a kilometre off a barrier beach
-and water in the lagoon behind it look alike inside one window. The embedding pooled over 4 x 4 tokens
-(320 m cells) and smoothed by a Gaussian of two cells (640 m; so about 2 km across) says which side of the beach a
-token is on; its 32 leading principal components (fitted on the raster's own cells) join each token's own
-embedding. The cells also average whole window strides (4 tokens at the default stride), so whatever is left of
-the window grid cancels. On the demo scene blocked CV and the independent validation points agree with it, and
-it keeps 10 m channels that the smoothed embedding alone would wash out (docs/map_quality.md).
+A 64 px window (640 m) is too small to tell some classes apart: turbid water off a barrier beach and water in
+the lagoon behind it look alike inside one window. The embedding pooled over 4 x 4 tokens (320 m cells) and
+smoothed by a Gaussian of two cells (640 m) says which side of the beach a token is on; its 32 leading principal
+components (fitted on the raster's own cells) join each token's own embedding. The cells also average whole
+window strides, so whatever is left of the window grid cancels. On the demo scene this context is what keeps
+the sea off the beach open sea, and blocked CV and the independent validation points agree with it; as extra
+features beside the token's own, it keeps the 10 m channels that a smoothed embedding alone would wash out
+(docs/map_quality.md has the ablation).
 
 The pooled grid is 16 times smaller than the token grid (60 MB for a full Sentinel-2 tile's 128-d embedding),
 so it is computed once, in one pass over the embedding raster, and kept in memory; tokens read it by bilinear
@@ -24,7 +25,9 @@ from ..io.reader import iter_strips
 from .features import fit_pca
 
 #: Tokens per side of a context cell, Gaussian smoothing of the cells (in cells), principal components kept.
-POOL, SIGMA, COMPONENTS = 4, 2.0, 32  # demo, stride 48: sigma 1 cell 98.4 % of the sea zone open sea, 2: 99.2 %
+#: On the demo scene (stride 48, the linear model auto picks), sigma 1 cell maps 98.4 % of the open-sea zone as
+#: open sea, 2 cells 99.2 % (docs/map_quality.md); both 73 of the 74 validation points.
+POOL, SIGMA, COMPONENTS = 4, 2.0, 32
 
 
 def pooled_grid(emb_ds: Any, pool: int = POOL) -> np.ndarray:
@@ -45,13 +48,14 @@ def pooled_grid(emb_ds: Any, pool: int = POOL) -> np.ndarray:
 
 def smooth(grid: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
     """Gaussian smoothing of a (h, w, D) grid over its valid cells (normalised convolution, which also fills
-    nodata cells near data); NaN only where no data lies within reach."""
+    nodata cells near data; the grid mirrored at its edges, as the encoder's windows see the raster); NaN only
+    where no data lies within reach."""
     ok = np.isfinite(grid[..., 0])
-    weight = gaussian_filter(ok.astype(np.float32), sigma, mode="nearest")
+    weight = gaussian_filter(ok.astype(np.float32), sigma, mode="mirror")
     out = np.empty_like(grid)
     filled = np.where(ok[..., None], grid, 0)
     for d in range(grid.shape[-1]):
-        out[..., d] = gaussian_filter(filled[..., d], sigma, mode="nearest")
+        out[..., d] = gaussian_filter(filled[..., d], sigma, mode="mirror")
     with np.errstate(invalid="ignore", divide="ignore"):
         out /= weight[..., None]
     out[weight < 1e-6] = np.nan

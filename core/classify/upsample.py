@@ -17,8 +17,8 @@ left of the window grid (a period of 4 tokens is damped by exp(-2 pi^2 sigma_s^2
 
 The weights depend only on the guide, so upsampling commutes with any linear map of the features: a linear
 classifier projects the tokens to its C class scores first and upsamples C channels instead of D features
-(:mod:`core.classify.pixelmap`). Pixel columns are grouped by a token's width, which share their neighbours, so the
-work is two small batched matrix products per group (:func:`upsample`).
+(:mod:`core.classify.pixelmap`). Pixels are grouped into blocks of a token's size, which share their neighbours,
+so the work is two small batched matrix products per block (:func:`upsample`).
 """
 from __future__ import annotations
 
@@ -85,8 +85,10 @@ def upsample(tokens: np.ndarray, tok_guide: np.ndarray, tok_row0: int, guide: np
 
     Written as local attention: with Gaussian kernels, ``k_r = exp(-|g(p) - g(q)|^2 / s)`` is, up to a factor
     that depends on ``p`` alone and cancels, ``exp(2 g(p).g(q) / s - |g(q)|^2 / s)``, so a pixel's weights over
-    its ``K = (2 radius)^2`` neighbour tokens are a softmax of a dot product plus the log spatial kernel: two
-    small batched matrix products per group of ``cell`` pixels, no per-pixel copies of the neighbours.
+    its ``K = (2 radius)^2`` neighbour tokens are a softmax of a dot product plus the log spatial kernel. The
+    ``cell x cell`` pixels between four token centres share their neighbours, which are gathered once per such
+    block: two batched matrix products per strip, (blocks, cell^2, G) x (blocks, G, K) and (blocks, cell^2, K) x
+    (blocks, K, C).
 
     Args:
         tokens: (h, w, C) features of token rows [tok_row0, tok_row0 + h) (all of :meth:`JBU.token_rows`),
@@ -104,30 +106,30 @@ def upsample(tokens: np.ndarray, tok_guide: np.ndarray, tok_row0: int, guide: np
     s = 2 * jbu.sigma_r ** 2 * g  # the range kernel's scale for a distance summed over the guide's g bands
     offs = np.arange(1 - jbu.radius, jbu.radius + 1)
     k2 = len(offs) ** 2
-    rbase, rw = jbu.axis(row0, n, cell)  # (n,), (n, 2R)
-    half = cell // 2  # group j of ``cell`` pixel columns, [j cell - half, j cell + half), has base token j - 1
-    g0 = (col0 + half) // cell
-    lead = col0 - (g0 * cell - half)
-    groups = -(-(width + lead) // cell)
-    _, cw = jbu.axis(half, cell, cell)  # (cell, 2R): the same in every group
+    # block (i, j): pixel rows [(b0 + i) cell + half, + cell) and columns [(g0 + j) cell + half, + cell) (relative
+    # to the grid's origin) lie between token centres b0 + i and b0 + i + 1 (columns: g0 + j and g0 + j + 1)
+    half = cell // 2
+    b0, g0 = (row0 - half) // cell, (col0 - half) // cell
+    top, lead = row0 - (b0 * cell + half), col0 - (g0 * cell + half)
+    rows_b, cols_b = -(-(n + top) // cell), -(-(width + lead) // cell)
+    pad = np.zeros((rows_b * cell, cols_b * cell, g), np.float32)
+    pad[top:top + n, lead:lead + width] = np.nan_to_num(guide)
+    gp = torch.from_numpy(pad).reshape(rows_b, cell, cols_b, cell, g).transpose(1, 2).reshape(rows_b, cols_b, -1, g)
+    # the neighbours of block (i, j): tokens (b0 + i + offs[u], g0 + j + offs[v]), clamped to the grid
+    ti = np.clip(b0 + np.arange(rows_b)[:, None] + offs, 0, n_tok_rows - 1) - tok_row0  # (rows_b, 2R)
+    tj = np.clip(g0 + np.arange(cols_b)[:, None] + offs, 0, w - 1)  # (cols_b, 2R)
+    nb = (ti[:, None, :, None], tj[None, :, None, :])  # -> (rows_b, cols_b, 2R, 2R)
     valid = np.isfinite(tokens).all(-1) & np.isfinite(tok_guide).all(-1)  # (h, w)
-    # neighbour (a, b) of (pixel row, column group): token (rbase + offs[a], group - 1 + offs[b]), clamped
-    ti = np.clip(rbase[:, None] + offs[None], 0, n_tok_rows - 1) - tok_row0  # (n, 2R)
-    tj = np.clip(np.arange(g0, g0 + groups)[:, None] - 1 + offs[None], 0, w - 1)  # (groups, 2R)
-    rows, cols = ti[:, None, :, None], tj[None, :, None, :]  # -> (n, groups, 2R, 2R)
-    tq = torch.from_numpy(np.nan_to_num(tok_guide).astype(np.float32))
-    logit_q = torch.from_numpy(np.where(valid, -np.square(np.nan_to_num(tok_guide)).sum(-1) / s, -np.inf)
-                               .astype(np.float32))
-    gq = tq[rows, cols].reshape(n, groups, k2, g)  # (n, groups, K, G)
-    fq = torch.from_numpy(np.nan_to_num(tokens).astype(np.float32))[rows, cols].reshape(n, groups, k2, c)
-    pad = np.zeros((n, groups * cell, g), np.float32)
-    pad[:, lead:lead + width] = np.nan_to_num(guide)
-    gp = torch.from_numpy(pad).reshape(n, groups, cell, g)
+    tq = np.nan_to_num(tok_guide).astype(np.float32)
+    gq = torch.from_numpy(tq[nb].reshape(rows_b, cols_b, k2, g))
+    fq = torch.from_numpy(np.nan_to_num(tokens).astype(np.float32)[nb].reshape(rows_b, cols_b, k2, c))
+    prior = np.where(valid, -np.square(tq).sum(-1) / s, -np.inf).astype(np.float32)[nb].reshape(rows_b, cols_b, 1, k2)
+    _, ws = jbu.axis(half, cell, cell)  # (cell, 2R): the spatial weights, the same in every block and direction
     with np.errstate(divide="ignore"):  # weight 0 at the neighbourhood's edge: log -inf, softmax weight 0
-        spatial = np.log(rw)[:, None, None, :, None] + np.log(cw)[None, None, :, None, :]  # (n, 1, cell, 2R, 2R)
-    logits = (2 / s) * (gp @ gq.transpose(2, 3))  # (n, groups, cell, K)
-    logits += logit_q[rows, cols].reshape(n, groups, 1, k2)
-    logits += torch.from_numpy(spatial.reshape(n, 1, cell, k2).astype(np.float32))
-    out = torch.softmax(logits, dim=-1) @ fq  # (n, groups, cell, C); NaN where every neighbour is nodata
-    out = out.reshape(n, groups * cell, c)[:, lead:lead + width].numpy()
-    return np.where(np.isfinite(guide).all(-1, keepdims=True), out, np.nan).astype(np.float32)
+        spatial = (np.log(ws)[:, None, :, None] + np.log(ws)[None, :, None, :]).reshape(cell * cell, k2)
+    logits = (2 / s) * (gp @ gq.transpose(2, 3)) + torch.from_numpy(prior + spatial.astype(np.float32))
+    out = torch.softmax(logits, dim=-1) @ fq  # (rows_b, cols_b, cell^2, C); NaN where every neighbour is nodata
+    out = out.reshape(rows_b, cols_b, cell, cell, c).transpose(1, 2).reshape(rows_b * cell, cols_b * cell, c)
+    out = out[top:top + n, lead:lead + width].numpy()
+    out[~np.isfinite(guide).all(-1)] = np.nan
+    return out
