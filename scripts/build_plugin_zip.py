@@ -13,7 +13,7 @@ Only files git tracks go in (plus the default model's weights, which ``scripts/b
 builds): whatever else lies in the folder (a private key, a secrets file, an editor's backup) stays out.
 A tracked symlink is followed only when it points inside the repository; one that leaves it stops the
 build. Left out as well: tests, caches, bytecode, and every weights file except the default model's small shipped
-weights (:data:`SHIPPED_WEIGHTS`, at most 10 MB): its record points there, and without it the plugin could not
+weights and position-bias table (:data:`SHIPPED_WEIGHTS`, at most 10 MB each): its record points there, and without it the plugin could not
 work offline. ``softcon_tiny_s2`` (the pretraining pipeline's from-scratch reference, not for maps) stays out:
 it was 58 % of the zip, and the plugin offers a model only when it can get its weights. Published SoftCon weights (100+ MB) are downloaded on request by
 "Model info and download" instead. The zip is reproducible: sorted entries, fixed timestamps.
@@ -34,8 +34,9 @@ PLUGIN = "softcon_qgis"
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "repository", "tracker", "license", "hasProcessingProvider")
 MAX_WEIGHTS_BYTES = 10 * 2**20
-#: The only weights in the zip: the default model's (core.models.registry.DEFAULT_MODEL), so it works offline.
-SHIPPED_WEIGHTS = ("galileo_nano_s2.safetensors",)
+#: The only weights in the zip: the default model's (core.models.registry.DEFAULT_MODEL), so it works offline, and
+#: its measured position bias (core.embed.position_bias), without which dense maps from the zip would differ.
+SHIPPED_WEIGHTS = ("galileo_nano_s2.safetensors", "galileo_nano_s2.position_bias.safetensors")
 SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".tmp", ".incomplete"}
 FIXED_TIME = (2024, 1, 1, 0, 0, 0)

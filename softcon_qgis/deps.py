@@ -43,6 +43,7 @@ REQUIREMENTS: tuple[tuple[str, str], ...] = (
     ("shapely", "shapely==2.2.0"),
     ("pyproj", "pyproj==3.7.2"),
     ("sklearn", "scikit-learn==1.9.1"),
+    ("scipy", "scipy==1.17.1"),
     ("skops", "skops==0.16.0"),
     ("safetensors", "safetensors==0.8.0"),
     ("huggingface_hub", "huggingface-hub==2.4.0"),

@@ -52,8 +52,10 @@ def test_zip_contents(plugin_zip):
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
     weights = [n for n in names if n.endswith((".safetensors", ".pth", ".pt", ".ckpt", ".npz"))]
-    assert weights == ["softcon_qgis/core/weights/galileo_nano_s2.safetensors"]  # not the tiny reference model
-    assert infos[weights[0]].file_size <= 10 * 2**20
+    # not the tiny reference model; the position bias too, else dense maps from the zip differ from the CLI's
+    assert weights == ["softcon_qgis/core/weights/galileo_nano_s2.position_bias.safetensors",
+                       "softcon_qgis/core/weights/galileo_nano_s2.safetensors"]
+    assert all(infos[w].file_size <= 10 * 2**20 for w in weights)
     # the default model's weights ship with their MIT licence beside them
     assert {"softcon_qgis/core/weights/galileo_nano_s2.safetensors", "softcon_qgis/core/weights/LICENSE-galileo_nano",
             "softcon_qgis/core/weights/MODEL_CARD.md"} <= set(names)
