@@ -18,10 +18,11 @@ from rasterio.windows import Window
 from core.classify.cli import main
 from core.classify.fit import classify
 from core.classify.spec import FitSpec
-from core.classify.tiles import find_tiles, is_many_tiles, product_band_files, write_mosaics
+from core.classify.tiles import apply_tiles, find_tiles, is_many_tiles, product_band_files, write_mosaics
 from core.embed.spec import EmbedSpec
-from core.errors import SoftConError
+from core.errors import Cancelled, SoftConError
 from core.io.writer import BlockWriter
+from core.progress import Progress
 from core.classify.demo import demo_raster
 from pyogrio.raw import write
 
@@ -157,6 +158,18 @@ def test_a_folder_of_tiles_maps_in_one_command_with_mosaics_of_cogs(tiles, tmp_p
     out = capsys.readouterr()
     assert "0 tile(s) mapped, 4 already mapped and skipped" in out.out
     assert out.out.count("already mapped (") == 4
+
+
+def test_a_cancelled_run_stitches_the_tiles_it_finished(tiles, tmp_path):
+    """Cancel (or Ctrl-C) after the first tile: that tile opens as the mosaic; a rerun maps only the rest."""
+    folder, clf = tiles
+    out = tmp_path / "out"
+    stop = Progress(is_cancelled=lambda: (out / "tiles" / "t00").is_dir())
+    with pytest.raises(Cancelled):
+        apply_tiles([folder], clf, out, EmbedSpec(device="cpu"), cache=False, progress=stop)
+    assert sorted(p.name for p in (out / "tiles").iterdir()) == ["t00"]
+    with rasterio.open(out / "classes.vrt") as mosaic, rasterio.open(out / "tiles" / "t00" / "classes.tif") as t00:
+        assert mosaic.shape == t00.shape and np.array_equal(mosaic.read(1), t00.read(1))
 
 
 def test_kill_9_mid_run_then_rerun_maps_only_the_rest(tiles, tmp_path):

@@ -10,7 +10,8 @@ VRT per CRS when tiles lie in several UTM zones: ``classes_EPSG32632.vrt``, ...)
 
 Under ``torchrun`` rank r of WORLD_SIZE maps tiles ``r::WORLD_SIZE`` (as ``core.embed`` shares files) on GPU
 LOCAL_RANK; no rank waits for another, and each rewrites the VRTs from the tiles present when it finishes,
-so the last one to finish writes the complete mosaic (a rerun, which skips every tile, rewrites it too).
+so the last one to finish writes the complete mosaic (a rerun, which skips every tile, rewrites it too). A
+cancelled or interrupted run stitches the tiles it finished before it stops.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import rasterio
 
 from ..embed.engine import rank_info
 from ..embed.spec import EmbedSpec
-from ..errors import SoftConError
+from ..errors import Cancelled, SoftConError
 from ..geo.bands import canonical, S2_L1C
 from ..io.atomic import clean_stale, stage_dir, write_text_atomic
 from ..io.raster import escape
@@ -230,25 +231,35 @@ def apply_tiles(
     progress.log(f"{len(tiles)} tile(s)" + (f", {len(mine)} for rank {rank} of {world}" if world > 1 else "")
                  + f" -> {root}")
     result, failed = TilesResult(class_names=list(saved.class_names), colors=list(saved.colors)), []
-    for k, tile in enumerate(mine):
-        progress.check()
-        progress.update(k, len(mine), tile.name)
-        final = root / tile.name
-        if final.is_dir():
-            progress.log(f"[{k + 1}/{len(mine)}] {tile.name}: already mapped ({final}), skipped")
-            result.skipped.append(tile.name)
-            continue
-        progress.log(f"[{k + 1}/{len(mine)}] {tile.name}: mapping")
-        t = time.perf_counter()
-        try:
-            _map_tile(tile, classifier_path, root, final, spec, expect, cache,
-                      progress_for(tile.name) if progress_for else progress)
-        except SoftConError as e:
-            failed.append(f"{tile.name}: {e}")
-            progress.log(f"[{k + 1}/{len(mine)}] {tile.name} failed: {e}")
-            continue
-        result.tiles[tile.name] = final
-        result.seconds[tile.name] = round(time.perf_counter() - t, 1)
+    try:
+        for k, tile in enumerate(mine):
+            progress.check()
+            progress.update(k, len(mine), tile.name)
+            final = root / tile.name
+            if final.is_dir():
+                progress.log(f"[{k + 1}/{len(mine)}] {tile.name}: already mapped ({final}), skipped")
+                result.skipped.append(tile.name)
+                continue
+            progress.log(f"[{k + 1}/{len(mine)}] {tile.name}: mapping")
+            t = time.perf_counter()
+            try:
+                _map_tile(tile, classifier_path, root, final, spec, expect, cache,
+                          progress_for(tile.name) if progress_for else progress)
+            except Cancelled:
+                raise  # not a failed tile: the user stopped the run
+            except SoftConError as e:
+                failed.append(f"{tile.name}: {e}")
+                progress.log(f"[{k + 1}/{len(mine)}] {tile.name} failed: {e}")
+                continue
+            result.tiles[tile.name] = final
+            result.seconds[tile.name] = round(time.perf_counter() - t, 1)
+    except BaseException:  # Cancel, Ctrl-C: the tiles finished so far still open as one mosaic
+        if result.tiles:
+            try:
+                write_mosaics(out_dir)
+            except Exception as e:  # the interruption is what the user must hear about
+                progress.log(f"Mosaic of the finished tiles not written: {e}")
+        raise
     progress.update(len(mine), len(mine), "mosaics")
     if world == 1 and not any(root.iterdir()):  # every tile failed: no empty folder left behind
         root.rmdir()
