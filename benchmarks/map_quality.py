@@ -17,8 +17,8 @@ each run in its own process on the same embedding:
   all threads) and ``peak_rss_mb`` of the run, with the load average beside them: on a shared machine compare
   ratios from one run, not absolute times.
 
-    python benchmarks/map_quality.py                  # the demo (dense stride 48) and the baseline, cold cache
-    python benchmarks/map_quality.py --stride 32      # windows every 32 px (2 patches of context)
+    python benchmarks/map_quality.py                  # the demo (dense stride 32) and the baseline, cold cache
+    python benchmarks/map_quality.py --stride 48      # windows every 48 px (2.25x fewer; a lattice in the surf zone)
     python benchmarks/map_quality.py --warm           # reuse the embedding cache (time without the encoder)
     python benchmarks/map_quality.py --smoke          # the east of the scene, one method each (tests run this)
 """
@@ -133,7 +133,7 @@ def child(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stride", type=int, default=None, help="dense window stride in px (default: the demo's, 48)")
+    p.add_argument("--stride", type=int, default=None, help="dense window stride in px (default: the demo's, 32)")
     p.add_argument("--warm", action="store_true", help="reuse the embedding cache ($SOFTCON_CACHE)")
     p.add_argument("--child", nargs=2, metavar=("METHOD", "FEATURES"), help=argparse.SUPPRESS)
     p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)

@@ -33,8 +33,8 @@ from .paths import cache_subdir
 
 DEFAULT_LIMIT_GB = 5.0
 #: Bump when the embedding engine changes what it writes for the same inputs.
-ENGINE_VERSION = 4  # 2: border windows see the raster mirrored; 3: default dense stride 3/4 of a window;
-#                     4: dense windows blended (core.embed.blend)
+ENGINE_VERSION = 5  # 2: border windows see the raster mirrored; 3: default dense stride 3/4 of a window;
+#                     4: dense windows blended (core.embed.blend); 5: default dense stride half a window again
 
 
 def cache_root() -> Path:

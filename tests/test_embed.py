@@ -347,11 +347,12 @@ def test_reader_thread_only_where_a_core_is_free(monkeypatch):
     assert engine.read_in_background(torch.device("cpu"))
 
 
-def test_dense_default_stride_keeps_three_quarters_of_each_window():
-    assert default_stride("dense", 64, 8) == 48 and default_stride("dense", 224, 14) == 168
+def test_dense_default_stride_is_half_a_window_of_whole_patches():
+    """Every token in 2 x 2 blended windows (no window alone decides a token), whole patches kept."""
+    assert default_stride("dense", 64, 8) == 32 and default_stride("dense", 224, 14) == 112
     assert default_stride("pooled", 64, 8) == 32
     g = make_grid("dense", 64, None, 8, 480, 480)
-    assert (g.margin, g.cells_per_window, g.n_windows) == (8, 6, 100)  # 2.25 x fewer windows than stride 32
+    assert (g.margin, g.cells_per_window, g.n_windows) == (16, 4, 225)  # 480 px / 32 = 15 windows a side
 
 
 def test_runner_gives_each_batch_its_result_in_order_whatever_the_threads(crop, encoder):

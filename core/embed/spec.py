@@ -93,8 +93,8 @@ class EmbedSpec:
         "(default: from the band descriptions)", parse=_bands, show=_show_bands)
     mode: str = setting(DEFAULT_MODE, "--mode", "dense: patch features (80 m with the default model); pooled: one "
                         "embedding per window", choices=MODES)
-    stride: int | None = setting(None, "--stride", "window spacing in px (default: 3/4 of a window dense, half "
-                                 "pooled)", parse=int)
+    stride: int | None = setting(None, "--stride", "window spacing in px (default: half a window)",
+                                 parse=int)
     precision: str = setting("auto", "--precision", "encoder precision (auto: bf16 where the CPU or GPU has it)",
                              choices=PRECISIONS)
     device: str = setting("auto", "--device", "where the encoder runs (auto: a GPU if there is one; or cuda:N)")
