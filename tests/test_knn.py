@@ -14,8 +14,14 @@ import torch
 
 from core.errors import SoftConError
 from core.classify.classifiers import SavedClassifier, load_classifier, make_classifier, save_classifier
+from core.classify.features import FeatureSpec
 from core.classify.methods import METHODS
 from train.linear_probe import knn_scores
+
+
+def _split(n_cols: int, n_pixel: int) -> FeatureSpec:
+    """``n_cols`` feature columns, the last ``n_pixel`` the pixel's (``fusion`` needs the split; others ignore it)."""
+    return FeatureSpec(("emb", "pixel"), bands=[f"b{i}" for i in range(n_pixel)], emb_dim=n_cols - n_pixel)
 
 
 def _dino_reference(train, labels, test, k, t, n_classes):
@@ -72,7 +78,7 @@ def test_methods_separate_real_eurosat_classes(eurosat_features, method):
     for c in range(len(classes)):
         idx = np.flatnonzero(y == c)
         test[rng.choice(idx, len(idx) // 3, replace=False)] = True
-    clf = make_classifier(method, len(classes), k=5).fit(x[~test], y[~test])
+    clf = make_classifier(method, len(classes), _split(x.shape[1], 13), k=5).fit(x[~test], y[~test])  # means | stds
     acc = (clf.predict(x[test]) == y[test]).mean()
     assert acc > 0.45, f"{method}: {acc:.2f}"
     p = clf.predict_proba(x[test])
@@ -105,9 +111,10 @@ def test_save_load_round_trip_without_pickle(tmp_path, method):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(60, 16)).astype(np.float32)
     y = rng.integers(0, 3, 60)
-    clf = make_classifier(method, 3).fit(x, y)
+    clf = make_classifier(method, 3, _split(16, 4)).fit(x, y)
     meta = {"model": "softcon_tiny_s2", "bands": ["B1", "B2"], "mode": "dense", "stride": 32, "dim": 16}
-    path = save_classifier(SavedClassifier(clf, ["a", "b", "c"], [(1, 2, 3), (4, 5, 6), (7, 8, 9)], meta),
+    path = save_classifier(SavedClassifier(clf, ["a", "b", "c"], [(1, 2, 3), (4, 5, 6), (7, 8, 9)], meta,
+                                           _split(16, 4)),
                            tmp_path / "clf.npz")
     with np.load(path, allow_pickle=False) as z:  # loads without pickle
         doc = json.loads(str(z["meta_json"]))

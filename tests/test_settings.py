@@ -53,7 +53,7 @@ def test_specs_registries_and_styles_import_without_torch_numpy_or_sklearn(repo_
     assert got["default"] == "galileo_nano_s2" and got["models"]["galileo_nano_s2"] == ["Galileo nano", 876128, True]
     assert got["models"]["B13_vits14_softcon"][:2] == ["SoftCon ViT-S/14", 22381440]
     assert got["mode"] == "dense" and got["methods"][0] == "auto" and "knn" in got["auto"]
-    assert got["params"] == ["k", "temperature"] and got["ramp"] >= 2
+    assert got["params"] == ["k", "pixel_weight", "temperature"] and got["ramp"] >= 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 @pytest.mark.parametrize("spec, fit", [
     (EmbedSpec(), FitSpec()),
     (EmbedSpec(model="softcon_tiny_s2", pretrained=False, bands=("B2", "B3", "B4"), mode="pooled", stride=16,
-               precision="fp32", device="cuda:1", batch_size=7), FitSpec(method="knn", params={"k": 7, "temperature": 0.1})),
+               precision="fp32", device="cuda:1", batch_size=7),
+     FitSpec(method="knn", params={"k": 7, "temperature": 0.1})),
     (EmbedSpec(bbox=(-75.5, 37.1, -75.2, 37.4), bbox_crs="EPSG:4326", polygon="POLYGON ((0 0, 1 0, 1 1, 0 0))",
                nodata=-9999, offset=-1000.0, min_valid=0.25, resample=True, dtype="float32", cog=True, bands="eurosat"),
      FitSpec(features="pixel,emb", grid="embedding", cv_folds=0, block_size_m=333.5, max_pixels_per_polygon=3,
@@ -143,7 +144,8 @@ def test_a_toy_classifier_registered_in_one_call_is_everywhere_in_core(tmp_path)
         assert ("pixel", "knn") not in candidates("auto", ["emb", "pixel"])  # cosine methods: embeddings alone
         parser = classify_cli.get_args_parser()
         help_text = " ".join(parser.format_help().split())
-        assert "one of: auto, linear, hgb, rf, knn, prototype, centroid" in help_text and "--spread" in help_text
+        assert "one of: auto, linear, hgb, rf, knn, prototype, fusion, centroid" in help_text
+        assert "--spread" in help_text
         args = parser.parse_args(["r.tif", "--samples", "s.gpkg", "--label-field", "c", "--out-dir", "o",
                                   "--method", "centroid", "--spread", "2.5"])
         fit = from_args(FitSpec, args)

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import SoftConError
 from ..io.atomic import atomic_path
 from .features import FeatureSpec
-from .methods import load
+from .methods import get_method, load
 
 FORMAT_VERSION = 4  # 2: feature spec (groups, PCA, grid), rf and hgb; 3: SHA-256 digest of meta and arrays;
 #                     4: every dimension + context, edge-aware upsampling
@@ -344,8 +344,17 @@ class BoostingClassifier(_SklearnClassifier):
                                               random_state=p["seed"])
 
 
-def make_classifier(method: str, n_classes: int, **params: Any) -> Classifier:
-    """An unfitted classifier of a registered ``method`` (:data:`core.classify.methods.METHODS`)."""
+def make_classifier(method: str, n_classes: int, features: FeatureSpec | None = None, **params: Any) -> Classifier:
+    """An unfitted classifier of a registered ``method`` (:data:`core.classify.methods.METHODS`).
+
+    ``features``: the spec of the columns it will be fitted on. A method that needs feature groups (``fusion``:
+    ``Method.needs``) is refused without them, and learns here, from the spec and nowhere else, how many trailing
+    columns are the pixel's (``pixel_features``, then saved with it).
+    """
+    declared = get_method(method)
+    if declared.needs:
+        declared.check_groups(features.groups if features is not None else ())
+        params["pixel_features"] = features.pixel_dim
     clf = load(method)(n_classes, **params)
     clf.method = method
     return clf
@@ -436,9 +445,9 @@ def load_classifier(path: str | Path) -> SavedClassifier:
     if version >= 3 and digest != _digest(text, arrays):
         raise SoftConError(f"{damaged}: its contents do not match the checksum saved with it.")
     try:
-        clf = make_classifier(meta["method"], meta["n_classes"], **meta["params"])
-        clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
         spec = FeatureSpec.load(meta["features"], arrays) if meta.get("features") else None
+        clf = make_classifier(meta["method"], meta["n_classes"], spec, **meta["params"])
+        clf.arrays = {k: v for k, v in arrays.items() if not k.startswith("feat_")}
         return SavedClassifier(clf, meta["class_names"], [tuple(c) for c in meta["colors"]],
                                meta.get("embedding", {}), spec, checked=version >= 3)
     except SoftConError:

@@ -90,8 +90,13 @@ class FeatureSpec:
         return self.local_dim + (self.context_components.shape[1] if self.context_components is not None else 0)
 
     @property
+    def pixel_dim(self) -> int:
+        """Features of the ``pixel`` group: the trailing columns, after :attr:`emb_features`."""
+        return len(self.bands) + len(self.indices) if "pixel" in self.groups else 0
+
+    @property
     def dim(self) -> int:
-        return self.emb_features + (len(self.bands) + len(self.indices) if "pixel" in self.groups else 0)
+        return self.emb_features + self.pixel_dim
 
     def meta(self) -> dict[str, Any]:
         out = {"groups": list(self.groups), "grid": self.grid, "bands": self.bands, "indices": self.indices,

@@ -2,8 +2,9 @@
 
 The raster is embedded once (:mod:`.embedding`, cached on disk), the samples become training pixels of the
 map's grid (:mod:`core.geo.samples`), every method on every feature set is evaluated by spatially blocked
-cross-validation and on independent validation samples when given (:mod:`.evaluate`), and the chosen one maps the raster strip by strip
-(:mod:`.pixelmap`); :mod:`.outputs` writes everything at once at the end, so a failed run leaves no output.
+cross-validation and on independent validation samples when given (:mod:`.evaluate`), and the chosen one maps the
+raster strip by strip (:mod:`.pixelmap`); :mod:`.outputs` writes everything at once at the end, so a failed run
+leaves no output.
 """
 from __future__ import annotations
 
@@ -138,8 +139,8 @@ def classify(
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
             block = block_size(ds, fit.block_size_m, window_m, summary["pixel_size_m"], fit.seed)
             val = None if validation is None else read_validation(
-                validation, validation_field or label_field, validation_layer, px.class_names, source, px, fit.max_pixels_per_polygon,
-                fit.seed)
+                validation, validation_field or label_field, validation_layer, px.class_names, source, px,
+                fit.max_pixels_per_polygon, fit.seed)
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
@@ -161,7 +162,7 @@ def classify(
             feats = feats[:, cols]
             t_cv = time.perf_counter() - t
             colors = class_colors(px.class_names)
-            clf = make_classifier(method, len(px.class_names), **fit.method_params(method)).fit(feats, px.labels)
+            clf = make_classifier(method, n_classes, spec, **fit.method_params(method)).fit(feats, px.labels)
             needs = {key: summary[key] for key in ("model", "bands", "mode", "stride", "dim", "weights")}
             needs["weights_id"] = emb.weights_id
             saved = SavedClassifier(clf, px.class_names, colors, needs, spec)

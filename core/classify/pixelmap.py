@@ -202,7 +202,7 @@ class FeatureSource:
         """
         g = self.grid
         cell = 1 if self.spec.grid == "embedding" else self.cell
-        width_f = (head.shape[1] if head is not None else self.spec.emb_features) + self.spec.dim - self.spec.emb_features
+        width_f = (head.shape[1] if head is not None else self.spec.emb_features) + self.spec.pixel_dim
         # about 128 MB of features per strip; edge-aware upsampling holds (2 radius)^2 weights per pixel besides;
         # never more than the memory left allows (self.strip_pixels, from core.classify.checks.strip_pixels)
         pixels = (1 << 25) // max(width_f, 8) if self.jbu is None else (1 << 21) // (2 * self.jbu.radius) ** 2
@@ -225,7 +225,8 @@ class FeatureSource:
                 progress.check()
                 progress.update(r1, g.height, message)
 
-    def _read_src(self, r0: int, r1: int, idx: list[int], c0: int = 0, c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _read_src(self, r0: int, r1: int, idx: list[int], c0: int = 0,
+                  c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw bands ``idx`` (len(idx), n, w) float32 of grid pixels [r0, r1) x [c0, c1), and where all hold data."""
         g = self.grid
         c1 = g.width if c1 is None else c1
@@ -291,7 +292,10 @@ def predict_map(source: FeatureSource, classifier: Any, class_names: list[str], 
                         prob[valid] = classifier.predict_proba(x[valid], workers=workers)
                     else:  # class scores: upsampled token part + pixel part + bias
                         z = x[valid]
-                        prob[valid] = softmax(z[:, :n] + z[:, n:] @ head[1] + head[2])
+                        p = softmax(z[:, :n] + z[:, n:] @ head[1] + head[2])
+                        if hasattr(classifier, "complete"):  # fusion: its pixel expert on the pixel features
+                            p = classifier.complete(p, z[:, n:], workers)
+                        prob[valid] = p
                 cls = np.where(valid, np.nan_to_num(prob, nan=-1).argmax(-1) + 1, 0).astype(np.uint8)  # index + 1
                 conf = np.where(valid, np.nan_to_num(prob, nan=0).max(-1), np.nan).astype(np.float32)
                 wc.write_rows(r, lut[cls][None])
@@ -314,10 +318,20 @@ def quicklook_step(height: int, width: int) -> int:
 
 def linear_head(classifier: Any, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """A linear classifier's weights split into the ``emb`` part (F_emb, C), the ``pixel`` part (F_pix, C) and the
-    bias (C,), for :meth:`FeatureSource.strips` ``head``; None for other classifiers or features."""
-    if getattr(classifier, "method", None) != "linear" or "emb" not in spec.groups:
+    bias (C,), for :meth:`FeatureSource.strips` ``head``; None for other classifiers or features.
+
+    A classifier with a linear expert on the ``emb`` columns and a ``complete`` step (``fusion``) gets its expert's
+    weights with a zero ``pixel`` part: the map then upsamples C class scores for it too, and ``complete`` adds the
+    pixel's expert (a map 2-3 times cheaper than upsampling every embedding feature)."""
+    if "emb" not in spec.groups:
         return None
-    w, b = classifier.affine()
+    if getattr(classifier, "method", None) == "linear":
+        w, b = classifier.affine()
+    elif hasattr(classifier, "complete"):
+        w, b = classifier.experts()[0].affine()
+        w = np.concatenate([w, np.zeros((w.shape[0], spec.dim - w.shape[1]), w.dtype)], axis=1)
+    else:
+        return None
     d = spec.emb_features
     return w[:, :d].T.copy(), w[:, d:].T.copy(), b
 

@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from ..geo.samples import PixelSamples
 from . import statement
 from .classifiers import make_classifier, SavedClassifier
+from .features import FeatureSpec
 
 MIN_ADVISED_PER_CLASS = 10
 
@@ -115,6 +116,7 @@ def cross_validate(
     n_folds: int = 5,
     block_size_m: float = 1000.0,
     seed: int = 0,
+    spec: FeatureSpec | None = None,
 ) -> dict[str, Any]:
     """Spatially blocked k-fold cross-validation of a classifier on training embeddings.
 
@@ -138,7 +140,7 @@ def cross_validate(
     pred = np.empty_like(labels)
     for f in range(folds.max() + 1):
         train, val = folds != f, folds == f
-        clf = make_classifier(method, len(class_names), **params).fit(features[train], labels[train])
+        clf = make_classifier(method, len(class_names), spec, **params).fit(features[train], labels[train])
         pred[val] = clf.predict(features[val])
     out.update(metrics(labels, pred, class_names))
     out["predictions"] = pred  # out-of-fold, for paired comparisons (:func:`core.classify.selection.pick`)
@@ -290,7 +292,8 @@ def format_html(report: dict[str, Any], quicklook: str | None = None) -> str:
     if quicklook:
         parts.append(f"<h3>Quicklook</h3><img src='{e(quicklook)}' style='max-width:100%'>")
     if report["warnings"]:
-        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{e(m)}</li>" for m in report["warnings"]) + "</ul>")
+        items = "".join(f"<li class='warn'>{e(m)}</li>" for m in report["warnings"])
+        parts.append("<h3>Warnings</h3><ul>" + items + "</ul>")
     parts.append(f"<h3>Accuracy by the book</h3><p>{e(DESIGN_BASED)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -31,10 +31,13 @@ SIGNIFICANCE = 0.05
 def candidates(method: str, feature_sets: Sequence[str], n_classes: int = 0) -> list[tuple[str, str]]:
     """(feature set, method) pairs to compare: ``method`` (or every method ``auto`` tries for ``n_classes``
     classes, in the registry's order of preference) on each set, methods on cosine features only on embeddings
-    alone."""
+    alone, methods that need feature groups (``fusion``) only on sets that hold them."""
     methods = auto_methods(n_classes) if method == "auto" else (method,)
-    out = [(fs, m) for fs in feature_sets for m in methods
-           if not (METHODS[m].features == "cosine" and FEATURE_SETS[fs] != ("emb",))]
+    if method != "auto" and not any(METHODS[method].fits(FEATURE_SETS[fs]) for fs in feature_sets):
+        # e.g. fusion on a raster without the pixel's bands: say so before anything is fitted
+        METHODS[method].check_groups(max((FEATURE_SETS[fs] for fs in feature_sets), key=len, default=()))
+    out = [(fs, m) for fs in feature_sets for m in methods if METHODS[m].fits(FEATURE_SETS[fs])
+           and not (METHODS[m].features == "cosine" and FEATURE_SETS[fs] != ("emb",))]
     if not out:  # e.g. knn asked for with pixel features only
         out = [(fs, m) for fs in feature_sets for m in methods][:1]
     return out
@@ -51,15 +54,17 @@ def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups:
         if progress is not None:  # the bar moves during the comparison (tens of seconds for auto), and Cancel acts
             progress.check()
             progress.update(i, len(pairs), "cross-validating")  # each row is logged below, with its scores
-        cols = full.select(FEATURE_SETS[fs]).columns(full)
+        spec = full.select(FEATURE_SETS[fs])
+        cols = spec.columns(full)
         row: dict[str, Any] = {"features": fs, "method": m, "overall_accuracy": None, "kappa": None,
                                "macro_f1": None, "cv": None, "validation": None}
         if folds >= 2:
-            res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed)
+            res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed,
+                                 spec)
             row["_correct_cv"] = res.pop("predictions") == labels
             row.update(overall_accuracy=res["overall_accuracy"], kappa=res["kappa"], macro_f1=res["macro_f1"], cv=res)
         if validation is not None:
-            clf = make_classifier(m, len(class_names), **params[m]).fit(features[:, cols], labels)
+            clf = make_classifier(m, len(class_names), spec, **params[m]).fit(features[:, cols], labels)
             row["validation"] = validation.score(clf, cols, class_names)
             row["_correct_val"] = validation.last_correct
         rows.append(row)

@@ -105,6 +105,8 @@ class FitSpec:
             fail(FitSpec, "min_mapping_unit", "must be 0 (none) or a number of pixels", self.min_mapping_unit)
         if self.max_pixels_per_polygon < 1:
             fail(FitSpec, "max_pixels_per_polygon", "must be at least 1", self.max_pixels_per_polygon)
+        if groups is not None and self.method != "auto":  # before the embedding: fusion on emb alone, say
+            get_method(self.method).check_groups(groups)
         fix(self, "compare_methods", bool(self.compare_methods))
         fix(self, "params", _normalise_params(self.params))
 
