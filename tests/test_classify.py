@@ -31,7 +31,7 @@ from core.classify.spec import FitSpec
 from core.embed.spec import EmbedSpec
 from core.embed.tags import embedding_info
 from core.errors import SoftConError
-from core.geo.samples import rasterize_samples, read_vector
+from core.geo.samples import rasterize_samples, read_vector, Samples
 from core.geo.crs import reproject
 from core.models.registry import DEFAULT_MODEL, get_record
 from core.models.weights import cached_path
@@ -185,8 +185,8 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
     write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["landcover"], geometry_type="Point",
           crs="EPSG:32618", driver="GPKG")
     fit = FitSpec(method="prototype", compare_methods=False)
-    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit)
-    b = classify(demo.embedding, gpkg, "landcover", tmp_path / "b", EmbedSpec(), fit)
+    a = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "a", EmbedSpec(), fit)
+    b = classify(demo.embedding, Samples(gpkg, "landcover"), tmp_path / "b", EmbedSpec(), fit)
     assert np.array_equal(_classes(a.class_raster), _classes(b.class_raster))
     assert a.report["cross_validation"]["confusion_matrix"] == b.report["cross_validation"]["confusion_matrix"]
 
@@ -203,8 +203,8 @@ def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     write(gpkg, shapely.to_wkb(vec.geometries), [np.array([code[v] for v in vec.labels], dtype=np.int32)],
           ["class_id"], geometry_type="Point", crs="EPSG:4326", driver="GPKG")
     fit = FitSpec(method="prototype", compare_methods=False)
-    a = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
-    b = classify(demo.embedding, gpkg, "class_id", tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
+    a = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
+    b = classify(demo.embedding, Samples(gpkg, "class_id"), tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
     renamed = {i + 1: code[n] for i, n in enumerate(a.class_names)}
     mapped = np.vectorize(lambda v: renamed.get(int(v), 0))(_classes(a.class_raster))
     assert np.array_equal(_classes(b.class_raster), mapped)
@@ -224,7 +224,7 @@ def test_polygon_layer(demo, tmp_path):
     write(path, shapely.to_wkb(reproject(polys, "EPSG:32618", "EPSG:4326")),
           [np.array(vec.labels, dtype=object)], ["class"], geometry_type="Polygon", crs="EPSG:4326",
           driver="GeoJSON")
-    r = classify(demo.embedding, path, "class", tmp_path / "poly", EmbedSpec(), FitSpec(method="linear",
+    r = classify(demo.embedding, Samples(path, "class"), tmp_path / "poly", EmbedSpec(), FitSpec(method="linear",
                  max_pixels_per_polygon=3, compare_methods=False))
     s = r.report["samples"]
     assert s["geometry"] == "polygon" and s["features_used"] == 143
@@ -236,7 +236,7 @@ def test_polygon_layer(demo, tmp_path):
 def test_a_registered_toy_classifier_maps_and_is_compared(demo, tmp_path):
     """A method added in one call (tests/toy_classifier.py) is fitted, mapped, saved, applied and compared."""
     with toy_classifier.registered():
-        r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "toy", EmbedSpec(),
+        r = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "toy", EmbedSpec(),
                      FitSpec(method="centroid", params={"spread": 2.0}), save_classifier=True)
         assert r.report["method"] == "centroid" and r.report["params"] == {"spread": 2.0}
         rows = r.report["cross_validation"]["method_comparison"]
@@ -254,7 +254,7 @@ def _assert_nothing_written(out_dir):
 def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match=r"no field 'landuse'.*id, class"):
-        classify(demo.embedding, DEMO_POINTS, "landuse", out, EmbedSpec(), FitSpec())
+        classify(demo.embedding, Samples(DEMO_POINTS, "landuse"), out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     far = tmp_path / "far.geojson"
@@ -264,9 +264,10 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
         f["geometry"]["coordinates"] = [lon + 30, lat]  # the same points in the Atlantic, far east
     far.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo.embedding, far, "class", out, EmbedSpec(), FitSpec())
+        classify(demo.embedding, Samples(far, "class"), out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="None of the 143 training samples"):
-        classify(demo_raster(), far, "class", out, EmbedSpec(pretrained=False), FitSpec())  # caught before embedding
+        classify(demo_raster(), Samples(far, "class"), out, EmbedSpec(pretrained=False),
+                 FitSpec())  # caught before embedding
     _assert_nothing_written(out)
 
     single = tmp_path / "single.geojson"
@@ -275,7 +276,7 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     doc["features"] = [f for f in doc["features"] if f["properties"]["class"] != "forest"] + forest[:1]
     single.write_text(json.dumps(doc))
     with pytest.raises(SoftConError, match=r"'forest': 1 .*at least 2"):
-        classify(demo.embedding, single, "class", out, EmbedSpec(), FitSpec())
+        classify(demo.embedding, Samples(single, "class"), out, EmbedSpec(), FitSpec())
     _assert_nothing_written(out)
 
     other = tmp_path / "other_model.tif"
@@ -283,13 +284,13 @@ def test_bad_inputs_get_clear_errors_and_leave_no_output(demo, tmp_path):
     with rasterio.open(other, "r+") as ds:
         ds.update_tags(ns="SOFTCON", model="B13_vits14_softcon")
     with pytest.raises(SoftConError, match="holds embeddings of model 'B13_vits14_softcon'.*--model B13_vits14_softcon"):
-        classify(other, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec())
+        classify(other, Samples(DEMO_POINTS, "class"), out, EmbedSpec(), FitSpec())
     with pytest.raises(SoftConError, match="trained on model 'galileo_nano_s2' embeddings but other_model.tif holds"):
         apply_classifier(other, demo.classifier, out, EmbedSpec())
     _assert_nothing_written(out)
 
     with pytest.raises(SoftConError, match="Unknown --method .svm.; use one of: auto, linear"):
-        classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), FitSpec(method="svm"))
+        classify(demo.embedding, Samples(DEMO_POINTS, "class"), out, EmbedSpec(), FitSpec(method="svm"))
     _assert_nothing_written(out)
 
 
@@ -369,7 +370,7 @@ def border_agreement(tmp_path, inner=512, margin=128, stride=32):
     write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
           crs=crs, driver="GPKG")
     fit = FitSpec(method="linear", features="emb", cv_folds=0, compare_methods=False)
-    a = classify(big, pts, "class", tmp_path / "big", EmbedSpec(stride=stride, device="cpu"), fit,
+    a = classify(big, Samples(pts, "class"), tmp_path / "big", EmbedSpec(stride=stride, device="cpu"), fit,
                  save_classifier=tmp_path / "c.npz")
     b = apply_classifier(small, tmp_path / "c.npz", tmp_path / "small", EmbedSpec(device="cpu"))
     ref = _classes(a.class_raster)[margin:margin + inner, margin:margin + inner]
@@ -428,7 +429,8 @@ def test_validation_is_scored_on_the_maps_own_pixels(demo):
 
 def test_validation_samples_never_train_and_bad_ones_are_refused(demo, tmp_path):
     fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0)
-    r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "v", EmbedSpec(), fit, validation=DEMO_VALIDATION)
+    r = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "v", EmbedSpec(), fit,
+                 validation=Samples(DEMO_VALIDATION))
     assert r.report["samples"]["features_used"] == 143 and r.report["validation"]["n_validated"] == 74
     assert r.report["cross_validation"] is None and r.report["selected_by"] == "validation"
     doc = json.loads(DEMO_VALIDATION.read_text())
@@ -437,16 +439,16 @@ def test_validation_samples_never_train_and_bad_ones_are_refused(demo, tmp_path)
     odd.write_text(json.dumps(doc))
     out = tmp_path / "out"
     with pytest.raises(SoftConError, match="class\\(es\\) 'mangrove' that no training sample has"):
-        classify(demo.embedding, DEMO_POINTS, "class", out, EmbedSpec(), fit, validation=odd)
+        classify(demo.embedding, Samples(DEMO_POINTS, "class"), out, EmbedSpec(), fit, validation=Samples(odd))
     with pytest.raises(SoftConError, match="no field 'klass'"):
-        classify(demo_raster(), DEMO_POINTS, "class", out, EmbedSpec(pretrained=False), fit, validation=odd,
-                 validation_field="klass")  # caught before embedding
+        classify(demo_raster(), Samples(DEMO_POINTS, "class"), out, EmbedSpec(pretrained=False), fit,
+                 validation=Samples(odd, "klass"))  # caught before embedding
     _assert_nothing_written(out)
 
 
 def test_minimum_mapping_unit_sieves_the_class_raster_only(demo, tmp_path):
     fit = FitSpec(method="linear", features="emb+pixel", compare_methods=False, cv_folds=0, min_mapping_unit=25)
-    r = classify(demo.embedding, DEMO_POINTS, "class", tmp_path / "mmu", EmbedSpec(), fit)
+    r = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "mmu", EmbedSpec(), fit)
     cls = _classes(r.class_raster)
     assert np.array_equal(sieve(cls, size=25, mask=cls > 0, connectivity=8), cls)  # no patch under 25 px left
     with rasterio.open(r.probability_raster) as ds:

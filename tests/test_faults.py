@@ -30,7 +30,7 @@ from core.classify.cli import main as classify_main
 from core.classify.embedding import get_embedding
 from core.classify.features import pixel_band_mapping
 from core.classify.outputs import Stage
-from core.classify.report import cross_validate, plan_folds
+from core.classify.report import cross_validate, plan_folds, TrainingSet
 from core.classify.selection import candidates
 from core.classify.tiles import apply_tiles, find_tiles
 from core.cli import run_main
@@ -38,7 +38,7 @@ from core.embed.engine import embed_raster
 from core.embed.spec import EmbedSpec
 from core.errors import error_line, SoftConError
 from core.geo.bands import S2_L1C
-from core.geo.samples import rasterize_samples, VectorSamples
+from core.geo.samples import PixelSamples, rasterize_samples, VectorSamples
 from core.io.raster import open_raster
 from core.io.reflectance import check_reflectance
 from core.models.encoders import create_encoder
@@ -197,8 +197,11 @@ def test_every_method_cross_validates_two_to_four_points_per_class(per_class):
     labels = np.repeat(np.arange(6), per_class)
     x = (rng.normal(size=(len(labels), 12)) + labels[:, None]).astype(np.float32)
     xy = rng.uniform(0, 20000, (len(labels), 2))
+    n = len(labels)
+    pixels = PixelSamples(np.zeros(n, int), np.zeros(n, int), labels, np.arange(n), list("abcdef"), n)
+    train = TrainingSet(pixels, x, xy)
     for m, params in (("linear", {}), ("knn", {"k": 20, "temperature": 0.07})):  # the folds are every method's
-        res = cross_validate(x, labels, np.arange(len(labels)), xy, list("abcdef"), m, params, 5, 1280.0)
+        res = cross_validate(train, m, params, 5, 1280.0)
         assert res["folds"] == per_class and res["n_validated"] == len(labels), (m, res["warnings"])
 
 

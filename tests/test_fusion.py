@@ -10,10 +10,11 @@ from core.classify.classifiers import SavedClassifier, load_classifier, make_cla
 from core.classify.features import FeatureSpec
 from core.classify.fusion import FLOOR
 from core.classify.pixelmap import linear_head, softmax
-from core.classify.report import cross_validate
+from core.classify.report import cross_validate, TrainingSet
 from core.classify.selection import candidates
 from core.classify.spec import FitSpec
 from core.errors import SoftConError
+from core.geo.samples import PixelSamples
 
 EMB, PIX = 8, ["B2", "B3", "B4", "B8"]
 FIX = r"use --features emb\+pixel"
@@ -86,8 +87,8 @@ def test_auto_tries_fusion_on_emb_plus_pixel_only():
 def test_blocked_cross_validation_fits_the_fusion_on_the_spec_it_is_given():
     x, y = _data(2, 60)
     xy = np.random.default_rng(2).uniform(0, 10000, (len(y), 2))
-    res = cross_validate(x, y, np.arange(len(y)), xy, list("abc"), "fusion", {"pixel_weight": 0.5}, 3, 1000.0,
-                         spec=_spec())
+    pixels = PixelSamples(np.zeros_like(y), np.zeros_like(y), y, np.arange(len(y)), list("abc"), len(y))
+    res = cross_validate(TrainingSet(pixels, x, xy, _spec()), "fusion", {"pixel_weight": 0.5}, 3, 1000.0)
     assert res["folds"] == 3 and res["overall_accuracy"] > 0.6
 
 

@@ -126,3 +126,38 @@ def test_function_level_imports_say_what_they_guard(repo_root):
             if not commented:
                 silent.append(f"{path.relative_to(repo_root)}:{node.lineno}")
     assert silent == []
+
+
+#: The most parameters a function in core/ takes (``self``/``cls`` not counted): data that travels together goes
+#: in one small frozen dataclass (``EmbedSpec``, ``FitSpec``, ``Samples``, ``TrainingSet``, ``OutputOptions``).
+MAX_PARAMETERS = 10
+#: Allowed more, and why. ``BlockWriter.__init__``: keyword-only GDAL creation options (size, CRS, dtype, nodata,
+#: compression, COG...), each with its own default, as rasterio's profile names them; callers set two or three.
+MORE_PARAMETERS = {"core/io/writer.py:BlockWriter.__init__"}
+
+
+def test_no_function_in_core_takes_more_than_ten_parameters(repo_root):
+    """Ten positional and keyword parameters are as many as a call site can read; beyond that, some of them
+    travel together and belong in one object."""
+    many = []
+    for path in sorted((repo_root / "core").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+
+        def walk(node, prefix):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    walk(child, f"{prefix}{child.name}.")
+                elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = child.args
+                    names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+                    if names[:1] in (["self"], ["cls"]):
+                        names = names[1:]
+                    where = f"{path.relative_to(repo_root).as_posix()}:{prefix}{child.name}"
+                    if len(names) > MAX_PARAMETERS and where not in MORE_PARAMETERS:
+                        many.append(f"{where} ({len(names)})")
+                    walk(child, f"{prefix}{child.name}.")
+                else:
+                    walk(child, prefix)
+
+        walk(tree, "")
+    assert many == []

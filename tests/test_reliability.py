@@ -37,6 +37,7 @@ from core.embed import cli as embed_cli
 from core.embed.engine import embed_raster
 from core.embed.spec import EmbedSpec
 from core.errors import SoftConError
+from core.geo.samples import Samples
 from core.models import checkpoint
 from core.models.encoders import create_encoder
 from core.progress import Progress
@@ -356,7 +357,8 @@ def test_disk_full_in_classify_leaves_no_outputs(points_embedding, tmp_path, mon
     out = tmp_path / "out"
     truncate_on_close(monkeypatch)
     with pytest.raises(SoftConError, match="left as it was"):
-        classify(points_embedding, DEMO_POINTS, "class", out, EmbedSpec(model="softcon_tiny_s2"), FitSpec(cv_folds=0))
+        classify(points_embedding, Samples(DEMO_POINTS, "class"), out, EmbedSpec(model="softcon_tiny_s2"),
+                 FitSpec(cv_folds=0))
     assert not out.exists()  # created by the run, removed with everything in it
 
 
@@ -364,8 +366,8 @@ def test_disk_full_in_classify_on_a_small_tmpfs(points_embedding, tmp_path):
     with tmpfs(tmp_path / "full", size="1m") as full:
         fill_disk(full, leave=60_000)
         with pytest.raises(SoftConError, match="full"):
-            classify(points_embedding, DEMO_POINTS, "class", full / "out", EmbedSpec(model="softcon_tiny_s2"),
-                     FitSpec(cv_folds=0))
+            classify(points_embedding, Samples(DEMO_POINTS, "class"), full / "out",
+                     EmbedSpec(model="softcon_tiny_s2"), FitSpec(cv_folds=0))
         assert [p.name for p in full.iterdir()] == ["filler"]
 
 
@@ -470,7 +472,7 @@ S2_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", 
 
 def test_one_cv_fold_is_refused(points_embedding, tmp_path):
     with pytest.raises(SoftConError, match="--cv-folds 1 .* 0 to skip"):
-        classify(points_embedding, DEMO_POINTS, "class", tmp_path / "out", EmbedSpec(), FitSpec(cv_folds=1))
+        classify(points_embedding, Samples(DEMO_POINTS, "class"), tmp_path / "out", EmbedSpec(), FitSpec(cv_folds=1))
     assert not (tmp_path / "out").exists()
 
 
@@ -496,7 +498,7 @@ def test_raster_without_crs_in_classify_says_so(points_crop, tmp_path):
     with rasterio.open(nocrs, "w", **prof) as dst:
         dst.write(data)
     with pytest.raises(SoftConError, match="no coordinate reference system") as e:
-        classify(nocrs, DEMO_POINTS, "class", tmp_path / "out", EmbedSpec(), FitSpec())
+        classify(nocrs, Samples(DEMO_POINTS, "class"), tmp_path / "out", EmbedSpec(), FitSpec())
     assert "outside" not in str(e.value)
 
 

@@ -21,6 +21,7 @@ from core.classify.spec import FitSpec
 from core.classify.tiles import apply_tiles, find_tiles, is_many_tiles, product_band_files, write_mosaics
 from core.embed.spec import EmbedSpec
 from core.errors import Cancelled, SoftConError
+from core.geo.samples import Samples
 from core.io.writer import BlockWriter
 from core.progress import Progress
 from core.classify.demo import demo_raster
@@ -120,7 +121,7 @@ def tiles(tmp_path_factory):
     pts = root / "pts.gpkg"
     write(pts, shapely.to_wkb(shapely.points(x, y)), [labels.astype(object)], ["class"], geometry_type="Point",
           crs=crs, driver="GPKG")
-    classify(folder / "t00.tif", pts, "class", root / "train", EmbedSpec(device="cpu"),
+    classify(folder / "t00.tif", Samples(pts, "class"), root / "train", EmbedSpec(device="cpu"),
              FitSpec(method="linear", features="emb+pixel", cv_folds=0, compare_methods=False), cache=False,
              save_classifier=root / "c.npz")
     return folder, root / "c.npz"

@@ -4,8 +4,8 @@ A user has a Sentinel-2 raster and a layer of labelled points or polygons and wa
 with its accuracy. Public API (the command line and the QGIS plugin use it; settings travel as two frozen
 specs, :class:`core.embed.spec.EmbedSpec` and :class:`core.classify.spec.FitSpec`)::
 
-    fit.classify(raster, samples, label_field, out_dir, spec, fit, *, layer, save_classifier, cache,
-                 destinations, progress) -> ClassifyResult
+    fit.classify(raster, samples, out_dir, spec, fit, *, save_classifier, cache, destinations, progress,
+                 validation) -> ClassifyResult     # samples, validation: core.geo.samples.Samples(path, field, layer)
     apply.apply_classifier(raster, classifier_path, out_dir, spec, *, expect, cache, destinations, progress)
     explore.similarity_map(raster_or_embedding, reference_vector, out_path, spec, *, fids, layer, grid, ...) -> Path
     explore.pca_preview(embedding_raster, out_path, *, progress) -> Path

@@ -21,7 +21,7 @@ from .classifiers import load_classifier
 from .compat import check_compatible, check_expected
 from .embedding import drop_uncached, embedding_summary, get_embedding
 from .features import FeatureSpec
-from .outputs import ClassifyResult, closing, describe_features, finish
+from .outputs import ClassifyResult, closing, describe_features, finish, OutputOptions
 from .pixelmap import FeatureSource, full_spec_bands, open_source
 from .report import build_report
 
@@ -89,8 +89,8 @@ def apply_classifier(
                                   timings={"embedding": round(time.perf_counter() - t0, 3)})
             describe_features(report, features, source)
             report["samples"] = {"classifier": str(classifier_path), "trained_on": meta}
-            result = finish(source, emb, saved, out_dir, report, raster, bands, progress, None, destinations,
-                            keep=Path(classifier_path))
+            result = finish(source, emb, saved, out_dir, report, raster, bands, progress,
+                            OutputOptions(destinations, keep=Path(classifier_path)))
     finally:
         drop_uncached(emb)
     return result

@@ -12,6 +12,7 @@ import time
 from ..cli import add_debug, run_main
 from ..embed.spec import EmbedSpec
 from ..errors import SoftConError
+from ..geo.samples import Samples
 from ..progress import cli_progress, emit_result, json_lines
 from ..settings import add_arguments, from_args
 from .apply import apply_classifier
@@ -162,11 +163,12 @@ def _main(argv: list[str]) -> int:
         return 0
     if cmd is None:
         a = get_args_parser().parse_args(argv)
-        res = classify(_one(a.raster), a.samples, a.label_field, a.out_dir, from_args(EmbedSpec, a),
-                       from_args(FitSpec, a), layer=a.layer, save_classifier=a.save_classifier,
+        validation = (Samples(a.validation, a.validation_field, a.validation_layer)
+                      if a.validation is not None else None)
+        res = classify(_one(a.raster), Samples(a.samples, a.label_field, a.layer), a.out_dir,
+                       from_args(EmbedSpec, a), from_args(FitSpec, a), save_classifier=a.save_classifier,
                        cache=not a.no_cache, destinations=destinations(a.output),
-                       progress=cli_progress("classify"), validation=a.validation,
-                       validation_layer=a.validation_layer, validation_field=a.validation_field)
+                       progress=cli_progress("classify"), validation=validation)
         _done(res)
         return 0
     a = _sub_parser(cmd).parse_args(argv[1:])

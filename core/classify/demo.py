@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..embed.spec import EmbedSpec
+from ..geo.samples import Samples
 from ..io.sample_data import s2_scene_files
 from ..io.writer import stack_to_geotiff
 from ..models.registry import get_record
@@ -57,8 +58,9 @@ def run_demo(
     if not spec.pretrained:  # the same random-init encoder every run, so results and cache agree across runs
         torch.manual_seed(0)
     raster = demo_raster(progress)
-    return classify(raster, DEMO_POINTS, DEMO_LABEL_FIELD, out_dir, spec, fit or FitSpec(), save_classifier=True,
-                    cache=cache, progress=progress, validation=validation)
+    return classify(raster, Samples(DEMO_POINTS, DEMO_LABEL_FIELD), out_dir, spec, fit or FitSpec(),
+                    save_classifier=True, cache=cache, progress=progress,
+                    validation=None if validation is None else Samples(validation))
 
 
 def summary_text(result: ClassifyResult) -> str:

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from ..progress import Progress
-from .features import FeatureSpec
-from .report import format_table
+from .report import format_table, TrainingSet
 from .selection import compare, pick, table_rows
 from .spatial import autocorrelation_range, sample_spread
+from .spec import FitSpec
 from .validation import Validation, warnings_for
 
 
@@ -46,23 +44,23 @@ def block_size(emb_ds: Any, given_m: float | None, window_m: float, pixel_m: flo
     return {"block_m": float(max(rng["range_m"], floor)), "source": "variogram", "floor_m": floor, **rng}
 
 
-def evaluate(emb_ds: Any, full: FeatureSpec, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-             xy: np.ndarray, class_names: Sequence[str], pairs: Sequence[tuple[str, str]],
-             others: Sequence[tuple[str, str]], folds: int, block: dict[str, Any], params: dict[str, dict[str, Any]],
-             seed: int = 0, progress: Progress | None = None, validation: Validation | None = None) -> Evaluation:
-    """Compare ``pairs`` (the candidates) and ``others`` (shown for comparison only) by blocked CV and on
-    ``validation``; the best candidate on the validation samples when given, else by CV, is the map's."""
+def evaluate(emb_ds: Any, train: TrainingSet, pairs: Sequence[tuple[str, str]], others: Sequence[tuple[str, str]],
+             fit: FitSpec, block: dict[str, Any], progress: Progress | None = None,
+             validation: Validation | None = None) -> Evaluation:
+    """Compare ``pairs`` (the candidates) and ``others`` (shown for comparison only) by blocked CV (``fit``'s folds,
+    parameters and seed; blocks as :func:`block_size` chose them) and on ``validation``; the best candidate on the
+    validation samples when given, else by CV, is the map's. ``train`` holds the full feature spec's features."""
     progress = progress or Progress()
+    folds = fit.cv_folds
     block_m = block["block_m"]
-    spread = sample_spread(xy, groups, emb_ds, block_m)
+    spread = sample_spread(train.xy, train.groups, emb_ds, block_m)
     rows: list[dict[str, Any]] = []
     if folds >= 2 or validation is not None:
         what = [f"spatially blocked {folds}-fold cross-validation (blocks of {block_m:.0f} m)"] if folds >= 2 else []
         if validation is not None:
             what.append(f"{validation.samples.n_features} validation samples")
         progress.log(f"{' and '.join(what).capitalize()}, {len(pairs)} method/feature combination(s):")
-        rows = compare(feats, full, labels, groups, xy, class_names, list(pairs) + list(others), folds, block_m,
-                       params, seed, progress, validation)
+        rows = compare(train, list(pairs) + list(others), fit, block_m, progress, validation)
     candidates = [r for r in rows if (r["features"], r["method"]) in pairs]
     best = pick(candidates) if candidates else None
     chosen = (best["features"], best["method"]) if best else tuple(pairs[0])

@@ -19,17 +19,17 @@ import rasterio
 from ..embed.spec import EmbedSpec
 from ..geo.crs import pixel_xy_m
 from ..errors import SoftConError
-from ..geo.samples import drop_invalid, rasterize_samples, read_vector
+from ..geo.samples import drop_invalid, rasterize_samples, Samples
 from ..io.writer import check_folder
 from ..progress import Progress
 from .checks import least_per_class, preflight, strip_pixels
 from .classifiers import make_classifier, SavedClassifier
 from .embedding import drop_uncached, embedding_summary, get_embedding
-from .methods import auto_methods, get_method, METHODS
-from .outputs import ClassifyResult, closing, describe_features, finish
+from .methods import auto_methods, get_method
+from .outputs import ClassifyResult, closing, describe_features, finish, OutputOptions
 from .evaluate import block_size, evaluate
 from .pixelmap import full_source, open_source
-from .report import build_report
+from .report import build_report, TrainingSet
 from .selection import candidates
 from .spec import FEATURE_SETS, FitSpec, parse_features
 from .styles import class_colors
@@ -54,27 +54,24 @@ def _feature_warnings(feats: np.ndarray, weights: str, method: str) -> list[str]
 
 def classify(
     raster: str | os.PathLike | Sequence[str | os.PathLike],
-    samples: str | os.PathLike,
-    label_field: str,
+    samples: Samples,
     out_dir: str | os.PathLike,
     spec: EmbedSpec,
     fit: FitSpec,
     *,
-    layer: str | int | None = None,
     save_classifier: str | os.PathLike | bool | None = None,
     cache: bool = True,
     destinations: Mapping[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
-    validation: str | os.PathLike | None = None,
-    validation_layer: str | int | None = None,
-    validation_field: str | None = None,
+    validation: Samples | None = None,
 ) -> ClassifyResult:
     """Train a classifier on labelled samples over a raster's embeddings, map the raster, report accuracy.
 
     Args:
         raster: raster file, list of single-band files, or an embedding raster from ``core.embed``.
-        samples: points or polygons (GeoPackage, Shapefile, GeoJSON...), any CRS.
-        label_field: the attribute holding each sample's class (text or integer).
+        samples: the training samples (:class:`core.geo.samples.Samples`): points or polygons (GeoPackage,
+            Shapefile, GeoJSON...) in any CRS, the attribute holding each sample's class (text or integer), and
+            the layer of a multi-layer file.
         out_dir: folder for the outputs (created; existing outputs of the same names are replaced).
         spec: the embedding settings (:class:`core.embed.spec.EmbedSpec`): model, weights, bands, mode, extent...
         fit: the classifier settings (:class:`core.classify.spec.FitSpec`): ``method`` ``auto`` (every method on
@@ -83,18 +80,16 @@ def classify(
             of the bands that GIS tools offer, the baseline); grid; CV folds and block size (default the range of
             the embedding's spatial autocorrelation, :mod:`core.classify.spatial`); method parameters; minimum
             mapping unit.
-        layer: layer name or index in a multi-layer vector file.
         save_classifier: True = ``out_dir/classifier.npz``, or a path; None/False = do not save.
         cache: reuse / store the embedding in the embedding cache.
         destinations: output key (``class_raster``, ``report_html``... see ``outputs.NAMES``) -> path: keep only
             these outputs, each at its path (the plugin passes the files the user chose); the stage folder
             is still made in ``out_dir``, so same-folder destinations are renamed into place.
         progress: callback and cancel check.
-        validation: independent reference points or polygons (same ``label_field``, any CRS), never trained on:
-            every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
+        validation: independent reference points or polygons (any CRS), never trained on; their class field
+            defaults to the training samples' (``reference`` for a sample from ``python -m core.assess sample``).
+            Every report then headlines accuracy, kappa, per-class F1 and the confusion matrix on them, and
             ``method``/``features`` ``auto`` choose by them (:mod:`core.classify.validation`).
-        validation_layer: layer of a multi-layer ``validation`` file; validation_field: its class field
-            (default ``label_field``; ``reference`` for a sample from ``python -m core.assess sample``).
 
     Returns:
         :class:`ClassifyResult` with the output paths, the report dict, class names and colours.
@@ -113,9 +108,12 @@ def classify(
             raise SoftConError(f"--save-classifier {save_classifier} is a folder; give a file name such as "
                                f"{Path(save_classifier) / 'classifier.npz'}.")
         check_folder(Path(save_classifier).parent)
-    vec = read_vector(samples, label_field, layer)
+    if samples.field is None:
+        raise SoftConError(f"Name the class field of the training samples {samples.path}.")
+    vec = samples.read()
     if validation is not None:  # a missing file or field stops here, before the embedding
-        read_vector(validation, validation_field or label_field, validation_layer)
+        validation = validation.labelled_by(samples.field)
+        validation.read()
     least = least_per_class(fit.cv_folds)
     preflight(raster, vec, spec, parse_features(fit.features), fit.grid, fit.max_pixels_per_polygon, out_dir,
               progress.log, min_per_class=least)
@@ -139,8 +137,7 @@ def classify(
             window_m = (emb.info.get("window") or 64) * float(emb.info.get("input_res_m") or 10.0)
             block = block_size(ds, fit.block_size_m, window_m, summary["pixel_size_m"], fit.seed)
             val = None if validation is None else read_validation(
-                validation, validation_field or label_field, validation_layer, px.class_names, source, px,
-                fit.max_pixels_per_polygon, fit.seed)
+                validation, px.class_names, source, px, fit.max_pixels_per_polygon, fit.seed)
             sets = [n for n, gr in FEATURE_SETS.items() if set(gr) <= set(full.groups)]
             if wanted is not None:
                 sets = [n for n, gr in FEATURE_SETS.items() if gr == wanted]
@@ -152,10 +149,8 @@ def classify(
                              f"cross-validation alone would take minutes); ask for it with --method.")
             others = ([p for p in candidates("auto", sets, n_classes) if p not in pairs]
                       if fit.compare_methods and fit.method != "auto" else [])  # for the comparison table
-            params = {m: fit.method_params(m) for m in METHODS}
             t = time.perf_counter()
-            ev = evaluate(ds, full, feats, px.labels, px.groups, xy, px.class_names, pairs, others, fit.cv_folds,
-                          block, params, fit.seed, progress, val)
+            ev = evaluate(ds, TrainingSet(px, feats, xy, full), pairs, others, fit, block, progress, val)
             fs, method = ev.chosen
             spec = full.select(FEATURE_SETS[fs])
             cols = spec.columns(full)
@@ -176,14 +171,14 @@ def classify(
             if val is not None:
                 report["validation"] = val.score(clf, cols, px.class_names)
             describe_features(report, spec, source)
-            report["samples"]["path"] = str(samples)
-            report["samples"]["label_field"] = label_field
+            report["samples"]["path"] = str(samples.path)
+            report["samples"]["label_field"] = samples.field
             report["samples"]["geometry"] = px.geometry_type
             save_to = True if save_classifier is True else (Path(save_classifier) if save_classifier else None)
             final = source.select(spec)
             final.strip_pixels = strip_pixels(spec.dim, n_classes)
-            result = finish(final, emb, saved, out_dir, report, raster, bands, progress, save_to,
-                            destinations, fit.min_mapping_unit)
+            result = finish(final, emb, saved, out_dir, report, raster, bands, progress,
+                            OutputOptions(destinations, save_to, fit.min_mapping_unit))
     finally:
         drop_uncached(emb)
     result.report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

@@ -150,19 +150,36 @@ def _move(src: Path, dest: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which outputs a run keeps and how, beyond the maps themselves; chosen by the caller, read only when the
+    outputs are written.
+
+    Attributes:
+        destinations: output key (see :data:`NAMES`) -> path: keep only these outputs, each at its path (see
+            :class:`Stage`); None: every output under its standard name in ``out_dir``.
+        save_to: where the classifier is saved: True: into ``out_dir`` with the other outputs (output
+            ``classifier``); a path: there, after the maps; None: not saved.
+        min_mapping_unit: > 1 sieves the class raster to patches of at least this many pixels (:mod:`.cleanup`).
+        keep: an input file in ``out_dir`` under an output's name (the classifier ``apply`` reads) that must not
+            be removed as stale.
+    """
+
+    destinations: Mapping[str, str | os.PathLike] | None = None
+    save_to: Path | bool | None = None
+    min_mapping_unit: int = 0
+    keep: Path | None = None
+
+
 def finish(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, out_dir: str | os.PathLike, report: dict[str, Any],
-    raster: Any, bands: Any, progress: Progress, save_to: Path | bool | None,
-    destinations: Mapping[str, str | os.PathLike] | None = None, min_mapping_unit: int = 0, keep: Path | None = None,
+    raster: Any, bands: Any, progress: Progress, options: OutputOptions = OutputOptions(),
 ) -> ClassifyResult:
-    """Write every output into a stage folder in ``out_dir`` and move them in together (to ``destinations``
-    when given, see :class:`Stage`); on error, nothing stays. ``min_mapping_unit`` > 1 sieves the class raster
-    (:mod:`.cleanup`). ``keep``: an input file in ``out_dir`` under an output's name (the classifier ``apply``
-    reads) that must not be removed as stale."""
-    stage = Stage(Path(out_dir), destinations)
+    """Write every output into a stage folder in ``out_dir`` and move them in together (to
+    ``options.destinations`` when given, see :class:`Stage`); on error, nothing stays."""
+    stage = Stage(Path(out_dir), options.destinations)
     try:
-        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, save_to, min_mapping_unit,
-                              keep)
+        return _write_outputs(source, emb, saved, stage, report, raster, bands, progress, options)
     except BaseException:
         stage.abort()
         raise
@@ -170,10 +187,11 @@ def finish(
 
 def _write_outputs(
     source: FeatureSource, emb: Embedding, saved: SavedClassifier, stage: Stage, report: dict[str, Any], raster: Any,
-    bands: Any, progress: Progress, save_to: Path | bool | None, min_mapping_unit: int = 0, keep: Path | None = None,
+    bands: Any, progress: Progress, options: OutputOptions,
 ) -> ClassifyResult:
     """Predict, write styles, quicklook and reports into the stage, commit it, and describe the result."""
     t = time.perf_counter()
+    save_to, min_mapping_unit = options.save_to, options.min_mapping_unit
     g = source.grid
     tags = {"METHOD": saved.classifier.method, "MODEL": str(saved.model),
             "FEATURES": saved.features.name if saved.features is not None else "emb"}
@@ -216,7 +234,7 @@ def _write_outputs(
     write_text_atomic(stage.path("report_txt"), format_text(report))
     quicklook = stage.dest("quicklook_png") or Path(NAMES["quicklook_png"])  # the report names it
     write_text_atomic(stage.path("report_html"), format_html(report, quicklook.name))
-    moved, stale = stage.commit(keep)
+    moved, stale = stage.commit(options.keep)
     for f in stale:
         progress.log(f"Removed {f.name} of an earlier run from {f.parent}: it does not belong to these maps.")
     classifier_path = moved.get("classifier")

@@ -12,10 +12,12 @@ Writes ``report.json`` (everything, machine-readable), ``report.txt`` (for peopl
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import textwrap
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +29,43 @@ from .classifiers import make_classifier, SavedClassifier
 from .features import FeatureSpec
 
 MIN_ADVISED_PER_CLASS = 10
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The training pixels with what blocked cross-validation and the method comparison need of them, which
+    always travel together: the pixels (their classes, the feature each came from, the class names), their
+    features, and their centres in metres, which put them in CV blocks.
+
+    Attributes:
+        pixels: the training pixels (:class:`~core.geo.samples.PixelSamples`).
+        features: (M, F) their features, the columns that ``spec`` describes.
+        xy: (M, 2) map coordinates (metres in a projected CRS) of each pixel centre.
+        spec: the feature groups of ``features`` (None: unnamed columns, as in tests; :meth:`select` then fails).
+    """
+
+    pixels: PixelSamples
+    features: np.ndarray
+    xy: np.ndarray
+    spec: FeatureSpec | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(M,) class index into :attr:`class_names`."""
+        return self.pixels.labels
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(M,) index of the point or polygon each pixel came from."""
+        return self.pixels.groups
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.pixels.class_names
+
+    def select(self, spec: FeatureSpec) -> "TrainingSet":
+        """The same pixels with only the features of ``spec`` (a subset of :attr:`spec`'s groups)."""
+        return dataclasses.replace(self, features=self.features[:, spec.columns(self.spec)], spec=spec)
 
 
 def spatial_blocks(x: np.ndarray, y: np.ndarray, groups: np.ndarray, block_size_m: float) -> np.ndarray:
@@ -106,29 +145,25 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) 
 
 
 def cross_validate(
-    features: np.ndarray,
-    labels: np.ndarray,
-    groups: np.ndarray,
-    xy: np.ndarray,
-    class_names: Sequence[str],
+    train: TrainingSet,
     method: str,
     params: dict[str, Any],
     n_folds: int = 5,
     block_size_m: float = 1000.0,
     seed: int = 0,
-    spec: FeatureSpec | None = None,
 ) -> dict[str, Any]:
-    """Spatially blocked k-fold cross-validation of a classifier on training embeddings.
+    """Spatially blocked k-fold cross-validation of a classifier on the training pixels' features.
 
     Args:
-        features: (M, D) embeddings of the training pixels.
-        labels: (M,) class indices; groups: (M,) feature index of each pixel.
-        xy: (M, 2) map coordinates (metres in a projected CRS) of each pixel centre.
+        train: features, classes, feature of origin and position of each training pixel; a classifier that
+            needs to know the feature groups (``fusion``) gets ``train.spec``.
+        method, params: the classifier (:data:`core.classify.methods.METHODS`) and its parameters.
 
     Returns:
         ``metrics`` of the pooled out-of-fold predictions plus fold and block counts and warnings, and the
         predictions themselves (``predictions``, (M,), not JSON).
     """
+    features, labels, groups, xy, class_names = train.features, train.labels, train.groups, train.xy, train.class_names
     blocks = spatial_blocks(xy[:, 0], xy[:, 1], groups, block_size_m)
     folds, notes = spatial_folds(labels, blocks, n_folds, seed)
     out: dict[str, Any] = {"folds": int(folds.max() + 1), "block_size_m": float(block_size_m),
@@ -139,8 +174,8 @@ def cross_validate(
         return out
     pred = np.empty_like(labels)
     for f in range(folds.max() + 1):
-        train, val = folds != f, folds == f
-        clf = make_classifier(method, len(class_names), spec, **params).fit(features[train], labels[train])
+        learn, val = folds != f, folds == f
+        clf = make_classifier(method, len(class_names), train.spec, **params).fit(features[learn], labels[learn])
         pred[val] = clf.predict(features[val])
     out.update(metrics(labels, pred, class_names))
     out["predictions"] = pred  # out-of-fold, for paired comparisons (:func:`core.classify.selection.pick`)

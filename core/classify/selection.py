@@ -18,10 +18,9 @@ from scipy.stats import binomtest
 
 from ..progress import Progress
 from .classifiers import make_classifier
-from .features import FeatureSpec
 from .methods import auto_methods, METHODS
-from .report import cells, cross_validate
-from .spec import FEATURE_SETS
+from .report import cells, cross_validate, TrainingSet
+from .spec import FEATURE_SETS, FitSpec
 
 
 #: Level of the test that lets a cheaper method stand in for a better-scoring one (:func:`pick`).
@@ -43,29 +42,28 @@ def candidates(method: str, feature_sets: Sequence[str], n_classes: int = 0) -> 
     return out
 
 
-def compare(features: np.ndarray, full: FeatureSpec, labels: np.ndarray, groups: np.ndarray, xy: np.ndarray,
-            class_names: Sequence[str], pairs: Sequence[tuple[str, str]], folds: int, block_m: float,
-            params: dict[str, dict[str, Any]], seed: int = 0, progress: Progress | None = None,
-            validation: Any = None) -> list[dict[str, Any]]:
-    """Blocked CV (``folds`` >= 2) and validation (a :class:`~core.classify.validation.Validation`) of each
-    (feature set, method); one row per pair with its metrics and full CV result."""
+def compare(train: TrainingSet, pairs: Sequence[tuple[str, str]], fit: FitSpec, block_m: float,
+            progress: Progress | None = None, validation: Any = None) -> list[dict[str, Any]]:
+    """Blocked CV (``fit.cv_folds`` >= 2, blocks of ``block_m``) and validation (a
+    :class:`~core.classify.validation.Validation`) of each (feature set, method) on ``train`` (its features those of
+    the full feature spec); one row per pair with its metrics and full CV result."""
     rows = []
     for i, (fs, m) in enumerate(pairs):
         if progress is not None:  # the bar moves during the comparison (tens of seconds for auto), and Cancel acts
             progress.check()
             progress.update(i, len(pairs), "cross-validating")  # each row is logged below, with its scores
-        spec = full.select(FEATURE_SETS[fs])
-        cols = spec.columns(full)
+        sub = train.select(train.spec.select(FEATURE_SETS[fs]))
+        cols = sub.spec.columns(train.spec)
+        params = fit.method_params(m)
         row: dict[str, Any] = {"features": fs, "method": m, "overall_accuracy": None, "kappa": None,
                                "macro_f1": None, "cv": None, "validation": None}
-        if folds >= 2:
-            res = cross_validate(features[:, cols], labels, groups, xy, class_names, m, params[m], folds, block_m, seed,
-                                 spec)
-            row["_correct_cv"] = res.pop("predictions") == labels
+        if fit.cv_folds >= 2:
+            res = cross_validate(sub, m, params, fit.cv_folds, block_m, fit.seed)
+            row["_correct_cv"] = res.pop("predictions") == train.labels
             row.update(overall_accuracy=res["overall_accuracy"], kappa=res["kappa"], macro_f1=res["macro_f1"], cv=res)
         if validation is not None:
-            clf = make_classifier(m, len(class_names), spec, **params[m]).fit(features[:, cols], labels)
-            row["validation"] = validation.score(clf, cols, class_names)
+            clf = make_classifier(m, len(train.class_names), sub.spec, **params).fit(sub.features, train.labels)
+            row["validation"] = validation.score(clf, cols, train.class_names)
             row["_correct_val"] = validation.last_correct
         rows.append(row)
         if progress is not None:

@@ -11,7 +11,6 @@ as the map classifies it. Accuracy, kappa, per-class F1 and the confusion matrix
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import SoftConError
-from ..geo.samples import PixelSamples, rasterize_samples, read_vector
+from ..geo.samples import PixelSamples, rasterize_samples, Samples
 from .report import metrics
 
 
@@ -44,15 +43,16 @@ class Validation:
         return out
 
 
-def read_validation(path: str | os.PathLike, label_field: str, layer: str | int | None, class_names: Sequence[str],
-                    source: Any, train: PixelSamples, max_pixels_per_polygon: int = 200, seed: int = 0) -> Validation:
-    """Validation samples from a vector file, as pixels of ``source``'s grid with their features.
+def read_validation(samples: Samples, class_names: Sequence[str], source: Any, train: PixelSamples,
+                    max_pixels_per_polygon: int = 200, seed: int = 0) -> Validation:
+    """Validation samples (their class field named) as pixels of ``source``'s grid with their features.
 
     Raises:
         SoftConError: no usable validation sample, or a class the training samples do not have (the map
             cannot contain it, so its reference samples could only count as errors).
     """
-    vec = read_vector(path, label_field, layer)
+    path, label_field = samples.path, samples.field
+    vec = samples.read()
     g = source.grid
     px = rasterize_samples(vec, g.transform, (g.height, g.width), g.crs, None, max_pixels_per_polygon, seed=seed,
                            check=False)

@@ -9,6 +9,8 @@ Samples outside the raster or on nodata are dropped and counted, so the report c
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,32 @@ from ..errors import SoftConError
 from .crs import reproject
 
 MIN_PER_CLASS = 2  # fewer cannot be cross-validated; 10+ per class is advisable
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Where labelled samples are: a vector file, the attribute holding each sample's class, and the layer of a
+    multi-layer file. A map's training samples and its validation samples are named alike, so the three always
+    travel together.
+
+    Attributes:
+        path: points or polygons (GeoPackage, Shapefile, GeoJSON...), any CRS.
+        field: the class attribute (text or integer); None for validation samples means the training samples'
+            field (:meth:`labelled_by`).
+        layer: layer name or index in a multi-layer file (None: the first).
+    """
+
+    path: str | os.PathLike
+    field: str | None = None
+    layer: str | int | None = None
+
+    def labelled_by(self, field: str) -> "Samples":
+        """These samples, with ``field`` as their class attribute unless they name their own."""
+        return self if self.field else dataclasses.replace(self, field=field)
+
+    def read(self) -> "VectorSamples":
+        """The geometries and classes (:func:`read_vector`)."""
+        return read_vector(self.path, self.field, self.layer)
 
 
 @dataclass
