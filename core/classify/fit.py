@@ -20,6 +20,7 @@ from ..embed.spec import EmbedSpec
 from ..geo.crs import pixel_xy_m
 from ..errors import SoftConError
 from ..geo.samples import drop_invalid, rasterize_samples, Samples
+from ..io.raster import gdal_env
 from ..io.writer import check_folder
 from ..progress import Progress
 from .checks import least_per_class, preflight, strip_pixels
@@ -120,7 +121,7 @@ def classify(
     emb = get_embedding(raster, spec, cache=cache, progress=progress)
     t_embed = time.perf_counter() - t0
     try:
-        with rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
+        with gdal_env(), rasterio.open(emb.path) as ds, closing(open_source(raster, emb.info)) as src:
             source = full_source(ds, src, emb.info, bands, fit.grid, emb.info.get("cell") or 1, fit.seed)
             full = source.spec
             wanted = parse_features(fit.features)

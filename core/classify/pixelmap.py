@@ -39,6 +39,10 @@ from .styles import class_values
 from .upsample import JBU, token_guide, upsample
 
 
+#: Most bytes of float32 raster bands read at once for the map (a read block: whole blocks of the raster).
+READ_BYTES = 1 << 27
+
+
 @dataclass(frozen=True)
 class Grid:
     """An output grid: size, geotransform, CRS, and its offset in raster pixels (pixel grid only)."""
@@ -156,10 +160,16 @@ class FeatureSource:
                                  self.emb.height, self.emb.width)
         t0, t1 = self.jbu.token_rows(r0, r1, self.cell, self.emb.height)
         idx = [self.band_index[b] for b in self.spec.guide_bands]
-        raw, valid = self._read_src(r0, r1, idx, c0, c1)
-        guide = np.where(valid[..., None], self.spec.guide(raw), np.nan)
-        return upsample(self._tokens(t0, t1, head), self.token_guide()[t0:t1], t0, guide, r0, self.cell,
-                        self.emb.height, self.jbu, col0=c0)
+        raw, _ = self._read_src(r0, r1, idx, c0, c1)
+        return self._jbu(self._tokens(t0, t1, head), t0, raw, idx, r0, c0)
+
+    def _jbu(self, tokens: np.ndarray, t0: int, raw: np.ndarray, idx: list[int], r0: int, c0: int = 0) -> np.ndarray:
+        """Edge-aware upsampling of ``tokens`` (token rows from ``t0``, at least those the pixels need) to the
+        pixels [r0, r0 + n) x [c0, c0 + w) whose raw guide bands ``idx`` are ``raw`` (G, n, w)."""
+        guide = np.where(self._valid(raw, idx)[..., None], self.spec.guide(raw), np.nan)
+        a, b = self.jbu.token_rows(r0, r0 + raw.shape[1], self.cell, self.emb.height)
+        return upsample(tokens[a - t0:b - t0], self.token_guide()[a:b], a, guide, r0, self.cell, self.emb.height,
+                        self.jbu, col0=c0)
 
     # ------------------------------------------------------------------------------------ samples
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -199,31 +209,54 @@ class FeatureSource:
         With ``head`` (F_emb, C), the ``emb`` features come as their product with it, C channels: a linear
         classifier's class scores, projected on the token grid and upsampled as C channels instead of F_emb
         (upsampling commutes with linear maps), then the ``pixel`` features as usual.
+
+        The raster's bands and the tokens are read once per *read block* of whole raster blocks (256 rows of a
+        Sentinel-2 tile: each compressed block is decoded once, 112 MB for 10 bands) and the strips are cut from
+        it. Reading each few-row strip on its own decoded every block row 40 times over on a full tile, and read
+        the upsampling's token halo again for every strip: 80 % of the map's time (``benchmarks/classify.py``).
         """
         g = self.grid
         cell = 1 if self.spec.grid == "embedding" else self.cell
         width_f = (head.shape[1] if head is not None else self.spec.emb_features) + self.spec.pixel_dim
         # about 128 MB of features per strip; edge-aware upsampling holds (2 radius)^2 weights per pixel besides;
         # never more than the memory left allows (self.strip_pixels, from core.classify.checks.strip_pixels)
-        pixels = (1 << 25) // max(width_f, 8) if self.jbu is None else (1 << 21) // (2 * self.jbu.radius) ** 2
+        pixels = (1 << 25) // max(width_f, 8) if self.jbu is None else (1 << 23) // (2 * self.jbu.radius) ** 2
         step = strip_height(g.width, cell, min(max(1 << 16, pixels), self.strip_pixels))
-        for r0 in range(0, g.height, step):
-            r1 = min(g.height, r0 + step)
-            parts, valid = [], np.ones((r1 - r0, g.width), bool)
-            if "emb" in self.spec.groups:
-                e = self._emb_rows(r0, r1, 0, g.width, head)
-                valid &= np.isfinite(e).all(-1)
-                parts.append(e)
-            if self.src is not None and self.spec.grid == "pixel":
-                idx = [self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]
-                raw, v = self._read_src(r0, r1, idx)
-                valid &= v
-                if "pixel" in self.spec.groups:
-                    parts.append(pixel_features(raw, self.spec))
-            yield r0, np.concatenate(parts, axis=-1), valid
-            if progress is not None:
-                progress.check()
-                progress.update(r1, g.height, message)
+        emb, own = "emb" in self.spec.groups, self.src is not None and self.spec.grid == "pixel"
+        pix = ([self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]) if own else []
+        gui = [self.band_index[b] for b in self.spec.guide_bands] if self.jbu is not None else []
+        idx = list(dict.fromkeys(pix + gui))
+        block = step
+        if own:  # whole raster blocks per read, at most READ_BYTES of float32 bands
+            bh = self.src.block_shapes[0][0]
+            most = max(step, READ_BYTES // (4 * g.width * len(idx)) // step * step)
+            block = min(most, max(step, -(-bh // step) * step))
+        for b0 in range(0, g.height, block):
+            b1 = min(g.height, b0 + block)
+            raw_b = self._read_src(b0, b1, idx)[0] if own else None
+            tok, t0 = None, 0
+            if emb and self.jbu is not None:
+                t0, t1 = self.jbu.token_rows(b0, b1, cell, self.emb.height)
+                tok = self._tokens(t0, t1, head)
+            for r0 in range(b0, b1, step):
+                r1 = min(b1, r0 + step)
+                parts, valid = [], np.ones((r1 - r0, g.width), bool)
+                if emb:
+                    if tok is not None:
+                        e = self._jbu(tok, t0, raw_b[[idx.index(b) for b in gui], r0 - b0:r1 - b0], gui, r0)
+                    else:
+                        e = self._emb_rows(r0, r1, 0, g.width, head)
+                    valid &= np.isfinite(e).all(-1)
+                    parts.append(e)
+                if own:
+                    raw = raw_b[[idx.index(b) for b in pix], r0 - b0:r1 - b0]
+                    valid &= self._valid(raw, pix)
+                    if "pixel" in self.spec.groups:
+                        parts.append(pixel_features(raw, self.spec))
+                yield r0, np.concatenate(parts, axis=-1), valid
+                if progress is not None:
+                    progress.check()
+                    progress.update(r1, g.height, message)
 
     def _read_src(self, r0: int, r1: int, idx: list[int], c0: int = 0,
                   c1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -232,12 +265,16 @@ class FeatureSource:
         c1 = g.width if c1 is None else c1
         win = Window(g.col_off + c0, g.row_off + r0, c1 - c0, r1 - r0)
         raw = read_window(self.src, idx, win, "float32")
+        return raw, self._valid(raw, idx)
+
+    def _valid(self, raw: np.ndarray, idx: list[int]) -> np.ndarray:
+        """Where raw bands ``idx`` (len(idx), ...) all hold data (finite, not the band's nodata value)."""
         nd = nodata_values(self.src)
         valid = np.isfinite(raw).all(0)
         for k, b in enumerate(idx):
             if nd[b - 1] is not None:
                 valid &= raw[k] != nd[b - 1]
-        return raw, valid
+        return valid
 
 
 def pixel_grid(emb_ds: Any, src: Any, cell: int) -> Grid:
@@ -386,8 +423,10 @@ def guide_statistics(src: Any, idx: list[int], offset: float, seed: int = 0,
         starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, 16).round().astype(int))]
     rows = sum(min(height, src.height - r) for r in starts)
     step = max(1, int(math.sqrt(rows * src.width / n)))
+    # each strip's subsample copied, so the strip itself is freed (a view would keep 16 full strips alive:
+    # 1.8 GB for a Sentinel-2 tile)
     raw = np.concatenate([read_window(src, idx, Window(0, r, src.width, min(height, src.height - r)),
-                                      "float32")[:, ::step, ::step] for r in starts], axis=1)
+                                      "float32")[:, ::step, ::step].copy() for r in starts], axis=1)
     nd = nodata_values(src)
     ok = np.isfinite(raw).all(0)
     for k, b in enumerate(idx):
