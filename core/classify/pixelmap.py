@@ -112,10 +112,11 @@ class FeatureSource:
         return out
 
     # ------------------------------------------------------------------------------------ tokens
-    def _tokens(self, t0: int, t1: int, head: np.ndarray | None = None) -> np.ndarray:
-        """Token features (t1 - t0, W_tok, F) of embedding rows [t0, t1), NaN = nodata: the embedding (or its
-        projection) and its context, times ``head`` (F, C) when given."""
-        x = read_window(self.emb, None, Window(0, t0, self.emb.width, t1 - t0), "float32")
+    def _tokens(self, t0: int, t1: int, head: np.ndarray | None = None, a: int = 0, b: int | None = None) -> np.ndarray:
+        """Token features (t1 - t0, b - a, F) of embedding rows [t0, t1) and columns [a, b) (all by default),
+        NaN = nodata: the embedding (or its projection) and its context, times ``head`` (F, C) when given."""
+        b = self.emb.width if b is None else b
+        x = read_window(self.emb, None, Window(a, t0, b - a, t1 - t0), "float32")
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x).all(-1)
         if self.emb.nodata is not None and np.isfinite(self.emb.nodata):
@@ -124,7 +125,7 @@ class FeatureSource:
         if self.spec.components is not None:
             x = (x - self.spec.mean) @ self.spec.components
         if self.context is not None:
-            x = np.concatenate([x, self.context.tokens(t0, t1)], axis=-1)
+            x = np.concatenate([x, self.context.tokens(t0, t1, np.arange(a, b))], axis=-1)
         if head is not None:
             x = x @ head
         x[bad] = np.nan
@@ -159,17 +160,22 @@ class FeatureSource:
             return upsample_rows(self._tokens(t0, t1, head), t0, np.arange(r0, r1), np.arange(c0, c1), self.cell,
                                  self.emb.height, self.emb.width)
         t0, t1 = self.jbu.token_rows(r0, r1, self.cell, self.emb.height)
+        # only the token columns the pixels' neighbourhoods reach (a few for a training sample, not a block row)
+        a, b = self.jbu.token_rows(c0, c1, self.cell, self.emb.width)
         idx = [self.band_index[b] for b in self.spec.guide_bands]
         raw, _ = self._read_src(r0, r1, idx, c0, c1)
-        return self._jbu(self._tokens(t0, t1, head), t0, raw, idx, r0, c0)
+        return self._jbu(self._tokens(t0, t1, head, a, b), t0, raw, idx, r0, c0, a)
 
-    def _jbu(self, tokens: np.ndarray, t0: int, raw: np.ndarray, idx: list[int], r0: int, c0: int = 0) -> np.ndarray:
-        """Edge-aware upsampling of ``tokens`` (token rows from ``t0``, at least those the pixels need) to the
-        pixels [r0, r0 + n) x [c0, c0 + w) whose raw guide bands ``idx`` are ``raw`` (G, n, w)."""
+    def _jbu(self, tokens: np.ndarray, t0: int, raw: np.ndarray, idx: list[int], r0: int, c0: int = 0,
+             a: int = 0) -> np.ndarray:
+        """Edge-aware upsampling of ``tokens`` (token rows from ``t0`` and columns from ``a``, at least those the
+        pixels' neighbourhoods reach, or up to the grid's edge) to the pixels [r0, r0 + n) x [c0, c0 + w) whose
+        raw guide bands ``idx`` are ``raw`` (G, n, w). Cropped columns give the same result: the neighbourhood is
+        clamped only at the grid's own edges, which a crop keeps."""
         guide = np.where(self._valid(raw, idx)[..., None], self.spec.guide(raw), np.nan)
-        a, b = self.jbu.token_rows(r0, r0 + raw.shape[1], self.cell, self.emb.height)
-        return upsample(tokens[a - t0:b - t0], self.token_guide()[a:b], a, guide, r0, self.cell, self.emb.height,
-                        self.jbu, col0=c0)
+        i, j = self.jbu.token_rows(r0, r0 + raw.shape[1], self.cell, self.emb.height)
+        return upsample(tokens[i - t0:j - t0], self.token_guide()[i:j, a:a + tokens.shape[1]], i, guide, r0,
+                        self.cell, self.emb.height, self.jbu, col0=c0 - a * self.cell)
 
     # ------------------------------------------------------------------------------------ samples
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

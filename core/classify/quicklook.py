@@ -1,7 +1,7 @@
 """PNG quicklooks with Pillow: the RGB composite beside the class map, with a legend.
 
 Users would rather look than read: one image shows whether the map follows the landscape. The RGB
-panel is read decimated (GDAL overview-style ``out_shape`` reads), so memory stays small whatever the
+panel is the box average of the raster read in strips of whole blocks, so memory stays small whatever the
 raster's size; it covers exactly the class raster's extent.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
-from rasterio.windows import from_bounds
+from rasterio.windows import from_bounds, Window
 
 from ..errors import SoftConError
 from ..geo.bands import resolve_bands, RGB
@@ -47,11 +47,38 @@ def read_rgb(sources, bounds: tuple[float, float, float, float], shape: tuple[in
             return None
         if any(i is None for i in idx):
             return None
-        win = from_bounds(*bounds, transform=ds.transform)
-        data = ds.read([i + 1 for i in idx], window=win, out_shape=(3, *shape), boundless=True, fill_value=0,
-                       resampling=Resampling.average)
-    data = np.moveaxis(data.astype(np.float32), 0, -1)
+        win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+        data = box_average(ds, [i + 1 for i in idx], win, shape)
+    data = np.moveaxis(data, 0, -1)
     return stretch(data, valid=(data > 0).any(-1))
+
+
+def box_average(ds, indexes: list[int], win: Window, shape: tuple[int, int], rows: int = 512) -> np.ndarray:
+    """Bands ``indexes`` of window ``win`` averaged over boxes to ``shape`` (3, h, w) float32, read in strips of
+    about ``rows`` rows (outside the raster: 0).
+
+    GDAL's own decimated read (``out_shape``, average) decoded the blocks of a compressed pixel-interleaved
+    raster again and again (45 s for a Sentinel-2 tile's quicklook); strips decode each block once."""
+    h, w = shape
+    height, width = int(win.height), int(win.width)
+    if h >= height or w >= width:  # no decimation: GDAL's read is exact and cheap
+        return ds.read(indexes, window=win, out_shape=(len(indexes), h, w), boundless=True, fill_value=0,
+                       resampling=Resampling.average).astype(np.float32)
+    r_edges = np.linspace(0, height, h + 1).round().astype(int)
+    c_edges = np.linspace(0, width, w + 1).round().astype(int)
+    out = np.zeros((len(indexes), h, w), np.float32)
+    i = 0
+    while i < h:
+        j = i + 1
+        while j < h and r_edges[j + 1] - r_edges[i] <= rows:
+            j += 1
+        r0, r1 = r_edges[i], r_edges[j]
+        strip = ds.read(indexes, window=Window(win.col_off, win.row_off + r0, width, r1 - r0), boundless=True,
+                        fill_value=0, out_dtype="float32")
+        sums = np.add.reduceat(np.add.reduceat(strip, r_edges[i:j] - r0, axis=1), c_edges[:-1], axis=2)
+        out[:, i:j] = sums / (np.diff(r_edges[i:j + 1])[:, None] * np.diff(c_edges)[None, :])
+        i = j
+    return out
 
 
 def _font(size: int):
