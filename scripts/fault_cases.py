@@ -7,6 +7,7 @@ The checks and preparations are in ``scripts/fault_checks.py``.
 """
 from __future__ import annotations
 
+import json
 import signal
 
 import numpy as np
@@ -55,6 +56,13 @@ def reference_runs(ctx: Ctx) -> dict[str, list[str]]:
         "tiles": ["core.classify", "apply", f"{ctx.fix}/tiles_good", "--classifier", f"{ref}/main/classifier.npz",
                   "--out-dir", f"{ref}/tiles"],
     }
+
+
+def other_features(ctx: Ctx) -> str:
+    """A ``--features`` value the reference classifier (``auto``'s choice on the crop) was not trained on."""
+    with np.load(ctx.ref / "main" / "classifier.npz", allow_pickle=False) as z:
+        groups = json.loads(str(z["meta_json"]))["features"]["groups"]
+    return "pixel" if "emb" in groups else "emb"
 
 
 def sample(class_map: str, *extra: str) -> list[str]:
@@ -192,8 +200,8 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("apply to offset, no metadata", P, A("offset.tif"), "any", ok_apply),
         Case("apply to offset, --offset", P, A("offset.tif", "{REF}/main/classifier.npz", "--offset", "1000"),
              "ok", ok_apply),
-        Case("apply --features emb", P, A("crop.tif", "{REF}/main/classifier.npz", "--features", "emb"), "error",
-             nothing_left),
+        Case("apply --features other than trained", P,
+             A("crop.tif", "{REF}/main/classifier.npz", "--features", other_features(ctx)), "error", nothing_left),
         Case("apply --grid embedding", P, A("crop.tif", "{REF}/main/classifier.npz", "--grid", "embedding"),
              "error", nothing_left),
         Case("apply to its embedding raster", P, A("{REF}/emb.tif"), "ok", ok_apply),
@@ -219,7 +227,7 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("resume, out-dir = the tiles' folder", TL, A("{OUT}/o"), "ok",
              all_of(tiles_whole(["east", "west"]), agrees(0.95, "main", "classes.vrt")), before=half_done_in_inputs),
         Case("tiles, SIGINT mid-run", TL, A("tiles_good", "{REF}/main/classifier.npz", "--no-cache"), "interrupt",
-             tiles_complete, kill=sigint_after(5)),
+             tiles_complete, kill=sigint_after(1)),
         # ---------------------------------------------------------------- accuracy assessment
         Case("sample the class map", AS, sample(M, "--size", "120"), "ok", sample_of(120)),
         Case("sample, size from eq. 13", AS, sample(M), "ok", sample_of(None)),
@@ -260,7 +268,7 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("protocol: text as raster", PR, C("text.tif"), "error", nothing_left, env=JSONL),
         Case("protocol: unlabelled sample", PR, estimate(M, "{REF}/sample.gpkg"), "error", nothing_left, env=JSONL),
         Case("protocol: Cancel (SIGTERM) mid-run", PR, C("crop.tif", "pts.geojson", "--no-cache"), "interrupt",
-             earlier_kept, before=copy_ref, kill=(5, signal.SIGTERM), env=JSONL),
+             earlier_kept, before=copy_ref, kill=(1, signal.SIGTERM), env=JSONL),
     ]
     cv_flags = ("--block-size", "--cv-folds")  # these need the cross-validation; the others run FAST
     out += [Case(f"classify {' '.join(x)}", FL, (D("crop.tif", "pts.geojson", *FAST[:2], *x) if x[0] in cv_flags else
@@ -341,7 +349,7 @@ def cases(ctx: Ctx) -> list[Case]:
         Case("ulimit -v 2 GB, demo scene", E, ["core.classify", "demo", "--out-dir", "{OUT}/o"], "any", outputs_ok,
              shell_prefix="ulimit -v 2000000", timeout=600),
         Case("SIGINT mid-run", E, C("crop.tif", "pts.geojson", "--no-cache"), "interrupt", earlier_kept,
-             before=copy_ref, kill=sigint_after(5)),
+             before=copy_ref, kill=sigint_after(1)),
         Case("SIGKILL then rerun", E, C("crop.tif", "pts.geojson", "--no-cache"), "ok", no_temp_left,
              kill=(5, signal.SIGKILL)),
         Case("two runs into one folder", E, C("crop.tif"), "any", outputs_ok, concurrent=True),

@@ -48,7 +48,7 @@ class Case:
     env: dict = field(default_factory=dict)
     timeout: float = 300.0
     shell_prefix: str = ""
-    kill: tuple[float, int] | None = None
+    kill: tuple[float, int] | None = None  # (s after the first progress line, signal): the crop runs in < 5 s
     concurrent: bool = False
 
 
@@ -208,8 +208,11 @@ def reverse_bands(meta: dict) -> None:
 
 
 def reverse_feature_bands(meta: dict) -> None:
-    fs = meta.get("features") or {}
-    fs["bands"] = list(reversed(fs.get("bands", [])))
+    """The pixel bands reversed, or the upsampling's guide bands when the features have no pixel bands (a
+    classifier on ``emb`` alone: reversing an empty list would leave the file as it was)."""
+    fs = meta["features"]
+    key = "bands" if fs.get("bands") else "guide_bands"
+    fs[key] = list(reversed(fs[key]))
 
 
 def rename_classes(meta: dict) -> None:

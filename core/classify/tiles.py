@@ -257,6 +257,8 @@ def apply_tiles(
         if result.tiles:
             try:
                 write_mosaics(out_dir)
+                progress.log(f"{len(result.tiles)} finished tile(s) kept in {root} with their mosaic; the tile "
+                             "being mapped was discarded: run the same command again to map the rest.")
             except Exception as e:  # the interruption is what the user must hear about
                 progress.log(f"Mosaic of the finished tiles not written: {e}")
         raise
