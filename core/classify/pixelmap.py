@@ -136,7 +136,10 @@ class FeatureSource:
         if self._tok_guide is None:
             g, idx = self.grid, [self.band_index[b] for b in self.spec.guide_bands]
             out = np.full((self.emb.height, self.emb.width, len(idx)), np.nan, np.float32)
-            step = max(1, strip_height(g.width * len(idx), self.cell) // self.cell)
+            # token rows per read: whole blocks of the raster where they fit in READ_BYTES / 2 of float32 bands
+            # (a strip of one token row decoded each block row of a Sentinel-2 tile 32 times over)
+            bh = -(-self.src.block_shapes[0][0] // self.cell)
+            step = max(1, min(bh, (READ_BYTES // 2) // (4 * g.width * len(idx) * self.cell)))
             for t0 in range(0, self.emb.height, step):
                 t1 = min(self.emb.height, t0 + step)
                 r0, r1 = t0 * self.cell, min(g.height, t1 * self.cell)
