@@ -184,7 +184,7 @@ def test_samples_in_another_crs_give_the_same_result(demo, tmp_path):
     gpkg = tmp_path / "utm.gpkg"
     write(gpkg, shapely.to_wkb(utm), [np.array(vec.labels, dtype=object)], ["landcover"], geometry_type="Point",
           crs="EPSG:32618", driver="GPKG")
-    fit = FitSpec(method="prototype", compare_methods=False)
+    fit = FitSpec(method="prototype", grid="embedding", compare_methods=False)  # 80 m: the map is not the point
     a = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "a", EmbedSpec(), fit)
     b = classify(demo.embedding, Samples(gpkg, "landcover"), tmp_path / "b", EmbedSpec(), fit)
     assert np.array_equal(_classes(a.class_raster), _classes(b.class_raster))
@@ -202,7 +202,7 @@ def test_integer_class_codes_are_the_pixel_values(demo, tmp_path):
     gpkg = tmp_path / "codes.gpkg"
     write(gpkg, shapely.to_wkb(vec.geometries), [np.array([code[v] for v in vec.labels], dtype=np.int32)],
           ["class_id"], geometry_type="Point", crs="EPSG:4326", driver="GPKG")
-    fit = FitSpec(method="prototype", compare_methods=False)
+    fit = FitSpec(method="prototype", grid="embedding", compare_methods=False)  # 80 m: the map is not the point
     a = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "a", EmbedSpec(), fit, save_classifier=True)
     b = classify(demo.embedding, Samples(gpkg, "class_id"), tmp_path / "b", EmbedSpec(), fit, save_classifier=True)
     renamed = {i + 1: code[n] for i, n in enumerate(a.class_names)}
@@ -237,7 +237,7 @@ def test_a_registered_toy_classifier_maps_and_is_compared(demo, tmp_path):
     """A method added in one call (tests/toy_classifier.py) is fitted, mapped, saved, applied and compared."""
     with toy_classifier.registered():
         r = classify(demo.embedding, Samples(DEMO_POINTS, "class"), tmp_path / "toy", EmbedSpec(),
-                     FitSpec(method="centroid", params={"spread": 2.0}), save_classifier=True)
+                     FitSpec(method="centroid", params={"spread": 2.0}, grid="embedding"), save_classifier=True)
         assert r.report["method"] == "centroid" and r.report["params"] == {"spread": 2.0}
         rows = r.report["cross_validation"]["method_comparison"]
         assert [row["method"] for row in rows if row["chosen"]] == ["centroid"]
