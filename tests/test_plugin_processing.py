@@ -242,7 +242,7 @@ def test_classify_from_polygons_in_a_memory_layer(classified, data, tmp_path):
                                                    "OUTPUT": "memory:"})["OUTPUT"]
     polygons = processing.run("native:buffer", {"INPUT": utm, "DISTANCE": 60, "OUTPUT": "memory:"})["OUTPUT"]
     assert polygons.geometryType() == 2  # polygon
-    params = dict(classified["params"], TRAINING=polygons, METHOD="prototype", OUTPUT_CLASSIFIER=None,
+    params = dict(classified["params"], TRAINING=polygons, METHOD="prototype", CV_FOLDS=0, OUTPUT_CLASSIFIER=None,
                   OUTPUT_CLASSES=str(tmp_path / "classes.tif"), OUTPUT_PROBABILITY=None, OUTPUT_CONFIDENCE=None,
                   OUTPUT_REPORT=str(tmp_path / "report.html"))
     ok, res, fb = helpers.run("softcon:classify", params)
