@@ -165,7 +165,7 @@ class FeatureSource:
         t0, t1 = self.jbu.token_rows(r0, r1, self.cell, self.emb.height)
         # only the token columns the pixels' neighbourhoods reach (a few for a training sample, not a block row)
         a, b = self.jbu.token_rows(c0, c1, self.cell, self.emb.width)
-        idx = [self.band_index[b] for b in self.spec.guide_bands]
+        idx = [self.band_index[name] for name in self.spec.guide_bands]
         raw, _ = self._read_src(r0, r1, idx, c0, c1)
         return self._jbu(self._tokens(t0, t1, head, a, b), t0, raw, idx, r0, c0, a)
 
@@ -235,6 +235,7 @@ class FeatureSource:
         pix = ([self.band_index[b] for b in self.spec.bands] if "pixel" in self.spec.groups else [1]) if own else []
         gui = [self.band_index[b] for b in self.spec.guide_bands] if self.jbu is not None else []
         idx = list(dict.fromkeys(pix + gui))
+        at_pix, at_gui = [idx.index(i) for i in pix], [idx.index(i) for i in gui]  # their rows in a read block
         block = step
         if own:  # whole raster blocks per read, at most READ_BYTES of float32 bands
             bh = self.src.block_shapes[0][0]
@@ -252,13 +253,13 @@ class FeatureSource:
                 parts, valid = [], np.ones((r1 - r0, g.width), bool)
                 if emb:
                     if tok is not None:
-                        e = self._jbu(tok, t0, raw_b[[idx.index(b) for b in gui], r0 - b0:r1 - b0], gui, r0)
+                        e = self._jbu(tok, t0, raw_b[at_gui, r0 - b0:r1 - b0], gui, r0)
                     else:
                         e = self._emb_rows(r0, r1, 0, g.width, head)
                     valid &= np.isfinite(e).all(-1)
                     parts.append(e)
                 if own:
-                    raw = raw_b[[idx.index(b) for b in pix], r0 - b0:r1 - b0]
+                    raw = raw_b[at_pix, r0 - b0:r1 - b0]
                     valid &= self._valid(raw, pix)
                     if "pixel" in self.spec.groups:
                         parts.append(pixel_features(raw, self.spec))
